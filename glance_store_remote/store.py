@@ -1,0 +1,185 @@
+"""The ``remote-glance`` glance_store driver: an edge Glance reads its images
+from a central Glance.
+
+This module is only the glance_store surface: the location format, the
+driver's capabilities, and the one table that turns this package's
+exceptions into glance_store's. Talking to central lives in ``upstream.py``.
+
+Glance imports every enabled driver module to list and register options,
+and drops a store silently when that import fails: keep the imports here
+light and certain.
+
+Locations look like ``remote-glance://<backend>/<central-image-uuid>``.
+"""
+
+import contextlib
+import logging
+import re
+
+from glance_store import capabilities
+from glance_store import driver
+from glance_store import exceptions as gs_exceptions
+from glance_store import location as gs_location
+
+from glance_store_remote import exceptions
+from glance_store_remote import opts
+from glance_store_remote import upstream
+
+LOG = logging.getLogger(__name__)
+
+SCHEME = 'remote-glance'
+
+# Glance image IDs are lowercase canonical UUIDs; nothing else is accepted,
+# so a location can never smuggle a path, a query or credentials to central.
+_UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}'
+_BACKEND = '[A-Za-z0-9_-]{1,255}'
+_LOCATION = re.compile(r'remote-glance://(?P<backend>%s)/(?P<image_id>%s)'
+                       % (_BACKEND, _UUID))
+
+# The one place where our errors become glance_store's (and so HTTP codes:
+# NotFound is 400 at location add, RemoteServiceUnavailable is 503 at
+# download). A lying central is as unusable as an absent one.
+_TO_GLANCE_STORE = (
+    (exceptions.InvalidLocation, gs_exceptions.BadStoreUri),
+    (exceptions.UpstreamNotFound, gs_exceptions.NotFound),
+    (exceptions.UpstreamUnavailable, gs_exceptions.RemoteServiceUnavailable),
+    (exceptions.UpstreamProtocolError,
+     gs_exceptions.RemoteServiceUnavailable),
+)
+
+
+def parse_location(uri, backend):
+    """Return the central image ID of *uri*, a location of *backend*.
+
+    :raises InvalidLocation: for anything but
+        ``remote-glance://<backend>/<lowercase uuid>``
+    """
+    match = _LOCATION.fullmatch(uri) if isinstance(uri, str) else None
+    if match is None:
+        raise exceptions.InvalidLocation(
+            'a remote-glance location must be remote-glance://%s/<central '
+            'image id as a lowercase UUID>, with nothing else' % backend)
+    if match['backend'] != backend:
+        raise exceptions.InvalidLocation(
+            'location names backend %r, not %r' % (match['backend'], backend))
+    return match['image_id']
+
+
+@contextlib.contextmanager
+def _glance_store_errors():
+    """Re-raise this package's errors as the glance_store exception Glance
+    maps to the right HTTP answer."""
+    try:
+        yield
+    except exceptions.RemoteGlanceError as e:
+        for ours, theirs in _TO_GLANCE_STORE:
+            if isinstance(e, ours):
+                LOG.warning('%s', e)
+                raise theirs(message=str(e)) from None
+        raise
+
+
+class StoreLocation(gs_location.StoreLocation):
+    """``remote-glance://<backend>/<central-image-uuid>``."""
+
+    def process_specs(self):
+        self.backend = self.specs['backend']
+        self.image_id = self.specs['image_id']
+
+    def parse_uri(self, uri):
+        backend = self.backend_group
+        with _glance_store_errors():
+            self.image_id = parse_location(uri, backend)
+        self.backend = backend
+
+    def get_uri(self):
+        return '%s://%s/%s' % (SCHEME, self.backend, self.image_id)
+
+
+class Store(driver.Store):
+    """Read-only store whose images live in a central Glance."""
+
+    # Reads, offsets and ranges; no WRITE_ACCESS, so an upload is refused
+    # with 410 before it reaches us. READ_RANDOM already holds READ_ACCESS.
+    _CAPABILITIES = (capabilities.BitMasks.READ_RANDOM |
+                     capabilities.BitMasks.DRIVER_REUSABLE)
+    OPTIONS = opts.store_opts
+
+    def __init__(self, conf, backend=None):
+        super().__init__(conf, backend=backend)
+        self._central = None
+        if backend:
+            self._url_prefix = '%s://%s/' % (SCHEME, backend)
+
+    def get_schemes(self):
+        return (SCHEME,)
+
+    def configure(self, re_raise_bsc=False):
+        """Read the backend group and prepare (not open) the connection to
+        central.
+
+        :raises BadStoreConfiguration: the group cannot describe a central
+            Glance (no backend group, no auth_type nor endpoint_override, an
+            unknown auth plugin)
+        """
+        backend = self.backend_group
+        if not backend:
+            raise gs_exceptions.BadStoreConfiguration(
+                store_name=SCHEME, reason='remote-glance works only as a '
+                'backend of enabled_backends (multi-store Glance)')
+        opts.register_keystoneauth_opts(self.conf, backend)
+        group = self.conf[backend]
+        if not (group.auth_type or group.endpoint_override):
+            raise gs_exceptions.BadStoreConfiguration(
+                store_name=backend, reason='set auth_type (and its options) '
+                'or endpoint_override in [%s] to say where central Glance '
+                'is' % backend)
+        try:
+            self._central = upstream.Central.from_conf(self.conf, backend)
+        except Exception as e:
+            raise gs_exceptions.BadStoreConfiguration(
+                store_name=backend, reason=upstream.redact(str(e)))
+        super().configure(re_raise_bsc=re_raise_bsc)
+
+    def get_size(self, location, context=None):
+        """Size of the central image, from its record.
+
+        Cost: one GET to central the first time; the record is then reused
+        (``remote_glance_record_ttl``) for the repeated calls Glance makes
+        while adding a location.
+        """
+        image_id = location.store_location.image_id
+        with _glance_store_errors():
+            return self._central.record(
+                image_id, request_id=_request_id(context)).size
+
+    @capabilities.check
+    def get(self, location, offset=0, chunk_size=None, context=None):
+        """Stream the central image, or the *chunk_size* bytes from *offset*
+        of it (Glance passes the Range length as *chunk_size*).
+
+        :returns: (iterator of bytes, number of bytes it yields)
+        """
+        image_id = location.store_location.image_id
+        request_id = _request_id(context)
+        with _glance_store_errors():
+            record = self._central.record(image_id, request_id=request_id)
+            length = (chunk_size if chunk_size is not None
+                      else record.size - offset)
+            data = self._central.open_data(record, offset, length,
+                                           request_id=request_id)
+        return data, length
+
+    def delete(self, location, context=None):
+        """Release what this edge holds for the location; central is never
+        touched: its image belongs to central, not to this edge.
+
+        Not behind ``capabilities.check``, which would demand WRITE_ACCESS
+        and refuse the edge's own clean-up.
+        """
+        self._central.forget(location.store_location.image_id)
+
+
+def _request_id(context):
+    return getattr(context, 'global_request_id', None) or getattr(
+        context, 'request_id', None)

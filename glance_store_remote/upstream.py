@@ -1,0 +1,310 @@
+"""Talking to central Glance: its image records and its image data.
+
+This module owns the keystoneauth1 session to central, the translation of
+every transport failure into this package's exceptions, and the protocol
+checks that keep a lying or broken central from handing the edge anything it
+did not ask for. It never sends anything but GET: the edge reads central and
+never changes it.
+"""
+
+import collections
+import json
+import re
+import threading
+import time
+import urllib.parse
+
+from keystoneauth1 import exceptions as ks_exc
+from keystoneauth1 import loading as ks_loading
+import urllib3.exceptions
+
+from glance_store_remote import exceptions
+
+# A Glance image record is a few KiB; 128 properties of 255 characters stay
+# far below this. Anything larger is not a record we will parse.
+MAX_RECORD_BYTES = 1024 * 1024
+
+# Same-origin redirects followed before giving up; a redirect to another
+# origin is refused at once.
+MAX_REDIRECTS = 3
+
+# Records remembered in memory per backend, least recently used dropped.
+RECORD_MEMO_SIZE = 1024
+
+_USERINFO = re.compile(r'(//)[^/@\s]*@')
+
+
+def redact(text):
+    """Remove user information (``user:secret@``) from URLs inside *text*."""
+    return _USERINFO.sub(r'\1***@', text)
+
+
+def _origin(url):
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme, parts.hostname, parts.port
+
+
+class ImageRecord:
+    """The parts of central's image record the data path relies on.
+
+    ``raw`` keeps the whole record as central sent it.
+    """
+
+    __slots__ = ('id', 'size', 'status', 'checksum', 'os_hash_algo',
+                 'os_hash_value', 'raw')
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.id = raw['id']
+        self.size = raw['size']
+        self.status = raw['status']
+        self.checksum = raw.get('checksum')
+        self.os_hash_algo = raw.get('os_hash_algo')
+        self.os_hash_value = raw.get('os_hash_value')
+
+    @classmethod
+    def from_body(cls, backend, image_id, body):
+        """Parse and check a record body; raise UpstreamProtocolError if it
+        is not the active image we asked for, or UpstreamNotFound if the
+        image exists but has no data to read."""
+        try:
+            raw = json.loads(body)
+        except ValueError:
+            raise exceptions.UpstreamProtocolError(
+                backend, 'central sent a record for image %s that is not '
+                'JSON' % image_id)
+        if not isinstance(raw, dict) or raw.get('id') != image_id:
+            raise exceptions.UpstreamProtocolError(
+                backend, 'central sent a record that is not image %s'
+                % image_id)
+        status = raw.get('status')
+        if status != 'active':
+            raise exceptions.UpstreamNotFound(
+                backend, 'central image %s is %s, not active'
+                % (image_id, status))
+        size = raw.get('size')
+        if type(size) is not int or size <= 0:
+            raise exceptions.UpstreamProtocolError(
+                backend, 'central record of image %s has no valid size '
+                '(%r)' % (image_id, size))
+        return cls(raw)
+
+
+class Central:
+    """Read access to one central Glance, as one backend group sees it.
+
+    Thread safe: one instance serves every request of a glance-api worker.
+    """
+
+    def __init__(self, backend, adapter, chunk_size, record_ttl,
+                 clock=time.monotonic):
+        self.backend = backend
+        self._adapter = adapter
+        self.chunk_size = chunk_size
+        self._record_ttl = record_ttl
+        self._clock = clock
+        self._memo = collections.OrderedDict()
+        self._memo_lock = threading.Lock()
+
+    @classmethod
+    def from_conf(cls, conf, backend):
+        """Build from the backend group's keystoneauth1 and driver options.
+
+        No network call happens here: the first request authenticates.
+
+        :raises keystoneauth1.exceptions.ClientException: bad auth options
+        """
+        group = conf[backend]
+        auth = ks_loading.load_auth_from_conf_options(conf, backend)
+        session = ks_loading.load_session_from_conf_options(
+            conf, backend, auth=auth, app_name='glance-store-remote')
+        adapter = ks_loading.load_adapter_from_conf_options(
+            conf, backend, session=session)
+        return cls(backend, adapter, group.remote_glance_chunk_size,
+                   group.remote_glance_record_ttl)
+
+    def probe(self):
+        """List one image at central to prove it answers and accepts our
+        credentials; return the (redacted) endpoint used.
+
+        :raises UpstreamUnavailable, UpstreamProtocolError
+        """
+        self._get('/v2/images?limit=1', 200, '(list)').close()
+        try:
+            return redact(self._adapter.get_endpoint())
+        except ks_exc.ClientException as e:
+            raise self._unavailable(e) from None
+
+    # -- records ---------------------------------------------------------
+
+    def record(self, image_id, request_id=None):
+        """Central's record of *image_id*, reused for ``record_ttl`` seconds.
+
+        Cost: one GET to central on a miss; a dict lookup otherwise.
+
+        :raises UpstreamNotFound, UpstreamUnavailable, UpstreamProtocolError
+        """
+        now = self._clock()
+        with self._memo_lock:
+            found = self._memo.get(image_id)
+            if found is not None and now - found[0] < self._record_ttl:
+                self._memo.move_to_end(image_id)
+                return found[1]
+        record = self.fetch_record(image_id, request_id=request_id)
+        with self._memo_lock:
+            self._memo[image_id] = (now, record)
+            self._memo.move_to_end(image_id)
+            while len(self._memo) > RECORD_MEMO_SIZE:
+                self._memo.popitem(last=False)
+        return record
+
+    def forget(self, image_id):
+        """Drop the remembered record of *image_id*, if any."""
+        with self._memo_lock:
+            self._memo.pop(image_id, None)
+
+    def fetch_record(self, image_id, request_id=None):
+        """GET central's record of *image_id*, bypassing the memo."""
+        resp = self._get('/v2/images/%s' % image_id, 200, image_id,
+                         stream=True, request_id=request_id)
+        try:
+            body = resp.raw.read(MAX_RECORD_BYTES + 1, decode_content=True)
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise exceptions.UpstreamUnavailable(
+                self.backend, 'reading the record of image %s failed: %s'
+                % (image_id, redact(str(e))))
+        finally:
+            resp.close()
+        if len(body) > MAX_RECORD_BYTES:
+            raise exceptions.UpstreamProtocolError(
+                self.backend, 'central sent a record for image %s larger '
+                'than %d bytes' % (image_id, MAX_RECORD_BYTES))
+        return ImageRecord.from_body(self.backend, image_id, body)
+
+    # -- data ------------------------------------------------------------
+
+    def open_data(self, record, offset=0, length=None, request_id=None):
+        """Start reading *length* bytes of the image from *offset*.
+
+        Sends a Range request unless the whole image is asked for, and checks
+        that central answers exactly that range before any byte is handed
+        out. Returns a generator of chunks of at most ``chunk_size`` bytes
+        that yields exactly *length* bytes in all, or raises
+        UpstreamStreamError (an IOError) part way. Memory: one chunk.
+
+        :raises UpstreamNotFound, UpstreamUnavailable, UpstreamProtocolError
+        """
+        size = record.size
+        if length is None:
+            length = size - offset
+        if offset < 0 or length <= 0 or offset + length > size:
+            raise ValueError('range %d+%d outside image of %d bytes'
+                             % (offset, length, size))
+        last = offset + length - 1
+        whole = offset == 0 and length == size
+        headers = {} if whole else {'Range': 'bytes=%d-%d' % (offset, last)}
+        resp = self._get('/v2/images/%s/file' % record.id,
+                         200 if whole else 206, record.id,
+                         headers=headers, stream=True, request_id=request_id)
+        try:
+            self._check_data_headers(resp, record, offset, last, length,
+                                     whole)
+        except Exception:
+            resp.close()
+            raise
+        return self._stream(resp, record.id, length)
+
+    def _check_data_headers(self, resp, record, offset, last, length, whole):
+        declared = resp.headers.get('Content-Length')
+        if declared is not None and declared != str(length):
+            raise exceptions.UpstreamProtocolError(
+                self.backend, 'central declared %s bytes for image %s where '
+                '%d were expected' % (declared, record.id, length))
+        if not whole:
+            expected = 'bytes %d-%d/%d' % (offset, last, record.size)
+            got = resp.headers.get('Content-Range')
+            if got != expected:
+                raise exceptions.UpstreamProtocolError(
+                    self.backend, 'central answered range %r for image %s '
+                    'where %r was asked' % (got, record.id, expected))
+
+    def _stream(self, resp, image_id, length):
+        read = resp.raw.read
+        chunk_size = self.chunk_size
+        remaining = length
+        try:
+            while remaining:
+                try:
+                    chunk = read(min(chunk_size, remaining))
+                except (urllib3.exceptions.HTTPError, OSError) as e:
+                    raise exceptions.UpstreamStreamError(
+                        self.backend, 'image %s: stream from central failed '
+                        'after %d of %d bytes: %s'
+                        % (image_id, length - remaining, length,
+                           redact(str(e)))) from None
+                if not chunk:
+                    raise exceptions.UpstreamStreamError(
+                        self.backend, 'image %s: central ended the stream '
+                        'after %d of %d bytes'
+                        % (image_id, length - remaining, length))
+                remaining -= len(chunk)
+                yield chunk
+        finally:
+            resp.close()
+
+    # -- HTTP --------------------------------------------------------------
+
+    def _get(self, url, expected, image_id, headers=None, stream=False,
+             request_id=None):
+        """GET *url* from central, following same-origin redirects only, and
+        return the response once its status is *expected*."""
+        for _ in range(MAX_REDIRECTS + 1):
+            resp = self._send(url, headers, stream, request_id)
+            if not resp.is_redirect:
+                break
+            target = urllib.parse.urljoin(resp.url, resp.headers['Location'])
+            resp.close()
+            if _origin(target) != _origin(resp.url):
+                scheme, host, port = _origin(target)
+                raise exceptions.UpstreamProtocolError(
+                    self.backend, 'central redirected image %s to another '
+                    'origin (%s://%s:%s); refused'
+                    % (image_id, scheme, host, port))
+            url = target
+        else:
+            raise exceptions.UpstreamProtocolError(
+                self.backend, 'central redirected image %s more than %d '
+                'times' % (image_id, MAX_REDIRECTS))
+        if resp.status_code != expected:
+            resp.close()
+            raise self._status_error(resp.status_code, expected, image_id)
+        return resp
+
+    def _send(self, url, headers, stream, request_id):
+        try:
+            return self._adapter.get(
+                url, headers=headers, stream=stream, raise_exc=False,
+                redirect=False, global_request_id=request_id)
+        except ks_exc.ClientException as e:
+            raise self._unavailable(e) from None
+
+    def _unavailable(self, error):
+        return exceptions.UpstreamUnavailable(
+            self.backend, 'central is unavailable (%s: %s)'
+            % (type(error).__name__, redact(str(error))))
+
+    def _status_error(self, status, expected, image_id):
+        if status == 404:
+            return exceptions.UpstreamNotFound(
+                self.backend, 'central has no image %s' % image_id)
+        if status in (401, 403):
+            return exceptions.UpstreamUnavailable(
+                self.backend, 'central refused access to image %s (HTTP %d)'
+                % (image_id, status))
+        if status >= 500 or status == 429:
+            return exceptions.UpstreamUnavailable(
+                self.backend, 'central answered HTTP %d for image %s'
+                % (status, image_id))
+        return exceptions.UpstreamProtocolError(
+            self.backend, 'central answered HTTP %d for image %s where %d '
+            'was expected' % (status, image_id, expected))

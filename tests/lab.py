@@ -1,0 +1,413 @@
+"""A loopback lab of real Glance API servers: one central, one edge.
+
+Both are the ``glance`` package from PyPI served by gunicorn on free
+127.0.0.1 ports, each with its own sqlite database, image, staging, task and
+lock directories in one temporary directory. The edge has
+``enabled_backends = local:file, central:remote-glance`` with this driver.
+
+The demo, the functional tests and the benchmarks all use this module. It
+waits for readiness, keeps each server's logs (central's access log is
+parsed so tests can count what reached central), can stop, restart, freeze
+and thaw central to cut the WAN, can run the edge with several worker
+processes, and always stops every process it started (by process group)
+and removes its directory: on ``stop()``, on a failed ``start()``, at
+interpreter exit, and, through PR_SET_PDEATHSIG, when the process that
+started a server dies without cleaning up.
+
+Identity without Keystone (see GLANCE-NOTES.md):
+
+* central runs the unauthenticated flavor with a policy that lets that
+  (admin) context through: the driver's ``auth_type = none`` reads it the way
+  a service credential that sees every image would;
+* the edge runs ``headerauth``, the stock keystone pipeline minus
+  ``authtoken``, so each request's project and roles come from
+  ``X-Project-Id`` / ``X-Roles`` headers and Glance's default policy applies.
+  Loopback test labs only; never a shipped configuration.
+"""
+
+import atexit
+import collections
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import requests
+
+GLANCE_ETC = os.path.join(sys.prefix, 'etc', 'glance')
+BIN = os.path.dirname(sys.executable)
+HOST = '127.0.0.1'
+
+START_TIMEOUT = 60     # seconds for a server to answer after launch
+STOP_TIMEOUT = 10      # seconds for a graceful stop before SIGKILL
+
+# Central's access log, one request a line, tab separated.
+ACCESS_FIELDS = ('method', 'path', 'query', 'status', 'sent', 'range',
+                 'agent')
+ACCESS_FORMAT = '\t'.join(('%(m)s', '%(U)s', '%(q)s', '%(s)s', '%(B)s',
+                           '%({range}i)s', '%({user-agent}i)s'))
+AccessEntry = collections.namedtuple('AccessEntry', ACCESS_FIELDS)
+
+Identity = collections.namedtuple('Identity', 'project_id user_id roles')
+ADMIN = Identity('edge-admins', 'operator',
+                 ('admin', 'member', 'reader', 'service'))
+
+_PR_SET_PDEATHSIG = 1
+_live = set()
+_live_lock = threading.Lock()
+
+
+def _die_with_parent():
+    """preexec_fn: the server gets SIGTERM if the test process dies."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG,
+                                                signal.SIGTERM)
+    except Exception:
+        pass
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def _paste_ini():
+    """The stock paste file plus a ``headerauth`` flavor."""
+    with open(os.path.join(GLANCE_ETC, 'glance-api-paste.ini')) as f:
+        text = f.read()
+    lines = []
+    for line in text.splitlines():
+        lines.append(line)
+        if line.startswith('keystone = '):
+            lines.append('headerauth = ' + line[len('keystone = '):]
+                         .replace('authtoken ', ''))
+    lines += ['', '[composite:glance-api-headerauth]',
+              'paste.composite_factory = glance.api:root_app_factory',
+              '/: api', '/healthcheck: healthcheck', '']
+    return '\n'.join(lines)
+
+
+def _ini(sections):
+    out = []
+    for section, values in sections.items():
+        out.append('[%s]' % section)
+        for key, value in values.items():
+            if isinstance(value, bool):
+                value = str(value).lower()
+            out.append('%s = %s' % (key, value))
+        out.append('')
+    return '\n'.join(out)
+
+
+def _merge(base, extra):
+    merged = {section: dict(values) for section, values in base.items()}
+    for section, values in (extra or {}).items():
+        merged.setdefault(section, {}).update(values)
+    return merged
+
+
+class GlanceServer:
+    """One glance-api under gunicorn, living in ``root``."""
+
+    def __init__(self, name, root, flavor='', backends=None, options=None,
+                 workers=1, policy=None):
+        self.name = name
+        self.root = root
+        self.port = free_port()
+        self.url = 'http://%s:%d' % (HOST, self.port)
+        self.workers = workers
+        self.log_file = os.path.join(root, 'glance-api.log')
+        self.gunicorn_log = os.path.join(root, 'gunicorn.log')
+        self.access_log = os.path.join(root, 'access.log')
+        self.db_file = os.path.join(root, 'glance.sqlite')
+        self.proc = None
+        for sub in ('images', 'staging', 'tasks', 'locks', 'cache'):
+            os.makedirs(os.path.join(root, sub), exist_ok=True)
+        backends = backends or {'local': 'file'}
+        sections = {
+            'DEFAULT': {
+                'enabled_backends': ', '.join(
+                    '%s:%s' % item for item in backends.items()),
+                'log_file': self.log_file,
+                'debug': True,
+                'worker_self_reference_url': self.url,
+                'show_multiple_locations': True,
+                'image_cache_dir': os.path.join(root, 'cache'),
+            },
+            'database': {'connection': 'sqlite:///' + self.db_file},
+            'glance_store': {'default_backend': 'local'},
+            'local': {'filesystem_store_datadir':
+                      os.path.join(root, 'images')},
+            'os_glance_staging_store': {'filesystem_store_datadir':
+                                        os.path.join(root, 'staging')},
+            'os_glance_tasks_store': {'filesystem_store_datadir':
+                                      os.path.join(root, 'tasks')},
+            'oslo_concurrency': {'lock_path': os.path.join(root, 'locks')},
+            'paste_deploy': {'flavor': flavor},
+        }
+        if policy:
+            policy_file = os.path.join(root, 'policy.yaml')
+            with open(policy_file, 'w') as f:
+                f.writelines('"%s": "%s"\n' % item for item in policy.items())
+            sections['oslo_policy'] = {'policy_file': policy_file}
+        self.config = _merge(sections, options)
+        self.write_config()
+        with open(os.path.join(root, 'glance-api-paste.ini'), 'w') as f:
+            f.write(_paste_ini())
+
+    @property
+    def config_file(self):
+        return os.path.join(self.root, 'glance-api.conf')
+
+    def write_config(self):
+        with open(self.config_file, 'w') as f:
+            f.write(_ini(self.config))
+
+    def set_options(self, options):
+        """Change options; they apply at the next start."""
+        self.config = _merge(self.config, options)
+        self.write_config()
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def launch(self):
+        """Start gunicorn without waiting; see wait_ready()."""
+        env = dict(os.environ, OS_GLANCE_CONFIG_DIR=self.root)
+        cmd = [sys.executable, '-m', 'gunicorn',
+               '--bind', '%s:%d' % (HOST, self.port),
+               '--workers', str(self.workers),
+               '--worker-class', 'gthread', '--threads', '8',
+               '--timeout', '600', '--graceful-timeout', '3',
+               '--no-control-socket',
+               '--access-logfile', self.access_log,
+               '--access-logformat', ACCESS_FORMAT,
+               'glance.wsgi.api:application']
+        with open(self.gunicorn_log, 'ab') as out:
+            self.proc = subprocess.Popen(
+                cmd, env=env, cwd=self.root, stdin=subprocess.DEVNULL,
+                stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True, preexec_fn=_die_with_parent)
+        with _live_lock:
+            _live.add(self)
+
+    def wait_ready(self, timeout=START_TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError('%s glance-api exited with %s:\n%s' % (
+                    self.name, self.proc.returncode, self.log_tail()))
+            try:
+                if requests.get(self.url + '/versions',
+                                timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError('%s glance-api did not answer in %ss:\n%s'
+                           % (self.name, timeout, self.log_tail()))
+
+    def start(self):
+        self.launch()
+        self.wait_ready()
+
+    @property
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def _signal_group(self, signum):
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def stop(self):
+        """Stop the server and every worker; safe to call twice."""
+        if self.proc is None:
+            return
+        self._signal_group(signal.SIGCONT)
+        self._signal_group(signal.SIGTERM)
+        try:
+            self.proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            pass
+        # Workers share the master's process group: take them all.
+        self._signal_group(signal.SIGKILL)
+        try:
+            self.proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            pass
+        self.proc = None
+        with _live_lock:
+            _live.discard(self)
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+    def freeze(self):
+        """Keep accepting connections but never answer (SIGSTOP)."""
+        self._signal_group(signal.SIGSTOP)
+
+    def thaw(self):
+        self._signal_group(signal.SIGCONT)
+
+    def worker_pids(self):
+        """PIDs of gunicorn's worker processes."""
+        master = str(self.proc.pid)
+        pids = []
+        for entry in os.listdir('/proc'):
+            if not entry.isdigit():
+                continue
+            try:
+                with open('/proc/%s/stat' % entry) as f:
+                    fields = f.read().rsplit(')', 1)[1].split()
+            except OSError:
+                continue
+            if fields[1] == master:
+                pids.append(int(entry))
+        return pids
+
+    # -- logs --------------------------------------------------------------
+
+    def _read(self, path):
+        try:
+            with open(path, errors='replace') as f:
+                return f.read()
+        except FileNotFoundError:
+            return ''
+
+    def log_text(self):
+        return self._read(self.log_file) + self._read(self.gunicorn_log)
+
+    def log_tail(self, lines=40):
+        return '\n'.join(self.log_text().splitlines()[-lines:])
+
+    def access_entries(self):
+        """Requests this server answered, oldest first."""
+        entries = []
+        for line in self._read(self.access_log).splitlines():
+            fields = line.split('\t')
+            if len(fields) == len(ACCESS_FIELDS):
+                entries.append(AccessEntry(*fields))
+        return entries
+
+    # -- clients -----------------------------------------------------------
+
+    def session(self, identity=None):
+        """A keystoneauth1 session to this server.
+
+        With *identity*, requests carry the identity headers the edge's
+        ``headerauth`` flavor trusts.
+        """
+        from keystoneauth1 import noauth
+        from keystoneauth1 import session as ks_session
+        headers = {}
+        if identity is not None:
+            headers = {'X-Identity-Status': 'Confirmed',
+                       'X-Project-Id': identity.project_id,
+                       'X-User-Id': identity.user_id,
+                       'X-Roles': ','.join(identity.roles)}
+        return ks_session.Session(auth=noauth.NoAuth(endpoint=self.url),
+                                  additional_headers=headers)
+
+    def glance(self, identity=None):
+        """python-glanceclient v2, as nova and operators use it."""
+        from glanceclient import client
+        return client.Client('2', session=self.session(identity))
+
+    def sdk(self, identity=None):
+        """An openstacksdk connection."""
+        import openstack
+        return openstack.connection.Connection(
+            session=self.session(identity), image_endpoint_override=self.url)
+
+
+def _db_sync(server):
+    subprocess.run([os.path.join(BIN, 'glance-manage'), '--config-file',
+                    server.config_file, 'db_sync'],
+                   check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.PIPE, timeout=120)
+
+
+class Lab:
+    """A central and an edge Glance; use as a context manager.
+
+    :param edge_workers: gunicorn worker processes of the edge
+    :param central_options, edge_options: ``{section: {key: value}}`` merged
+        into each server's glance-api.conf
+    """
+
+    def __init__(self, edge_workers=1, central_options=None,
+                 edge_options=None):
+        self.edge_workers = edge_workers
+        self.central_options = central_options
+        self.edge_options = edge_options
+        self.root = None
+        self.central = None
+        self.edge = None
+
+    def start(self):
+        self.root = tempfile.mkdtemp(prefix='gsr-lab-')
+        with _live_lock:
+            _live.add(self)
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self):
+        self.central = GlanceServer(
+            'central', os.path.join(self.root, 'central'),
+            policy={'context_is_admin': '@', 'service_api': '@'},
+            options=self.central_options)
+        self.edge = GlanceServer(
+            'edge', os.path.join(self.root, 'edge'), flavor='headerauth',
+            backends={'local': 'file', 'central': 'remote-glance'},
+            workers=self.edge_workers,
+            options=_merge({'central': {
+                'auth_type': 'none',
+                'endpoint_override': self.central.url,
+                'timeout': 5,
+                'store_description': 'central Glance over the WAN',
+            }}, self.edge_options))
+        _db_sync(self.central)
+        shutil.copyfile(self.central.db_file, self.edge.db_file)
+        for server in (self.central, self.edge):
+            server.launch()
+        for server in (self.central, self.edge):
+            server.wait_ready()
+
+    def stop(self):
+        """Stop every server and remove the lab directory."""
+        for server in (self.edge, self.central):
+            if server is not None:
+                server.stop()
+        if self.root:
+            shutil.rmtree(self.root, ignore_errors=True)
+        with _live_lock:
+            _live.discard(self)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+@atexit.register
+def _stop_everything():
+    with _live_lock:
+        leftovers = list(_live)
+    for thing in leftovers:
+        thing.stop()

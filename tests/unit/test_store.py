@@ -1,0 +1,245 @@
+"""Unit tests of store.py: location parsing, configuration, the glance_store
+surface and the error table. Central is requests-mock (see base)."""
+
+import io
+import os
+import uuid
+
+import fixtures
+from glance_store import exceptions as gs_exceptions
+from glance_store import location as gs_location
+from glance_store import multi_backend
+from oslo_config import cfg
+import testtools
+
+from glance_store_remote import exceptions
+from glance_store_remote import store
+from tests.unit import base
+
+IMAGE = '6a1b0c5e-39a4-4b27-9b0f-3f5b1d1f0a11'
+
+
+class TestParseLocation(testtools.TestCase):
+
+    def test_accepts_backend_and_lowercase_uuid(self):
+        self.assertEqual(IMAGE, store.parse_location(
+            'remote-glance://central/%s' % IMAGE, 'central'))
+
+    def test_refuses_everything_else(self):
+        for uri in (
+                'remote-glance://other/%s' % IMAGE,
+                'remote-glance://central/%s' % IMAGE.upper(),
+                'remote-glance://central/%s/' % IMAGE,
+                'remote-glance://central/%s\n' % IMAGE,
+                'remote-glance://central/%s/../x' % IMAGE,
+                'remote-glance://central/../%s' % IMAGE,
+                'remote-glance://u:p@central/%s' % IMAGE,
+                'remote-glance://central:80/%s' % IMAGE,
+                'remote-glance://central/%s?a=b' % IMAGE,
+                'remote-glance://central/%s#f' % IMAGE,
+                'remote-glance://central/%s' % IMAGE.replace('-', ''),
+                'remote-glance://central/{%s}' % IMAGE,
+                'REMOTE-GLANCE://central/%s' % IMAGE,
+                'http://central/%s' % IMAGE,
+                ' remote-glance://central/%s' % IMAGE,
+                'remote-glance://central/%s' % IMAGE.replace('a', '%61', 1),
+                '', None, b'remote-glance://central/' + IMAGE.encode()):
+            self.assertRaises(exceptions.InvalidLocation,
+                              store.parse_location, uri, 'central')
+
+    def test_error_names_the_expected_form_not_the_uri(self):
+        error = self.assertRaises(
+            exceptions.InvalidLocation, store.parse_location,
+            'remote-glance://admin:s3cret@central/%s' % IMAGE, 'central')
+        self.assertNotIn('s3cret', str(error))
+        self.assertIn('remote-glance://central/', str(error))
+
+
+class TestStoreLocation(base.StoreTestCase):
+
+    def test_round_trips_the_uri(self):
+        loc = self.location(IMAGE)
+        self.assertEqual(IMAGE, loc.store_location.image_id)
+        self.assertEqual('remote-glance://central/%s' % IMAGE,
+                         loc.get_store_uri())
+
+    def test_bad_uri_is_bad_store_uri(self):
+        self.assertRaises(gs_exceptions.BadStoreUri, self.location,
+                          'not-a-uuid')
+
+    def test_specs_build_the_same_location(self):
+        loc = gs_location.StoreLocation.__new__(store.StoreLocation)
+        loc.__init__({'backend': 'central', 'image_id': IMAGE}, self.conf,
+                     backend_group='central')
+        self.assertEqual('remote-glance://central/%s' % IMAGE, loc.get_uri())
+
+
+class TestConfigure(base.StoreTestCase):
+
+    def test_url_prefix_is_unique_per_backend(self):
+        self.assertEqual('remote-glance://central/', self.store.url_prefix)
+        self.assertEqual('remote-glance://edge2/',
+                         self.make_store(backend='edge2', auth_type='none',
+                                         endpoint_override=base.CENTRAL)
+                         .url_prefix)
+
+    def test_capabilities_read_random_reusable_never_write(self):
+        from glance_store import capabilities as c
+        self.assertTrue(self.store.is_capable(c.BitMasks.READ_RANDOM))
+        self.assertTrue(self.store.is_capable(c.BitMasks.DRIVER_REUSABLE))
+        self.assertFalse(self.store.is_capable(c.BitMasks.WRITE_ACCESS))
+
+    def test_add_is_refused_as_disabled(self):
+        self.assertRaises(gs_exceptions.StoreAddDisabled, self.store.add,
+                          IMAGE, io.BytesIO(b'x'), 1, 'sha512')
+
+    def test_no_auth_and_no_endpoint_is_a_clear_configuration_error(self):
+        error = self.assertRaises(gs_exceptions.BadStoreConfiguration,
+                                  self.make_store, backend='bare')
+        self.assertIn('auth_type', str(error))
+        self.assertIn('[bare]', str(error))
+
+    def test_unknown_auth_plugin_is_a_configuration_error(self):
+        self.assertRaises(gs_exceptions.BadStoreConfiguration,
+                          self.make_store, backend='odd',
+                          auth_type='no-such-plugin')
+
+    def test_single_store_mode_is_refused(self):
+        self.assertRaises(gs_exceptions.BadStoreConfiguration,
+                          store.Store(self.conf).configure)
+
+    def test_tls_verification_is_on_by_default(self):
+        self.assertFalse(self.conf.central.insecure)
+        self.assertTrue(self.store._central._adapter.session.verify)
+
+
+class TestLoadsAsGlanceLoadsIt(testtools.TestCase):
+    """glance-api loads drivers with glance_store.multi_backend and
+    stevedore; an import error would drop the store silently."""
+
+    def test_enabled_backends_entry_point_builds_our_store(self):
+        config_file = os.path.join(
+            self.useFixture(fixtures.TempDir()).path, 'glance-api.conf')
+        with open(config_file, 'w') as f:
+            f.write('[DEFAULT]\nenabled_backends = central:remote-glance\n'
+                    '[glance_store]\ndefault_backend = central\n'
+                    '[central]\nauth_type = none\n'
+                    'endpoint_override = %s\n' % base.CENTRAL)
+        conf = cfg.ConfigOpts()
+        conf.register_opt(cfg.DictOpt('enabled_backends'))
+        conf([], project='glance', default_config_files=[config_file])
+        multi_backend.register_store_opts(conf)
+        self.assertEqual(1, multi_backend.create_multi_stores(conf))
+        entry = gs_location.SCHEME_TO_CLS_BACKEND_MAP['remote-glance'][
+            'central']
+        self.assertIsInstance(entry['store'], store.Store)
+        self.assertIs(store.StoreLocation, entry['location_class'])
+        self.assertEqual('remote-glance://central/',
+                         entry['store'].url_prefix)
+
+
+class TestGetSize(base.StoreTestCase):
+
+    def test_repeated_calls_ask_central_once(self):
+        body = self.serve_record(size=4242)
+        loc = self.location(body['id'])
+        sizes = [self.store.get_size(loc) for _ in range(3)]
+        self.assertEqual([4242] * 3, sizes)
+        self.assertEqual(1, self.central.call_count)
+
+    def test_record_ttl_zero_asks_every_time(self):
+        self.config_fixture.config(group='central',
+                                   remote_glance_record_ttl=0)
+        self.store.configure()
+        body = self.serve_record()
+        loc = self.location(body['id'])
+        self.store.get_size(loc)
+        self.store.get_size(loc)
+        self.assertEqual(2, self.central.call_count)
+
+    def test_missing_image_is_not_found(self):
+        self.serve_record(body=base.record(image_id=IMAGE), http_status=404)
+        self.assertRaises(gs_exceptions.NotFound, self.store.get_size,
+                          self.location(IMAGE))
+
+    def test_server_error_is_remote_service_unavailable(self):
+        self.serve_record(body=base.record(image_id=IMAGE), http_status=502)
+        error = self.assertRaises(gs_exceptions.RemoteServiceUnavailable,
+                                  self.store.get_size, self.location(IMAGE))
+        self.assertIn("'central'", str(error))
+
+    def test_refused_credentials_are_remote_service_unavailable(self):
+        self.serve_record(body=base.record(image_id=IMAGE), http_status=401)
+        self.assertRaises(gs_exceptions.RemoteServiceUnavailable,
+                          self.store.get_size, self.location(IMAGE))
+
+    def test_request_id_of_the_edge_request_goes_to_central(self):
+        body = self.serve_record()
+
+        class Context:
+            global_request_id = 'req-%s' % uuid.uuid4()
+        self.store.get_size(self.location(body['id']), context=Context)
+        self.assertEqual(Context.global_request_id,
+                         self.central.last_request.headers[
+                             'X-OpenStack-Request-ID'])
+
+
+class TestGet(base.StoreTestCase):
+
+    def test_whole_image_without_range_header(self):
+        data = bytes(range(256)) * 40
+        body = self.serve_record(size=len(data))
+        self.serve_data(body['id'], data)
+        chunks, size = self.store.get(self.location(body['id']))
+        self.assertEqual(len(data), size)
+        self.assertEqual(data, b''.join(chunks))
+        self.assertNotIn('Range', self.central.last_request.headers)
+
+    def test_range_is_offset_and_length(self):
+        data = bytes(range(256)) * 40
+        body = self.serve_record(size=len(data))
+        self.serve_data(body['id'], data[1000:2000], status=206, headers={
+            'Content-Range': 'bytes 1000-1999/%d' % len(data)})
+        chunks, size = self.store.get(self.location(body['id']),
+                                      offset=1000, chunk_size=1000)
+        self.assertEqual(1000, size)
+        self.assertEqual(data[1000:2000], b''.join(chunks))
+        self.assertEqual('bytes=1000-1999',
+                         self.central.last_request.headers['Range'])
+
+    def test_offset_alone_reads_to_the_end(self):
+        data = b'x' * 5000
+        body = self.serve_record(size=len(data))
+        self.serve_data(body['id'], data[4900:], status=206, headers={
+            'Content-Range': 'bytes 4900-4999/5000'})
+        chunks, size = self.store.get(self.location(body['id']), offset=4900)
+        self.assertEqual(100, size)
+        self.assertEqual('bytes=4900-4999',
+                         self.central.last_request.headers['Range'])
+
+    def test_central_down_is_remote_service_unavailable(self):
+        body = self.serve_record()
+        self.serve_data(body['id'], b'', status=503)
+        self.assertRaises(gs_exceptions.RemoteServiceUnavailable,
+                          self.store.get, self.location(body['id']))
+
+    def test_stream_failure_is_an_ioerror_for_glance_retries(self):
+        body = self.serve_record(size=100)
+        self.serve_data(body['id'], io.BytesIO(b'y' * 60),
+                        headers={'Content-Length': '100'})
+        chunks, _ = self.store.get(self.location(body['id']))
+        error = self.assertRaises(IOError, b''.join, chunks)
+        self.assertIsInstance(error, exceptions.UpstreamStreamError)
+
+
+class TestDelete(base.StoreTestCase):
+
+    def test_delete_never_calls_central_and_forgets_the_record(self):
+        body = self.serve_record()
+        loc = self.location(body['id'])
+        self.store.get_size(loc)
+        self.store.delete(loc)
+        self.assertEqual(['GET'], [r.method for r in
+                                   self.central.request_history])
+        self.store.get_size(loc)
+        self.assertEqual(2, self.central.call_count)

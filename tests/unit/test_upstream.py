@@ -1,0 +1,200 @@
+"""Unit tests of upstream.py: the protocol checks against a central that
+lies or breaks. requests-mock plays central, except where a real closed
+loopback port is the better witness."""
+
+import io
+import json
+import socket
+
+from keystoneauth1 import adapter as ks_adapter
+from keystoneauth1 import noauth
+from keystoneauth1 import session as ks_session
+import testtools
+
+from glance_store_remote import exceptions
+from glance_store_remote import upstream
+from tests.unit import base
+
+IMAGE = '0b8e5d4c-7b7a-4a4e-8b51-1f6a2d3c4e5f'
+
+
+class CentralTestCase(base.StoreTestCase):
+
+    @property
+    def client(self):
+        return self.store._central
+
+    def serve_image(self, data, **fields):
+        body = self.serve_record(image_id=IMAGE, size=len(data), **fields)
+        return upstream.ImageRecord(body)
+
+
+class TestRecord(CentralTestCase):
+
+    def test_not_json_is_a_protocol_error(self):
+        self.central.get('%s/v2/images/%s' % (base.CENTRAL, IMAGE),
+                         text='<html>proxy error</html>')
+        self.assertRaises(exceptions.UpstreamProtocolError,
+                          self.client.fetch_record, IMAGE)
+
+    def test_record_of_another_image_is_a_protocol_error(self):
+        self.central.get('%s/v2/images/%s' % (base.CENTRAL, IMAGE),
+                         text=json.dumps(base.record()))
+        self.assertRaises(exceptions.UpstreamProtocolError,
+                          self.client.fetch_record, IMAGE)
+
+    def test_json_that_is_not_an_object_is_a_protocol_error(self):
+        self.central.get('%s/v2/images/%s' % (base.CENTRAL, IMAGE),
+                         text='[1, 2]')
+        self.assertRaises(exceptions.UpstreamProtocolError,
+                          self.client.fetch_record, IMAGE)
+
+    def test_bad_sizes_are_protocol_errors(self):
+        for size in (0, -1, None, '1024', 1.5, True):
+            self.serve_record(image_id=IMAGE, size=size)
+            self.assertRaises(exceptions.UpstreamProtocolError,
+                              self.client.fetch_record, IMAGE)
+
+    def test_image_without_data_is_not_found(self):
+        for status in ('queued', 'deactivated', 'importing', 'killed'):
+            self.serve_record(image_id=IMAGE, status=status, size=None)
+            error = self.assertRaises(exceptions.UpstreamNotFound,
+                                      self.client.fetch_record, IMAGE)
+            self.assertIn(status, str(error))
+
+    def test_oversized_record_is_refused_without_reading_it_all(self):
+        huge = base.record(image_id=IMAGE, padding='x' * (
+            upstream.MAX_RECORD_BYTES + 10))
+        self.central.get('%s/v2/images/%s' % (base.CENTRAL, IMAGE),
+                         text=json.dumps(huge))
+        error = self.assertRaises(exceptions.UpstreamProtocolError,
+                                  self.client.fetch_record, IMAGE)
+        self.assertIn('larger than', str(error))
+
+    def test_memo_is_bounded(self):
+        self.patch(upstream, 'RECORD_MEMO_SIZE', 2)
+        ids = []
+        for n in range(3):
+            body = self.serve_record()
+            ids.append(body['id'])
+            self.client.record(body['id'])
+        self.assertEqual(ids[1:], list(self.client._memo))
+
+
+class TestData(CentralTestCase):
+
+    def test_content_length_that_disagrees_is_refused_before_any_byte(self):
+        record = self.serve_image(b'a' * 100)
+        self.serve_data(IMAGE, b'a' * 100, headers={'Content-Length': '99'})
+        self.assertRaises(exceptions.UpstreamProtocolError,
+                          self.client.open_data, record)
+
+    def test_200_where_206_was_asked_is_refused(self):
+        record = self.serve_image(b'a' * 100)
+        self.serve_data(IMAGE, b'a' * 100)
+        self.assertRaises(exceptions.UpstreamProtocolError,
+                          self.client.open_data, record, 10, 20)
+
+    def test_wrong_content_range_is_refused(self):
+        record = self.serve_image(b'a' * 100)
+        self.serve_data(IMAGE, b'a' * 20, status=206, headers={
+            'Content-Range': 'bytes 0-19/100'})
+        self.assertRaises(exceptions.UpstreamProtocolError,
+                          self.client.open_data, record, 10, 20)
+
+    def test_range_outside_the_image_is_a_caller_error(self):
+        record = self.serve_image(b'a' * 100)
+        for offset, length in ((0, 101), (100, 1), (-1, 5), (5, 0)):
+            self.assertRaises(ValueError, self.client.open_data, record,
+                              offset, length)
+        self.assertEqual(0, len([r for r in self.central.request_history
+                                 if r.path.endswith('/file')]))
+
+    def test_stream_ending_early_raises_after_the_bytes_it_had(self):
+        record = self.serve_image(b'a' * 100)
+        self.serve_data(IMAGE, io.BytesIO(b'a' * 40))
+        chunks = self.client.open_data(record)
+        received = []
+        error = self.assertRaises(exceptions.UpstreamStreamError,
+                                  lambda: received.extend(chunks))
+        self.assertEqual(40, sum(map(len, received)))
+        self.assertIn('after 40 of 100 bytes', str(error))
+
+    def test_stream_read_error_is_an_ioerror(self):
+        class Broken(io.RawIOBase):
+            def readable(self):
+                return True
+
+            def readinto(self, buffer):
+                raise ConnectionResetError('reset by peer')
+
+        record = self.serve_image(b'a' * 100)
+        self.serve_data(IMAGE, io.BufferedReader(Broken()),
+                        headers={'Content-Length': '100'})
+        error = self.assertRaises(IOError, list,
+                                  self.client.open_data(record))
+        self.assertIsInstance(error, exceptions.UpstreamStreamError)
+
+    def test_chunks_never_exceed_chunk_size(self):
+        self.client.chunk_size = 64 * 1024
+        data = bytes(range(256)) * 1000
+        record = self.serve_image(data)
+        self.serve_data(IMAGE, data)
+        chunks = list(self.client.open_data(record))
+        self.assertEqual(data, b''.join(chunks))
+        self.assertEqual(64 * 1024, max(map(len, chunks)))
+
+
+class TestRedirects(CentralTestCase):
+
+    def test_same_origin_redirect_is_followed(self):
+        self.central.get('%s/v2/images/%s' % (base.CENTRAL, IMAGE),
+                         status_code=302,
+                         headers={'Location': '/v2/moved/%s' % IMAGE})
+        self.central.get('%s/v2/moved/%s' % (base.CENTRAL, IMAGE),
+                         text=json.dumps(base.record(image_id=IMAGE)))
+        self.assertEqual(IMAGE, self.client.fetch_record(IMAGE).id)
+
+    def test_redirect_to_another_origin_is_refused_unfollowed(self):
+        self.central.get('%s/v2/images/%s' % (base.CENTRAL, IMAGE),
+                         status_code=302, headers={
+                             'Location': 'https://evil.invalid/x'})
+        error = self.assertRaises(exceptions.UpstreamProtocolError,
+                                  self.client.fetch_record, IMAGE)
+        self.assertIn('another origin', str(error))
+        self.assertEqual(1, self.central.call_count)
+
+    def test_redirect_loop_gives_up(self):
+        self.central.get('%s/v2/images/%s' % (base.CENTRAL, IMAGE),
+                         status_code=307, headers={
+                             'Location': '/v2/images/%s' % IMAGE})
+        self.assertRaises(exceptions.UpstreamProtocolError,
+                          self.client.fetch_record, IMAGE)
+        self.assertEqual(upstream.MAX_REDIRECTS + 1, self.central.call_count)
+
+
+class TestUnreachable(testtools.TestCase):
+    """A real connection to a closed loopback port: no mock."""
+
+    def test_connection_refused_is_unavailable_without_userinfo(self):
+        with socket.socket() as sock:
+            sock.bind(('127.0.0.1', 0))
+            port = sock.getsockname()[1]
+        endpoint = 'http://operator:s3cret@127.0.0.1:%d' % port
+        session = ks_session.Session(auth=noauth.NoAuth(endpoint=endpoint),
+                                     timeout=5)
+        central = upstream.Central(
+            'central', ks_adapter.Adapter(session, service_type='image'),
+            chunk_size=1 << 20, record_ttl=60)
+        error = self.assertRaises(exceptions.UpstreamUnavailable,
+                                  central.fetch_record, IMAGE)
+        self.assertIn("'central'", str(error))
+        self.assertNotIn('s3cret', str(error))
+
+
+class TestRedact(testtools.TestCase):
+
+    def test_removes_userinfo_from_every_url(self):
+        self.assertEqual(
+            'see http://***@a:1/x and https://***@b/y',
+            upstream.redact('see http://u:p@a:1/x and https://tok@b/y'))
