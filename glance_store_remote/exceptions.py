@@ -31,13 +31,15 @@ class UpstreamNotFound(UpstreamError):
 
 class UpstreamUnavailable(UpstreamError):
     """Central cannot be used now: unreachable, timing out, 5xx, or refusing
-    our credentials. Worth retrying later."""
+    our credentials. Worth retrying later.
+    """
 
 
 class UpstreamProtocolError(UpstreamError):
     """Central answered something we must not trust: a malformed or
     oversized record, a wrong status, a length that disagrees, a redirect to
-    another origin."""
+    another origin.
+    """
 
 
 class UpstreamStreamError(UpstreamError, IOError):

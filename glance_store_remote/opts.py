@@ -1,7 +1,7 @@
 """Configuration options of a remote-glance backend group.
 
-A backend group (``[central]`` for ``enabled_backends = central:remote-glance``)
-holds two kinds of options:
+A backend group (``[central]`` for
+``enabled_backends = central:remote-glance``) holds two kinds of options:
 
 * keystoneauth1's standard session, auth and adapter options (``auth_type``,
   ``auth_url``, ``region_name``, ``endpoint_override``, ``cafile``,

@@ -68,7 +68,8 @@ def parse_location(uri, backend):
 @contextlib.contextmanager
 def _glance_store_errors():
     """Re-raise this package's errors as the glance_store exception Glance
-    maps to the right HTTP answer."""
+    maps to the right HTTP answer.
+    """
     try:
         yield
     except exceptions.RemoteGlanceError as e:

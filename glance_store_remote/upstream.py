@@ -66,7 +66,8 @@ class ImageRecord:
     def from_body(cls, backend, image_id, body):
         """Parse and check a record body; raise UpstreamProtocolError if it
         is not the active image we asked for, or UpstreamNotFound if the
-        image exists but has no data to read."""
+        image exists but has no data to read.
+        """
         try:
             raw = json.loads(body)
         except ValueError:
@@ -257,7 +258,8 @@ class Central:
     def _get(self, url, expected, image_id, headers=None, stream=False,
              request_id=None):
         """GET *url* from central, following same-origin redirects only, and
-        return the response once its status is *expected*."""
+        return the response once its status is *expected*.
+        """
         for _ in range(MAX_REDIRECTS + 1):
             resp = self._send(url, headers, stream, request_id)
             if not resp.is_redirect:

@@ -114,7 +114,8 @@ def build_parser():
 
 def main(argv=None):
     """Run the command line; return the process exit code (0 success,
-    1 failure, 2 bad usage)."""
+    1 failure, 2 bad usage).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -15,8 +15,8 @@ import time
 import uuid
 
 import fixtures
-from testtools import content
 import testtools
+from testtools import content
 
 from tests import lab as lab_module
 
@@ -93,7 +93,8 @@ class LabTestCase(testtools.TestCase):
     def link_with_post(self, central_id, identity=lab_module.ADMIN,
                        timeout=60):
         """POST /v2/images/{id}/locations (``glance add-location``), then
-        wait for Glance's background task to hash the data."""
+        wait for Glance's background task to hash the data.
+        """
         image = self.make_edge_image(identity)
         client = self.edge_glance(identity)
         client.images.add_image_location(
@@ -110,7 +111,8 @@ class LabTestCase(testtools.TestCase):
     def download(self, image_id, central_image, identity=lab_module.ADMIN):
         """Download at the edge the way nova does (glanceclient checks the
         edge record's os_hash_value or md5 when it has one) and check the
-        bytes against central's os_hash_value."""
+        bytes against central's os_hash_value.
+        """
         body = self.edge_glance(identity).images.data(image_id)
         data = b''.join(body)
         self.assertEqual(central_image.size, len(data))

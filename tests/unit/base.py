@@ -39,6 +39,7 @@ class StoreTestCase(testtools.TestCase):
     def setUp(self):
         super().setUp()
         self.useFixture(fixtures.Timeout(60, gentle=True))
+        self.log = self.useFixture(fixtures.FakeLogger())
         self.conf = cfg.ConfigOpts()
         self.config_fixture = self.useFixture(
             config_fixture.Config(self.conf))
@@ -69,7 +70,8 @@ class StoreTestCase(testtools.TestCase):
 
     def serve_data(self, image_id, data, status=200, headers=None):
         """Serve *data* (bytes, or a file-like object that may fail) as the
-        image's data; Content-Length is len(data) unless *headers* says."""
+        image's data; Content-Length is len(data) unless *headers* says.
+        """
         body = {'content': data} if isinstance(data, bytes) else {'body': data}
         headers = dict(headers or {})
         if isinstance(data, bytes):

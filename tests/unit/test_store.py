@@ -115,7 +115,8 @@ class TestConfigure(base.StoreTestCase):
 
 class TestLoadsAsGlanceLoadsIt(testtools.TestCase):
     """glance-api loads drivers with glance_store.multi_backend and
-    stevedore; an import error would drop the store silently."""
+    stevedore; an import error would drop the store silently.
+    """
 
     def test_enabled_backends_entry_point_builds_our_store(self):
         config_file = os.path.join(

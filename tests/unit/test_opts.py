@@ -1,0 +1,55 @@
+"""Unit tests of opts.py: every option is documented, prefixed and bounded,
+and the sample-config listing carries keystoneauth1's standard options."""
+
+from oslo_config import cfg
+import testtools
+
+from glance_store_remote import opts
+
+
+class TestStoreOpts(testtools.TestCase):
+
+    def test_our_options_are_prefixed_documented_and_bounded(self):
+        for opt in opts.store_opts:
+            self.assertTrue(opt.name.startswith('remote_glance_'), opt.name)
+            self.assertIn('Possible values:', opt.help, opt.name)
+            self.assertIn('default', opt.help, opt.name)
+            self.assertIsNotNone(opt.type.min, opt.name)
+            self.assertIsNotNone(opt.type.max, opt.name)
+
+    def test_units_are_named_in_the_summary_line(self):
+        summaries = {opt.name: opt.help.strip().splitlines()[0]
+                     for opt in opts.store_opts}
+        self.assertIn('in bytes', summaries['remote_glance_chunk_size'])
+        self.assertIn('in seconds', summaries['remote_glance_record_ttl'])
+
+
+class TestListOpts(testtools.TestCase):
+
+    def test_sample_group_has_keystoneauth_options_with_our_defaults(self):
+        [(group, listed)] = opts.list_opts()
+        self.assertEqual('central', group)
+        by_name = {opt.dest: opt for opt in listed}
+        for name in ('auth_type', 'auth_url', 'password', 'region_name',
+                     'endpoint_override', 'valid_interfaces', 'cafile',
+                     'insecure', 'timeout', 'remote_glance_chunk_size'):
+            self.assertIn(name, by_name)
+        self.assertEqual('image', by_name['service_type'].default)
+        self.assertEqual(30, by_name['timeout'].default)
+        self.assertFalse(by_name['insecure'].default)
+
+    def test_listing_does_not_change_the_registered_options(self):
+        opts.list_opts()[0][1][0].default = 1
+        self.assertEqual(4 * 1024 * 1024, opts.store_opts[0].default)
+
+
+class TestRegisterKeystoneauthOpts(testtools.TestCase):
+
+    def test_registering_twice_is_harmless_and_keeps_defaults(self):
+        conf = cfg.ConfigOpts()
+        conf([], project='glance')
+        opts.register_keystoneauth_opts(conf, 'central')
+        opts.register_keystoneauth_opts(conf, 'central')
+        self.assertEqual(30, conf.central.timeout)
+        self.assertEqual(['public'], conf.central.valid_interfaces)
+        self.assertEqual('image', conf.central.service_type)
