@@ -2,6 +2,8 @@
 Glance on loopback (tests.lab), driven with python-glanceclient,
 openstacksdk and keystoneauth1 sessions as nova and operators drive them."""
 
+import concurrent.futures
+
 from glanceclient import exc as glance_exc
 import requests
 
@@ -177,3 +179,17 @@ class TestWriteNothingToCentral(base.LabTestCase):
                      if 'glance-store-remote' in e.agent]
         self.assertNotEqual([], from_edge)
         self.assertEqual({'GET'}, {e.method for e in from_edge})
+
+
+class TestSeveralEdgeWorkers(base.LabTestCase):
+
+    LAB = {'edge_workers': 3}
+
+    def test_concurrent_downloads_across_workers_are_exact(self):
+        central, data = self.make_central_image(size=8 * 1024 * 1024 + 5)
+        edge = self.link_with_patch(central.id)
+        self.assertEqual(3, len(self.lab.edge.worker_pids()))
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            results = list(pool.map(
+                lambda _: self.download(edge.id, central), range(6)))
+        self.assertEqual([data] * 6, results)

@@ -24,6 +24,10 @@ class CentralTestCase(base.StoreTestCase):
     def client(self):
         return self.store._central
 
+    def serve_raw_record(self, text):
+        self.central.get('%s/v2/images/%s' % (base.CENTRAL, IMAGE),
+                         text=text)
+
     def serve_image(self, data, **fields):
         body = self.serve_record(image_id=IMAGE, size=len(data), **fields)
         return upstream.ImageRecord(body)
@@ -32,20 +36,17 @@ class CentralTestCase(base.StoreTestCase):
 class TestRecord(CentralTestCase):
 
     def test_not_json_is_a_protocol_error(self):
-        self.central.get('%s/v2/images/%s' % (base.CENTRAL, IMAGE),
-                         text='<html>proxy error</html>')
+        self.serve_raw_record('<html>proxy error</html>')
         self.assertRaises(exceptions.UpstreamProtocolError,
                           self.client.fetch_record, IMAGE)
 
     def test_record_of_another_image_is_a_protocol_error(self):
-        self.central.get('%s/v2/images/%s' % (base.CENTRAL, IMAGE),
-                         text=json.dumps(base.record()))
+        self.serve_raw_record(json.dumps(base.record()))
         self.assertRaises(exceptions.UpstreamProtocolError,
                           self.client.fetch_record, IMAGE)
 
     def test_json_that_is_not_an_object_is_a_protocol_error(self):
-        self.central.get('%s/v2/images/%s' % (base.CENTRAL, IMAGE),
-                         text='[1, 2]')
+        self.serve_raw_record('[1, 2]')
         self.assertRaises(exceptions.UpstreamProtocolError,
                           self.client.fetch_record, IMAGE)
 
@@ -65,8 +66,7 @@ class TestRecord(CentralTestCase):
     def test_oversized_record_is_refused_without_reading_it_all(self):
         huge = base.record(image_id=IMAGE, padding='x' * (
             upstream.MAX_RECORD_BYTES + 10))
-        self.central.get('%s/v2/images/%s' % (base.CENTRAL, IMAGE),
-                         text=json.dumps(huge))
+        self.serve_raw_record(json.dumps(huge))
         error = self.assertRaises(exceptions.UpstreamProtocolError,
                                   self.client.fetch_record, IMAGE)
         self.assertIn('larger than', str(error))
