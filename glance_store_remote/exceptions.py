@@ -42,6 +42,22 @@ class UpstreamProtocolError(UpstreamError):
     """
 
 
+class CacheError(RemoteGlanceError):
+    """The local cache cannot be used (disk full, unwritable directory,
+    damaged index).
+
+    Never fails a read that central can serve: the read goes on uncached.
+    """
+
+
+class CacheIntegrityError(CacheError, IOError):
+    """The bytes fetched for an image did not match central's size and hash.
+
+    Nothing was committed. The client in flight gets a short body (this is
+    an IOError), never a complete-looking wrong image.
+    """
+
+
 class UpstreamStreamError(UpstreamError, IOError):
     """The image stream from central failed after it began.
 

@@ -76,6 +76,85 @@ Related options:
 ]
 
 
+cache_opts = [
+    cfg.StrOpt(
+        'remote_glance_cache_dir',
+        help="""
+Directory of this backend's local image cache. Unset: no cache.
+
+With a cache, the first read of an image streams it from central while
+keeping a verified copy here; later reads, full or Range, come from this
+directory, also while central is unreachable. Without one, every read goes
+to central and nothing is available during a WAN outage. Give each
+remote-glance backend its own directory, shared by all glance-api workers
+of the node, on a local filesystem. glance-api refuses to start if the
+directory cannot be created or used.
+
+Possible values:
+    * An absolute path; default unset (no cache).
+
+Related options:
+    * remote_glance_cache_max_size
+"""),
+    cfg.IntOpt(
+        'remote_glance_cache_max_size',
+        default=10 * units.Gi,
+        min=units.Mi,
+        help="""
+Hard cap of the cache, in bytes of image data.
+
+A fill reserves its image's whole size before it starts; least recently
+used entries that are neither pinned nor being read are evicted to make
+room. An image that cannot fit is streamed from central uncached, never
+refused. The cap is never exceeded.
+
+Possible values:
+    * An integer of at least 1048576 (1 MiB); default 10737418240 (10 GiB).
+
+Related options:
+    * remote_glance_cache_dir
+"""),
+    cfg.IntOpt(
+        'remote_glance_breaker_threshold',
+        default=3,
+        min=0,
+        max=1000,
+        help="""
+Failures that open the circuit breaker, as a count.
+
+Consecutive failures to reach central (refused connections, timeouts, 5xx
+answers) open the breaker. While it is open, requests that need central
+fail at once (503) instead of each waiting for a timeout; cached images are
+served as usual.
+After remote_glance_breaker_reset seconds one request probes central again.
+0 disables the breaker.
+
+Possible values:
+    * An integer from 0 to 1000; default 3.
+
+Related options:
+    * remote_glance_breaker_reset
+    * timeout
+"""),
+    cfg.IntOpt(
+        'remote_glance_breaker_reset',
+        default=30,
+        min=1,
+        max=3600,
+        help="""
+How long the circuit breaker stays open before probing central, in seconds.
+
+Possible values:
+    * An integer from 1 to 3600; default 30.
+
+Related options:
+    * remote_glance_breaker_threshold
+"""),
+]
+
+store_opts = store_opts + cache_opts
+
+
 def register_keystoneauth_opts(conf, group):
     """Register keystoneauth1's session, auth and adapter options in *group*.
 

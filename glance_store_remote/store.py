@@ -3,7 +3,8 @@ from a central Glance.
 
 This module is only the glance_store surface: the location format, the
 driver's capabilities, and the one table that turns this package's
-exceptions into glance_store's. Talking to central lives in ``upstream.py``.
+exceptions into glance_store's. Talking to central lives in ``upstream.py``,
+the local copy in ``cache.py`` and ``readthrough.py``.
 
 Glance imports every enabled driver module to list and register options,
 and drops a store silently when that import fails: keep the imports here
@@ -21,8 +22,12 @@ from glance_store import driver
 from glance_store import exceptions as gs_exceptions
 from glance_store import location as gs_location
 
+from glance_store_remote import breaker
+from glance_store_remote import cache
+from glance_store_remote import edge_db
 from glance_store_remote import exceptions
 from glance_store_remote import opts
+from glance_store_remote import readthrough
 from glance_store_remote import upstream
 
 LOG = logging.getLogger(__name__)
@@ -109,6 +114,8 @@ class Store(driver.Store):
     def __init__(self, conf, backend=None):
         super().__init__(conf, backend=backend)
         self._central = None
+        self._cache = None
+        self._readthrough = None
         if backend:
             self._url_prefix = '%s://%s/' % (SCHEME, backend)
 
@@ -135,11 +142,33 @@ class Store(driver.Store):
                 store_name=backend, reason='set auth_type (and its options) '
                 'or endpoint_override in [%s] to say where central Glance '
                 'is' % backend)
+        breaker_state = None
+        if group.remote_glance_cache_dir:
+            try:
+                self._cache = cache.Cache(group.remote_glance_cache_dir,
+                                          group.remote_glance_cache_max_size)
+                for change in self._cache.reconcile():
+                    LOG.info('cache of backend %s: %s', backend, change)
+            except exceptions.CacheError as e:
+                raise gs_exceptions.BadStoreConfiguration(
+                    store_name=backend,
+                    reason='remote_glance_cache_dir: %s' % e)
+            breaker_state = breaker.IndexState(self._cache, backend)
+        else:
+            LOG.warning('remote-glance backend %s has no '
+                        'remote_glance_cache_dir: its images are read from '
+                        'central every time and unavailable while central '
+                        'is unreachable', backend)
         try:
-            self._central = upstream.Central.from_conf(self.conf, backend)
+            self._central = upstream.Central.from_conf(
+                self.conf, backend, breaker_state=breaker_state)
         except Exception as e:
             raise gs_exceptions.BadStoreConfiguration(
                 store_name=backend, reason=upstream.redact(str(e)))
+        if self._cache is not None:
+            self._readthrough = readthrough.ReadThrough(
+                self._cache, self._central, group.remote_glance_chunk_size,
+                stall_timeout=2 * (group.timeout or 60) + 5)
         super().configure(re_raise_bsc=re_raise_bsc)
 
     def get_size(self, location, context=None):
@@ -149,10 +178,8 @@ class Store(driver.Store):
         (``remote_glance_record_ttl``) for the repeated calls Glance makes
         while adding a location.
         """
-        image_id = location.store_location.image_id
         with _glance_store_errors():
-            return self._central.record(
-                image_id, request_id=_request_id(context)).size
+            return self._record(location, context).size
 
     @capabilities.check
     def get(self, location, offset=0, chunk_size=None, context=None):
@@ -161,24 +188,59 @@ class Store(driver.Store):
 
         :returns: (iterator of bytes, number of bytes it yields)
         """
-        image_id = location.store_location.image_id
-        request_id = _request_id(context)
         with _glance_store_errors():
-            record = self._central.record(image_id, request_id=request_id)
+            record = self._record(location, context)
             length = (chunk_size if chunk_size is not None
                       else record.size - offset)
-            data = self._central.open_data(record, offset, length,
-                                           request_id=request_id)
+            if self._readthrough is not None:
+                data = self._readthrough.read(record, offset, length)
+            else:
+                data = self._central.open_data(
+                    record, offset, length, request_id=_request_id(context))
         return data, length
+
+    def _record(self, location, context):
+        """Central's record of the location's image: the copy kept in the
+        cache when there is one (image data never changes at central, and
+        this works offline), else central's answer.
+        """
+        image_id = location.store_location.image_id
+        if self._readthrough is not None:
+            kept = self._readthrough.stored_record(image_id)
+            if kept is not None:
+                return upstream.ImageRecord(kept)
+        return self._central.record(image_id,
+                                    request_id=_request_id(context))
 
     def delete(self, location, context=None):
         """Release what this edge holds for the location; central is never
         touched: its image belongs to central, not to this edge.
 
+        The cached copy is released unless another edge image still uses the
+        same location, it is pinned, or it is being read; when the edge
+        database cannot be read it is kept.
+
         Not behind ``capabilities.check``, which would demand WRITE_ACCESS
         and refuse the edge's own clean-up.
         """
-        self._central.forget(location.store_location.image_id)
+        image_id = location.store_location.image_id
+        self._central.forget(image_id)
+        if self._cache is None:
+            return
+        users = edge_db.count_live_locations(location.get_store_uri())
+        if users is None or users > 1:
+            LOG.info('cache: keeping image %s, %s', image_id,
+                     'still used by other edge images' if users
+                     else 'its users cannot be counted here')
+            return
+        try:
+            result = self._cache.evict(image_id)
+        except exceptions.CacheError as e:
+            LOG.warning('cache: image %s not released: %s', image_id, e)
+            return
+        if result != 'absent':
+            LOG.info('cache: image %s released at delete: %s', image_id,
+                     result)
 
 
 def _request_id(context):

@@ -9,6 +9,7 @@ never changes it.
 
 import collections
 import json
+import logging
 import re
 import threading
 import time
@@ -18,6 +19,7 @@ from keystoneauth1 import exceptions as ks_exc
 from keystoneauth1 import loading as ks_loading
 import urllib3.exceptions
 
+from glance_store_remote import breaker as breaker_module
 from glance_store_remote import exceptions
 
 # A Glance image record is a few KiB; 128 properties of 255 characters stay
@@ -30,6 +32,8 @@ MAX_REDIRECTS = 3
 
 # Records remembered in memory per backend, least recently used dropped.
 RECORD_MEMO_SIZE = 1024
+
+LOG = logging.getLogger(__name__)
 
 _USERINFO = re.compile(r'(//)[^/@\s]*@')
 
@@ -98,9 +102,10 @@ class Central:
     """
 
     def __init__(self, backend, adapter, chunk_size, record_ttl,
-                 clock=time.monotonic):
+                 breaker=None, clock=time.monotonic):
         self.backend = backend
         self._adapter = adapter
+        self.breaker = breaker or breaker_module.Breaker(0, 1)
         self.chunk_size = chunk_size
         self._record_ttl = record_ttl
         self._clock = clock
@@ -108,8 +113,11 @@ class Central:
         self._memo_lock = threading.Lock()
 
     @classmethod
-    def from_conf(cls, conf, backend):
+    def from_conf(cls, conf, backend, breaker_state=None):
         """Build from the backend group's keystoneauth1 and driver options.
+
+        *breaker_state* shares the circuit breaker (see breaker.py); by
+        default it lives in this process.
 
         No network call happens here: the first request authenticates.
 
@@ -121,8 +129,11 @@ class Central:
             conf, backend, auth=auth, app_name='glance-store-remote')
         adapter = ks_loading.load_adapter_from_conf_options(
             conf, backend, session=session)
+        breaker = breaker_module.Breaker(
+            group.remote_glance_breaker_threshold,
+            group.remote_glance_breaker_reset, state=breaker_state)
         return cls(backend, adapter, group.remote_glance_chunk_size,
-                   group.remote_glance_record_ttl)
+                   group.remote_glance_record_ttl, breaker=breaker)
 
     def probe(self):
         """List one image at central to prove it answers and accepts our
@@ -238,6 +249,7 @@ class Central:
                 try:
                     chunk = read(min(chunk_size, remaining))
                 except (urllib3.exceptions.HTTPError, OSError) as e:
+                    self._failed()
                     raise exceptions.UpstreamStreamError(
                         self.backend, 'image %s: stream from central failed '
                         'after %d of %d bytes: %s'
@@ -283,12 +295,32 @@ class Central:
         return resp
 
     def _send(self, url, headers, stream, request_id):
+        if not self.breaker.allow():
+            _, failures, remaining = self.breaker.state()
+            raise exceptions.UpstreamUnavailable(
+                self.backend, 'central is unavailable: the circuit breaker '
+                'is open after %d consecutive failures; next try in %.0f s'
+                % (failures, remaining))
         try:
-            return self._adapter.get(
+            resp = self._adapter.get(
                 url, headers=headers, stream=stream, raise_exc=False,
                 redirect=False, global_request_id=request_id)
         except ks_exc.ClientException as e:
+            self._failed()
             raise self._unavailable(e) from None
+        if resp.status_code >= 500 or resp.status_code == 429:
+            self._failed()
+        else:
+            self.breaker.succeeded()
+        return resp
+
+    def _failed(self):
+        if self.breaker.failed():
+            LOG.warning('remote-glance backend %r: circuit breaker opened '
+                        'after %d consecutive failures to reach central; '
+                        'requests needing central fail fast for %d s',
+                        self.backend, self.breaker.threshold,
+                        self.breaker.reset_after)
 
     def _unavailable(self, error):
         return exceptions.UpstreamUnavailable(

@@ -342,13 +342,22 @@ class Lab:
     """A central and an edge Glance; use as a context manager.
 
     :param edge_workers: gunicorn worker processes of the edge
+    :param cache_max_size: cap of the edge's remote-glance cache in bytes;
+        None runs the edge without a cache
+    :param cache_dir: the edge's cache directory (default: in the lab)
+    :param proxy: put tests.faults.FaultyCentral between edge and central
     :param central_options, edge_options: ``{section: {key: value}}`` merged
         into each server's glance-api.conf
     """
 
-    def __init__(self, edge_workers=1, central_options=None,
+    def __init__(self, edge_workers=1, cache_max_size=1024 ** 3,
+                 cache_dir=None, proxy=False, central_options=None,
                  edge_options=None):
+        self.use_proxy = proxy
+        self.proxy = None
         self.edge_workers = edge_workers
+        self.cache_max_size = cache_max_size
+        self.cache_dir = cache_dir
         self.central_options = central_options
         self.edge_options = edge_options
         self.root = None
@@ -367,20 +376,31 @@ class Lab:
         return self
 
     def _start(self):
+        cache = {}
+        if self.cache_max_size is not None:
+            self.cache_dir = self.cache_dir or os.path.join(
+                self.root, 'edge-cache')
+            cache = {'remote_glance_cache_dir': self.cache_dir,
+                     'remote_glance_cache_max_size': self.cache_max_size}
         self.central = GlanceServer(
             'central', os.path.join(self.root, 'central'),
             policy={'context_is_admin': '@', 'service_api': '@'},
             options=self.central_options)
+        central_url = self.central.url
+        if self.use_proxy:
+            from tests import faults
+            self.proxy = faults.FaultyCentral(self.central.url).start()
+            central_url = self.proxy.url
         self.edge = GlanceServer(
             'edge', os.path.join(self.root, 'edge'), flavor='headerauth',
             backends={'local': 'file', 'central': 'remote-glance'},
             workers=self.edge_workers,
-            options=_merge({'central': {
+            options=_merge({'central': dict({
                 'auth_type': 'none',
-                'endpoint_override': self.central.url,
+                'endpoint_override': central_url,
                 'timeout': 5,
                 'store_description': 'central Glance over the WAN',
-            }}, self.edge_options))
+            }, **cache)}, self.edge_options))
         _db_sync(self.central)
         shutil.copyfile(self.central.db_file, self.edge.db_file)
         for server in (self.central, self.edge):
@@ -393,6 +413,9 @@ class Lab:
         for server in (self.edge, self.central):
             if server is not None:
                 server.stop()
+        if self.proxy is not None:
+            self.proxy.stop()
+            self.proxy = None
         if self.root:
             shutil.rmtree(self.root, ignore_errors=True)
         with _live_lock:

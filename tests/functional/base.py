@@ -10,11 +10,14 @@ configuration.
 
 import hashlib
 import io
+import json
 import os
+import subprocess
 import time
 import uuid
 
 import fixtures
+import requests
 import testtools
 from testtools import content
 
@@ -120,6 +123,38 @@ class LabTestCase(testtools.TestCase):
             central_image.os_hash_value,
             hashlib.new(central_image.os_hash_algo, data).hexdigest())
         return data
+
+    def fetch(self, image_id, identity=lab_module.ADMIN, **headers):
+        """GET the image data at the edge, streaming; a failure part way is
+        returned, not raised: (response, bytes received, error or None).
+        """
+        response = self.edge_session(identity).get(
+            '%s/v2/images/%s/file' % (self.lab.edge.url, image_id),
+            headers=headers, stream=True, raise_exc=False, timeout=120)
+        chunks = []
+        error = None
+        try:
+            for chunk in response.iter_content(1 << 20):
+                chunks.append(chunk)
+        except requests.RequestException as e:
+            error = e
+        return response, b''.join(chunks), error
+
+    def cli(self, *args):
+        """Run glance-remote with the edge's glance-api.conf."""
+        return subprocess.run(
+            [os.path.join(lab_module.BIN, 'glance-remote'), '--config-file',
+             self.lab.edge.config_file] + list(args),
+            capture_output=True, text=True, timeout=120)
+
+    def cache_stats(self):
+        result = self.cli('--json', 'cache', 'stats')
+        self.assertEqual(0, result.returncode, result.stderr)
+        return json.loads(result.stdout)
+
+    def cache_files(self, kind='entries'):
+        """Names in the edge cache's ``entries`` or ``partial`` folder."""
+        return sorted(os.listdir(os.path.join(self.lab.cache_dir, kind)))
 
     def central_requests(self, method=None, path_part=None):
         return [entry for entry in self.lab.central.access_entries()

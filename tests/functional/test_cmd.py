@@ -2,42 +2,33 @@
 edge's own glance-api.conf and reaches central as the driver does."""
 
 import json
-import os
-import subprocess
 
 from tests.functional import base
-from tests import lab as lab_module
 
 
 class TestGlanceRemote(base.LabTestCase):
 
-    def run_cli(self, *args):
-        return subprocess.run(
-            [os.path.join(lab_module.BIN, 'glance-remote'), '--config-file',
-             self.lab.edge.config_file] + list(args),
-            capture_output=True, text=True, timeout=60)
-
     def test_check_reports_the_central_endpoint(self):
-        result = self.run_cli('check')
+        result = self.cli('check')
         self.assertEqual(0, result.returncode, result.stderr)
         self.assertIn(self.lab.central.url, result.stdout)
 
     def test_show_prints_centrals_record_as_json(self):
         central, _ = self.make_central_image(size=2048, os_distro='cirros')
-        result = self.run_cli('--json', 'show', central.id)
+        result = self.cli('--json', 'show', central.id)
         self.assertEqual(0, result.returncode, result.stderr)
         record = json.loads(result.stdout)
         self.assertEqual(central.os_hash_value, record['os_hash_value'])
         self.assertEqual('cirros', record['os_distro'])
 
     def test_show_of_an_unknown_image_exits_1(self):
-        result = self.run_cli('show', '00000000-0000-4000-8000-000000000000')
+        result = self.cli('show', '00000000-0000-4000-8000-000000000000')
         self.assertEqual(1, result.returncode)
         self.assertIn('central has no image', result.stderr)
 
     def test_check_with_central_stopped_exits_1_and_says_why(self):
         self.lab.central.stop()
-        result = self.run_cli('check')
+        result = self.cli('check')
         self.assertEqual(1, result.returncode)
         self.assertIn('unavailable', result.stderr)
         self.assertIn("'central'", result.stderr)

@@ -1,6 +1,9 @@
-"""Functional tests of the remote-glance driver: a REAL central and edge
-Glance on loopback (tests.lab), driven with python-glanceclient,
-openstacksdk and keystoneauth1 sessions as nova and operators drive them."""
+"""Functional tests of the remote-glance driver itself, without a cache:
+every read goes to central. A REAL central and edge Glance on loopback
+(tests.lab), driven with python-glanceclient, openstacksdk and keystoneauth1
+sessions as nova and operators drive them. The cache tier is tested in
+test_readthrough.py.
+"""
 
 import concurrent.futures
 
@@ -27,6 +30,8 @@ HOSTILE_LOCATIONS = (
 
 
 class TestLocationAdd(base.LabTestCase):
+
+    LAB = {'cache_max_size': None}
 
     def test_patch_location_goes_active_with_central_size(self):
         central, data = self.make_central_image()
@@ -85,6 +90,8 @@ class TestLocationAdd(base.LabTestCase):
 
 
 class TestDownload(base.LabTestCase):
+
+    LAB = {'cache_max_size': None}
 
     def _get(self, image_id, **headers):
         return self.edge_session().get(
@@ -170,6 +177,8 @@ class TestDownload(base.LabTestCase):
 
 class TestWriteNothingToCentral(base.LabTestCase):
 
+    LAB = {'cache_max_size': None}
+
     def test_edge_sends_only_get_requests_to_central(self):
         central, _ = self.make_central_image()
         edge = self.link_with_post(central.id)
@@ -183,7 +192,7 @@ class TestWriteNothingToCentral(base.LabTestCase):
 
 class TestSeveralEdgeWorkers(base.LabTestCase):
 
-    LAB = {'edge_workers': 3}
+    LAB = {'edge_workers': 3, 'cache_max_size': None}
 
     def test_concurrent_downloads_across_workers_are_exact(self):
         central, data = self.make_central_image(size=8 * 1024 * 1024 + 5)

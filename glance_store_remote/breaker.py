@@ -1,0 +1,117 @@
+"""A circuit breaker in front of central.
+
+After ``threshold`` consecutive failures to reach central (connection
+refused, timeouts, 5xx), the breaker opens: for ``reset_after`` seconds every
+request to central fails at once, so an uncached image answers 503 in
+microseconds instead of one timeout per request. Then one request is let
+through as a probe: success closes the breaker, failure opens it again.
+
+The state lives in the cache index when there is one, so that every
+glance-api worker sees the same breaker and it survives a restart; without a
+cache it lives in this process.
+"""
+
+import logging
+import threading
+import time
+
+from glance_store_remote import exceptions
+
+LOG = logging.getLogger(__name__)
+
+CLOSED, OPEN, HALF_OPEN = 'closed', 'open', 'half-open'
+
+
+class MemoryState:
+    """Breaker state of one process."""
+
+    def __init__(self):
+        self._state = (CLOSED, 0, 0.0)
+
+    def load(self):
+        return self._state
+
+    def save(self, state, failures, opened_at):
+        self._state = (state, failures, opened_at)
+
+
+class IndexState:
+    """Breaker state in a cache index, shared by every worker."""
+
+    def __init__(self, cache, name):
+        self._cache = cache
+        self._name = name
+
+    def load(self):
+        try:
+            return self._cache.load_breaker(self._name) or (CLOSED, 0, 0.0)
+        except Exception as e:
+            LOG.debug('breaker state not readable: %s', e)
+            return (CLOSED, 0, 0.0)
+
+    def save(self, state, failures, opened_at):
+        try:
+            self._cache.save_breaker(self._name, state, failures, opened_at)
+        except exceptions.CacheError as e:
+            LOG.debug('breaker state not saved: %s', e)
+
+
+class Breaker:
+    """Decides whether a request to central may be sent now.
+
+    :param threshold: consecutive failures that open the breaker (0: never)
+    :param reset_after: seconds the breaker stays open before a probe
+    """
+
+    def __init__(self, threshold, reset_after, state=None,
+                 clock=time.time):
+        self.threshold = threshold
+        self.reset_after = reset_after
+        self._state = state or MemoryState()
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    def state(self):
+        """(state, consecutive failures, seconds until a probe)."""
+        state, failures, opened_at = self._state.load()
+        remaining = max(0.0, opened_at + self.reset_after - self._clock())
+        if state == OPEN and remaining == 0:
+            state = HALF_OPEN
+        return state, failures, remaining if state == OPEN else 0.0
+
+    def allow(self):
+        """True if a request may go to central now.
+
+        Cost: one read of the state (an indexed SQLite read when shared).
+        """
+        if not self.threshold:
+            return True
+        state, failures, opened_at = self._state.load()
+        if state == CLOSED:
+            return True
+        with self._lock:
+            if self._clock() - opened_at < self.reset_after:
+                return False
+            # Let one probe through and keep the others failing fast until
+            # it answers: re-open the window now.
+            self._state.save(OPEN, failures, self._clock())
+            return True
+
+    def succeeded(self):
+        if self.threshold and self._state.load()[:2] != (CLOSED, 0):
+            self._state.save(CLOSED, 0, 0.0)
+
+    def failed(self):
+        """Count a failure; returns True when this one opened the
+        breaker.
+        """
+        if not self.threshold:
+            return False
+        with self._lock:
+            state, failures, opened_at = self._state.load()
+            failures += 1
+            if failures >= self.threshold:
+                self._state.save(OPEN, failures, self._clock())
+                return state == CLOSED
+            self._state.save(state, failures, opened_at)
+            return False

@@ -1,0 +1,637 @@
+"""The edge's local copy of central images: on-disk layout, index and space.
+
+The layout below is a contract between glance-api workers, the
+``glance-remote`` command and later releases; changing it needs a new
+``LAYOUT_VERSION`` and a migration::
+
+    <cache_dir>/
+      layout                 "glance-store-remote cache layout 1"
+      index.sqlite           entries, counters, breaker state (WAL mode)
+      entries/<id>.data      a complete image, verified against central's
+                             size and hash before it was renamed here
+      entries/<id>.json      central's image record, kept with the data
+      partial/<id>.data      a fill in progress or interrupted: a prefix
+      partial/<id>.json      {"record": ..., "durable": n, "boot_id": ...}
+      locks/<id>.fill        flock held by the one filler of the image; its
+                             first bytes hold the last fill's outcome
+      locks/<id>.read        flock shared by readers, taken exclusively by
+                             eviction so an image being read stays
+
+Sizes: the cap (``max_size``) counts image bytes. A partial entry reserves
+its whole image size from the moment its fill starts, so the sum of
+reservations, and with it the bytes on disk, never exceeds the cap.
+
+Many glance-api worker processes share one directory: the index is SQLite
+(one short transaction per event, never per chunk) and exclusion between
+processes is flock on the files under ``locks/``.
+
+No Glance import here: the cache knows images by ID, size and hash.
+"""
+
+import collections
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+
+from glance_store_remote import exceptions
+
+LOG = logging.getLogger(__name__)
+
+LAYOUT_VERSION = 1
+LAYOUT_TEXT = 'glance-store-remote cache layout %d\n' % LAYOUT_VERSION
+
+COUNTERS = ('hits', 'misses', 'coalesced', 'bytes_from_central',
+            'bytes_from_cache', 'resumes', 'verification_failures',
+            'evictions', 'passthrough')
+
+# A fill's outcome, kept in the first bytes of its lock file so that it can
+# be read by another process after the filler died or gave up, and written
+# in place, without new blocks, on a full disk.
+OUTCOME_BYTES = 128
+FILLING, VERIFIED, COMMITTED = 'filling', 'verified', 'committed'
+UPSTREAM_FAILED, WRITE_FAILED, VERIFY_FAILED = 'upstream', 'write', 'verify'
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    image_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL CHECK (state IN ('partial', 'complete')),
+    size INTEGER NOT NULL,
+    pinned INTEGER NOT NULL DEFAULT 0,
+    last_access REAL NOT NULL,
+    created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS breaker (
+    name TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    failures INTEGER NOT NULL,
+    opened_at REAL NOT NULL);
+"""
+
+Expected = collections.namedtuple('Expected', 'image_id size algo digest')
+Expected.__doc__ = """What a fill must produce: central's size and hash.
+
+``algo`` is central's os_hash_algo (md5 for the ``checksum`` where central
+has no os_hash)."""
+
+Entry = collections.namedtuple(
+    'Entry', 'image_id state size pinned last_access created')
+
+
+def expected_from_record(record):
+    """The Expected of a central image record (a dict)."""
+    if record.get('os_hash_algo') and record.get('os_hash_value'):
+        algo, digest = record['os_hash_algo'], record['os_hash_value']
+    else:
+        algo, digest = 'md5', record.get('checksum')
+    return Expected(record['id'], record['size'], algo, digest)
+
+
+def boot_id():
+    """This boot's ID: page-cache contents survive a killed process, not a
+    reboot.
+    """
+    try:
+        with open('/proc/sys/kernel/random/boot_id') as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _write_atomically(path, data):
+    tmp = '%s.%d.tmp' % (path, os.getpid())
+    with open(tmp, 'wb') as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _unlink(path):
+    """Remove *path*; another process having removed it first is fine."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+class FileLock:
+    """An flock on one file; exclusion is per open file, so two threads of
+    one process exclude each other as two processes do.
+    """
+
+    def __init__(self, path):
+        self.path = path
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
+
+    def try_lock(self, shared=False):
+        mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+        try:
+            fcntl.flock(self.fd, mode | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+
+    def unlock(self):
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    # The outcome record of a fill lock.
+
+    def read_outcome(self):
+        try:
+            raw = os.pread(self.fd, OUTCOME_BYTES, 0)
+            return json.loads(raw.decode() or '{}').get('outcome')
+        except (OSError, ValueError):
+            return None
+
+    def write_outcome(self, outcome):
+        """Record *outcome*; best effort (False when the disk refused)."""
+        text = json.dumps({'outcome': outcome}).ljust(OUTCOME_BYTES - 1)
+        try:
+            os.pwrite(self.fd, (text + '\n').encode(), 0)
+            return True
+        except OSError:
+            return False
+
+
+class Cache:
+    """One backend's cache directory.
+
+    Thread safe; each thread gets its own SQLite connection.
+
+    :param root: the cache directory (created if missing)
+    :param max_size: the cap, in bytes
+    :raises CacheError: the directory or its index cannot be used
+    """
+
+    def __init__(self, root, max_size, clock=time.time):
+        self.root = root
+        self.max_size = max_size
+        self._clock = clock
+        self._local = threading.local()
+        try:
+            for sub in ('entries', 'partial', 'locks'):
+                os.makedirs(os.path.join(root, sub), exist_ok=True)
+            self._check_layout()
+            self._db().executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as e:
+            raise exceptions.CacheError(
+                'cache directory %s cannot be used: %s' % (root, e))
+
+    # -- paths and layout --------------------------------------------------
+
+    def data_path(self, image_id, partial=False):
+        return os.path.join(self.root, 'partial' if partial else 'entries',
+                            image_id + '.data')
+
+    def meta_path(self, image_id, partial=False):
+        return os.path.join(self.root, 'partial' if partial else 'entries',
+                            image_id + '.json')
+
+    def lock(self, image_id, kind):
+        """The ``fill`` or ``read`` FileLock of an image (caller closes)."""
+        return FileLock(os.path.join(self.root, 'locks',
+                                     '%s.%s' % (image_id, kind)))
+
+    def _check_layout(self):
+        path = os.path.join(self.root, 'layout')
+        try:
+            with open(path) as f:
+                found = f.read()
+        except FileNotFoundError:
+            _write_atomically(path, LAYOUT_TEXT.encode())
+            return
+        if found != LAYOUT_TEXT:
+            raise exceptions.CacheError(
+                'cache directory %s has layout %r; this release reads %r'
+                % (self.root, found.strip(), LAYOUT_TEXT.strip()))
+
+    # -- index ---------------------------------------------------------------
+
+    def _db(self):
+        db = getattr(self._local, 'db', None)
+        if db is None:
+            db = sqlite3.connect(os.path.join(self.root, 'index.sqlite'),
+                                 timeout=30, isolation_level=None)
+            db.execute('PRAGMA journal_mode=WAL')
+            db.execute('PRAGMA synchronous=NORMAL')
+            self._local.db = db
+        return db
+
+    def _write(self, *statements):
+        """Run (sql, args) pairs in one immediate transaction."""
+        db = self._db()
+        try:
+            db.execute('BEGIN IMMEDIATE')
+            try:
+                for sql, args in statements:
+                    db.execute(sql, args)
+                db.execute('COMMIT')
+            except BaseException:
+                db.execute('ROLLBACK')
+                raise
+        except sqlite3.Error as e:
+            raise exceptions.CacheError('cache index of %s: %s'
+                                        % (self.root, e))
+
+    @staticmethod
+    def _bump(**increments):
+        return [('INSERT INTO counters (name, value) VALUES (?, ?) '
+                 'ON CONFLICT(name) DO UPDATE SET value = value + ?',
+                 (name, amount, amount))
+                for name, amount in increments.items() if amount]
+
+    def count(self, **increments):
+        """Add to counters; a failure only loses the count."""
+        statements = self._bump(**increments)
+        if not statements:
+            return
+        try:
+            self._write(*statements)
+        except exceptions.CacheError as e:
+            LOG.debug('counters not updated: %s', e)
+
+    def counters(self):
+        values = dict.fromkeys(COUNTERS, 0)
+        values.update(self._db().execute(
+            'SELECT name, value FROM counters').fetchall())
+        return values
+
+    def entry(self, image_id):
+        row = self._db().execute(
+            'SELECT image_id, state, size, pinned, last_access, created '
+            'FROM entries WHERE image_id = ?', (image_id,)).fetchone()
+        return Entry(*row) if row else None
+
+    def entries(self):
+        """Every entry, least recently used first."""
+        return [Entry(*row) for row in self._db().execute(
+            'SELECT image_id, state, size, pinned, last_access, created '
+            'FROM entries ORDER BY last_access')]
+
+    def used(self):
+        """Bytes reserved by all entries (complete and partial)."""
+        return self._db().execute(
+            'SELECT COALESCE(SUM(size), 0) FROM entries').fetchone()[0]
+
+    # -- breaker state, shared by every worker ------------------------------
+
+    def load_breaker(self, name):
+        row = self._db().execute(
+            'SELECT state, failures, opened_at FROM breaker WHERE name = ?',
+            (name,)).fetchone()
+        return row
+
+    def save_breaker(self, name, state, failures, opened_at):
+        self._write(('INSERT INTO breaker (name, state, failures, opened_at) '
+                     'VALUES (?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET '
+                     'state = ?, failures = ?, opened_at = ?',
+                     (name, state, failures, opened_at, state, failures,
+                      opened_at)))
+
+    # -- complete entries (the fast path) ------------------------------------
+
+    def open_complete(self, image_id):
+        """Open a complete entry for reading: (fd, read lock, record) or
+        None.
+
+        Fast path: one open, one shared flock and one index write (last
+        access and the hit counter). An unreadable entry counts as a miss,
+        not an error. The caller closes the fd and the lock.
+        """
+        try:
+            fd = os.open(self.data_path(image_id), os.O_RDONLY)
+        except OSError:
+            return None
+        lock = None
+        try:
+            lock = self.lock(image_id, 'read')
+            if not lock.try_lock(shared=True):
+                raise OSError(errno.EBUSY, 'entry is being evicted')
+            record = self.stored_record(image_id, partial=False)
+            if record is None or os.fstat(fd).st_size != record['size']:
+                raise OSError(errno.EIO, 'entry and its record disagree')
+        except OSError as e:
+            os.close(fd)
+            if lock is not None:
+                lock.close()
+            LOG.debug('cache entry %s unreadable, treated as a miss: %s',
+                      image_id, e)
+            return None
+        try:
+            self._write(('UPDATE entries SET last_access = ? '
+                         'WHERE image_id = ?', (self._clock(), image_id)))
+        except exceptions.CacheError as e:
+            LOG.debug('last access of %s not recorded: %s', image_id, e)
+        return fd, lock, record
+
+    def stored_record(self, image_id, partial=None):
+        """Central's record kept with a complete (or, with partial=None, a
+        complete or partial) entry; None when there is none.
+        """
+        places = (False, True) if partial is None else (partial,)
+        for place in places:
+            try:
+                with open(self.meta_path(image_id, place)) as f:
+                    meta = json.load(f)
+            except (OSError, ValueError):
+                continue
+            return meta['record'] if place else meta
+        return None
+
+    # -- fills ---------------------------------------------------------------
+
+    def reserve(self, expected, record):
+        """Reserve space for a fill of *expected*, evicting least recently
+        used, unpinned entries that nobody reads; write the partial's
+        metadata.
+
+        :returns: True if reserved (or already reserved), False if the image
+            cannot fit: it is then streamed uncached
+        :raises CacheError: the index or the disk refused
+        """
+        image_id, size = expected.image_id, expected.size
+        if size > self.max_size:
+            return False
+        db = self._db()
+        evicted = []
+        try:
+            db.execute('BEGIN IMMEDIATE')
+            try:
+                if db.execute('SELECT 1 FROM entries WHERE image_id = ?',
+                              (image_id,)).fetchone():
+                    db.execute('COMMIT')
+                    return True
+                free = self.max_size - db.execute(
+                    'SELECT COALESCE(SUM(size), 0) FROM entries'
+                ).fetchone()[0]
+                if free < size:
+                    candidates = db.execute(
+                        'SELECT image_id, size, state FROM entries '
+                        'WHERE pinned = 0 ORDER BY last_access').fetchall()
+                    for victim, victim_size, state in candidates:
+                        if free >= size:
+                            break
+                        if self._remove_if_idle(victim, state):
+                            db.execute('DELETE FROM entries WHERE '
+                                       'image_id = ?', (victim,))
+                            free += victim_size
+                            evicted.append(victim)
+                if free < size:
+                    db.execute('ROLLBACK')
+                    return False
+                now = self._clock()
+                db.execute('INSERT INTO entries (image_id, state, size, '
+                           'last_access, created) VALUES (?, ?, ?, ?, ?)',
+                           (image_id, 'partial', size, now, now))
+                for sql, args in self._bump(evictions=len(evicted)):
+                    db.execute(sql, args)
+                db.execute('COMMIT')
+            except BaseException:
+                if db.in_transaction:
+                    db.execute('ROLLBACK')
+                raise
+        except sqlite3.Error as e:
+            raise exceptions.CacheError('cache index of %s: %s'
+                                        % (self.root, e))
+        for victim in evicted:
+            LOG.info('cache: evicted image %s to make room for %s',
+                     victim, image_id)
+        self.write_partial_meta(expected.image_id, record, durable=0)
+        return True
+
+    def _remove_if_idle(self, image_id, state):
+        """Remove the files of an entry that no one fills or reads."""
+        fill, read = self.lock(image_id, 'fill'), self.lock(image_id, 'read')
+        try:
+            if not (fill.try_lock() and read.try_lock()):
+                return False
+            partial = state == 'partial'
+            _unlink(self.data_path(image_id, partial))
+            _unlink(self.meta_path(image_id, partial))
+            return True
+        finally:
+            fill.close()
+            read.close()
+
+    def write_partial_meta(self, image_id, record, durable):
+        try:
+            _write_atomically(self.meta_path(image_id, partial=True),
+                              json.dumps({'record': record,
+                                          'durable': durable,
+                                          'boot_id': boot_id()}).encode())
+        except OSError as e:
+            raise exceptions.CacheError('cannot write partial metadata of %s:'
+                                        ' %s' % (image_id, e))
+
+    def resumable_length(self, image_id):
+        """How much of the partial data file a new fill may keep.
+
+        The whole file when it was written during this boot (a killed
+        process loses nothing from the page cache), else only what was
+        fsync'ed (``durable``).
+        """
+        try:
+            size = os.stat(self.data_path(image_id, partial=True)).st_size
+            with open(self.meta_path(image_id, partial=True)) as f:
+                meta = json.load(f)
+        except (OSError, ValueError):
+            return 0
+        if meta.get('boot_id') and meta.get('boot_id') == boot_id():
+            return size
+        return min(size, meta.get('durable', 0))
+
+    def commit(self, image_id, record):
+        """Make a verified partial a complete entry: record first, then the
+        atomic rename of the data, then the directory and the index.
+
+        :raises CacheError: the disk refused; the partial stays
+        """
+        try:
+            _write_atomically(self.meta_path(image_id),
+                              json.dumps(record).encode())
+            os.rename(self.data_path(image_id, partial=True),
+                      self.data_path(image_id))
+            dir_fd = os.open(os.path.join(self.root, 'entries'),
+                             os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as e:
+            raise exceptions.CacheError('cannot commit image %s: %s'
+                                        % (image_id, e))
+        _unlink(self.meta_path(image_id, partial=True))
+        self._write(('UPDATE entries SET state = ?, last_access = ? '
+                     'WHERE image_id = ?',
+                     ('complete', self._clock(), image_id)))
+
+    def discard_partial(self, image_id):
+        """Drop a partial entry and its reservation (verification failed or
+        the disk refused).
+        """
+        _unlink(self.data_path(image_id, partial=True))
+        _unlink(self.meta_path(image_id, partial=True))
+        try:
+            self._write(('DELETE FROM entries WHERE image_id = ? AND '
+                         'state = ?', (image_id, 'partial')))
+        except exceptions.CacheError as e:
+            LOG.debug('reservation of %s not released: %s', image_id, e)
+
+    # -- operator actions ----------------------------------------------------
+
+    def set_pinned(self, image_id, pinned):
+        """Pin or unpin an entry; False if the image is not in the cache."""
+        if self.entry(image_id) is None:
+            return False
+        self._write(('UPDATE entries SET pinned = ? WHERE image_id = ?',
+                     (1 if pinned else 0, image_id)))
+        return True
+
+    def evict(self, image_id, force_pinned=False):
+        """Remove an entry now.
+
+        :returns: 'evicted', 'absent', 'pinned' or 'busy' (being filled or
+            read)
+        """
+        entry = self.entry(image_id)
+        if entry is None:
+            return 'absent'
+        if entry.pinned and not force_pinned:
+            return 'pinned'
+        if not self._remove_if_idle(image_id, entry.state):
+            return 'busy'
+        self._write(('DELETE FROM entries WHERE image_id = ?', (image_id,)),
+                    *self._bump(evictions=1))
+        return 'evicted'
+
+    def verify(self, fix=False, chunk_size=4 * 1024 * 1024):
+        """Re-hash complete entries against the record kept with them.
+
+        Reports rather than raises. With *fix*, a bad entry is removed.
+        Cost: reads every complete entry once.
+
+        :returns: list of (image_id, problem or None)
+        """
+        report = []
+        for entry in self.entries():
+            if entry.state != 'complete':
+                continue
+            problem = self._check_entry(entry.image_id, chunk_size)
+            report.append((entry.image_id, problem))
+            if problem and fix:
+                self.evict(entry.image_id, force_pinned=True)
+        return report
+
+    def _check_entry(self, image_id, chunk_size):
+        record = self.stored_record(image_id, partial=False)
+        if record is None:
+            return 'no record kept with the data'
+        expected = expected_from_record(record)
+        hasher = hashlib.new(expected.algo)
+        size = 0
+        try:
+            with open(self.data_path(image_id), 'rb') as f:
+                for block in iter(lambda: f.read(chunk_size), b''):
+                    hasher.update(block)
+                    size += len(block)
+        except OSError as e:
+            return 'unreadable: %s' % e
+        if size != expected.size:
+            return 'size %d, expected %d' % (size, expected.size)
+        if hasher.hexdigest() != expected.digest:
+            return '%s mismatch' % expected.algo
+        return None
+
+    def reconcile(self):
+        """Make the index and the disk agree after a crash or restart.
+
+        Complete rows without data are dropped; committed data without a row
+        (a crash between rename and index update) is indexed again; idle
+        partials whose files are gone lose their row; stray temporary files
+        and unindexed partial files nobody fills are removed. Safe while
+        other workers serve.
+
+        :returns: list of the changes made, as text
+        """
+        changes = []
+        indexed = {e.image_id: e for e in self.entries()}
+        for image_id, entry in indexed.items():
+            partial = entry.state == 'partial'
+            if os.path.exists(self.data_path(image_id, partial)):
+                continue
+            if partial:
+                fill = self.lock(image_id, 'fill')
+                try:
+                    if not fill.try_lock():
+                        continue  # a fill is creating it right now
+                    self._write(('DELETE FROM entries WHERE image_id = ? '
+                                 'AND state = ?', (image_id, 'partial')))
+                finally:
+                    fill.close()
+            else:
+                self._write(('DELETE FROM entries WHERE image_id = ? AND '
+                             'state = ?', (image_id, 'complete')))
+            changes.append('dropped index row of missing %s entry %s'
+                           % (entry.state, image_id))
+        for name in os.listdir(os.path.join(self.root, 'entries')):
+            image_id, _, kind = name.partition('.')
+            if kind != 'data' or image_id in indexed:
+                continue
+            record = self.stored_record(image_id, partial=False)
+            size = os.stat(self.data_path(image_id)).st_size
+            if record and record.get('size') == size:
+                now = self._clock()
+                self._write(('INSERT OR IGNORE INTO entries (image_id, '
+                             'state, size, last_access, created) VALUES '
+                             '(?, ?, ?, ?, ?)',
+                             (image_id, 'complete', size, now, now)))
+                changes.append('indexed committed entry %s' % image_id)
+            else:
+                _unlink(self.data_path(image_id))
+                _unlink(self.meta_path(image_id))
+                changes.append('removed entry %s without a matching record'
+                               % image_id)
+        for sub in ('entries', 'partial'):
+            for name in os.listdir(os.path.join(self.root, sub)):
+                path = os.path.join(self.root, sub, name)
+                image_id = name.partition('.')[0]
+                if name.endswith('.tmp'):
+                    _unlink(path)
+                    changes.append('removed temporary file %s' % name)
+                elif sub == 'partial' and image_id not in indexed:
+                    fill = self.lock(image_id, 'fill')
+                    try:
+                        if fill.try_lock() and self.entry(image_id) is None:
+                            _unlink(path)
+                            changes.append('removed orphan %s' % name)
+                    finally:
+                        fill.close()
+        return changes
+
+    def stats(self):
+        """Counters, sizes and entry counts, for ``glance-remote cache
+        stats``.
+        """
+        entries = self.entries()
+        stats = self.counters()
+        stats.update({
+            'max_size': self.max_size,
+            'current_size': sum(e.size for e in entries),
+            'complete_entries': sum(e.state == 'complete' for e in entries),
+            'partial_entries': sum(e.state == 'partial' for e in entries),
+            'pinned_entries': sum(bool(e.pinned) for e in entries),
+        })
+        return stats

@@ -1,0 +1,546 @@
+"""Reading an image through the cache.
+
+* Hit: a complete, verified entry is streamed from disk; central is not
+  contacted at all.
+* Miss: exactly one fill per image across the threads AND the worker
+  processes of an edge (flock on the image's fill lock). The fill runs in a
+  thread of its own, so it does not depend on the client that started it:
+  every reader, that one included, follows the partial file and streams
+  bytes as they land. A second thread hashes the file as it grows, keeping
+  sha512 off the network loop; the entry is committed only when central's
+  size and hash match. Until then every whole-image reader holds back the
+  last byte: a fill that fails verification leaves its clients with a short
+  body, never a complete-looking wrong image.
+* Resume: a fill that central interrupted, or whose worker was killed,
+  keeps its prefix; the next fill continues it with a Range request and
+  still verifies the whole image.
+* Range: served from a complete entry, or from a partial prefix that
+  already holds the bytes (also with central down). A range beyond the
+  prefix is fetched from central directly, and a fill of the whole image
+  starts in the background to warm the cache.
+* Pass-through: an image that cannot fit, a disk that refuses writes, or a
+  hash algorithm this Python lacks: the image streams from central
+  uncached; the cache never fails a read that central can serve.
+"""
+
+import hashlib
+import logging
+import os
+import threading
+import time
+
+from glance_store_remote import cache as cache_module
+from glance_store_remote import exceptions
+
+LOG = logging.getLogger(__name__)
+
+# Bytes of a whole-image read withheld until its fill is verified.
+HOLD_BACK = 1
+# Seconds between looks at a fill run by another process.
+POLL_INTERVAL = 0.005
+# How often a fill makes its prefix durable (fdatasync), in bytes.
+CHECKPOINT_BYTES = 256 * 1024 * 1024
+# Fills a reader may take over when the one it followed stopped.
+MAX_TAKEOVERS = 1
+# Seconds the cache is bypassed after the disk refused a write.
+CACHE_BACKOFF = 60
+
+STARTED, RUNNING, COMPLETE, NO_ROOM = 'started', 'running', 'complete', \
+    'no-room'
+
+
+class _Fill:
+    """A fill running in this process; followers here wait on ``cond``."""
+
+    def __init__(self, expected, record, lock, start):
+        self.expected = expected
+        self.record = record
+        self.lock = lock
+        self.start = start
+        self.written = start
+        self.fetch_done = False
+        self.done = False
+        self.digest = None
+        self.verified = False
+        self.cond = threading.Condition()
+
+    def advance(self, written=None, fetch_done=False):
+        with self.cond:
+            if written is not None:
+                self.written = written
+            self.fetch_done = self.fetch_done or fetch_done
+            self.cond.notify_all()
+
+
+class ReadThrough:
+    """The read path of one backend with a cache.
+
+    :param cache: a cache.Cache
+    :param central: an upstream.Central
+    :param chunk_size: bytes per chunk handed to Glance
+    :param stall_timeout: seconds a follower waits for a fill that makes no
+        progress before giving up
+    """
+
+    def __init__(self, cache, central, chunk_size, stall_timeout):
+        self.cache = cache
+        self.central = central
+        self.chunk_size = chunk_size
+        self.stall_timeout = stall_timeout
+        self._fills = {}
+        self._fills_lock = threading.Lock()
+        self._bypass_until = 0.0
+
+    # -- entry point -------------------------------------------------------
+
+    def read(self, record, offset, length):
+        """An iterator of exactly *length* bytes of the image from *offset*.
+
+        :param record: central's upstream.ImageRecord (from the cache's own
+            copy when central is down)
+        :raises UpstreamNotFound, UpstreamUnavailable, UpstreamProtocolError:
+            before any byte, when central is needed and cannot serve
+        """
+        image_id = record.id
+        opened = self._open_complete(image_id)
+        if opened is not None:
+            return self._serve_file(opened[0], opened[1], offset, length)
+        expected = cache_module.expected_from_record(record.raw)
+        if not self._cacheable(expected):
+            return self._passthrough(record, offset, length)
+        if not (offset == 0 and length == record.size):
+            return self._read_range(record, expected, offset, length)
+        status = self._start_fill(expected, record)
+        if status == COMPLETE:
+            # Committed by another reader since we looked.
+            opened = self._open_complete(image_id)
+            if opened is not None:
+                return self._serve_file(opened[0], opened[1], offset, length)
+            status = NO_ROOM
+        if status == NO_ROOM:
+            return self._passthrough(record, offset, length)
+        self.cache.count(**{'misses' if status == STARTED
+                            else 'coalesced': 1})
+        return self._follow(record, expected, offset, length)
+
+    def stored_record(self, image_id):
+        """Central's record kept in the cache, or None."""
+        try:
+            return self.cache.stored_record(image_id)
+        except exceptions.CacheError:
+            return None
+
+    # -- hits ----------------------------------------------------------------
+
+    def _open_complete(self, image_id):
+        try:
+            opened = self.cache.open_complete(image_id)
+        except exceptions.CacheError as e:
+            LOG.debug('cache lookup of %s failed: %s', image_id, e)
+            return None
+        if opened is None:
+            return None
+        fd, lock, _ = opened
+        self.cache.count(hits=1)
+        return fd, lock
+
+    def _serve_file(self, fd, lock, offset, length):
+        """Stream [offset, offset+length) of an open file; close it after."""
+        served = 0
+        try:
+            pos, end = offset, offset + length
+            while pos < end:
+                chunk = os.pread(fd, min(self.chunk_size, end - pos), pos)
+                if not chunk:
+                    raise exceptions.CacheIntegrityError(
+                        'cache file ended at %d of %d bytes' % (pos, end))
+                pos += len(chunk)
+                served += len(chunk)
+                yield chunk
+        finally:
+            os.close(fd)
+            if lock is not None:
+                lock.close()
+            self.cache.count(bytes_from_cache=served)
+
+    # -- ranges --------------------------------------------------------------
+
+    def _read_range(self, record, expected, offset, length):
+        """Serve a range from a partial prefix that holds it, else from
+        central while a background fill warms the cache.
+        """
+        path = self.cache.data_path(record.id, partial=True)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            fd = None
+        if fd is not None:
+            if self._fill_running(record.id):
+                available = os.fstat(fd).st_size
+            else:
+                available = self.cache.resumable_length(record.id)
+            if offset + length <= available:
+                self.cache.count(hits=1)
+                return self._serve_file(fd, None, offset, length)
+            os.close(fd)
+        data = self._passthrough(record, offset, length)
+        try:
+            self._start_fill(expected, record)
+        except exceptions.UpstreamError as e:
+            LOG.debug('background fill of %s not started: %s', record.id, e)
+        return data
+
+    def _fill_running(self, image_id):
+        fill = self._fills.get(image_id)
+        if fill is not None and not fill.done:
+            return True
+        lock = self.cache.lock(image_id, 'fill')
+        try:
+            if lock.try_lock():
+                lock.unlock()
+                return False
+            return True
+        finally:
+            lock.close()
+
+    # -- pass-through --------------------------------------------------------
+
+    def _cacheable(self, expected):
+        if time.monotonic() < self._bypass_until:
+            return False
+        if not expected.digest or expected.algo not in (
+                hashlib.algorithms_available):
+            LOG.warning('image %s cannot be verified (%s %r): streamed '
+                        'uncached', expected.image_id, expected.algo,
+                        expected.digest)
+            return False
+        return True
+
+    def _passthrough(self, record, offset, length):
+        data = self.central.open_data(record, offset, length)
+        self.cache.count(passthrough=1, misses=1)
+        return self._counted_from_central(data)
+
+    def _counted_from_central(self, data):
+        received = 0
+        try:
+            for chunk in data:
+                received += len(chunk)
+                yield chunk
+        finally:
+            data.close()
+            self.cache.count(bytes_from_central=received)
+
+    def _cache_failed(self, error):
+        """Bypass the cache for a while; say so once per episode."""
+        first = time.monotonic() >= self._bypass_until
+        self._bypass_until = time.monotonic() + CACHE_BACKOFF
+        if first:
+            LOG.error('cache %s refused a write; images stream from central '
+                      'uncached for %d s: %s', self.cache.root,
+                      CACHE_BACKOFF, error)
+        else:
+            LOG.debug('cache still failing: %s', error)
+
+    # -- fills -------------------------------------------------------------
+
+    def _start_fill(self, expected, record):
+        """Start a fill of the image unless one runs already.
+
+        :returns: STARTED, RUNNING, COMPLETE or NO_ROOM
+        :raises UpstreamError: central cannot serve (nothing was started)
+        """
+        lock = self.cache.lock(expected.image_id, 'fill')
+        if not lock.try_lock():
+            lock.close()
+            return RUNNING
+        return self._fill_holding(lock, expected, record)
+
+    def _fill_holding(self, lock, expected, record):
+        """Start a fill while holding its lock; the fill thread releases
+        it. Same returns and raises as _start_fill.
+        """
+        image_id = expected.image_id
+        started = False
+        try:
+            if os.path.exists(self.cache.data_path(image_id)):
+                return COMPLETE
+            # From here on the lock's outcome speaks of this fill.
+            lock.write_outcome(cache_module.FILLING)
+            try:
+                if not self.cache.reserve(expected, record.raw):
+                    return NO_ROOM
+                start = self.cache.resumable_length(image_id)
+                fd = os.open(self.cache.data_path(image_id, partial=True),
+                             os.O_RDWR | os.O_CREAT, 0o640)
+            except (OSError, exceptions.CacheError) as e:
+                self._cache_failed(e)
+                return NO_ROOM
+            try:
+                # Keep the resumable prefix and write after it.
+                os.ftruncate(fd, start)
+                os.lseek(fd, start, os.SEEK_SET)
+                stream = iter(())
+                if start < expected.size:
+                    stream = self.central.open_data(
+                        record, start, expected.size - start)
+            except BaseException as e:
+                os.close(fd)
+                if isinstance(e, OSError) and not isinstance(
+                        e, exceptions.RemoteGlanceError):
+                    self._cache_failed(e)
+                    return NO_ROOM
+                raise
+            if start:
+                self.cache.count(resumes=1)
+                LOG.info('cache: resuming image %s at byte %d of %d',
+                         image_id, start, expected.size)
+            fill = _Fill(expected, record, lock, start)
+            with self._fills_lock:
+                self._fills[image_id] = fill
+            threading.Thread(target=self._run_fill, args=(fill, fd, stream),
+                             name='fill-%s' % image_id, daemon=True).start()
+            started = True
+            return STARTED
+        finally:
+            if not started:
+                lock.unlock()
+                lock.close()
+
+    def _run_fill(self, fill, fd, stream):
+        expected = fill.expected
+        image_id = expected.image_id
+        hasher = threading.Thread(target=self._hash, args=(fill, fd),
+                                  name='hash-%s' % image_id, daemon=True)
+        hasher.start()
+        outcome = cache_module.FILLING
+        try:
+            try:
+                self._fetch(fill, fd, stream)
+            except exceptions.UpstreamError as e:
+                outcome = cache_module.UPSTREAM_FAILED
+                LOG.warning('cache: fill of image %s stopped at byte %d of '
+                            '%d; the prefix is kept for a resume: %s',
+                            image_id, fill.written, expected.size, e)
+                self._checkpoint(fill, fd)
+            except (OSError, exceptions.CacheError) as e:
+                outcome = cache_module.WRITE_FAILED
+                self._cache_failed(e)
+            finally:
+                fill.advance(fetch_done=True)
+                hasher.join()
+            if outcome == cache_module.FILLING:
+                outcome = self._verify_and_commit(fill, fd)
+        except Exception:
+            LOG.exception('cache: fill of image %s failed', image_id)
+            outcome = cache_module.WRITE_FAILED
+        finally:
+            if outcome in (cache_module.WRITE_FAILED,
+                           cache_module.VERIFY_FAILED):
+                self.cache.discard_partial(image_id)
+            fill.lock.write_outcome(outcome)
+            os.close(fd)
+            self.cache.count(bytes_from_central=fill.written - fill.start)
+            with self._fills_lock:
+                self._fills.pop(image_id, None)
+            fill.done = True
+            fill.advance()
+            fill.lock.unlock()
+            fill.lock.close()
+
+    def _fetch(self, fill, fd, stream):
+        written = checkpoint = fill.start
+        try:
+            for chunk in stream:
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
+                written += len(chunk)
+                fill.advance(written)
+                if written - checkpoint >= CHECKPOINT_BYTES:
+                    self._checkpoint(fill, fd)
+                    checkpoint = written
+        finally:
+            close = getattr(stream, 'close', None)
+            if close is not None:
+                close()
+
+    def _checkpoint(self, fill, fd):
+        """Make the prefix written so far durable, and say so."""
+        try:
+            os.fdatasync(fd)
+            self.cache.write_partial_meta(fill.expected.image_id,
+                                          fill.record.raw, fill.written)
+        except (OSError, exceptions.CacheError) as e:
+            LOG.debug('checkpoint of %s failed: %s',
+                      fill.expected.image_id, e)
+
+    def _hash(self, fill, fd):
+        """Hash the partial file as it grows (hashlib releases the GIL on
+        large buffers, so this runs beside the fetch).
+        """
+        hasher = hashlib.new(fill.expected.algo)
+        pos = 0
+        try:
+            while True:
+                with fill.cond:
+                    while fill.written <= pos and not fill.fetch_done:
+                        fill.cond.wait(1.0)
+                    limit = fill.written
+                if limit <= pos:
+                    break
+                while pos < limit:
+                    block = os.pread(fd, min(self.chunk_size, limit - pos),
+                                     pos)
+                    if not block:
+                        break
+                    hasher.update(block)
+                    pos += len(block)
+        except OSError as e:
+            LOG.warning('cache: hashing image %s failed: %s',
+                        fill.expected.image_id, e)
+            return
+        fill.digest = (pos, hasher.hexdigest())
+
+    def _verify_and_commit(self, fill, fd):
+        expected = fill.expected
+        got = fill.digest or (None, None)
+        if got != (expected.size, expected.digest):
+            self.cache.count(verification_failures=1)
+            LOG.error('cache: image %s from central does not match its '
+                      'record (expected %d bytes with %s %s, got %s bytes '
+                      'with %s); discarded', expected.image_id,
+                      expected.size, expected.algo, expected.digest, got[0],
+                      got[1])
+            return cache_module.VERIFY_FAILED
+        fill.lock.write_outcome(cache_module.VERIFIED)
+        fill.verified = True
+        fill.advance()
+        try:
+            os.fdatasync(fd)
+            self.cache.commit(expected.image_id, fill.record.raw)
+        except (OSError, exceptions.CacheError) as e:
+            self._cache_failed(e)
+            return cache_module.WRITE_FAILED
+        return cache_module.COMMITTED
+
+    # -- followers -----------------------------------------------------------
+
+    def _follow(self, record, expected, offset, length):
+        """Stream the image from the fill's file as it grows."""
+        image_id = expected.image_id
+        end = offset + length
+        pos = offset
+        fd = None
+        verified = False
+        takeovers = 0
+        last_progress = time.monotonic()
+        try:
+            while pos < end:
+                if fd is None:
+                    fd = self._open_fill_file(image_id)
+                    if fd is None:
+                        if self._fill_running(image_id):
+                            # The filler holds the lock but has not
+                            # created its file yet.
+                            self._check_stall(image_id, last_progress)
+                            time.sleep(POLL_INTERVAL)
+                            continue
+                        yield from self._after_discard(
+                            record, self._outcome(image_id), pos, end)
+                        return
+                limit = end if verified else min(end, expected.size -
+                                                 HOLD_BACK)
+                available = min(os.fstat(fd).st_size, limit)
+                if available > pos:
+                    chunk = os.pread(fd, min(self.chunk_size,
+                                             available - pos), pos)
+                    pos += len(chunk)
+                    last_progress = time.monotonic()
+                    yield chunk
+                    continue
+                # Caught up with the fill: find out what it is doing.
+                fill = self._fills.get(image_id)
+                if fill is not None and not fill.done:
+                    if fill.verified:
+                        verified = True
+                        continue
+                    with fill.cond:
+                        if (fill.written <= pos and not fill.verified and
+                                not fill.done):
+                            fill.cond.wait(0.5)
+                    self._check_stall(image_id, last_progress)
+                    continue
+                stat = os.fstat(fd)
+                outcome = self._outcome(image_id)
+                if stat.st_size >= expected.size and outcome in (
+                        cache_module.VERIFIED, cache_module.COMMITTED):
+                    verified = True
+                    continue
+                if stat.st_nlink == 0 or outcome in (
+                        cache_module.WRITE_FAILED,
+                        cache_module.VERIFY_FAILED):
+                    yield from self._after_discard(record, outcome, pos, end)
+                    return
+                lock = self.cache.lock(image_id, 'fill')
+                if not lock.try_lock():
+                    lock.close()
+                    self._check_stall(image_id, last_progress)
+                    time.sleep(POLL_INTERVAL)
+                    continue
+                # The fill stopped without a verdict: its worker died or
+                # central failed. Take it over (resume) once.
+                if takeovers >= MAX_TAKEOVERS:
+                    lock.unlock()
+                    lock.close()
+                    raise exceptions.UpstreamStreamError(
+                        self.central.backend, 'image %s: central failed '
+                        'while the cache was filling it' % image_id)
+                takeovers += 1
+                status = self._fill_holding(lock, expected, record)
+                if status == NO_ROOM:
+                    yield from self._counted_from_central(
+                        self.central.open_data(record, pos, end - pos))
+                    return
+                last_progress = time.monotonic()
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def _open_fill_file(self, image_id):
+        for partial in (True, False):
+            try:
+                return os.open(self.cache.data_path(image_id, partial),
+                               os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+        return None
+
+    def _outcome(self, image_id):
+        lock = self.cache.lock(image_id, 'fill')
+        try:
+            return lock.read_outcome()
+        finally:
+            lock.close()
+
+    def _after_discard(self, record, outcome, pos, end):
+        """The fill this reader followed was discarded."""
+        if outcome == cache_module.WRITE_FAILED:
+            # The bytes sent so far came from central; the disk refused
+            # them. Finish from central.
+            yield from self._counted_from_central(
+                self.central.open_data(record, pos, end - pos))
+            return
+        if outcome == cache_module.VERIFY_FAILED:
+            raise exceptions.CacheIntegrityError(
+                'image %s: the data central sent does not match its record; '
+                'nothing was cached' % record.id)
+        raise exceptions.UpstreamStreamError(
+            self.central.backend, 'image %s: the fill this download followed '
+            'was abandoned' % record.id)
+
+    def _check_stall(self, image_id, last_progress):
+        if time.monotonic() - last_progress > self.stall_timeout:
+            raise exceptions.UpstreamStreamError(
+                self.central.backend, 'image %s: the fill made no progress '
+                'for %d s' % (image_id, self.stall_timeout))
