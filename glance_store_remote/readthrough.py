@@ -357,7 +357,8 @@ class ReadThrough:
                     view = view[os.write(fd, view):]
                 written += len(chunk)
                 fill.advance(written)
-                if written - checkpoint >= CHECKPOINT_BYTES:
+                if (written - checkpoint >= CHECKPOINT_BYTES and
+                        written < fill.expected.size):
                     self._checkpoint(fill, fd)
                     checkpoint = written
         finally:

@@ -41,6 +41,7 @@ import time
 import requests
 
 GLANCE_ETC = os.path.join(sys.prefix, 'etc', 'glance')
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 HOST = '127.0.0.1'
 
@@ -53,6 +54,9 @@ ACCESS_FIELDS = ('method', 'path', 'query', 'status', 'sent', 'range',
 ACCESS_FORMAT = '\t'.join(('%(m)s', '%(U)s', '%(q)s', '%(s)s', '%(B)s',
                            '%({range}i)s', '%({user-agent}i)s'))
 AccessEntry = collections.namedtuple('AccessEntry', ACCESS_FIELDS)
+
+# The policy that lets the unauthenticated (admin, roleless) context through.
+ADMIN_EVERYONE = {'context_is_admin': '@', 'service_api': '@'}
 
 Identity = collections.namedtuple('Identity', 'project_id user_id roles')
 ADMIN = Identity('edge-admins', 'operator',
@@ -79,7 +83,10 @@ def free_port():
 
 
 def _paste_ini():
-    """The stock paste file plus a ``headerauth`` flavor."""
+    """The stock paste file plus two test flavors: ``headerauth`` (identity
+    from headers) and ``headfile`` (unauthenticated, with the benchmark's
+    HEAD filter, see tests/head_filter.py).
+    """
     with open(os.path.join(GLANCE_ETC, 'glance-api-paste.ini')) as f:
         text = f.read()
     lines = []
@@ -88,9 +95,15 @@ def _paste_ini():
         if line.startswith('keystone = '):
             lines.append('headerauth = ' + line[len('keystone = '):]
                          .replace('authtoken ', ''))
-    lines += ['', '[composite:glance-api-headerauth]',
-              'paste.composite_factory = glance.api:root_app_factory',
-              '/: api', '/healthcheck: healthcheck', '']
+        elif line.startswith('default = '):
+            lines.append('headfile = ' + line[len('default = '):]
+                         .replace(' rootapp', ' headfile rootapp'))
+    for flavor in ('headerauth', 'headfile'):
+        lines += ['', '[composite:glance-api-%s]' % flavor,
+                  'paste.composite_factory = glance.api:root_app_factory',
+                  '/: api', '/healthcheck: healthcheck']
+    lines += ['', '[filter:headfile]',
+              'paste.filter_factory = tests.head_filter:filter_factory', '']
     return '\n'.join(lines)
 
 
@@ -117,12 +130,13 @@ class GlanceServer:
     """One glance-api under gunicorn, living in ``root``."""
 
     def __init__(self, name, root, flavor='', backends=None, options=None,
-                 workers=1, policy=None):
+                 workers=1, threads=8, policy=None):
         self.name = name
         self.root = root
         self.port = free_port()
         self.url = 'http://%s:%d' % (HOST, self.port)
         self.workers = workers
+        self.threads = threads
         self.log_file = os.path.join(root, 'glance-api.log')
         self.gunicorn_log = os.path.join(root, 'gunicorn.log')
         self.access_log = os.path.join(root, 'access.log')
@@ -179,11 +193,12 @@ class GlanceServer:
 
     def launch(self):
         """Start gunicorn without waiting; see wait_ready()."""
-        env = dict(os.environ, OS_GLANCE_CONFIG_DIR=self.root)
+        env = dict(os.environ, OS_GLANCE_CONFIG_DIR=self.root,
+                   PYTHONPATH=PROJECT_ROOT)
         cmd = [sys.executable, '-m', 'gunicorn',
                '--bind', '%s:%d' % (HOST, self.port),
                '--workers', str(self.workers),
-               '--worker-class', 'gthread', '--threads', '8',
+               '--worker-class', 'gthread', '--threads', str(self.threads),
                '--timeout', '600', '--graceful-timeout', '3',
                '--no-control-socket',
                '--access-logfile', self.access_log,
@@ -331,7 +346,7 @@ class GlanceServer:
             session=self.session(identity), image_endpoint_override=self.url)
 
 
-def _db_sync(server):
+def db_sync(server):
     subprocess.run([os.path.join(BIN, 'glance-manage'), '--config-file',
                     server.config_file, 'db_sync'],
                    check=True, stdout=subprocess.DEVNULL,
@@ -346,13 +361,18 @@ class Lab:
         None runs the edge without a cache
     :param cache_dir: the edge's cache directory (default: in the lab)
     :param proxy: put tests.faults.FaultyCentral between edge and central
+    :param edge_threads: gunicorn threads per edge worker
+    :param central_flavor: paste flavor of central ('' unauthenticated,
+        'headfile' adds the benchmark's HEAD filter)
     :param central_options, edge_options: ``{section: {key: value}}`` merged
         into each server's glance-api.conf
     """
 
     def __init__(self, edge_workers=1, cache_max_size=1024 ** 3,
                  cache_dir=None, proxy=False, central_options=None,
-                 edge_options=None):
+                 edge_options=None, edge_threads=8, central_flavor=''):
+        self.edge_threads = edge_threads
+        self.central_flavor = central_flavor
         self.use_proxy = proxy
         self.proxy = None
         self.edge_workers = edge_workers
@@ -384,7 +404,7 @@ class Lab:
                      'remote_glance_cache_max_size': self.cache_max_size}
         self.central = GlanceServer(
             'central', os.path.join(self.root, 'central'),
-            policy={'context_is_admin': '@', 'service_api': '@'},
+            flavor=self.central_flavor, policy=ADMIN_EVERYONE,
             options=self.central_options)
         central_url = self.central.url
         if self.use_proxy:
@@ -394,14 +414,14 @@ class Lab:
         self.edge = GlanceServer(
             'edge', os.path.join(self.root, 'edge'), flavor='headerauth',
             backends={'local': 'file', 'central': 'remote-glance'},
-            workers=self.edge_workers,
+            workers=self.edge_workers, threads=self.edge_threads,
             options=_merge({'central': dict({
                 'auth_type': 'none',
                 'endpoint_override': central_url,
                 'timeout': 5,
                 'store_description': 'central Glance over the WAN',
             }, **cache)}, self.edge_options))
-        _db_sync(self.central)
+        db_sync(self.central)
         shutil.copyfile(self.central.db_file, self.edge.db_file)
         for server in (self.central, self.edge):
             server.launch()

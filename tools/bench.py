@@ -1,0 +1,599 @@
+"""Benchmark of the remote-glance edge, side by side in one run, on loopback.
+
+Variants, each measured with the same client (a plain streaming GET that
+reads 4 MiB at a time and discards the bytes):
+
+* direct: the image from central itself;
+* local: the same image in the edge's own ``file`` store;
+* remote-glance miss / hit: through this driver's cache (evicted before
+  each miss);
+* alternative miss / hit: today's alternative, Glance's image cache
+  (``caching`` flavor) in front of glance_store's ``http`` store whose
+  location is central's ``/v2/images/<id>/file`` (central needs a HEAD
+  filter for that variant alone, see tests/head_filter.py).
+
+Then: 8 and 16 concurrent misses (wall time and upstream fetches), the edge
+worker's RSS growth while streaming a large image (miss and hit), time to
+503 with central down and the breaker open, behaviour with central frozen,
+and what a client sees when central is killed 30% into a miss.
+
+Writes doc/source/benchmarks/results.json and bench.png. Run it with
+``tox -e bench`` (``-- --size-mib 256`` for a quicker run). Nothing here
+asserts: it measures and reports ratios.
+"""
+
+import argparse
+import concurrent.futures
+import hashlib
+import json
+import os
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+
+import requests
+import urllib3.exceptions
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from glance_store_remote import cache as cache_module  # noqa: E402
+from tests import lab as lab_module  # noqa: E402
+
+MiB = 1024 * 1024
+READ = 4 * MiB
+OUT = os.path.join(ROOT, 'doc', 'source', 'benchmarks')
+CLIENT_AGENT = 'gsr-bench'
+
+
+def get(url, headers=None, timeout=600, on_bytes=None, verify=None):
+    """Stream *url*; returns (seconds, status, bytes received, error).
+
+    With *verify* (a hashlib name), hash what arrives as nova's glanceclient
+    does, on the client's own critical path.
+    """
+    hasher = hashlib.new(verify) if verify else None
+    headers = dict(headers or {}, **{'User-Agent': CLIENT_AGENT})
+    started = time.perf_counter()
+    received = 0
+    status = None
+    error = None
+    try:
+        with requests.get(url, headers=headers, stream=True,
+                          timeout=timeout) as response:
+            status = response.status_code
+            read = response.raw.read
+            while True:
+                block = read(READ)
+                if not block:
+                    break
+                received += len(block)
+                if hasher is not None:
+                    hasher.update(block)
+                if on_bytes is not None:
+                    on_bytes(received)
+    except urllib3.exceptions.ProtocolError as e:
+        error = 'short body (%s)' % type(e.args[1]).__name__ if len(
+            e.args) > 1 else type(e).__name__
+    except (requests.RequestException, urllib3.exceptions.HTTPError,
+            OSError) as e:
+        error = type(e).__name__
+    return time.perf_counter() - started, status, received, error
+
+
+def identity_headers():
+    ident = lab_module.ADMIN
+    return {'X-Identity-Status': 'Confirmed',
+            'X-Project-Id': ident.project_id, 'X-User-Id': ident.user_id,
+            'X-Roles': ','.join(ident.roles)}
+
+
+def random_file(folder, size):
+    path = os.path.join(folder, 'image-%d.raw' % size)
+    with open(path, 'wb') as f:
+        left = size
+        while left:
+            block = os.urandom(min(64 * MiB, left))
+            f.write(block)
+            left -= len(block)
+    return path
+
+
+class Bench:
+
+    def __init__(self, args):
+        self.args = args
+        self.size = args.size_mib * MiB
+        self.rows = []
+        self.results = {'size_mib': args.size_mib, 'trials': args.trials,
+                        'machine': '%d cores' % os.cpu_count()}
+        self.tmp = tempfile.mkdtemp(prefix='gsr-bench-')
+        self.lab = None
+        self.alt = None
+
+    # -- setup ---------------------------------------------------------------
+
+    def start(self):
+        say('starting central (with the HEAD filter), the remote-glance '
+            'edge and the alternative edge')
+        self.lab = lab_module.Lab(
+            cache_max_size=64 * 1024 * MiB, edge_threads=32,
+            central_flavor='headfile',
+            edge_options={'central': {
+                'remote_glance_breaker_threshold': 3,
+                'remote_glance_breaker_reset': 3}}).start()
+        central = self.lab.central
+        root = os.path.join(self.lab.root, 'alt-edge')
+        self.alt = lab_module.GlanceServer(
+            'alt-edge', root, flavor='caching', threads=32,
+            backends={'local': 'file', 'web': 'http'},
+            policy=lab_module.ADMIN_EVERYONE,
+            options={'import_filtering_opts': {
+                'allowed_hosts': '[%s]' % lab_module.HOST,
+                'allowed_ports': '[%d]' % central.port}})
+        lab_module.db_sync(self.alt)
+        self.alt.start()
+        self.cache = cache_module.Cache(self.lab.cache_dir,
+                                        64 * 1024 * MiB)
+        # A second remote-glance backend whose central is behind a
+        # throttling proxy: a WAN-like link.
+        from tests import faults
+        self.proxy = faults.FaultyCentral(central.url).start()
+        wan_cache = os.path.join(self.lab.root, 'wan-cache')
+        self.lab.edge.set_options({
+            'DEFAULT': {'enabled_backends':
+                        'local:file, central:remote-glance, '
+                        'wan:remote-glance, relay:remote-glance'},
+            'relay': {'auth_type': 'none',
+                      'endpoint_override': central.url},
+            'wan': {'auth_type': 'none', 'endpoint_override': self.proxy.url,
+                    'timeout': 60, 'remote_glance_cache_dir': wan_cache,
+                    'remote_glance_cache_max_size': 64 * 1024 * MiB}})
+        self.lab.edge.restart()
+        self.wan_cache = cache_module.Cache(wan_cache, 64 * 1024 * MiB)
+
+    def stop(self):
+        if getattr(self, 'proxy', None) is not None:
+            self.proxy.stop()
+        if self.alt is not None:
+            self.alt.stop()
+        if self.lab is not None:
+            self.lab.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def central_image(self, size, name):
+        path = random_file(self.tmp, size)
+        client = self.lab.central.glance()
+        image = client.images.create(name=name, disk_format='raw',
+                                     container_format='bare')
+        with open(path, 'rb') as f:
+            client.images.upload(image.id, f)
+        os.unlink(path)
+        return client.images.get(image.id)
+
+    def link(self, central_id, backend='central'):
+        client = self.lab.edge.glance(lab_module.ADMIN)
+        image = client.images.create(name='linked', disk_format='raw',
+                                     container_format='bare')
+        client.images.add_location(
+            image.id, 'remote-glance://%s/%s' % (backend, central_id), {})
+        return image.id
+
+    def link_alt(self, central_id):
+        client = self.alt.glance()
+        image = client.images.create(name='alt', disk_format='raw',
+                                     container_format='bare')
+        client.images.add_location(
+            image.id, '%s/v2/images/%s/file' % (self.lab.central.url,
+                                                central_id), {})
+        return image.id
+
+    def local_image(self, size):
+        path = random_file(self.tmp, size)
+        client = self.lab.edge.glance(lab_module.ADMIN)
+        image = client.images.create(name='local', disk_format='raw',
+                                     container_format='bare')
+        with open(path, 'rb') as f:
+            client.images.upload(image.id, f)
+        os.unlink(path)
+        return image.id
+
+    def url(self, server, image_id):
+        return '%s/v2/images/%s/file' % (server.url, image_id)
+
+    # -- reporting -----------------------------------------------------------
+
+    def row(self, name, value, unit, ratio=None, note=''):
+        self.rows.append((name, value, unit, ratio, note))
+        ratio_text = '' if ratio is None else '%.2fx' % ratio
+        say('  %-46s %10s %-6s %8s  %s' % (
+            name, '%.1f' % value if isinstance(value, float) else value,
+            unit, ratio_text, note))
+
+    def throughput(self, name, fn, trials=None):
+        """Median MiB/s of fn() -> seconds over the trials."""
+        speeds = []
+        for _ in range(trials or self.args.trials):
+            seconds = fn()
+            speeds.append(self.size / MiB / seconds)
+        value = statistics.median(speeds)
+        self.results.setdefault('throughput', {})[name] = {
+            'median_mib_s': value, 'trials_mib_s': speeds}
+        return value
+
+    # -- measurements --------------------------------------------------------
+
+    def run(self):
+        self.start()
+        say('uploading %d MiB to central and to the edge\'s local store'
+            % self.args.size_mib)
+        image = self.central_image(self.size, 'bench')
+        edge_id = self.link(image.id)
+        local_id = self.local_image(self.size)
+        headers = identity_headers()
+
+        def timed(url, hdrs=None, verify=None):
+            seconds, status, received, error = get(url, hdrs, verify=verify)
+            if status != 200 or received != self.size or error:
+                raise RuntimeError('%s: %s %s %s' % (url, status, received,
+                                                     error))
+            return seconds
+
+        def ours_miss():
+            self.evict(image.id)
+            return timed(self.url(self.lab.edge, edge_id), headers)
+
+        def alt_miss():
+            return timed(self.url(self.alt, self.link_alt(image.id)))
+
+        def relay():
+            return timed(self.url(self.lab.edge, relay_id), headers)
+
+        def ours_miss_verified():
+            self.evict(image.id)
+            return timed(self.url(self.lab.edge, edge_id), headers,
+                         verify=image.os_hash_algo)
+
+        relay_id = self.link(image.id, backend='relay')
+
+        alt_hit_id = self.link_alt(image.id)
+        timed(self.url(self.alt, alt_hit_id))
+
+        say('\nthroughput, %d MiB image, median of %d (MiB/s)'
+            % (self.args.size_mib, self.args.trials))
+        direct = self.throughput('direct', lambda: timed(
+            self.url(self.lab.central, image.id)))
+        local = self.throughput('local', lambda: timed(
+            self.url(self.lab.edge, local_id), headers))
+        miss = self.throughput('remote-glance miss', ours_miss)
+        hit = self.throughput('remote-glance hit', lambda: timed(
+            self.url(self.lab.edge, edge_id), headers))
+        alt_miss_speed = self.throughput('alternative miss', alt_miss)
+        alt_hit = self.throughput('alternative hit', lambda: timed(
+            self.url(self.alt, alt_hit_id)))
+        relayed = self.throughput('remote-glance without cache', relay)
+        direct_v = self.throughput('direct, client verifies', lambda: timed(
+            self.url(self.lab.central, image.id), verify=image.os_hash_algo))
+        miss_v = self.throughput('remote-glance miss, client verifies',
+                                 ours_miss_verified)
+        hash_speed = self.throughput('sha512 on one core', lambda: hash_time(
+            image.os_hash_algo, self.size), trials=1)
+        self.row('direct from central', direct, 'MiB/s')
+        self.row('edge local file store', local, 'MiB/s')
+        self.row('remote-glance miss (vs direct)', miss, 'MiB/s',
+                 miss / direct, 'goal >= 0.5')
+        self.row('remote-glance hit (vs local)', hit, 'MiB/s', hit / local,
+                 'goal >= 1.0')
+        self.row('alternative miss (vs direct)', alt_miss_speed, 'MiB/s',
+                 alt_miss_speed / direct)
+        self.row('alternative hit (vs local)', alt_hit, 'MiB/s',
+                 alt_hit / local)
+        say('context: where a miss spends its time')
+        self.row('remote-glance without cache, a relay (vs direct)',
+                 relayed, 'MiB/s', relayed / direct)
+        self.row('%s alone, one core' % image.os_hash_algo, hash_speed,
+                 'MiB/s', hash_speed / direct)
+        self.row('direct, client verifies %s as nova does'
+                 % image.os_hash_algo, direct_v, 'MiB/s')
+        self.row('remote-glance miss, client verifies (vs same)', miss_v,
+                 'MiB/s', miss_v / direct_v)
+        self.results['ratios'] = {
+            'miss_vs_direct': miss / direct, 'hit_vs_local': hit / local,
+            'alt_miss_vs_direct': alt_miss_speed / direct,
+            'alt_hit_vs_local': alt_hit / local,
+            'relay_vs_direct': relayed / direct,
+            'hash_vs_direct': hash_speed / direct,
+            'verified_miss_vs_verified_direct': miss_v / direct_v}
+
+        self.concurrency(image, edge_id, headers, self.size / MiB / miss)
+        self.memory(headers)
+        self.outage(headers)
+        self.killed_mid_miss(headers)
+
+    def evict(self, central_id, store=None):
+        """Evict an image, waiting for readers that are still closing."""
+        store = store or self.cache
+        deadline = time.monotonic() + 30
+        while store.evict(central_id, force_pinned=True) == 'busy':
+            if time.monotonic() > deadline:
+                raise RuntimeError('image %s stays busy' % central_id)
+            time.sleep(0.05)
+
+    def central_gets(self, central_id, since):
+        return [e for e in self.lab.central.access_entries()[since:]
+                if e.method == 'GET' and e.path.endswith(
+                    '%s/file' % central_id) and CLIENT_AGENT not in e.agent]
+
+    def concurrency(self, image, edge_id, headers, one_miss):
+        say('\nconcurrent misses of one %d MiB image' % self.args.size_mib)
+        self.results['concurrency'] = {}
+        for clients in (8, 16):
+            self.evict(image.id)
+            since = len(self.lab.central.access_entries())
+            wall, outcomes = self.together(
+                clients, self.url(self.lab.edge, edge_id), headers)
+            fetches = len(self.central_gets(image.id, since))
+            ok = sum(1 for o in outcomes if o[2] == self.size and not o[3])
+            self.row('remote-glance %d concurrent misses: wall / one miss'
+                     % clients, wall, 's', wall / one_miss,
+                     '%d upstream fetch(es), %d/%d complete'
+                     % (fetches, ok, clients))
+            self.results['concurrency'][str(clients)] = {
+                'wall_s': wall, 'vs_one_miss': wall / one_miss,
+                'upstream_fetches': fetches, 'complete': ok}
+        self.wan_concurrency(headers)
+        alt_id = self.link_alt(image.id)
+        since = len(self.lab.central.access_entries())
+        wall, outcomes = self.together(8, self.url(self.alt, alt_id))
+        fetches = len(self.central_gets(image.id, since))
+        self.row('alternative 8 concurrent misses', wall, 's', None,
+                 '%d upstream fetch(es)' % fetches)
+        self.results['concurrency']['alternative_8'] = {
+            'wall_s': wall, 'upstream_fetches': fetches}
+
+    def wan_concurrency(self, headers):
+        """The same through a backend whose central sits behind a WAN-like
+        link (the fault proxy throttling image bodies): coalescing then
+        saves what is scarce, the WAN.
+        """
+        rate = self.args.wan_mib_s * MiB
+        size = min(self.size, 512 * MiB)
+        image = self.central_image(size, 'wan')
+        edge_id = self.link(image.id, backend='wan')
+        self.proxy.arm(rate=rate, sticky=True)
+        try:
+            one, _, received, error = get(self.url(self.lab.edge, edge_id),
+                                          headers)
+            if received != size or error:
+                raise RuntimeError('WAN miss failed: %s' % error)
+            for clients in (8, 16):
+                self.evict(image.id, store=self.wan_cache)
+                before = len(self.proxy.image_gets())
+                wall, outcomes = self.together(
+                    clients, self.url(self.lab.edge, edge_id), headers)
+                fetches = len(self.proxy.image_gets()) - before
+                ok = sum(1 for o in outcomes if o[2] == size and not o[3])
+                self.row('WAN %d MiB/s: %d concurrent misses / one miss'
+                         % (self.args.wan_mib_s, clients), wall, 's',
+                         wall / one, '%d upstream fetch(es), %d/%d complete'
+                         % (fetches, ok, clients))
+                self.results['concurrency']['wan_%d' % clients] = {
+                    'wall_s': wall, 'one_miss_s': one,
+                    'vs_one_miss': wall / one, 'upstream_fetches': fetches,
+                    'complete': ok, 'wan_mib_s': self.args.wan_mib_s,
+                    'size_mib': size // MiB}
+        finally:
+            self.proxy.faults.reset()
+
+    def together(self, clients, url, headers=None):
+        barrier = threading.Barrier(clients)
+
+        def one(_):
+            barrier.wait()
+            return get(url, headers)
+        started = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+            outcomes = list(pool.map(one, range(clients)))
+        return time.perf_counter() - started, outcomes
+
+    def memory(self, headers):
+        size = self.args.rss_size_mib * MiB
+        say('\nedge worker RSS while streaming a %d MiB image'
+            % self.args.rss_size_mib)
+        image = self.central_image(size, 'rss')
+        edge_id = self.link(image.id)
+        [pid] = self.lab.edge.worker_pids()
+        self.results['rss'] = {}
+        for phase in ('miss', 'hit'):
+            baseline = rss(pid)
+            peak = [baseline]
+            done = threading.Event()
+
+            def sample():
+                while not done.is_set():
+                    peak[0] = max(peak[0], rss(pid))
+                    time.sleep(0.02)
+            sampler = threading.Thread(target=sample)
+            sampler.start()
+            _, status, received, error = get(
+                self.url(self.lab.edge, edge_id), headers)
+            done.set()
+            sampler.join()
+            growth = (peak[0] - baseline) / MiB
+            self.row('RSS growth, %s of %d MiB' % (phase, size // MiB),
+                     growth, 'MiB', None, 'goal < 32; %s' % (
+                         'ok' if received == size and not error else
+                         'FAILED %s %s' % (status, error)))
+            self.results['rss'][phase] = {'growth_mib': growth,
+                                          'baseline_mib': baseline / MiB}
+        self.evict(image.id)
+
+    def outage(self, headers):
+        say('\ncentral down or frozen, uncached image')
+        image = self.central_image(MiB, 'outage')
+        edge_id = self.link(image.id)
+        alt_id = self.link_alt(image.id)
+        url = self.url(self.lab.edge, edge_id)
+        self.lab.central.stop()
+        for _ in range(3):
+            get(url, headers)
+        times = []
+        statuses = set()
+        for _ in range(20):
+            seconds, status, _, _ = get(url, headers)
+            times.append(seconds * 1000)
+            statuses.add(status)
+        self.row('time to 503, breaker open (median)',
+                 statistics.median(times), 'ms', None,
+                 'goal < 50; max %.1f ms; answers %s'
+                 % (max(times), sorted(statuses)))
+        self.results['breaker_open_ms'] = {
+            'median': statistics.median(times), 'max': max(times)}
+        self.lab.central.start()
+        time.sleep(3.5)  # the breaker's reset time: let the probe close it
+        get(self.url(self.lab.central, image.id))
+        self.lab.central.freeze()
+        try:
+            seconds, status, _, error = get(url, headers, timeout=60)
+            self.row('remote-glance, central frozen', seconds, 's', None,
+                     'answer %s %s (edge timeout 5 s)' % (status,
+                                                          error or ''))
+            self.results['frozen'] = {'seconds': seconds, 'status': status}
+            seconds, status, _, error = get(self.url(self.alt, alt_id),
+                                            timeout=20)
+            self.row('alternative, central frozen', seconds, 's', None,
+                     'answer %s %s' % (status, error or ''))
+            self.results['alt_frozen'] = {'seconds': seconds,
+                                          'status': status,
+                                          'error': error}
+        finally:
+            self.lab.central.thaw()
+
+    def killed_mid_miss(self, headers):
+        say('\ncentral killed 30%% into a miss of a %d MiB image'
+            % self.args.size_mib)
+        self.results['killed'] = {}
+        for variant in ('remote-glance', 'alternative'):
+            self.lab.central.stop()
+            self.lab.central.start()
+            image = self.central_image(self.size, 'kill-%s' % variant)
+            if variant == 'remote-glance':
+                url = self.url(self.lab.edge, self.link(image.id))
+                partial = self.cache.data_path(image.id, partial=True)
+
+                def progress():
+                    try:
+                        return os.path.getsize(partial)
+                    except OSError:
+                        return 0
+                hdrs = headers
+            else:
+                url = self.url(self.alt, self.link_alt(image.id))
+                seen = [0]
+                progress = lambda: seen[0]  # noqa: E731
+                hdrs = None
+            killer = threading.Thread(target=self.kill_at, args=(
+                progress, int(self.size * 0.3)))
+            killer.start()
+            _, status, received, error = get(
+                url, hdrs, timeout=60,
+                on_bytes=None if hdrs else (
+                    lambda n: seen.__setitem__(0, n)))
+            killer.join()
+            self.lab.central.stop()
+            self.lab.central.start()
+            what = 'status %s, %.0f%% of the bytes, %s' % (
+                status, 100.0 * received / self.size,
+                'error: %s' % error if error else 'NO ERROR')
+            self.row('%s: client sees' % variant, received // MiB, 'MiB',
+                     None, what)
+            self.results['killed'][variant] = {
+                'status': status, 'received': received, 'error': error}
+
+    def kill_at(self, progress, threshold, timeout=60):
+        deadline = time.monotonic() + timeout
+        while progress() < threshold and time.monotonic() < deadline:
+            time.sleep(0.002)
+        os.killpg(self.lab.central.proc.pid, signal.SIGKILL)
+
+    # -- output --------------------------------------------------------------
+
+    def write(self):
+        os.makedirs(OUT, exist_ok=True)
+        self.results['rows'] = [
+            {'name': n, 'value': v, 'unit': u, 'ratio': r, 'note': note}
+            for n, v, u, r, note in self.rows]
+        with open(os.path.join(OUT, 'results.json'), 'w') as f:
+            json.dump(self.results, f, indent=2, sort_keys=True)
+        plot(self.results['throughput'], os.path.join(OUT, 'bench.png'),
+             self.args.size_mib)
+        say('\nwrote %s' % os.path.relpath(OUT, ROOT))
+
+
+def hash_time(algo, size):
+    """Seconds to hash *size* bytes in 4 MiB blocks on one core."""
+    block = os.urandom(READ)
+    hasher = hashlib.new(algo)
+    started = time.perf_counter()
+    for _ in range(size // READ):
+        hasher.update(block)
+    return time.perf_counter() - started
+
+
+def rss(pid):
+    with open('/proc/%d/status' % pid) as f:
+        for line in f:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def plot(throughput, path, size_mib):
+    import matplotlib
+    matplotlib.use('Agg')
+    from matplotlib import pyplot
+    names = ['direct', 'local', 'remote-glance miss', 'remote-glance hit',
+             'alternative miss', 'alternative hit']
+    values = [throughput[n]['median_mib_s'] for n in names]
+    colors = ['#888888', '#888888', '#1f77b4', '#1f77b4', '#d62728',
+              '#d62728']
+    figure, axes = pyplot.subplots(figsize=(8, 4))
+    bars = axes.bar(names, values, color=colors)
+    axes.bar_label(bars, fmt='%.0f')
+    axes.set_ylabel('MiB/s (median)')
+    axes.set_title('Download of a %d MiB image on loopback, 2 cores'
+                   % size_mib)
+    axes.tick_params(axis='x', labelrotation=20)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+def say(text):
+    print(text, flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--size-mib', type=int, default=1024,
+                        help='image size for throughput (default 1024)')
+    parser.add_argument('--rss-size-mib', type=int, default=2048,
+                        help='image size for the RSS run (default 2048)')
+    parser.add_argument('--trials', type=int, default=3)
+    parser.add_argument('--wan-mib-s', type=int, default=100,
+                        help='WAN-like link speed for the second '
+                        'concurrency run, in MiB/s (default 100)')
+    bench = Bench(parser.parse_args())
+    try:
+        bench.run()
+        bench.write()
+    finally:
+        bench.stop()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
