@@ -109,6 +109,7 @@ class Bench:
         self.args = args
         self.size = args.size_mib * MiB
         self.rows = []
+        self.lines = []
         self.results = {'size_mib': args.size_mib, 'trials': args.trials,
                         'machine': '%d cores' % os.cpu_count()}
         self.tmp = tempfile.mkdtemp(prefix='gsr-bench-')
@@ -118,8 +119,8 @@ class Bench:
     # -- setup ---------------------------------------------------------------
 
     def start(self):
-        say('starting central (with the HEAD filter), the remote-glance '
-            'edge and the alternative edge')
+        self.say('starting central (with the HEAD filter), the remote-glance '
+                 'edge and the alternative edge')
         self.lab = lab_module.Lab(
             cache_max_size=64 * 1024 * MiB, edge_threads=32,
             central_flavor='headfile',
@@ -210,9 +211,13 @@ class Bench:
     def row(self, name, value, unit, ratio=None, note=''):
         self.rows.append((name, value, unit, ratio, note))
         ratio_text = '' if ratio is None else '%.2fx' % ratio
-        say('  %-46s %10s %-6s %8s  %s' % (
+        self.say('  %-50s %9s %-6s %6s  %s' % (
             name, '%.1f' % value if isinstance(value, float) else value,
             unit, ratio_text, note))
+
+    def say(self, text):
+        self.lines.append(text)
+        say(text)
 
     def throughput(self, name, fn, trials=None):
         """Median MiB/s of fn() -> seconds over the trials."""
@@ -229,8 +234,8 @@ class Bench:
 
     def run(self):
         self.start()
-        say('uploading %d MiB to central and to the edge\'s local store'
-            % self.args.size_mib)
+        self.say('uploading %d MiB to central and to the edge\'s local store'
+                 % self.args.size_mib)
         image = self.central_image(self.size, 'bench')
         edge_id = self.link(image.id)
         local_id = self.local_image(self.size)
@@ -263,8 +268,8 @@ class Bench:
         alt_hit_id = self.link_alt(image.id)
         timed(self.url(self.alt, alt_hit_id))
 
-        say('\nthroughput, %d MiB image, median of %d (MiB/s)'
-            % (self.args.size_mib, self.args.trials))
+        self.say('\nthroughput, %d MiB image, median of %d (MiB/s)'
+                 % (self.args.size_mib, self.args.trials))
         direct = self.throughput('direct', lambda: timed(
             self.url(self.lab.central, image.id)))
         local = self.throughput('local', lambda: timed(
@@ -292,7 +297,7 @@ class Bench:
                  alt_miss_speed / direct)
         self.row('alternative hit (vs local)', alt_hit, 'MiB/s',
                  alt_hit / local)
-        say('context: where a miss spends its time')
+        self.say('context: where a miss spends its time')
         self.row('remote-glance without cache, a relay (vs direct)',
                  relayed, 'MiB/s', relayed / direct)
         self.row('%s alone, one core' % image.os_hash_algo, hash_speed,
@@ -329,7 +334,8 @@ class Bench:
                     '%s/file' % central_id) and CLIENT_AGENT not in e.agent]
 
     def concurrency(self, image, edge_id, headers, one_miss):
-        say('\nconcurrent misses of one %d MiB image' % self.args.size_mib)
+        self.say('\nconcurrent misses of one %d MiB image'
+                 % self.args.size_mib)
         self.results['concurrency'] = {}
         for clients in (8, 16):
             self.evict(image.id)
@@ -402,8 +408,8 @@ class Bench:
 
     def memory(self, headers):
         size = self.args.rss_size_mib * MiB
-        say('\nedge worker RSS while streaming a %d MiB image'
-            % self.args.rss_size_mib)
+        self.say('\nedge worker RSS while streaming a %d MiB image'
+                 % self.args.rss_size_mib)
         image = self.central_image(size, 'rss')
         edge_id = self.link(image.id)
         [pid] = self.lab.edge.worker_pids()
@@ -433,7 +439,7 @@ class Bench:
         self.evict(image.id)
 
     def outage(self, headers):
-        say('\ncentral down or frozen, uncached image')
+        self.say('\ncentral down or frozen, uncached image')
         image = self.central_image(MiB, 'outage')
         edge_id = self.link(image.id)
         alt_id = self.link_alt(image.id)
@@ -474,8 +480,8 @@ class Bench:
             self.lab.central.thaw()
 
     def killed_mid_miss(self, headers):
-        say('\ncentral killed 30%% into a miss of a %d MiB image'
-            % self.args.size_mib)
+        self.say('\ncentral killed 30%% into a miss of a %d MiB image'
+                 % self.args.size_mib)
         self.results['killed'] = {}
         for variant in ('remote-glance', 'alternative'):
             self.lab.central.stop()
@@ -531,7 +537,12 @@ class Bench:
             json.dump(self.results, f, indent=2, sort_keys=True)
         plot(self.results['throughput'], os.path.join(OUT, 'bench.png'),
              self.args.size_mib)
-        say('\nwrote %s' % os.path.relpath(OUT, ROOT))
+        with open(os.path.join(OUT, 'results.txt'), 'w') as f:
+            f.write('\n'.join(line for line in self.lines
+                              if not line.startswith(('starting',
+                                                      'uploading'))))
+            f.write('\n')
+        self.say('\nwrote %s' % os.path.relpath(OUT, ROOT))
 
 
 def hash_time(algo, size):

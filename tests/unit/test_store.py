@@ -1,8 +1,10 @@
 """Unit tests of store.py: location parsing, configuration, the glance_store
 surface and the error table. Central is requests-mock (see base)."""
 
+import hashlib
 import io
 import os
+import time
 import uuid
 
 import fixtures
@@ -231,6 +233,54 @@ class TestGet(base.StoreTestCase):
         chunks, _ = self.store.get(self.location(body['id']))
         error = self.assertRaises(IOError, b''.join, chunks)
         self.assertIsInstance(error, exceptions.UpstreamStreamError)
+
+
+class TestDeleteReleasesTheCache(base.StoreTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.store = self.make_store(
+            auth_type='none', endpoint_override=base.CENTRAL,
+            remote_glance_cache_dir=self.useFixture(
+                fixtures.TempDir()).path)
+        data = b'd' * 4096
+        self.body = self.serve_record(size=len(data),
+                                      os_hash_value=hashlib.sha512(
+                                          data).hexdigest())
+        self.serve_data(self.body['id'], data)
+        self.loc = self.location(self.body['id'])
+        chunks, _ = self.store.get(self.loc)
+        self.assertEqual(data, b''.join(chunks))
+        deadline = time.monotonic() + 10
+        entry = self.store._cache.entry
+        while (entry(self.body['id']).state != 'complete' and
+               time.monotonic() < deadline):
+            time.sleep(0.01)
+
+    def users(self, count):
+        self.useFixture(fixtures.MockPatch(
+            'glance_store_remote.edge_db.count_live_locations',
+            return_value=count))
+
+    def test_last_user_releases_the_entry(self):
+        self.users(1)
+        self.store.delete(self.loc)
+        self.assertIsNone(self.store._cache.entry(self.body['id']))
+
+    def test_entry_stays_while_another_edge_image_uses_it(self):
+        self.users(2)
+        self.store.delete(self.loc)
+        self.assertIsNotNone(self.store._cache.entry(self.body['id']))
+
+    def test_entry_stays_when_users_cannot_be_counted(self):
+        self.users(None)
+        self.store.delete(self.loc)
+        self.assertIsNotNone(self.store._cache.entry(self.body['id']))
+
+    def test_cached_record_answers_get_size_with_central_gone(self):
+        self.central.get('%s/v2/images/%s' % (base.CENTRAL, self.body['id']),
+                         status_code=503)
+        self.assertEqual(4096, self.store.get_size(self.loc))
 
 
 class TestDelete(base.StoreTestCase):

@@ -1,0 +1,45 @@
+"""Unit tests of edge_db.py against a sqlite database shaped like the
+edge Glance's image_locations table."""
+
+import fixtures
+import sqlalchemy
+import testtools
+
+from glance_store_remote import edge_db
+
+URI = 'remote-glance://central/3f1c4a0e-8a2b-4d7e-9c55-0a1b2c3d4e5f'
+
+
+class TestCountLiveLocations(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.engine = sqlalchemy.create_engine('sqlite://')
+        with self.engine.begin() as connection:
+            connection.execute(sqlalchemy.text(
+                'CREATE TABLE image_locations (id INTEGER PRIMARY KEY, '
+                'image_id TEXT, value TEXT, deleted INTEGER, status TEXT)'))
+            for image, uri, deleted, status in (
+                    ('a', URI, 0, 'active'),
+                    ('b', URI, 0, 'active'),
+                    ('c', URI, 1, 'deleted'),
+                    ('d', URI, 0, 'pending_delete'),
+                    ('e', URI + 'x', 0, 'active')):
+                connection.execute(sqlalchemy.text(
+                    'INSERT INTO image_locations (image_id, value, deleted, '
+                    'status) VALUES (:i, :v, :d, :s)'),
+                    {'i': image, 'v': uri, 'd': deleted, 's': status})
+        self.useFixture(fixtures.MockPatch(
+            'glance_store_remote.edge_db._engine', return_value=self.engine))
+
+    def test_counts_only_live_locations_of_that_uri(self):
+        self.assertEqual(2, edge_db.count_live_locations(URI))
+
+    def test_unknown_uri_counts_zero(self):
+        self.assertEqual(0, edge_db.count_live_locations('remote-glance://x'))
+
+    def test_an_unreadable_database_answers_none(self):
+        self.useFixture(fixtures.MockPatch(
+            'glance_store_remote.edge_db._engine',
+            side_effect=RuntimeError('no engine here')))
+        self.assertIsNone(edge_db.count_live_locations(URI))
