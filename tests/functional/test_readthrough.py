@@ -45,6 +45,20 @@ class CacheTestCase(base.LabTestCase):
         self.fail('the fill of %s never reached %d bytes' % (central_id,
                                                              size))
 
+    def break_fill_at(self, central_id, edge_id, offset, action):
+        """Download *edge_id*, stall central's stream at *offset*, run
+        *action* once the edge has written that much, and return what the
+        client in flight got: (response, bytes, error).
+        """
+        faults = self.lab.proxy.arm(stall_at=offset)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            in_flight = pool.submit(self.fetch, edge_id)
+            self.assertTrue(faults.stalled.wait(60))
+            self.wait_for_partial(central_id, offset)
+            action()
+            faults.release()
+            return in_flight.result()
+
     def image_gets(self, central_id):
         return [rng for path, rng in self.lab.proxy.image_gets()
                 if central_id in path]
@@ -179,14 +193,8 @@ class TestFailures(CacheTestCase):
 
     def test_central_dying_mid_fill_resumes_with_the_missing_part(self):
         central, data, edge = self.linked_image(size=48 * MiB)
-        faults = self.lab.proxy.arm(stall_at=24 * MiB)
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            in_flight = pool.submit(self.fetch, edge.id)
-            self.assertTrue(faults.stalled.wait(60))
-            self.wait_for_partial(central.id, 24 * MiB)
-            self.lab.central.stop()
-            faults.release()
-            _, received, error = in_flight.result()
+        _, received, error = self.break_fill_at(
+            central.id, edge.id, 24 * MiB, self.lab.central.stop)
         self.assert_failed_visibly(data, received, error)
         self.lab.central.start()
         self.assertEqual(data, self.download(edge.id, central))
@@ -203,15 +211,12 @@ class TestKilledWorker(CacheTestCase):
 
     def test_worker_killed_mid_fill_serves_nothing_partial(self):
         central, data, edge = self.linked_image(size=32 * MiB)
-        faults = self.lab.proxy.arm(stall_at=12 * MiB)
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            in_flight = pool.submit(self.fetch, edge.id)
-            self.assertTrue(faults.stalled.wait(60))
-            self.wait_for_partial(central.id, 12 * MiB)
+
+        def kill_workers():
             for pid in self.lab.edge.worker_pids():
                 os.kill(pid, signal.SIGKILL)
-            _, received, error = in_flight.result()
-        faults.release()
+        _, received, error = self.break_fill_at(
+            central.id, edge.id, 12 * MiB, kill_workers)
         self.assert_failed_visibly(data, received, error)
         self.assertEqual([], self.cached(central.id))
         self.lab.edge.wait_ready()
