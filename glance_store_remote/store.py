@@ -199,12 +199,23 @@ class Store(driver.Store):
                     record, offset, length, request_id=_request_id(context))
         return data, length
 
+    @property
+    def central(self):
+        """The upstream.Central this backend reads."""
+        return self._central
+
+    def central_record(self, image_id, context=None):
+        """Central's record (a dict) of *image_id*; see _record."""
+        return self._record_of(image_id, context).raw
+
     def _record(self, location, context):
-        """Central's record of the location's image: the copy kept in the
-        cache when there is one (image data never changes at central, and
-        this works offline), else central's answer.
+        return self._record_of(location.store_location.image_id, context)
+
+    def _record_of(self, image_id, context):
+        """Central's record of an image: the copy kept in the cache when
+        there is one (image data never changes at central, and this works
+        offline), else central's answer.
         """
-        image_id = location.store_location.image_id
         if self._readthrough is not None:
             kept = self._readthrough.stored_record(image_id)
             if kept is not None:

@@ -179,19 +179,44 @@ class Central:
         """GET central's record of *image_id*, bypassing the memo."""
         resp = self._get('/v2/images/%s' % image_id, 200, image_id,
                          stream=True, request_id=request_id)
+        return ImageRecord.from_body(self.backend, image_id,
+                                     self._read_small(resp, image_id))
+
+    def member_status(self, image_id, member_id):
+        """Central's membership status of project *member_id* in image
+        *image_id* ('accepted', 'pending', 'rejected'), or None.
+
+        :raises UpstreamUnavailable, UpstreamProtocolError
+        """
+        try:
+            resp = self._get('/v2/images/%s/members/%s' % (image_id,
+                                                           member_id),
+                             200, image_id, stream=True)
+        except exceptions.UpstreamNotFound:
+            return None
+        try:
+            member = json.loads(self._read_small(resp, image_id))
+            return member.get('status')
+        except (ValueError, AttributeError):
+            raise exceptions.UpstreamProtocolError(
+                self.backend, 'central sent a malformed membership of image '
+                '%s' % image_id)
+
+    def _read_small(self, resp, image_id):
+        """The body of a small JSON answer, refused past MAX_RECORD_BYTES."""
         try:
             body = resp.raw.read(MAX_RECORD_BYTES + 1, decode_content=True)
         except (urllib3.exceptions.HTTPError, OSError) as e:
             raise exceptions.UpstreamUnavailable(
-                self.backend, 'reading the record of image %s failed: %s'
+                self.backend, 'reading about image %s failed: %s'
                 % (image_id, redact(str(e))))
         finally:
             resp.close()
         if len(body) > MAX_RECORD_BYTES:
             raise exceptions.UpstreamProtocolError(
-                self.backend, 'central sent a record for image %s larger '
+                self.backend, 'central sent an answer about image %s larger '
                 'than %d bytes' % (image_id, MAX_RECORD_BYTES))
-        return ImageRecord.from_body(self.backend, image_id, body)
+        return body
 
     # -- data ------------------------------------------------------------
 

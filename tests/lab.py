@@ -83,9 +83,13 @@ def free_port():
 
 
 def _paste_ini():
-    """The stock paste file plus two test flavors: ``headerauth`` (identity
-    from headers) and ``headfile`` (unauthenticated, with the benchmark's
-    HEAD filter, see tests/head_filter.py).
+    """The stock paste file plus test flavors:
+
+    * ``headerauth``: identity from headers, with this package's metadata
+      hook (the edge's usual flavor here);
+    * ``trusted``: unauthenticated (admin, no roles), with the metadata hook;
+    * ``headfile``: unauthenticated, with the benchmark's HEAD filter (see
+      tests/head_filter.py).
     """
     with open(os.path.join(GLANCE_ETC, 'glance-api-paste.ini')) as f:
         text = f.read()
@@ -94,16 +98,23 @@ def _paste_ini():
         lines.append(line)
         if line.startswith('keystone = '):
             lines.append('headerauth = ' + line[len('keystone = '):]
-                         .replace('authtoken ', ''))
+                         .replace('authtoken context ',
+                                  'context remote-glance '))
         elif line.startswith('default = '):
-            lines.append('headfile = ' + line[len('default = '):]
-                         .replace(' rootapp', ' headfile rootapp'))
-    for flavor in ('headerauth', 'headfile'):
+            default = line[len('default = '):]
+            lines.append('headfile = ' + default.replace(
+                ' rootapp', ' headfile rootapp'))
+            lines.append('trusted = ' + default.replace(
+                ' rootapp', ' remote-glance rootapp'))
+    for flavor in ('headerauth', 'trusted', 'headfile'):
         lines += ['', '[composite:glance-api-%s]' % flavor,
                   'paste.composite_factory = glance.api:root_app_factory',
                   '/: api', '/healthcheck: healthcheck']
     lines += ['', '[filter:headfile]',
-              'paste.filter_factory = tests.head_filter:filter_factory', '']
+              'paste.filter_factory = tests.head_filter:filter_factory',
+              '', '[filter:remote-glance]',
+              'paste.filter_factory = glance_store_remote.metadata:'
+              'filter_factory', '']
     return '\n'.join(lines)
 
 
