@@ -62,6 +62,7 @@ class _Fill:
         self.done = False
         self.digest = None
         self.verified = False
+        self.thread = None
         self.cond = threading.Condition()
 
     def advance(self, written=None, fetch_done=False):
@@ -129,6 +130,15 @@ class ReadThrough:
             return self.cache.stored_record(image_id)
         except exceptions.CacheError:
             return None
+
+    def wait_for_fills(self, timeout=None):
+        """Wait until the fills this process runs have ended (committed or
+        not); for short-lived processes such as the CLI.
+        """
+        with self._fills_lock:
+            fills = list(self._fills.values())
+        for fill in fills:
+            fill.thread.join(timeout)
 
     # -- hits ----------------------------------------------------------------
 
@@ -298,8 +308,10 @@ class ReadThrough:
             fill = _Fill(expected, record, lock, start)
             with self._fills_lock:
                 self._fills[image_id] = fill
-            threading.Thread(target=self._run_fill, args=(fill, fd, stream),
-                             name='fill-%s' % image_id, daemon=True).start()
+            fill.thread = threading.Thread(
+                target=self._run_fill, args=(fill, fd, stream),
+                name='fill-%s' % image_id, daemon=True)
+            fill.thread.start()
             started = True
             return STARTED
         finally:

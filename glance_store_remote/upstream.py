@@ -67,10 +67,11 @@ class ImageRecord:
         self.os_hash_value = raw.get('os_hash_value')
 
     @classmethod
-    def from_body(cls, backend, image_id, body):
+    def from_body(cls, backend, image_id, body, any_status=False):
         """Parse and check a record body; raise UpstreamProtocolError if it
         is not the active image we asked for, or UpstreamNotFound if the
-        image exists but has no data to read.
+        image exists but has no data to read (unless *any_status*: then
+        only the JSON and the ID are checked).
         """
         try:
             raw = json.loads(body)
@@ -82,6 +83,9 @@ class ImageRecord:
             raise exceptions.UpstreamProtocolError(
                 backend, 'central sent a record that is not image %s'
                 % image_id)
+        if any_status:
+            return cls(dict(raw, size=raw.get('size'),
+                            status=raw.get('status')))
         status = raw.get('status')
         if status != 'active':
             raise exceptions.UpstreamNotFound(
@@ -175,12 +179,45 @@ class Central:
         with self._memo_lock:
             self._memo.pop(image_id, None)
 
-    def fetch_record(self, image_id, request_id=None):
-        """GET central's record of *image_id*, bypassing the memo."""
+    def fetch_record(self, image_id, request_id=None, any_status=False):
+        """GET central's record of *image_id*, bypassing the memo; with
+        *any_status*, also of images that are not active.
+        """
         resp = self._get('/v2/images/%s' % image_id, 200, image_id,
                          stream=True, request_id=request_id)
         return ImageRecord.from_body(self.backend, image_id,
-                                     self._read_small(resp, image_id))
+                                     self._read_small(resp, image_id),
+                                     any_status=any_status)
+
+    def members(self, image_id):
+        """Central's members of an image: {project: status}."""
+        resp = self._get('/v2/images/%s/members' % image_id, 200, image_id,
+                         stream=True)
+        try:
+            return {m['member_id']: m['status'] for m in json.loads(
+                self._read_small(resp, image_id))['members']}
+        except (ValueError, KeyError, TypeError):
+            raise exceptions.UpstreamProtocolError(
+                self.backend, 'central sent a malformed member list of '
+                'image %s' % image_id)
+
+    def list_images(self, **filters):
+        """IDs of central's active images matching Glance list *filters*
+        (visibility, tag, property=value), following pagination.
+        """
+        query = urllib.parse.urlencode(dict(filters, status='active',
+                                            limit=100))
+        path = '/v2/images?%s' % query
+        while path:
+            resp = self._get(path, 200, '(list)', stream=True)
+            try:
+                page = json.loads(self._read_small(resp, '(list)'))
+                ids = [image['id'] for image in page['images']]
+            except (ValueError, KeyError, TypeError):
+                raise exceptions.UpstreamProtocolError(
+                    self.backend, 'central sent a malformed image list')
+            yield from ids
+            path = page.get('next')
 
     def member_status(self, image_id, member_id):
         """Central's membership status of project *member_id* in image

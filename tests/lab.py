@@ -350,6 +350,16 @@ class GlanceServer:
         from glanceclient import client
         return client.Client('2', session=self.session(identity))
 
+    def clouds_yaml(self, folder):
+        """Write a clouds.yaml naming this server as cloud ``edge`` (auth
+        ``none``) and return its path, for OS_CLIENT_CONFIG_FILE.
+        """
+        path = os.path.join(folder, 'clouds.yaml')
+        with open(path, 'w') as f:
+            f.write('clouds:\n  edge:\n    auth_type: none\n    auth:\n'
+                    '      endpoint: %s\n' % self.url)
+        return path
+
     def sdk(self, identity=None):
         """An openstacksdk connection."""
         import openstack
@@ -373,6 +383,9 @@ class Lab:
     :param cache_dir: the edge's cache directory (default: in the lab)
     :param proxy: put tests.faults.FaultyCentral between edge and central
     :param edge_threads: gunicorn threads per edge worker
+    :param edge_flavor: paste flavor of the edge: 'headerauth' (identity
+        from headers) or 'trusted' (every request an admin without roles,
+        for clients that cannot send identity headers, such as the CLI)
     :param central_flavor: paste flavor of central ('' unauthenticated,
         'headfile' adds the benchmark's HEAD filter)
     :param central_options, edge_options: ``{section: {key: value}}`` merged
@@ -381,8 +394,10 @@ class Lab:
 
     def __init__(self, edge_workers=1, cache_max_size=1024 ** 3,
                  cache_dir=None, proxy=False, central_options=None,
-                 edge_options=None, edge_threads=8, central_flavor=''):
+                 edge_options=None, edge_threads=8, central_flavor='',
+                 edge_flavor='headerauth'):
         self.edge_threads = edge_threads
+        self.edge_flavor = edge_flavor
         self.central_flavor = central_flavor
         self.use_proxy = proxy
         self.proxy = None
@@ -423,7 +438,8 @@ class Lab:
             self.proxy = faults.FaultyCentral(self.central.url).start()
             central_url = self.proxy.url
         self.edge = GlanceServer(
-            'edge', os.path.join(self.root, 'edge'), flavor='headerauth',
+            'edge', os.path.join(self.root, 'edge'), flavor=self.edge_flavor,
+            policy=ADMIN_EVERYONE if self.edge_flavor == 'trusted' else None,
             backends={'local': 'file', 'central': 'remote-glance'},
             workers=self.edge_workers, threads=self.edge_threads,
             options=_merge({'central': dict({

@@ -9,6 +9,11 @@ credentials. Subcommands:
 * ``cache list|pin|unpin|evict|verify|stats``: the backend's local cache.
   These work on the cache directory with the same locks and index as the
   glance-api workers, so they are safe while glance-api serves.
+* ``import``: create edge images with central's IDs and full records, through
+  the edge's API with the operator's OpenStack credentials (``--os-cloud``,
+  clouds.yaml or ``OS_*`` variables, as openstackclient).
+* ``prefetch``: pull images into the cache before an outage, verified.
+* ``sync``: bring imported records up to date with central.
 """
 
 import argparse
@@ -20,8 +25,11 @@ from oslo_config import cfg
 
 from glance_store_remote import breaker
 from glance_store_remote import cache
+from glance_store_remote import catalog
+from glance_store_remote.cmd import progress
 from glance_store_remote import exceptions
 from glance_store_remote import opts
+from glance_store_remote import readthrough
 from glance_store_remote import upstream
 
 DEFAULT_CONFIG_FILE = '/etc/glance/glance-api.conf'
@@ -65,9 +73,10 @@ def load_backend(config_file, backend=None):
     return conf, backend
 
 
-def _central(conf, backend):
+def _central(conf, backend, breaker_state=None):
     try:
-        return upstream.Central.from_conf(conf, backend)
+        return upstream.Central.from_conf(conf, backend,
+                                          breaker_state=breaker_state)
     except Exception as e:
         raise UsageError('[%s] cannot describe a central Glance: %s'
                          % (backend, upstream.redact(str(e))))
@@ -184,6 +193,182 @@ class Failed(Exception):
     """The command ran but found or left a problem (exit code 1)."""
 
 
+def _edge(args):
+    """The edge's images API, with the operator's OpenStack credentials."""
+    import openstack
+    try:
+        connection = openstack.connect(cloud=args.os_cloud)
+        return catalog.EdgeAPI(connection.image)
+    except Exception as e:
+        raise UsageError('cannot use the edge Glance with your OpenStack '
+                         'credentials (--os-cloud, clouds.yaml or OS_* '
+                         'variables): %s' % upstream.redact(str(e)))
+
+
+def _selected(args, central):
+    """Central image IDs named or selected on the command line, in order."""
+    ids = list(args.image_ids)
+    if args.all_public:
+        ids += central.list_images(visibility='public')
+    for tag in args.tag or ():
+        ids += central.list_images(tag=tag)
+    for pair in args.property or ():
+        key, sep, value = pair.partition('=')
+        if not sep or not key:
+            raise UsageError('--property takes KEY=VALUE, not %r' % pair)
+        ids += central.list_images(**{key: value})
+    if not ids:
+        raise UsageError('name central image IDs, or select them with '
+                         '--all-public, --tag or --property')
+    return list(dict.fromkeys(ids))
+
+
+def _report(args, results, failed):
+    """Print per-image results; raise Failed if any image failed."""
+    _emit(args, [{'image_id': i, 'result': r, 'details': d}
+                 for i, r, d in results],
+          '\n'.join('%s %s%s' % (i, r, ': %s' % d if d else '')
+                    for i, r, d in results))
+    if failed:
+        raise Failed()
+
+
+def cmd_import(args, conf, backend):
+    central = _central(conf, backend)
+    importer = catalog.Importer(central, _edge(args), backend)
+    results, imported = [], []
+    for image_id in _selected(args, central):
+        try:
+            action, details = importer.import_image(image_id)
+            imported.append(image_id)
+        except exceptions.RemoteGlanceError as e:
+            action, details = 'failed', str(e)
+        results.append((image_id, action, details))
+    failed = len(results) - len(imported)
+    if args.prefetch and imported:
+        if not args.json:
+            _report(args, results, False)
+        prefetched = _prefetch(args, conf, backend, imported)
+        fetched = {i: (r, d) for i, r, d in prefetched}
+        failed += sum(r == 'failed' for r, _ in fetched.values())
+        if args.json:
+            _emit(args, [{'image_id': i, 'result': r, 'details': d,
+                          'prefetch': dict(zip(('result', 'details'),
+                                               fetched[i]))
+                          if i in fetched else None}
+                         for i, r, d in results], '')
+    else:
+        _report(args, results, False)
+    if failed:
+        raise Failed()
+
+
+def cmd_prefetch(args, conf, backend):
+    results = _prefetch(args, conf, backend, args.image_ids)
+    failed = [r for r in results if r[1] == 'failed']
+    if args.json:
+        _report(args, results, failed)
+    elif failed:
+        raise Failed()
+
+
+def _prefetch(args, conf, backend, image_ids):
+    """Fill the cache in this process, through the same read path and locks
+    as glance-api: a worker reading the image meanwhile joins this fill.
+
+    :returns: [(image ID, 'cached' or 'failed', details)]
+    """
+    store = _cache(conf, backend)
+    group = conf[backend]
+    central = _central(conf, backend, breaker.IndexState(store, backend))
+    reader = readthrough.ReadThrough(
+        store, central, group.remote_glance_chunk_size,
+        stall_timeout=2 * (group.timeout or 60) + 5)
+    results = []
+    for image_id in image_ids:
+        try:
+            results.append((image_id,) + _prefetch_one(
+                args, store, central, reader, image_id))
+        except exceptions.RemoteGlanceError as e:
+            if not args.json:
+                print('%s failed: %s' % (image_id, e))
+            results.append((image_id, 'failed', str(e)))
+    return results
+
+
+def _prefetch_one(args, store, central, reader, image_id):
+    entry = store.entry(image_id)
+    if entry is not None and entry.state == 'complete':
+        if not args.json:
+            print('%s already cached' % image_id)
+        return 'cached', 'already'
+    record = central.fetch_record(image_id)
+    shown = progress.Progress(image_id, record.size,
+                              _Quiet() if args.json else sys.stdout)
+    for chunk in reader.read(record, 0, record.size):
+        shown.advance(len(chunk))
+    reader.wait_for_fills(timeout=600)
+    entry = store.entry(image_id)
+    if entry is None or entry.state != 'complete':
+        shown.finish('NOT cached (larger than the free cache space)')
+        return 'failed', 'not cached: it does not fit the cache'
+    shown.finish('cached and verified')
+    return 'cached', '%d bytes verified' % record.size
+
+
+class _Quiet:
+    def isatty(self):
+        return False
+
+    def write(self, text):
+        pass
+
+    def flush(self):
+        pass
+
+
+def cmd_sync(args, conf, backend):
+    central = _central(conf, backend)
+    try:
+        central.probe()
+    except exceptions.UpstreamError as e:
+        print('glance-remote: central is unreachable; nothing was changed: '
+              '%s' % e, file=sys.stderr)
+        raise Failed()
+    importer = catalog.Importer(central, _edge(args), backend)
+    store = _cache(conf, backend) if conf[backend].remote_glance_cache_dir \
+        else None
+    results, failed = [], 0
+    for image in importer.edge.images():
+        if not _imported(image, backend):
+            continue
+        try:
+            action, details = importer.sync_image(
+                image, deleted_action=args.on_central_delete)
+            if action == 'marked' and store is not None:
+                store.set_pinned(image['id'], True)
+        except exceptions.RemoteGlanceError as e:
+            action, details = 'failed', str(e)
+            failed += 1
+        results.append((image['id'], action, details))
+    _report(args, results, failed)
+
+
+def _imported(image, backend):
+    """An edge image imported from this backend: central's ID and a
+    location in the backend (when the edge shows locations, it must point
+    at the same ID).
+    """
+    stores = (image.get('stores') or '').split(',')
+    if backend not in stores:
+        return False
+    locations = image.get('locations')
+    if not locations:
+        return True
+    own = 'remote-glance://%s/%s' % (backend, image['id'])
+    return any(location.get('url') == own for location in locations)
+
+
 def _emit(args, data, text):
     if args.json:
         print(json.dumps(data, indent=2, sort_keys=True))
@@ -212,7 +397,46 @@ def build_parser():
     show.add_argument('image_id', help='the central image ID')
     show.set_defaults(func=cmd_show)
     _add_cache_commands(sub)
+    _add_catalog_commands(sub)
     return parser
+
+
+def _add_catalog_commands(sub):
+    def edge_auth(command):
+        command.add_argument(
+            '--os-cloud', default=None,
+            help='the clouds.yaml cloud of the EDGE (default: OS_CLOUD or '
+            'OS_* variables)')
+
+    command = sub.add_parser(
+        'import', help='create edge images with central IDs and records')
+    command.add_argument('image_ids', nargs='*', metavar='IMAGE_ID',
+                         help='central image IDs')
+    command.add_argument('--all-public', action='store_true',
+                         help="every public image of central")
+    command.add_argument('--tag', action='append',
+                         help="central's images with this tag (repeatable)")
+    command.add_argument('--property', action='append', metavar='KEY=VALUE',
+                         help="central's images with this property "
+                         "(repeatable)")
+    command.add_argument('--prefetch', action='store_true',
+                         help='also pull their data into the cache')
+    edge_auth(command)
+    command.set_defaults(func=cmd_import)
+    command = sub.add_parser(
+        'prefetch', help='pull images into the cache now, verified')
+    command.add_argument('image_ids', nargs='+', metavar='IMAGE_ID',
+                         help='central image IDs')
+    command.set_defaults(func=cmd_prefetch)
+    command = sub.add_parser(
+        'sync', help='bring imported edge records up to date with central')
+    command.add_argument(
+        '--on-central-delete', choices=('mark', 'deactivate'),
+        default='mark', help='for an image deleted at central: only mark '
+        'it (default), or also deactivate it at the edge; its cached data '
+        'is pinned either way, never removed')
+    edge_auth(command)
+    command.set_defaults(func=cmd_sync)
 
 
 def _add_cache_commands(sub):

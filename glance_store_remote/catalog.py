@@ -1,0 +1,260 @@
+"""Copying central's image catalogue to an edge, through the edge's API.
+
+``glance-remote import`` creates edge images with central's IDs and full
+records; ``glance-remote sync`` brings them up to date later. Both compare a
+central record with an edge record field by field (the functions below) and
+talk to the edge through its public API as any OpenStack client does, so
+the edge's own policy and the metadata hook apply.
+
+An imported image is an edge image that has central's ID and a
+``remote-glance://<backend>/<id>`` location.
+"""
+
+import logging
+
+from glance_store_remote import exceptions
+from glance_store_remote import metadata
+
+LOG = logging.getLogger(__name__)
+
+# Record fields an import sets through the API (the metadata hook copies
+# size, checksum and os_hash at location add, which the API cannot set).
+SETTABLE = ('name', 'visibility', 'protected', 'min_disk', 'min_ram',
+            'owner')
+# Fields Glance refuses to change once an image has data.
+CREATE_ONLY = ('disk_format', 'container_format')
+
+
+class EdgeError(exceptions.RemoteGlanceError):
+    """The edge's API refused or failed a request."""
+
+
+def wanted_fields(central):
+    """The edge record an import aims at, from central's record."""
+    fields = {name: central.get(name) for name in SETTABLE}
+    fields['tags'] = sorted(central.get('tags') or ())
+    fields.update(metadata.custom_properties(central))
+    return fields
+
+
+def create_body(central):
+    body = {name: value for name, value in wanted_fields(central).items()
+            if value is not None}
+    body.update({'id': central['id']}, **{
+        name: central[name] for name in CREATE_ONLY if central.get(name)})
+    return body
+
+
+def patch_ops(edge, central):
+    """JSON-patch operations that make *edge* say what *central* says.
+
+    Properties the edge has and central lacks are left alone: they may be
+    the edge operator's own.
+    """
+    ops = []
+    for name, value in wanted_fields(central).items():
+        current = edge.get(name)
+        if name == 'tags':
+            current = sorted(current or ())
+        if current == value or (value is None and name not in edge):
+            continue
+        op = 'replace' if name in edge else 'add'
+        ops.append({'op': op, 'path': '/%s' % name, 'value': value})
+    return ops
+
+
+def member_changes(edge_members, central_members):
+    """(to add, status changes, to remove): each a list of (project,
+    status); the arguments map project -> status.
+    """
+    add = [(p, s) for p, s in central_members.items()
+           if p not in edge_members]
+    change = [(p, s) for p, s in central_members.items()
+              if p in edge_members and edge_members[p] != s]
+    remove = [(p, s) for p, s in edge_members.items()
+              if p not in central_members]
+    return add, change, remove
+
+
+class EdgeAPI:
+    """The edge Glance's images API through an authenticated adapter (an
+    openstacksdk image proxy or a keystoneauth1 Adapter on /v2).
+    """
+
+    PATCH_TYPE = 'application/openstack-images-v2.1-json-patch'
+
+    def __init__(self, adapter):
+        self._api = adapter
+
+    def _call(self, method, path, ok=(200, 201, 202, 204), **kw):
+        response = self._api.request(path, method, raise_exc=False, **kw)
+        if response.status_code not in ok:
+            raise EdgeError('edge answered %d to %s %s: %s' % (
+                response.status_code, method, path,
+                response.text.strip()[:300]))
+        return response
+
+    def image(self, image_id):
+        response = self._call('GET', '/images/%s' % image_id,
+                              ok=(200, 404))
+        return response.json() if response.status_code == 200 else None
+
+    def images(self):
+        """Every edge image the caller can list (follows pagination)."""
+        path = '/images?limit=100'
+        while path:
+            page = self._call('GET', path).json()
+            yield from page.get('images', ())
+            following = page.get('next')
+            path = following[len('/v2'):] if following else None
+
+    def create(self, body):
+        return self._call('POST', '/images', json=body).json()
+
+    def patch(self, image_id, ops):
+        return self._call('PATCH', '/images/%s' % image_id, json=ops,
+                          headers={'Content-Type': self.PATCH_TYPE}).json()
+
+    def members(self, image_id):
+        response = self._call('GET', '/images/%s/members' % image_id,
+                              ok=(200, 403, 404))
+        if response.status_code != 200:
+            return {}
+        return {m['member_id']: m['status']
+                for m in response.json().get('members', ())}
+
+    def add_member(self, image_id, project):
+        self._call('POST', '/images/%s/members' % image_id,
+                   json={'member': project})
+
+    def set_member(self, image_id, project, status):
+        self._call('PUT', '/images/%s/members/%s' % (image_id, project),
+                   json={'status': status})
+
+    def remove_member(self, image_id, project):
+        self._call('DELETE', '/images/%s/members/%s' % (image_id, project))
+
+    def add_location(self, image_id, url):
+        """POST /locations when the caller has the service role, else PATCH
+        add /locations (needs show_multiple_locations).
+        """
+        response = self._api.request(
+            '/images/%s/locations' % image_id, 'POST', raise_exc=False,
+            json={'url': url})
+        if response.status_code in (200, 202):
+            return
+        if response.status_code != 403:
+            raise EdgeError('edge answered %d adding location %s: %s' % (
+                response.status_code, url, response.text.strip()[:300]))
+        self.patch(image_id, [{'op': 'add', 'path': '/locations/-',
+                               'value': {'url': url, 'metadata': {}}}])
+
+    def action(self, image_id, name):
+        self._call('POST', '/images/%s/actions/%s' % (image_id, name))
+
+
+class Importer:
+    """Imports and syncs central images at the edge; reports per image.
+
+    :param central: an upstream.Central (the backend group's credentials)
+    :param edge: an EdgeAPI
+    :param backend: the remote-glance backend name used in locations
+    """
+
+    def __init__(self, central, edge, backend):
+        self.central = central
+        self.edge = edge
+        self.backend = backend
+
+    def location(self, image_id):
+        return 'remote-glance://%s/%s' % (self.backend, image_id)
+
+    def import_image(self, central_id):
+        """Create or update one edge image from central's record.
+
+        :returns: (action, details): 'created', 'updated' or 'unchanged'
+        :raises RemoteGlanceError: central or the edge failed
+        """
+        central = self.central.fetch_record(central_id).raw
+        edge = self.edge.image(central_id)
+        if edge is None:
+            self.edge.create(create_body(central))
+            self._sync_members(central_id, central)
+            self.edge.add_location(central_id, self.location(central_id))
+            return 'created', 'with its location and %d members' % len(
+                self._central_members(central_id, central))
+        return self._update(central, edge)
+
+    def _update(self, central, edge):
+        image_id = central['id']
+        changed = []
+        ops = patch_ops(edge, central)
+        if ops:
+            self.edge.patch(image_id, ops)
+            changed += [op['path'][1:] for op in ops]
+        changed += self._sync_members(image_id, central)
+        if edge.get('status') == 'queued':
+            self.edge.add_location(image_id, self.location(image_id))
+            changed.append('location')
+        if changed:
+            return 'updated', ', '.join(changed)
+        return 'unchanged', ''
+
+    def _central_members(self, image_id, central):
+        if central.get('visibility') != 'shared':
+            return {}
+        return self.central.members(image_id)
+
+    def _sync_members(self, image_id, central):
+        add, change, remove = member_changes(
+            self.edge.members(image_id),
+            self._central_members(image_id, central))
+        for project, status in add:
+            self.edge.add_member(image_id, project)
+            if status != 'pending':
+                self.edge.set_member(image_id, project, status)
+        for project, status in change:
+            self.edge.set_member(image_id, project, status)
+        for project, _ in remove:
+            self.edge.remove_member(image_id, project)
+        return ['member %s' % p for p, _ in add + change + remove]
+
+    def sync_image(self, edge, deleted_action='mark'):
+        """Bring one imported edge image up to date with central.
+
+        :param deleted_action: for an image central no longer has: 'mark'
+            (a property) or 'deactivate' (the property, and deactivate)
+        :returns: (action, details)
+        """
+        image_id = edge['id']
+        try:
+            central = self.central.fetch_record(image_id, any_status=True).raw
+        except exceptions.UpstreamNotFound:
+            return self._deleted_at_central(edge, deleted_action)
+        status = central.get('status')
+        if status == 'deactivated' and edge.get('status') == 'active':
+            self.edge.action(image_id, 'deactivate')
+            return 'deactivated', 'as at central'
+        if status == 'active' and edge.get('status') == 'deactivated':
+            self.edge.action(image_id, 'reactivate')
+            action, details = self._update(central, dict(edge,
+                                                         status='active'))
+            return 'reactivated', details
+        if status != 'active':
+            return 'unchanged', 'central image is %s' % status
+        return self._update(central, edge)
+
+    def _deleted_at_central(self, edge, deleted_action):
+        if edge.get(DELETED_MARK):
+            return 'unchanged', 'already marked deleted at central'
+        self.edge.patch(edge['id'], [{'op': 'add', 'path': '/' + DELETED_MARK,
+                                      'value': 'true'}])
+        if deleted_action == 'deactivate' and edge.get('status') == 'active':
+            self.edge.action(edge['id'], 'deactivate')
+        return 'marked', 'deleted at central; kept at the edge (property ' \
+            '%s%s)' % (DELETED_MARK, ', deactivated'
+                       if deleted_action == 'deactivate' else '')
+
+
+# Property an imported image gets when central no longer has it.
+DELETED_MARK = 'remote_glance_deleted_at_central'
