@@ -8,6 +8,7 @@ setUp), so classes only need a lab of their own when they need a different
 configuration.
 """
 
+import fcntl
 import hashlib
 import io
 import json
@@ -151,6 +152,26 @@ class LabTestCase(testtools.TestCase):
         result = self.cli('--json', 'cache', 'stats')
         self.assertEqual(0, result.returncode, result.stderr)
         return json.loads(result.stdout)
+
+    def wait_fills_done(self, timeout=60):
+        """Wait until no fill runs in the edge cache: a whole-image client
+        gets its last byte once the data is verified, and the commit (fsync,
+        rename) follows; a test that inspects the cache waits for it.
+        """
+        folder = os.path.join(self.lab.cache_dir, 'locks')
+        deadline = time.monotonic() + timeout
+        for name in os.listdir(folder):
+            if not name.endswith('.fill'):
+                continue
+            with open(os.path.join(folder, name)) as lock:
+                while True:
+                    try:
+                        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() > deadline:
+                            self.fail('a fill still runs: %s' % name)
+                        time.sleep(0.02)
 
     def cache_files(self, kind='entries'):
         """Names in the edge cache's ``entries`` or ``partial`` folder."""

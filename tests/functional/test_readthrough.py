@@ -24,6 +24,16 @@ class CacheTestCase(base.LabTestCase):
         super().setUp()
         self.lab.proxy.faults.reset()
 
+    def download(self, image_id, central_image, **kw):
+        data = super().download(image_id, central_image, **kw)
+        self.wait_fills_done()
+        return data
+
+    def fetch(self, image_id, **kw):
+        result = super().fetch(image_id, **kw)
+        self.wait_fills_done()
+        return result
+
     def linked_image(self, size=24 * MiB):
         central, data = self.make_central_image(size=size)
         return central, data, self.link_with_patch(central.id)
