@@ -177,7 +177,19 @@ class LabTestCase(testtools.TestCase):
         """Names in the edge cache's ``entries`` or ``partial`` folder."""
         return sorted(os.listdir(os.path.join(self.lab.cache_dir, kind)))
 
-    def central_requests(self, method=None, path_part=None):
-        return [entry for entry in self.lab.central.access_entries()
+    def central_requests(self, method=None, path_part=None, settle=0.3):
+        """Central's access log entries, once the log has stopped growing
+        for *settle* seconds: central logs a request after sending its last
+        byte, which can be after the edge has answered its own client.
+        """
+        entries = self.lab.central.access_entries()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            time.sleep(settle)
+            latest = self.lab.central.access_entries()
+            if latest == entries:
+                break
+            entries = latest
+        return [entry for entry in entries
                 if (method is None or entry.method == method) and
                 (path_part is None or path_part in entry.path)]

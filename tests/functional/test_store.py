@@ -72,13 +72,13 @@ class TestLocationAdd(base.LabTestCase):
     def test_hostile_locations_are_400_and_never_reach_central(self):
         central, _ = self.make_central_image(size=4096)
         image = self.make_edge_image()
-        before = len(self.lab.central.access_entries())
+        before = len(self.central_requests())
         for template in HOSTILE_LOCATIONS:
             uri = template % {'id': central.id, 'upper': central.id.upper()}
             self.assertRaises(
                 glance_exc.HTTPBadRequest,
                 self.edge_glance().images.add_location, image.id, uri, {})
-        self.assertEqual(before, len(self.lab.central.access_entries()))
+        self.assertEqual(before, len(self.central_requests()))
 
     def test_upload_to_the_remote_backend_is_410(self):
         image = self.make_edge_image()
@@ -133,7 +133,7 @@ class TestDownload(base.LabTestCase):
         self.assertEqual('active', still.status)
         self.assertEqual(data, b''.join(
             self.central_glance.images.data(central.id)))
-        self.assertEqual([], [e for e in self.lab.central.access_entries()
+        self.assertEqual([], [e for e in self.central_requests()
                               if e.method not in ('GET', 'HEAD') and
                               'glance-store-remote' in e.agent])
 
@@ -184,7 +184,7 @@ class TestWriteNothingToCentral(base.LabTestCase):
         edge = self.link_with_post(central.id)
         self.download(edge.id, central)
         self.edge_glance().images.delete(edge.id)
-        from_edge = [e for e in self.lab.central.access_entries()
+        from_edge = [e for e in self.central_requests()
                      if 'glance-store-remote' in e.agent]
         self.assertNotEqual([], from_edge)
         self.assertEqual({'GET'}, {e.method for e in from_edge})
