@@ -243,6 +243,8 @@ class MetadataFilter:
         except exceptions.UpstreamNotFound:
             return None
         except exceptions.UpstreamError as e:
+            LOG.warning('remote-glance: location of central image %s refused '
+                        'for now: %s', central_id, e)
             raise webob.exc.HTTPServiceUnavailable(explanation=str(e))
         edge = self.records.get(image_id)
         if edge is None:

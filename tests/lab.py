@@ -76,6 +76,64 @@ def _die_with_parent():
         pass
 
 
+def make_tls(folder):
+    """A test CA, a server certificate for 127.0.0.1 signed by it, and a
+    second, unrelated CA. Returns (ca_file, cert_file, key_file,
+    other_ca_file). Loopback labs only.
+    """
+    import datetime
+    import ipaddress
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives import serialization
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def name(text):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+    def certificate(subject, issuer, key, signer, extensions):
+        builder = x509.CertificateBuilder().subject_name(
+            name(subject)).issuer_name(name(issuer)).public_key(
+            key.public_key()).serial_number(x509.random_serial_number()
+                                            ).not_valid_before(
+            now - datetime.timedelta(days=1)).not_valid_after(
+            now + datetime.timedelta(days=2))
+        for extension, critical in extensions:
+            builder = builder.add_extension(extension, critical=critical)
+        return builder.sign(signer, hashes.SHA256())
+
+    def write(path, *items):
+        with open(path, 'wb') as f:
+            for item in items:
+                f.write(item)
+        return path
+
+    pem = serialization.Encoding.PEM
+    files = []
+    for ca_name in ('gsr-test-ca', 'gsr-other-ca'):
+        key = ec.generate_private_key(ec.SECP256R1())
+        ca = certificate(ca_name, ca_name, key, key, [
+            (x509.BasicConstraints(ca=True, path_length=None), True)])
+        files.append((key, ca, write(os.path.join(folder, ca_name + '.pem'),
+                                     ca.public_bytes(pem))))
+    ca_key, ca, ca_file = files[0]
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server = certificate('127.0.0.1', 'gsr-test-ca', server_key, ca_key, [
+        (x509.SubjectAlternativeName([x509.IPAddress(
+            ipaddress.ip_address(HOST))]), False)])
+    cert_file = write(os.path.join(folder, 'central.pem'),
+                      server.public_bytes(pem))
+    key_file = write(os.path.join(folder, 'central.key'),
+                     server_key.private_bytes(
+                         pem, serialization.PrivateFormat.PKCS8,
+                         serialization.NoEncryption()))
+    return ca_file, cert_file, key_file, files[1][2]
+
+
 def free_port():
     with socket.socket() as sock:
         sock.bind((HOST, 0))
@@ -141,11 +199,14 @@ class GlanceServer:
     """One glance-api under gunicorn, living in ``root``."""
 
     def __init__(self, name, root, flavor='', backends=None, options=None,
-                 workers=1, threads=8, policy=None):
+                 workers=1, threads=8, policy=None, tls=None):
         self.name = name
         self.root = root
         self.port = free_port()
-        self.url = 'http://%s:%d' % (HOST, self.port)
+        self.tls = tls  # (ca_file, cert_file, key_file) or None
+        self.url = '%s://%s:%d' % ('https' if tls else 'http', HOST,
+                                   self.port)
+        self.verify = tls[0] if tls else True
         self.workers = workers
         self.threads = threads
         self.log_file = os.path.join(root, 'glance-api.log')
@@ -206,6 +267,8 @@ class GlanceServer:
         """Start gunicorn without waiting; see wait_ready()."""
         env = dict(os.environ, OS_GLANCE_CONFIG_DIR=self.root,
                    PYTHONPATH=PROJECT_ROOT)
+        tls = ['--certfile', self.tls[1], '--keyfile', self.tls[2]] \
+            if self.tls else []
         cmd = [sys.executable, '-m', 'gunicorn',
                '--bind', '%s:%d' % (HOST, self.port),
                '--workers', str(self.workers),
@@ -213,8 +276,8 @@ class GlanceServer:
                '--timeout', '600', '--graceful-timeout', '3',
                '--no-control-socket',
                '--access-logfile', self.access_log,
-               '--access-logformat', ACCESS_FORMAT,
-               'glance.wsgi.api:application']
+               '--access-logformat', ACCESS_FORMAT] + tls + [
+            'glance.wsgi.api:application']
         with open(self.gunicorn_log, 'ab') as out:
             self.proc = subprocess.Popen(
                 cmd, env=env, cwd=self.root, stdin=subprocess.DEVNULL,
@@ -230,8 +293,8 @@ class GlanceServer:
                 raise RuntimeError('%s glance-api exited with %s:\n%s' % (
                     self.name, self.proc.returncode, self.log_tail()))
             try:
-                if requests.get(self.url + '/versions',
-                                timeout=2).status_code == 200:
+                if requests.get(self.url + '/versions', timeout=2,
+                                verify=self.verify).status_code == 200:
                     return
             except requests.RequestException:
                 pass
@@ -343,7 +406,8 @@ class GlanceServer:
                        'X-User-Id': identity.user_id,
                        'X-Roles': ','.join(identity.roles)}
         return ks_session.Session(auth=noauth.NoAuth(endpoint=self.url),
-                                  additional_headers=headers)
+                                  additional_headers=headers,
+                                  verify=self.verify)
 
     def glance(self, identity=None):
         """python-glanceclient v2, as nova and operators use it."""
@@ -382,6 +446,8 @@ class Lab:
         None runs the edge without a cache
     :param cache_dir: the edge's cache directory (default: in the lab)
     :param proxy: put tests.faults.FaultyCentral between edge and central
+    :param central_tls: serve central over HTTPS with a test CA (the edge
+        gets ``cafile``; ``ca_file`` and ``other_ca_file`` are kept here)
     :param edge_threads: gunicorn threads per edge worker
     :param edge_flavor: paste flavor of the edge: 'headerauth' (identity
         from headers) or 'trusted' (every request an admin without roles,
@@ -395,7 +461,9 @@ class Lab:
     def __init__(self, edge_workers=1, cache_max_size=1024 ** 3,
                  cache_dir=None, proxy=False, central_options=None,
                  edge_options=None, edge_threads=8, central_flavor='',
-                 edge_flavor='headerauth'):
+                 edge_flavor='headerauth', central_tls=False):
+        self.central_tls = central_tls
+        self.ca_file = self.other_ca_file = None
         self.edge_threads = edge_threads
         self.edge_flavor = edge_flavor
         self.central_flavor = central_flavor
@@ -428,10 +496,15 @@ class Lab:
                 self.root, 'edge-cache')
             cache = {'remote_glance_cache_dir': self.cache_dir,
                      'remote_glance_cache_max_size': self.cache_max_size}
+        tls = None
+        if self.central_tls:
+            tls = make_tls(self.root)
+            self.ca_file, self.other_ca_file = tls[0], tls[3]
+            cache['cafile'] = self.ca_file
         self.central = GlanceServer(
             'central', os.path.join(self.root, 'central'),
             flavor=self.central_flavor, policy=ADMIN_EVERYONE,
-            options=self.central_options)
+            options=self.central_options, tls=tls and tls[:3])
         central_url = self.central.url
         if self.use_proxy:
             from tests import faults

@@ -39,8 +39,22 @@ class LabTestCase(testtools.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.lab.stop()
+        try:
+            cls.assert_edge_only_read_central()
+        finally:
+            cls.lab.stop()
         super().tearDownClass()
+
+    @classmethod
+    def assert_edge_only_read_central(cls):
+        """The edge never writes to central: over the whole class, central
+        saw only GET and HEAD requests from the driver and the CLI.
+        """
+        written = [e for e in cls.lab.central.access_entries()
+                   if 'glance-store-remote' in e.agent and
+                   e.method not in ('GET', 'HEAD')]
+        if written:
+            raise AssertionError('the edge sent central %s' % written)
 
     def setUp(self):
         super().setUp()

@@ -1,0 +1,89 @@
+"""Property-based tests of the location parser (store.parse_location):
+hypothesis generates arbitrary URIs and proves that exactly
+``remote-glance://<this backend>/<lowercase uuid>`` is accepted, and that a
+refusal never reaches central (any HTTP request fails the test)."""
+
+import string
+import uuid
+
+import hypothesis
+from hypothesis import strategies
+from requests_mock.contrib import fixture as requests_mock_fixture
+import testtools
+
+from glance_store_remote import exceptions
+from glance_store_remote import store
+
+BACKEND = 'central'
+CANONICAL = 'remote-glance://%s/%s'
+
+uuids = strategies.uuids().map(str)
+anything = strategies.text(
+    alphabet=strategies.characters(codec='utf-8'), max_size=120)
+url_ish = strategies.text(
+    alphabet=(string.ascii_letters + string.digits +
+              ':/@?#%.-_~[]+!$&\'()*,;= \t\n'), max_size=120)
+
+
+def is_canonical(uri):
+    """The oracle, independent of the parser: this backend, then a UUID
+    exactly as str(uuid.UUID(...)) prints it.
+    """
+    prefix = CANONICAL % (BACKEND, '')
+    if not uri.startswith(prefix):
+        return False
+    rest = uri[len(prefix):]
+    try:
+        return str(uuid.UUID(rest)) == rest
+    except ValueError:
+        return False
+
+
+def accepted(uri):
+    try:
+        store.parse_location(uri, BACKEND)
+        return True
+    except exceptions.InvalidLocation:
+        return False
+
+
+def mutated(uri):
+    """Small edits of a valid location: each must be refused."""
+    return strategies.one_of(
+        strategies.builds(lambda s: uri + s, url_ish.filter(bool)),
+        strategies.builds(lambda s: s + uri, url_ish.filter(bool)),
+        strategies.builds(lambda i, c: uri[:i] + c + uri[i + 1:],
+                          strategies.integers(0, len(uri) - 1),
+                          strategies.sampled_from('/:@?#%.A. \n\x00')),
+        strategies.builds(lambda i: uri[:i] + uri[i + 1:],
+                          strategies.integers(0, len(uri) - 1)),
+    )
+
+
+class TestParseLocationProperties(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        # Nothing is registered: any request would raise NoMockAddress.
+        self.useFixture(requests_mock_fixture.Fixture())
+
+    @hypothesis.given(uuids)
+    def test_every_canonical_location_is_accepted(self, image_id):
+        self.assertEqual(image_id, store.parse_location(
+            CANONICAL % (BACKEND, image_id), BACKEND))
+
+    @hypothesis.given(anything)
+    def test_arbitrary_text_is_refused_unless_canonical(self, text):
+        self.assertEqual(is_canonical(text), accepted(text))
+
+    @hypothesis.given(uuids.flatmap(
+        lambda image_id: mutated(CANONICAL % (BACKEND, image_id))))
+    def test_edits_of_a_valid_location_match_the_oracle(self, uri):
+        self.assertEqual(is_canonical(uri), accepted(uri))
+
+    @hypothesis.given(strategies.from_regex(r'[A-Za-z0-9_-]{1,20}',
+                                            fullmatch=True), uuids)
+    def test_another_backend_is_refused(self, backend, image_id):
+        hypothesis.assume(backend != BACKEND)
+        self.assertRaises(exceptions.InvalidLocation, store.parse_location,
+                          CANONICAL % (backend, image_id), BACKEND)
