@@ -201,9 +201,16 @@ class Cache:
                             image_id + '.json')
 
     def lock(self, image_id, kind):
-        """The ``fill`` or ``read`` FileLock of an image (caller closes)."""
-        return FileLock(os.path.join(self.root, 'locks',
-                                     '%s.%s' % (image_id, kind)))
+        """The ``fill`` or ``read`` FileLock of an image (caller closes).
+
+        :raises CacheError: the lock file cannot be created or opened
+        """
+        try:
+            return FileLock(os.path.join(self.root, 'locks',
+                                         '%s.%s' % (image_id, kind)))
+        except OSError as e:
+            raise exceptions.CacheError('cache lock of %s: %s'
+                                        % (image_id, e))
 
     def _check_layout(self):
         path = os.path.join(self.root, 'layout')
@@ -323,7 +330,7 @@ class Cache:
             record = self.stored_record(image_id, partial=False)
             if record is None or os.fstat(fd).st_size != record['size']:
                 raise OSError(errno.EIO, 'entry and its record disagree')
-        except OSError as e:
+        except (OSError, exceptions.CacheError) as e:
             os.close(fd)
             if lock is not None:
                 lock.close()
@@ -480,10 +487,15 @@ class Cache:
 
     def discard_partial(self, image_id):
         """Drop a partial entry and its reservation (verification failed or
-        the disk refused).
+        the disk refused). Never raises: a file the disk will not let go of
+        is left for reconcile.
         """
-        _unlink(self.data_path(image_id, partial=True))
-        _unlink(self.meta_path(image_id, partial=True))
+        for path in (self.data_path(image_id, partial=True),
+                     self.meta_path(image_id, partial=True)):
+            try:
+                _unlink(path)
+            except OSError as e:
+                LOG.warning('cache: cannot remove %s: %s', path, e)
         try:
             self._write(('DELETE FROM entries WHERE image_id = ? AND '
                          'state = ?', (image_id, 'partial')))

@@ -111,7 +111,11 @@ class ReadThrough:
             return self._passthrough(record, offset, length)
         if not (offset == 0 and length == record.size):
             return self._read_range(record, expected, offset, length)
-        status = self._start_fill(expected, record)
+        try:
+            status = self._start_fill(expected, record)
+        except exceptions.CacheError as e:
+            self._cache_failed(e)
+            status = NO_ROOM
         if status == COMPLETE:
             # Committed by another reader since we looked.
             opened = self._open_complete(image_id)
@@ -179,26 +183,41 @@ class ReadThrough:
         """Serve a range from a partial prefix that holds it, else from
         central while a background fill warms the cache.
         """
-        path = self.cache.data_path(record.id, partial=True)
         try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            fd = None
-        if fd is not None:
-            if self._fill_running(record.id):
-                available = os.fstat(fd).st_size
-            else:
-                available = self.cache.resumable_length(record.id)
-            if offset + length <= available:
-                self.cache.count(hits=1)
-                return self._serve_file(fd, None, offset, length)
-            os.close(fd)
+            served = self._range_from_prefix(record, offset, length)
+        except exceptions.CacheError as e:
+            self._cache_failed(e)
+            return self._passthrough(record, offset, length)
+        if served is not None:
+            return served
         data = self._passthrough(record, offset, length)
         try:
             self._start_fill(expected, record)
         except exceptions.UpstreamError as e:
             LOG.debug('background fill of %s not started: %s', record.id, e)
+        except exceptions.CacheError as e:
+            self._cache_failed(e)
         return data
+
+    def _range_from_prefix(self, record, offset, length):
+        path = self.cache.data_path(record.id, partial=True)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            if self._fill_running(record.id):
+                available = os.fstat(fd).st_size
+            else:
+                available = self.cache.resumable_length(record.id)
+        except BaseException:
+            os.close(fd)
+            raise
+        if offset + length <= available:
+            self.cache.count(hits=1)
+            return self._serve_file(fd, None, offset, length)
+        os.close(fd)
+        return None
 
     def _fill_running(self, image_id):
         fill = self._fills.get(image_id)
@@ -300,6 +319,9 @@ class ReadThrough:
                         e, exceptions.RemoteGlanceError):
                     self._cache_failed(e)
                     return NO_ROOM
+                if not start:
+                    # Nothing to resume: release the reservation.
+                    self.cache.discard_partial(image_id)
                 raise
             if start:
                 self.cache.count(resumes=1)
@@ -347,6 +369,7 @@ class ReadThrough:
             LOG.exception('cache: fill of image %s failed', image_id)
             outcome = cache_module.WRITE_FAILED
         finally:
+            # Nothing here may raise: the lock must always be released.
             if outcome in (cache_module.WRITE_FAILED,
                            cache_module.VERIFY_FAILED):
                 self.cache.discard_partial(image_id)
@@ -440,6 +463,25 @@ class ReadThrough:
     # -- followers -----------------------------------------------------------
 
     def _follow(self, record, expected, offset, length):
+        """Stream the image from the fill's file as it grows.
+
+        If the cache breaks under the reader (its directory removed, its
+        disk gone), the bytes sent so far came from central, and the rest
+        comes from central directly.
+        """
+        sent = 0
+        try:
+            for chunk in self._follow_fill(record, expected, offset, length):
+                sent += len(chunk)
+                yield chunk
+        except exceptions.CacheIntegrityError:
+            raise
+        except exceptions.CacheError as e:
+            self._cache_failed(e)
+            yield from self._counted_from_central(self.central.open_data(
+                record, offset + sent, length - sent))
+
+    def _follow_fill(self, record, expected, offset, length):
         """Stream the image from the fill's file as it grows."""
         image_id = expected.image_id
         end = offset + length

@@ -10,6 +10,8 @@ Used through ``tests.lab.Lab(proxy=True)``.
 
 import http.client
 import http.server
+import json
+import re
 import threading
 import time
 import urllib.parse
@@ -20,6 +22,7 @@ HOP_BY_HOP = {'connection', 'keep-alive', 'proxy-authenticate',
               'proxy-authorization', 'te', 'trailer', 'transfer-encoding',
               'upgrade'}
 PIECE = 64 * 1024
+RECORD = re.compile(r'^/v2/images/[0-9a-f-]{36}$')
 
 
 class Faults:
@@ -34,10 +37,20 @@ class Faults:
         self.stall_at = None      # stop sending at this offset until release
         self.rate = None          # bytes per second, for the whole body
         self.sticky = False       # keep faults after the first /file answer
+        self.length_delta = 0     # add this to the image's Content-Length
+        self.record_patch = None  # dict merged into image records (sticky)
         self.released = threading.Event()
         self.stalled = threading.Event()
+        self.aborted = False
 
     def release(self):
+        self.released.set()
+
+    def abort(self):
+        """End a stalled body by cutting the connection there: central
+        died at that byte, whatever it had already sent.
+        """
+        self.aborted = True
         self.released.set()
 
 
@@ -69,8 +82,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         is_image = self.command == 'GET' and self.path.endswith('/file')
         proxy.seen.append((self.command, self.path,
                            self.headers.get('Range')))
+        patch = proxy.faults.record_patch
+        if patch and self.command == 'GET' and RECORD.match(self.path):
+            self._send_patched_record(resp, patch)
+            conn.close()
+            return
         self.send_response(resp.status)
         for key, value in resp.getheaders():
+            if key.lower() == 'content-length' and is_image:
+                value = str(int(value) + proxy.faults.length_delta)
             if key.lower() not in HOP_BY_HOP:
                 self.send_header(key, value)
         self.end_headers()
@@ -83,6 +103,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             pass
         finally:
             conn.close()
+
+    def _send_patched_record(self, resp, patch):
+        record = json.loads(resp.read())
+        record.update(patch)
+        body = json.dumps(record).encode()
+        self.send_response(resp.status)
+        self.send_header('Content-Type', 'application/json')
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def _copy_body(self, resp, faults):
         sent = 0
@@ -110,6 +140,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     faults.stalled.set()
                     faults.released.wait(120)
                     faults.stall_at = None
+                    if faults.aborted:
+                        self.close_connection = True
+                        return
                 if faults.rate:
                     ahead = (sent + len(piece)) / faults.rate - (
                         time.monotonic() - started)

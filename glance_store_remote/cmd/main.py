@@ -235,9 +235,10 @@ def _report(args, results, failed):
 
 def cmd_import(args, conf, backend):
     central = _central(conf, backend)
+    selected = _selected(args, central)
     importer = catalog.Importer(central, _edge(args), backend)
     results, imported = [], []
-    for image_id in _selected(args, central):
+    for image_id in selected:
         try:
             action, details = importer.import_image(image_id)
             imported.append(image_id)
@@ -480,6 +481,10 @@ def main(argv=None):
         args.func(args, conf, backend)
     except UsageError as e:
         print('glance-remote: %s' % e, file=sys.stderr)
+        return 2
+    except cfg.Error as e:
+        print('glance-remote: invalid configuration in %s: %s'
+              % (args.config_file, e), file=sys.stderr)
         return 2
     except exceptions.RemoteGlanceError as e:
         print('glance-remote: %s' % e, file=sys.stderr)

@@ -8,6 +8,7 @@ setUp), so classes only need a lab of their own when they need a different
 configuration.
 """
 
+import concurrent.futures
 import fcntl
 import hashlib
 import io
@@ -24,6 +25,7 @@ from testtools import content
 
 from tests import lab as lab_module
 
+MiB = 1024 * 1024
 TEST_TIMEOUT = 180  # seconds; a hung server fails the test, not the run
 
 
@@ -143,7 +145,8 @@ class LabTestCase(testtools.TestCase):
         """GET the image data at the edge, streaming; a failure part way is
         returned, not raised: (response, bytes received, error or None).
         """
-        response = self.edge_session(identity).get(
+        session = self.edge_session(identity)
+        response = session.get(
             '%s/v2/images/%s/file' % (self.lab.edge.url, image_id),
             headers=headers, stream=True, raise_exc=False, timeout=120)
         chunks = []
@@ -153,6 +156,9 @@ class LabTestCase(testtools.TestCase):
                 chunks.append(chunk)
         except requests.RequestException as e:
             error = e
+        finally:
+            response.close()
+            session.session.close()
         return response, b''.join(chunks), error
 
     def cli(self, *args):
@@ -174,7 +180,7 @@ class LabTestCase(testtools.TestCase):
         """
         folder = os.path.join(self.lab.cache_dir, 'locks')
         deadline = time.monotonic() + timeout
-        for name in os.listdir(folder):
+        for name in os.listdir(folder) if os.path.isdir(folder) else ():
             if not name.endswith('.fill'):
                 continue
             with open(os.path.join(folder, name)) as lock:
@@ -207,3 +213,68 @@ class LabTestCase(testtools.TestCase):
         return [entry for entry in entries
                 if (method is None or entry.method == method) and
                 (path_part is None or path_part in entry.path)]
+
+
+class CacheTestCase(LabTestCase):
+
+    LAB = {'proxy': True}
+
+    def setUp(self):
+        super().setUp()
+        self.lab.proxy.faults.reset()
+
+    def download(self, image_id, central_image, **kw):
+        data = super().download(image_id, central_image, **kw)
+        self.wait_fills_done()
+        return data
+
+    def fetch(self, image_id, **kw):
+        result = super().fetch(image_id, **kw)
+        self.wait_fills_done()
+        return result
+
+    def linked_image(self, size=24 * MiB):
+        central, data = self.make_central_image(size=size)
+        return central, data, self.link_with_patch(central.id)
+
+    def cached(self, central_id, kind='entries'):
+        """The image's files in the cache's ``entries`` or ``partial``."""
+        return [name for name in self.cache_files(kind)
+                if name.startswith(central_id)]
+
+    def wait_for_partial(self, central_id, size, timeout=60):
+        """Wait until the edge has written *size* bytes of a fill."""
+        path = os.path.join(self.lab.cache_dir, 'partial',
+                            central_id + '.data')
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if os.path.exists(path) and os.path.getsize(path) >= size:
+                return
+            time.sleep(0.02)
+        self.fail('the fill of %s never reached %d bytes' % (central_id,
+                                                             size))
+
+    def break_fill_at(self, central_id, edge_id, offset, action,
+                      abort=False):
+        """Download *edge_id*, stall central's stream at *offset*, run
+        *action* once the edge has written that much, then let the stream
+        go on (or, with *abort*, cut it there), and return what the client
+        in flight got: (response, bytes, error).
+        """
+        faults = self.lab.proxy.arm(stall_at=offset)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            in_flight = pool.submit(self.fetch, edge_id)
+            self.assertTrue(faults.stalled.wait(60))
+            self.wait_for_partial(central_id, offset)
+            action()
+            faults.abort() if abort else faults.release()
+            return in_flight.result()
+
+    def image_gets(self, central_id):
+        return [rng for path, rng in self.lab.proxy.image_gets()
+                if central_id in path]
+
+    def assert_failed_visibly(self, data, received, error):
+        """A failure the client can see: an error, or fewer bytes."""
+        self.assertTrue(error is not None or len(received) < len(data))
+        self.assertNotEqual(data, received)

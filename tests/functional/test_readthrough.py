@@ -13,73 +13,10 @@ import time
 
 from tests.functional import base
 
-MiB = 1024 * 1024
+MiB = base.MiB
 
 
-class CacheTestCase(base.LabTestCase):
-
-    LAB = {'proxy': True}
-
-    def setUp(self):
-        super().setUp()
-        self.lab.proxy.faults.reset()
-
-    def download(self, image_id, central_image, **kw):
-        data = super().download(image_id, central_image, **kw)
-        self.wait_fills_done()
-        return data
-
-    def fetch(self, image_id, **kw):
-        result = super().fetch(image_id, **kw)
-        self.wait_fills_done()
-        return result
-
-    def linked_image(self, size=24 * MiB):
-        central, data = self.make_central_image(size=size)
-        return central, data, self.link_with_patch(central.id)
-
-    def cached(self, central_id, kind='entries'):
-        """The image's files in the cache's ``entries`` or ``partial``."""
-        return [name for name in self.cache_files(kind)
-                if name.startswith(central_id)]
-
-    def wait_for_partial(self, central_id, size, timeout=60):
-        """Wait until the edge has written *size* bytes of a fill."""
-        path = os.path.join(self.lab.cache_dir, 'partial',
-                            central_id + '.data')
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if os.path.exists(path) and os.path.getsize(path) >= size:
-                return
-            time.sleep(0.02)
-        self.fail('the fill of %s never reached %d bytes' % (central_id,
-                                                             size))
-
-    def break_fill_at(self, central_id, edge_id, offset, action):
-        """Download *edge_id*, stall central's stream at *offset*, run
-        *action* once the edge has written that much, and return what the
-        client in flight got: (response, bytes, error).
-        """
-        faults = self.lab.proxy.arm(stall_at=offset)
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            in_flight = pool.submit(self.fetch, edge_id)
-            self.assertTrue(faults.stalled.wait(60))
-            self.wait_for_partial(central_id, offset)
-            action()
-            faults.release()
-            return in_flight.result()
-
-    def image_gets(self, central_id):
-        return [rng for path, rng in self.lab.proxy.image_gets()
-                if central_id in path]
-
-    def assert_failed_visibly(self, data, received, error):
-        """A failure the client can see: an error, or fewer bytes."""
-        self.assertTrue(error is not None or len(received) < len(data))
-        self.assertNotEqual(data, received)
-
-
-class TestHitsAndMisses(CacheTestCase):
+class TestHitsAndMisses(base.CacheTestCase):
 
     def test_miss_fills_then_hits_never_contact_central(self):
         central, data, edge = self.linked_image()
@@ -116,7 +53,7 @@ class TestHitsAndMisses(CacheTestCase):
                          set(self.image_gets(central.id)))
 
 
-class TestSingleFlight(CacheTestCase):
+class TestSingleFlight(base.CacheTestCase):
 
     LAB = {'proxy': True, 'edge_workers': 3}
 
@@ -169,7 +106,7 @@ class TestSingleFlight(CacheTestCase):
         self.assertEqual([None], self.image_gets(central.id))
 
 
-class TestFailures(CacheTestCase):
+class TestFailures(base.CacheTestCase):
 
     def test_flipped_byte_is_never_committed_and_the_client_sees_it(self):
         central, data, edge = self.linked_image()
@@ -217,7 +154,7 @@ class TestFailures(CacheTestCase):
         self.assertEqual(len(data) - start, int(resumed[0].sent))
 
 
-class TestKilledWorker(CacheTestCase):
+class TestKilledWorker(base.CacheTestCase):
 
     def test_worker_killed_mid_fill_serves_nothing_partial(self):
         central, data, edge = self.linked_image(size=32 * MiB)
@@ -236,7 +173,7 @@ class TestKilledWorker(CacheTestCase):
         self.assertEqual('bytes=%d-%d' % (12 * MiB, len(data) - 1), gets[1])
 
 
-class TestOffline(CacheTestCase):
+class TestOffline(base.CacheTestCase):
 
     LAB = {'proxy': True,
            'edge_options': {'central': {
@@ -259,7 +196,7 @@ class TestOffline(CacheTestCase):
         self.assertIn('circuit breaker is open', self.lab.edge.log_text())
 
 
-class TestSpace(CacheTestCase):
+class TestSpace(base.CacheTestCase):
 
     LAB = {'proxy': True, 'cache_max_size': 3 * 8 * MiB}
 
@@ -290,7 +227,7 @@ class TestSpace(CacheTestCase):
         self.assertEqual([], self.cached(central.id, 'partial'))
 
 
-class TestRelease(CacheTestCase):
+class TestRelease(base.CacheTestCase):
 
     def test_delete_releases_the_entry_once_no_edge_image_uses_it(self):
         central, data, first = self.linked_image(size=4 * MiB)
@@ -303,7 +240,7 @@ class TestRelease(CacheTestCase):
         self.assertNotIn(central.id + '.data', self.cache_files())
 
 
-class TestCountersAndCli(CacheTestCase):
+class TestCountersAndCli(base.CacheTestCase):
 
     def test_counters_survive_an_edge_restart(self):
         central, data, edge = self.linked_image(size=4 * MiB)
@@ -340,7 +277,7 @@ class TestCountersAndCli(CacheTestCase):
         self.assertNotIn(central.id + '.data', self.cache_files())
 
 
-class TestDiskFull(CacheTestCase):
+class TestDiskFull(base.CacheTestCase):
     """The cache on a tmpfs far smaller than the image."""
 
     @classmethod
@@ -353,7 +290,7 @@ class TestDiskFull(CacheTestCase):
             os.rmdir(cls.mount)
             raise cls.skipException('cannot mount a tmpfs here: %s'
                                     % mounted.stderr.decode().strip())
-        cls.LAB = dict(CacheTestCase.LAB, cache_dir=cls.mount)
+        cls.LAB = dict(base.CacheTestCase.LAB, cache_dir=cls.mount)
         try:
             super().setUpClass()
         except BaseException:
@@ -369,7 +306,7 @@ class TestDiskFull(CacheTestCase):
 
     @classmethod
     def _unmount(cls):
-        subprocess.run(['umount', cls.mount], capture_output=True)
+        subprocess.run(['umount', '--lazy', cls.mount], capture_output=True)
         os.rmdir(cls.mount)
 
     def test_full_disk_still_serves_every_byte_and_logs_once(self):
