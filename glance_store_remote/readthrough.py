@@ -579,20 +579,19 @@ class ReadThrough:
             lock.close()
 
     def _after_discard(self, record, outcome, pos, end):
-        """The fill this reader followed was discarded."""
-        if outcome == cache_module.WRITE_FAILED:
-            # The bytes sent so far came from central; the disk refused
-            # them. Finish from central.
-            yield from self._counted_from_central(
-                self.central.open_data(record, pos, end - pos))
-            return
+        """The file of the fill this reader followed is gone.
+
+        A failed verification is the client's error to see. Otherwise the
+        disk refused the bytes, or the entry was committed and evicted
+        before this reader opened it, or its fill was abandoned: the bytes
+        sent so far came from central, and the rest comes from central.
+        """
         if outcome == cache_module.VERIFY_FAILED:
             raise exceptions.CacheIntegrityError(
                 'image %s: the data central sent does not match its record; '
                 'nothing was cached' % record.id)
-        raise exceptions.UpstreamStreamError(
-            self.central.backend, 'image %s: the fill this download followed '
-            'was abandoned' % record.id)
+        yield from self._counted_from_central(
+            self.central.open_data(record, pos, end - pos))
 
     def _check_stall(self, image_id, last_progress):
         if time.monotonic() - last_progress > self.stall_timeout:
