@@ -186,7 +186,7 @@ class Cache:
                 os.makedirs(os.path.join(root, sub), exist_ok=True)
             self._check_layout()
             self._db().executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as e:
+        except (OSError, sqlite3.Error, exceptions.CacheError) as e:
             raise exceptions.CacheError(
                 'cache directory %s cannot be used: %s' % (root, e))
 
@@ -228,12 +228,21 @@ class Cache:
     # -- index ---------------------------------------------------------------
 
     def _db(self):
+        """This thread's connection to the index.
+
+        :raises CacheError: the index cannot be opened
+        """
         db = getattr(self._local, 'db', None)
         if db is None:
-            db = sqlite3.connect(os.path.join(self.root, 'index.sqlite'),
-                                 timeout=30, isolation_level=None)
-            db.execute('PRAGMA journal_mode=WAL')
-            db.execute('PRAGMA synchronous=NORMAL')
+            try:
+                db = sqlite3.connect(
+                    os.path.join(self.root, 'index.sqlite'), timeout=30,
+                    isolation_level=None)
+                db.execute('PRAGMA journal_mode=WAL')
+                db.execute('PRAGMA synchronous=NORMAL')
+            except sqlite3.Error as e:
+                raise exceptions.CacheError('cache index of %s: %s'
+                                            % (self.root, e))
             self._local.db = db
         return db
 
@@ -487,8 +496,8 @@ class Cache:
 
     def discard_partial(self, image_id):
         """Drop a partial entry and its reservation (verification failed or
-        the disk refused). Never raises: a file the disk will not let go of
-        is left for reconcile.
+        the disk refused). Never raises: what the disk or the index will not
+        let go of is left for reconcile.
         """
         for path in (self.data_path(image_id, partial=True),
                      self.meta_path(image_id, partial=True)):

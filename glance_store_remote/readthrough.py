@@ -369,19 +369,32 @@ class ReadThrough:
             LOG.exception('cache: fill of image %s failed', image_id)
             outcome = cache_module.WRITE_FAILED
         finally:
-            # Nothing here may raise: the lock must always be released.
-            if outcome in (cache_module.WRITE_FAILED,
-                           cache_module.VERIFY_FAILED):
-                self.cache.discard_partial(image_id)
-            fill.lock.write_outcome(outcome)
-            os.close(fd)
-            self.cache.count(bytes_from_central=fill.written - fill.start)
-            with self._fills_lock:
-                self._fills.pop(image_id, None)
-            fill.done = True
-            fill.advance()
-            fill.lock.unlock()
-            fill.lock.close()
+            self._end_fill(fill, fd, outcome)
+
+    def _end_fill(self, fill, fd, outcome):
+        """Record the outcome and release everything; each step is guarded,
+        so that the lock is always released.
+        """
+        steps = [lambda: fill.lock.write_outcome(outcome),
+                 lambda: os.close(fd),
+                 lambda: self.cache.count(
+                     bytes_from_central=fill.written - fill.start)]
+        if outcome in (cache_module.WRITE_FAILED,
+                       cache_module.VERIFY_FAILED):
+            steps.insert(0, lambda: self.cache.discard_partial(
+                fill.expected.image_id))
+        for step in steps:
+            try:
+                step()
+            except Exception:
+                LOG.exception('cache: cleaning up the fill of image %s',
+                              fill.expected.image_id)
+        with self._fills_lock:
+            self._fills.pop(fill.expected.image_id, None)
+        fill.done = True
+        fill.advance()
+        fill.lock.unlock()
+        fill.lock.close()
 
     def _fetch(self, fill, fd, stream):
         written = checkpoint = fill.start

@@ -134,6 +134,15 @@ def make_tls(folder):
     return ca_file, cert_file, key_file, files[1][2]
 
 
+def rss(pid):
+    """Resident memory of a process, in bytes."""
+    with open('/proc/%d/status' % pid) as f:
+        for line in f:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def free_port():
     with socket.socket() as sock:
         sock.bind((HOST, 0))

@@ -415,13 +415,13 @@ class Bench:
         [pid] = self.lab.edge.worker_pids()
         self.results['rss'] = {}
         for phase in ('miss', 'hit'):
-            baseline = rss(pid)
+            baseline = lab_module.rss(pid)
             peak = [baseline]
             done = threading.Event()
 
             def sample():
                 while not done.is_set():
-                    peak[0] = max(peak[0], rss(pid))
+                    peak[0] = max(peak[0], lab_module.rss(pid))
                     time.sleep(0.02)
             sampler = threading.Thread(target=sample)
             sampler.start()
@@ -553,14 +553,6 @@ def hash_time(algo, size):
     for _ in range(size // READ):
         hasher.update(block)
     return time.perf_counter() - started
-
-
-def rss(pid):
-    with open('/proc/%d/status' % pid) as f:
-        for line in f:
-            if line.startswith('VmRSS:'):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def plot(throughput, path, size_mib):

@@ -15,6 +15,7 @@ import io
 import json
 import os
 import subprocess
+import tempfile
 import time
 import uuid
 
@@ -278,3 +279,40 @@ class CacheTestCase(LabTestCase):
         """A failure the client can see: an error, or fewer bytes."""
         self.assertTrue(error is not None or len(received) < len(data))
         self.assertNotEqual(data, received)
+
+
+class TmpfsCacheTestCase(CacheTestCase):
+    """A CacheTestCase whose edge cache is a tmpfs of TMPFS_SIZE of its own
+    (skipped where this machine cannot mount one).
+    """
+
+    TMPFS_SIZE = '64m'
+
+    @classmethod
+    def setUpClass(cls):
+        cls.mount = tempfile.mkdtemp(prefix='gsr-tmpfs-')
+        mounted = subprocess.run(
+            ['mount', '-t', 'tmpfs', '-o', 'size=%s' % cls.TMPFS_SIZE,
+             'tmpfs', cls.mount], capture_output=True)
+        if mounted.returncode:
+            os.rmdir(cls.mount)
+            raise cls.skipException('cannot mount a tmpfs here: %s'
+                                    % mounted.stderr.decode().strip())
+        cls.LAB = dict(CacheTestCase.LAB, cache_dir=cls.mount)
+        try:
+            super().setUpClass()
+        except BaseException:
+            cls._unmount()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            cls._unmount()
+
+    @classmethod
+    def _unmount(cls):
+        subprocess.run(['umount', '--lazy', cls.mount], capture_output=True)
+        os.rmdir(cls.mount)

@@ -9,10 +9,10 @@ import os
 import random
 import shutil
 import subprocess
-import tempfile
 import time
 
 from tests.functional import base
+from tests import lab as lab_module
 
 MiB = base.MiB
 
@@ -142,36 +142,10 @@ class TestEdgeRestart(base.CacheTestCase):
                       self.cli('--json', 'cache', 'list').stdout)
 
 
-class TestCacheDirectoryTrouble(base.CacheTestCase):
+class TestCacheDirectoryTrouble(base.TmpfsCacheTestCase):
     """The cache on its own small tmpfs, made read-only or emptied."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.mount = tempfile.mkdtemp(prefix='gsr-rofs-')
-        mounted = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=64m',
-                                  'tmpfs', cls.mount], capture_output=True)
-        if mounted.returncode:
-            os.rmdir(cls.mount)
-            raise cls.skipException('cannot mount a tmpfs here: %s'
-                                    % mounted.stderr.decode().strip())
-        cls.LAB = dict(base.CacheTestCase.LAB, cache_dir=cls.mount)
-        try:
-            super().setUpClass()
-        except BaseException:
-            cls._unmount()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            super().tearDownClass()
-        finally:
-            cls._unmount()
-
-    @classmethod
-    def _unmount(cls):
-        subprocess.run(['umount', '--lazy', cls.mount], capture_output=True)
-        os.rmdir(cls.mount)
+    TMPFS_SIZE = '64m'
 
     def read_only(self):
         """Lay a read-only view over the cache directory: files already
@@ -246,7 +220,7 @@ class TestSoak(base.CacheTestCase):
         wrong = []
         first = self.soak(images, wrong, seed=0)
         fds_before = len(os.listdir('/proc/%d/fd' % worker))
-        rss_before = _rss(worker)
+        rss_before = lab_module.rss(worker)
         second = self.soak(images, wrong, seed=1000)
         self.assertEqual([], wrong)
         self.assertGreater(first + second, 128)
@@ -254,7 +228,7 @@ class TestSoak(base.CacheTestCase):
         # two rounds: nothing may grow between them.
         self.assertLessEqual(len(os.listdir('/proc/%d/fd' % worker)),
                              fds_before + 8)
-        self.assertLess(_rss(worker) - rss_before, 64 * MiB)
+        self.assertLess(lab_module.rss(worker) - rss_before, 64 * MiB)
         used = sum(os.path.getsize(os.path.join(self.lab.cache_dir,
                                                 'entries', name))
                    for name in self.cache_files() if name.endswith('.data'))
@@ -289,11 +263,3 @@ class TestSoak(base.CacheTestCase):
         self.wait_fills_done()
         time.sleep(3)  # gunicorn closes idle keep-alive sockets
         return sum(counts)
-
-
-def _rss(pid):
-    with open('/proc/%d/status' % pid) as f:
-        for line in f:
-            if line.startswith('VmRSS:'):
-                return int(line.split()[1]) * 1024
-    return 0

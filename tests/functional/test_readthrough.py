@@ -7,8 +7,6 @@ stall at an exact byte.
 import concurrent.futures
 import os
 import signal
-import subprocess
-import tempfile
 import time
 
 from tests.functional import base
@@ -277,37 +275,10 @@ class TestCountersAndCli(base.CacheTestCase):
         self.assertNotIn(central.id + '.data', self.cache_files())
 
 
-class TestDiskFull(base.CacheTestCase):
+class TestDiskFull(base.TmpfsCacheTestCase):
     """The cache on a tmpfs far smaller than the image."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.mount = tempfile.mkdtemp(prefix='gsr-tinyfs-')
-        mounted = subprocess.run(
-            ['mount', '-t', 'tmpfs', '-o', 'size=6m', 'tmpfs', cls.mount],
-            capture_output=True)
-        if mounted.returncode:
-            os.rmdir(cls.mount)
-            raise cls.skipException('cannot mount a tmpfs here: %s'
-                                    % mounted.stderr.decode().strip())
-        cls.LAB = dict(base.CacheTestCase.LAB, cache_dir=cls.mount)
-        try:
-            super().setUpClass()
-        except BaseException:
-            cls._unmount()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            super().tearDownClass()
-        finally:
-            cls._unmount()
-
-    @classmethod
-    def _unmount(cls):
-        subprocess.run(['umount', '--lazy', cls.mount], capture_output=True)
-        os.rmdir(cls.mount)
+    TMPFS_SIZE = '6m'
 
     def test_full_disk_still_serves_every_byte_and_logs_once(self):
         central, data, edge = self.linked_image(size=16 * MiB)
