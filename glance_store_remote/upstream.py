@@ -385,9 +385,21 @@ class Central:
                         self.breaker.reset_after)
 
     def _unavailable(self, error):
+        """Say plainly why central cannot be used. Our own requests never
+        raise HTTP errors (raise_exc=False), so one here comes from the
+        authentication plugin: the credentials were refused.
+        """
+        if isinstance(error, ks_exc.HttpError):
+            why = ('cannot authenticate to central: the identity service '
+                   'refused the credentials of [%s]' % self.backend)
+        elif isinstance(error, ks_exc.EndpointNotFound):
+            why = ("central's image endpoint is not in the catalog for the "
+                   "region and interfaces of [%s]" % self.backend)
+        else:
+            why = 'central is unavailable'
         return exceptions.UpstreamUnavailable(
-            self.backend, 'central is unavailable (%s: %s)'
-            % (type(error).__name__, redact(str(error))))
+            self.backend, '%s (%s: %s)' % (why, type(error).__name__,
+                                           redact(str(error))))
 
     def _status_error(self, status, expected, image_id):
         if status == 404:

@@ -167,13 +167,15 @@ def _paste_ini():
             lines.append('headerauth = ' + line[len('keystone = '):]
                          .replace('authtoken context ',
                                   'context remote-glance '))
+            lines.append('keystonehook = ' + line[len('keystone = '):]
+                         .replace('context ', 'context remote-glance '))
         elif line.startswith('default = '):
             default = line[len('default = '):]
             lines.append('headfile = ' + default.replace(
                 ' rootapp', ' headfile rootapp'))
             lines.append('trusted = ' + default.replace(
                 ' rootapp', ' remote-glance rootapp'))
-    for flavor in ('headerauth', 'trusted', 'headfile'):
+    for flavor in ('headerauth', 'keystonehook', 'trusted', 'headfile'):
         lines += ['', '[composite:glance-api-%s]' % flavor,
                   'paste.composite_factory = glance.api:root_app_factory',
                   '/: api', '/healthcheck: healthcheck']

@@ -33,12 +33,13 @@ TEST_TIMEOUT = 180  # seconds; a hung server fails the test, not the run
 class LabTestCase(testtools.TestCase):
     """A test against a shared central + edge lab."""
 
-    LAB = {}  # keyword arguments of tests.lab.Lab for this class
+    LAB = {}  # keyword arguments of LAB_CLASS for this class
+    LAB_CLASS = lab_module.Lab
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.lab = lab_module.Lab(**cls.LAB).start()
+        cls.lab = cls.LAB_CLASS(**cls.LAB).start()
 
     @classmethod
     def tearDownClass(cls):

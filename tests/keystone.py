@@ -1,0 +1,242 @@
+"""A real Keystone on loopback for the functional tests' Keystone tier.
+
+The ``keystone`` package from PyPI, sqlite, fernet tokens, served by
+gunicorn (one worker: token caches are per process). Bootstrapped with an
+admin, then provisioned by KeystoneLab: regions, the image service's
+endpoints, projects, users and roles. Cleanup follows tests.lab: by process
+group, at stop, at exit and when the test process dies.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import requests
+
+from tests import lab as lab_module
+
+ADMIN_PASSWORD = 'admin-lab-password'
+DOMAIN = 'Default'
+
+
+class Keystone:
+
+    def __init__(self, root):
+        self.root = root
+        os.makedirs(root, exist_ok=True)
+        self.port = lab_module.free_port()
+        self.url = 'http://%s:%d/v3' % (lab_module.HOST, self.port)
+        self.proc = None
+        self.log_file = os.path.join(root, 'keystone.log')
+        self.config_file = os.path.join(root, 'keystone.conf')
+
+    def _manage(self, *args):
+        subprocess.run([os.path.join(lab_module.BIN, 'keystone-manage'),
+                        '--config-file', self.config_file] + list(args),
+                       check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, timeout=120)
+
+    def start(self):
+        keys = {name: os.path.join(self.root, name)
+                for name in ('fernet-keys', 'fernet-receipts',
+                             'credential-keys')}
+        with open(self.config_file, 'w') as f:
+            f.write(lab_module._ini({
+                'DEFAULT': {'log_file': self.log_file},
+                'database': {'connection': 'sqlite:///' + os.path.join(
+                    self.root, 'keystone.sqlite')},
+                'token': {'provider': 'fernet'},
+                'fernet_tokens': {'key_repository': keys['fernet-keys']},
+                'fernet_receipts': {
+                    'key_repository': keys['fernet-receipts']},
+                'credential': {'key_repository': keys['credential-keys']},
+                'identity': {'password_hash_rounds': 4},
+                'cache': {'enabled': True,
+                          'backend': 'dogpile.cache.memory'},
+            }))
+        owner = ('--keystone-user', 'root', '--keystone-group', 'root')
+        self._manage('fernet_setup', *owner)
+        self._manage('credential_setup', *owner)
+        self._manage('db_sync')
+        self._manage('bootstrap', '--bootstrap-password', ADMIN_PASSWORD,
+                     '--bootstrap-admin-url', self.url,
+                     '--bootstrap-public-url', self.url,
+                     '--bootstrap-internal-url', self.url,
+                     '--bootstrap-region-id', 'RegionOne')
+        env = dict(os.environ, OS_KEYSTONE_CONFIG_DIR=self.root,
+                   PYTHONPATH=lab_module.PROJECT_ROOT)
+        with open(os.path.join(self.root, 'gunicorn.log'), 'ab') as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, '-m', 'gunicorn', '--bind',
+                 '%s:%d' % (lab_module.HOST, self.port), '--workers', '1',
+                 '--worker-class', 'gthread', '--threads', '8',
+                 '--no-control-socket', 'tests.keystone_wsgi:application'],
+                env=env, cwd=self.root, stdin=subprocess.DEVNULL,
+                stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True, preexec_fn=lab_module._die_with_parent)
+        deadline = time.monotonic() + lab_module.START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError('keystone exited with %s'
+                                   % self.proc.returncode)
+            try:
+                if requests.get(self.url, timeout=2).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError('keystone did not answer')
+
+    def stop(self):
+        lab_module.GlanceServer._signal_group(self, 9)
+        if self.proc is not None:
+            self.proc.wait(10)
+            self.proc = None
+
+    def session(self, user, password, project, **kw):
+        """A keystoneauth1 session as *user* in *project*."""
+        from keystoneauth1.identity import v3
+        from keystoneauth1 import session as ks_session
+        return ks_session.Session(auth=v3.Password(
+            auth_url=self.url, username=user, password=password,
+            project_name=project, user_domain_name=DOMAIN,
+            project_domain_name=DOMAIN), **kw)
+
+    def admin(self):
+        from keystoneclient.v3 import client
+        return client.Client(session=self.session('admin', ADMIN_PASSWORD,
+                                                  'admin'))
+
+
+# name: (password, project, roles)
+USERS = {
+    'glance': ('glance-lab-pw', 'service', ('admin', 'service')),
+    'edge-driver': ('driver-lab-pw', 'service', ('admin',)),
+    'operator': ('operator-lab-pw', 'edge-ops', ('admin', 'member')),
+    'alice': ('alice-lab-pw', 'project-a', ('member', 'reader')),
+    'bob': ('bob-lab-pw', 'project-b', ('member', 'reader')),
+}
+
+
+class KeystoneLab:
+    """Keystone, a central Glance (RegionOne) and an edge Glance
+    (RegionTwo), both behind keystonemiddleware; the edge's driver finds
+    central in the catalog by region, with the password of ``edge-driver``.
+    """
+
+    def __init__(self, cache_max_size=1024 ** 3):
+        self.cache_max_size = cache_max_size
+        self.root = None
+        self.keystone = self.central = self.edge = None
+        self.projects = {}
+        self.proxy = None
+
+    def start(self):
+        self.root = tempfile.mkdtemp(prefix='gsr-kslab-')
+        with lab_module._live_lock:
+            lab_module._live.add(self)
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def authtoken(self):
+        password, project, _ = USERS['glance']
+        return {'www_authenticate_uri': self.keystone.url,
+                'auth_url': self.keystone.url, 'auth_type': 'password',
+                'username': 'glance', 'password': password,
+                'project_name': project, 'user_domain_name': DOMAIN,
+                'project_domain_name': DOMAIN, 'region_name': 'RegionOne',
+                # Validate every token, so that a revocation shows at once.
+                'token_cache_time': -1}
+
+    def driver_options(self):
+        password, project, _ = USERS['edge-driver']
+        return {'auth_type': 'password', 'auth_url': self.keystone.url,
+                'username': 'edge-driver', 'password': password,
+                'project_name': project, 'user_domain_name': DOMAIN,
+                'project_domain_name': DOMAIN, 'region_name': 'RegionOne',
+                'timeout': 5}
+
+    def _start(self):
+        self.keystone = Keystone(os.path.join(self.root, 'keystone')).start()
+        self.cache_dir = os.path.join(self.root, 'edge-cache')
+        self.central = lab_module.GlanceServer(
+            'central', os.path.join(self.root, 'central'), flavor='keystone',
+            options={'keystone_authtoken': self.authtoken()})
+        self.edge = lab_module.GlanceServer(
+            'edge', os.path.join(self.root, 'edge'), flavor='keystonehook',
+            backends={'local': 'file', 'central': 'remote-glance'},
+            options={'keystone_authtoken': self.authtoken(),
+                     'central': dict(
+                         self.driver_options(),
+                         remote_glance_cache_dir=self.cache_dir,
+                         remote_glance_cache_max_size=self.cache_max_size)})
+        self._provision()
+        lab_module.db_sync(self.central)
+        shutil.copyfile(self.central.db_file, self.edge.db_file)
+        for server in (self.central, self.edge):
+            server.launch()
+        for server in (self.central, self.edge):
+            server.wait_ready()
+
+    def _provision(self):
+        admin = self.keystone.admin()
+        admin.regions.create('RegionTwo')
+        service = admin.services.create('glance', type='image')
+        for region, url in (('RegionOne', self.central.url),
+                            ('RegionTwo', self.edge.url)):
+            for interface in ('public', 'internal'):
+                admin.endpoints.create(service, url, interface=interface,
+                                       region=region)
+        domain = admin.domains.find(name=DOMAIN)
+        for name in {project for _, project, _ in USERS.values()}:
+            self.projects[name] = admin.projects.create(name, domain).id
+        roles = {role.name: role for role in admin.roles.list()}
+        for name, (password, project, granted) in USERS.items():
+            user = admin.users.create(name, domain=domain, password=password,
+                                      default_project=self.projects[project])
+            for role in granted:
+                admin.roles.grant(roles[role], user=user,
+                                  project=self.projects[project])
+
+    def session(self, user):
+        password, project, _ = USERS[user]
+        return self.keystone.session(user, password, project)
+
+    def glance(self, user, server):
+        """python-glanceclient as *user*, with a real token."""
+        from glanceclient import client
+        return client.Client('2', session=self.session(user),
+                             endpoint_override=server.url)
+
+    def application_credential(self, user='edge-driver', name='edge'):
+        """Create an application credential of *user*: (id, secret)."""
+        from keystoneclient.v3 import client
+        own = client.Client(session=self.session(user))
+        credential = own.application_credentials.create(
+            name, user=own.session.get_user_id())
+        return credential.id, credential.secret
+
+    def delete_application_credential(self, credential_id,
+                                      user='edge-driver'):
+        from keystoneclient.v3 import client
+        own = client.Client(session=self.session(user))
+        own.application_credentials.delete(credential_id,
+                                           user=own.session.get_user_id())
+
+    def stop(self):
+        for server in (self.edge, self.central):
+            if server is not None:
+                server.stop()
+        if self.keystone is not None:
+            self.keystone.stop()
+        if self.root:
+            shutil.rmtree(self.root, ignore_errors=True)
+        with lab_module._live_lock:
+            lab_module._live.discard(self)
