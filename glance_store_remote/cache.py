@@ -240,6 +240,9 @@ class Cache:
                     isolation_level=None)
                 db.execute('PRAGMA journal_mode=WAL')
                 db.execute('PRAGMA synchronous=NORMAL')
+                # The index is small; every glance-api thread has its own
+                # connection, so keep each one's page cache small too.
+                db.execute('PRAGMA cache_size=-256')
             except sqlite3.Error as e:
                 raise exceptions.CacheError('cache index of %s: %s'
                                             % (self.root, e))

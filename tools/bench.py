@@ -12,7 +12,8 @@ reads 4 MiB at a time and discards the bytes):
   location is central's ``/v2/images/<id>/file`` (central needs a HEAD
   filter for that variant alone, see tests/head_filter.py).
 
-Then: 8 and 16 concurrent misses (wall time and upstream fetches), the edge
+Then: 8 and 16 concurrent misses (wall time and upstream fetches), a soak
+of 64 clients mixing hits, misses and ranges on a small cache, the edge
 worker's RSS growth while streaming a large image (miss and hit), time to
 503 with central down and the breaker open, behaviour with central frozen,
 and what a client sees when central is killed 30% into a miss.
@@ -27,6 +28,7 @@ import concurrent.futures
 import hashlib
 import json
 import os
+import random
 import shutil
 import signal
 import statistics
@@ -46,6 +48,7 @@ from tests import lab as lab_module  # noqa: E402
 
 MiB = 1024 * 1024
 READ = 4 * MiB
+SOAK_CAP = 256 * MiB
 OUT = os.path.join(ROOT, 'doc', 'source', 'benchmarks')
 CLIENT_AGENT = 'gsr-bench'
 
@@ -148,9 +151,14 @@ class Bench:
         self.lab.edge.set_options({
             'DEFAULT': {'enabled_backends':
                         'local:file, central:remote-glance, '
-                        'wan:remote-glance, relay:remote-glance'},
+                        'wan:remote-glance, relay:remote-glance, '
+                        'soak:remote-glance'},
             'relay': {'auth_type': 'none',
                       'endpoint_override': central.url},
+            'soak': {'auth_type': 'none', 'endpoint_override': central.url,
+                     'remote_glance_cache_dir': os.path.join(
+                         self.lab.root, 'soak-cache'),
+                     'remote_glance_cache_max_size': SOAK_CAP},
             'wan': {'auth_type': 'none', 'endpoint_override': self.proxy.url,
                     'timeout': 60, 'remote_glance_cache_dir': wan_cache,
                     'remote_glance_cache_max_size': 64 * 1024 * MiB}})
@@ -315,6 +323,7 @@ class Bench:
             'verified_miss_vs_verified_direct': miss_v / direct_v}
 
         self.concurrency(image, edge_id, headers, self.size / MiB / miss)
+        self.soak(headers)
         self.memory(headers)
         self.outage(headers)
         self.killed_mid_miss(headers)
@@ -405,6 +414,84 @@ class Bench:
         with concurrent.futures.ThreadPoolExecutor(clients) as pool:
             outcomes = list(pool.map(one, range(clients)))
         return time.perf_counter() - started, outcomes
+
+    def soak(self, headers):
+        """64 clients mixing hits, misses and ranges on a backend whose cap
+        holds about two thirds of the images, for --soak-seconds.
+        """
+        seconds = self.args.soak_seconds
+        self.say('\nsoak: 64 clients for %d s on a %d MiB cache'
+                 % (seconds, SOAK_CAP // MiB))
+        rng = random.Random(7)
+        images = []
+        for n in range(8):
+            size = rng.choice((16, 32, 48)) * MiB
+            image = self.central_image(size, 'soak-%d' % n)
+            images.append((image, self.link(image.id, backend='soak')))
+        [pid] = self.lab.edge.worker_pids()
+        soak_dir = os.path.join(self.lab.root, 'soak-cache', 'entries')
+        peak_used = [0]
+        counts = {'requests': 0, 'wrong': 0, 'errors': 0}
+        lock = threading.Lock()
+
+        def watch():
+            while time.monotonic() < deadline:
+                try:
+                    used = sum(os.path.getsize(os.path.join(soak_dir, n))
+                               for n in os.listdir(soak_dir)
+                               if n.endswith('.data'))
+                except OSError:
+                    used = 0
+                peak_used[0] = max(peak_used[0], used)
+                time.sleep(0.1)
+
+        def client(seed):
+            local = random.Random(seed)
+            while time.monotonic() < deadline:
+                image, edge_id = local.choice(images)
+                hdrs = dict(headers)
+                if local.random() < 0.3:
+                    first = local.randrange(image.size - 1)
+                    last = local.randrange(first, image.size)
+                    hdrs['Range'] = 'bytes=%d-%d' % (first, last)
+                    want = last - first + 1
+                else:
+                    want = image.size
+                _, status, received, error = get(
+                    self.url(self.lab.edge, edge_id), hdrs)
+                with lock:
+                    counts['requests'] += 1
+                    if error or status not in (200, 206):
+                        counts['errors'] += 1
+                    elif received != want:
+                        counts['wrong'] += 1
+        # A warm-up round first: every worker thread then holds its index
+        # connection, and growth after it would be a leak.
+        deadline = time.monotonic() + 5
+        with concurrent.futures.ThreadPoolExecutor(64) as pool:
+            list(pool.map(client, range(1000, 1064)))
+        time.sleep(3)
+        counts.update(requests=0, wrong=0, errors=0)
+        fds = len(os.listdir('/proc/%d/fd' % pid))
+        rss_before = lab_module.rss(pid)
+        deadline = time.monotonic() + seconds
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        with concurrent.futures.ThreadPoolExecutor(64) as pool:
+            list(pool.map(client, range(64)))
+        watcher.join()
+        time.sleep(3)
+        self.row('soak requests (errors, wrong lengths)', counts['requests'],
+                 '', None, '%d errors, %d wrong' % (counts['errors'],
+                                                    counts['wrong']))
+        self.row('soak: worker fds before -> after', fds, '', None,
+                 '-> %d' % len(os.listdir('/proc/%d/fd' % pid)))
+        self.row('soak: worker RSS growth', (lab_module.rss(pid) -
+                                             rss_before) / MiB, 'MiB')
+        self.row('soak: peak cache use vs cap', peak_used[0] / MiB, 'MiB',
+                 peak_used[0] / SOAK_CAP, 'cap %d MiB' % (SOAK_CAP // MiB))
+        self.results['soak'] = dict(counts, seconds=seconds,
+                                    peak_used=peak_used[0], cap=SOAK_CAP)
 
     def memory(self, headers):
         size = self.args.rss_size_mib * MiB
@@ -586,6 +673,8 @@ def main():
     parser.add_argument('--rss-size-mib', type=int, default=2048,
                         help='image size for the RSS run (default 2048)')
     parser.add_argument('--trials', type=int, default=3)
+    parser.add_argument('--soak-seconds', type=int, default=60,
+                        help='length of the soak, in seconds (default 60)')
     parser.add_argument('--wan-mib-s', type=int, default=100,
                         help='WAN-like link speed for the second '
                         'concurrency run, in MiB/s (default 100)')
