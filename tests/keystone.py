@@ -8,10 +8,8 @@ group, at stop, at exit and when the test process dies.
 """
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 import requests
@@ -121,7 +119,7 @@ USERS = {
 }
 
 
-class KeystoneLab:
+class KeystoneLab(lab_module.LabBase):
     """Keystone, a central Glance (RegionOne) and an edge Glance
     (RegionTwo), both behind keystonemiddleware; the edge's driver finds
     central in the catalog by region, with the password of ``edge-driver``.
@@ -129,21 +127,12 @@ class KeystoneLab:
 
     def __init__(self, cache_max_size=1024 ** 3):
         self.cache_max_size = cache_max_size
-        self.root = None
         self.keystone = self.central = self.edge = None
         self.projects = {}
         self.proxy = None
 
-    def start(self):
-        self.root = tempfile.mkdtemp(prefix='gsr-kslab-')
-        with lab_module._live_lock:
-            lab_module._live.add(self)
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+    def _parts(self):
+        return (self.edge, self.central, self.keystone)
 
     def authtoken(self):
         password, project, _ = USERS['glance']
@@ -178,12 +167,7 @@ class KeystoneLab:
                          remote_glance_cache_dir=self.cache_dir,
                          remote_glance_cache_max_size=self.cache_max_size)})
         self._provision()
-        lab_module.db_sync(self.central)
-        shutil.copyfile(self.central.db_file, self.edge.db_file)
-        for server in (self.central, self.edge):
-            server.launch()
-        for server in (self.central, self.edge):
-            server.wait_ready()
+        self._launch(self.central, self.edge)
 
     def _provision(self):
         admin = self.keystone.admin()
@@ -229,14 +213,3 @@ class KeystoneLab:
         own = client.Client(session=self.session(user))
         own.application_credentials.delete(credential_id,
                                            user=own.session.get_user_id())
-
-    def stop(self):
-        for server in (self.edge, self.central):
-            if server is not None:
-                server.stop()
-        if self.keystone is not None:
-            self.keystone.stop()
-        if self.root:
-            shutil.rmtree(self.root, ignore_errors=True)
-        with lab_module._live_lock:
-            lab_module._live.discard(self)

@@ -449,7 +449,59 @@ def db_sync(server):
                    stderr=subprocess.PIPE, timeout=120)
 
 
-class Lab:
+class LabBase:
+    """Servers living in one temporary directory: start() makes the
+    directory and calls _start(); stop() stops every part (also after a
+    failed start) and removes it. A context manager.
+    """
+
+    root = None
+
+    def _parts(self):
+        """What stop() stops, in order (None entries are skipped)."""
+        return ()
+
+    def start(self):
+        self.root = tempfile.mkdtemp(prefix='gsr-lab-')
+        with _live_lock:
+            _live.add(self)
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self):
+        raise NotImplementedError
+
+    def _launch(self, central, edge):
+        """One db_sync, copied to the edge; start both; wait for both."""
+        db_sync(central)
+        shutil.copyfile(central.db_file, edge.db_file)
+        for server in (central, edge):
+            server.launch()
+        for server in (central, edge):
+            server.wait_ready()
+
+    def stop(self):
+        """Stop every part and remove the lab directory."""
+        for part in self._parts():
+            if part is not None:
+                part.stop()
+        if self.root:
+            shutil.rmtree(self.root, ignore_errors=True)
+        with _live_lock:
+            _live.discard(self)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class Lab(LabBase):
     """A central and an edge Glance; use as a context manager.
 
     :param edge_workers: gunicorn worker processes of the edge
@@ -485,20 +537,11 @@ class Lab:
         self.cache_dir = cache_dir
         self.central_options = central_options
         self.edge_options = edge_options
-        self.root = None
         self.central = None
         self.edge = None
 
-    def start(self):
-        self.root = tempfile.mkdtemp(prefix='gsr-lab-')
-        with _live_lock:
-            _live.add(self)
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+    def _parts(self):
+        return (self.edge, self.central, self.proxy)
 
     def _start(self):
         cache = {}
@@ -532,31 +575,7 @@ class Lab:
                 'timeout': 5,
                 'store_description': 'central Glance over the WAN',
             }, **cache)}, self.edge_options))
-        db_sync(self.central)
-        shutil.copyfile(self.central.db_file, self.edge.db_file)
-        for server in (self.central, self.edge):
-            server.launch()
-        for server in (self.central, self.edge):
-            server.wait_ready()
-
-    def stop(self):
-        """Stop every server and remove the lab directory."""
-        for server in (self.edge, self.central):
-            if server is not None:
-                server.stop()
-        if self.proxy is not None:
-            self.proxy.stop()
-            self.proxy = None
-        if self.root:
-            shutil.rmtree(self.root, ignore_errors=True)
-        with _live_lock:
-            _live.discard(self)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+        self._launch(self.central, self.edge)
 
 
 @atexit.register
