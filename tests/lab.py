@@ -149,7 +149,7 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def _paste_ini():
+def _paste_ini(glance_etc=GLANCE_ETC):
     """The stock paste file plus test flavors:
 
     * ``headerauth``: identity from headers, with this package's metadata
@@ -158,7 +158,7 @@ def _paste_ini():
     * ``headfile``: unauthenticated, with the benchmark's HEAD filter (see
       tests/head_filter.py).
     """
-    with open(os.path.join(GLANCE_ETC, 'glance-api-paste.ini')) as f:
+    with open(os.path.join(glance_etc, 'glance-api-paste.ini')) as f:
         text = f.read()
     lines = []
     for line in text.splitlines():
@@ -210,8 +210,11 @@ class GlanceServer:
     """One glance-api under gunicorn, living in ``root``."""
 
     def __init__(self, name, root, flavor='', backends=None, options=None,
-                 workers=1, threads=8, policy=None, tls=None):
+                 workers=1, threads=8, policy=None, tls=None,
+                 python=sys.executable):
         self.name = name
+        # The interpreter of the virtualenv whose Glance this server runs.
+        self.python = python
         self.root = root
         self.port = free_port()
         self.tls = tls  # (ca_file, cert_file, key_file) or None
@@ -257,7 +260,8 @@ class GlanceServer:
         self.config = _merge(sections, options)
         self.write_config()
         with open(os.path.join(root, 'glance-api-paste.ini'), 'w') as f:
-            f.write(_paste_ini())
+            f.write(_paste_ini(os.path.join(
+                os.path.dirname(os.path.dirname(python)), 'etc', 'glance')))
 
     @property
     def config_file(self):
@@ -280,7 +284,7 @@ class GlanceServer:
                    PYTHONPATH=PROJECT_ROOT)
         tls = ['--certfile', self.tls[1], '--keyfile', self.tls[2]] \
             if self.tls else []
-        cmd = [sys.executable, '-m', 'gunicorn',
+        cmd = [self.python, '-m', 'gunicorn',
                '--bind', '%s:%d' % (HOST, self.port),
                '--workers', str(self.workers),
                '--worker-class', 'gthread', '--threads', str(self.threads),
@@ -443,7 +447,8 @@ class GlanceServer:
 
 
 def db_sync(server):
-    subprocess.run([os.path.join(BIN, 'glance-manage'), '--config-file',
+    bin_dir = os.path.dirname(server.python)
+    subprocess.run([os.path.join(bin_dir, 'glance-manage'), '--config-file',
                     server.config_file, 'db_sync'],
                    check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.PIPE, timeout=120)
@@ -476,9 +481,14 @@ class LabBase:
         raise NotImplementedError
 
     def _launch(self, central, edge):
-        """One db_sync, copied to the edge; start both; wait for both."""
+        """One db_sync, copied to the edge when both run the same Glance;
+        start both; wait for both.
+        """
         db_sync(central)
-        shutil.copyfile(central.db_file, edge.db_file)
+        if central.python == edge.python:
+            shutil.copyfile(central.db_file, edge.db_file)
+        else:
+            db_sync(edge)
         for server in (central, edge):
             server.launch()
         for server in (central, edge):
@@ -509,6 +519,8 @@ class Lab(LabBase):
         None runs the edge without a cache
     :param cache_dir: the edge's cache directory (default: in the lab)
     :param proxy: put tests.faults.FaultyCentral between edge and central
+    :param central_python: the interpreter of another virtualenv whose
+        (older) Glance central runs; default: this one
     :param central_tls: serve central over HTTPS with a test CA (the edge
         gets ``cafile``; ``ca_file`` and ``other_ca_file`` are kept here)
     :param edge_threads: gunicorn threads per edge worker
@@ -524,7 +536,9 @@ class Lab(LabBase):
     def __init__(self, edge_workers=1, cache_max_size=1024 ** 3,
                  cache_dir=None, proxy=False, central_options=None,
                  edge_options=None, edge_threads=8, central_flavor='',
-                 edge_flavor='headerauth', central_tls=False):
+                 edge_flavor='headerauth', central_tls=False,
+                 central_python=None):
+        self.central_python = central_python or sys.executable
         self.central_tls = central_tls
         self.ca_file = self.other_ca_file = None
         self.edge_threads = edge_threads
@@ -558,7 +572,8 @@ class Lab(LabBase):
         self.central = GlanceServer(
             'central', os.path.join(self.root, 'central'),
             flavor=self.central_flavor, policy=ADMIN_EVERYONE,
-            options=self.central_options, tls=tls and tls[:3])
+            options=self.central_options, tls=tls and tls[:3],
+            python=self.central_python)
         central_url = self.central.url
         if self.use_proxy:
             from tests import faults
