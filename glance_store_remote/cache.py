@@ -324,11 +324,11 @@ class Cache:
 
     def open_complete(self, image_id):
         """Open a complete entry for reading: (fd, read lock, record) or
-        None.
+        None; counts the hit.
 
-        Fast path: one open, one shared flock and one index write (last
-        access and the hit counter). An unreadable entry counts as a miss,
-        not an error. The caller closes the fd and the lock.
+        Fast path: one open, one shared flock and one index transaction
+        (last access and the hit counter). An unreadable entry counts as a
+        miss, not an error. The caller closes the fd and the lock.
         """
         try:
             fd = os.open(self.data_path(image_id), os.O_RDONLY)
@@ -351,9 +351,10 @@ class Cache:
             return None
         try:
             self._write(('UPDATE entries SET last_access = ? '
-                         'WHERE image_id = ?', (self._clock(), image_id)))
+                         'WHERE image_id = ?', (self._clock(), image_id)),
+                        *self._bump(hits=1))
         except exceptions.CacheError as e:
-            LOG.debug('last access of %s not recorded: %s', image_id, e)
+            LOG.debug('hit on %s not recorded: %s', image_id, e)
         return fd, lock, record
 
     def stored_record(self, image_id, partial=None):

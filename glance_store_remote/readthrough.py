@@ -155,27 +155,24 @@ class ReadThrough:
         if opened is None:
             return None
         fd, lock, _ = opened
-        self.cache.count(hits=1)
         return fd, lock
 
     def _serve_file(self, fd, lock, offset, length):
         """Stream [offset, offset+length) of an open file; close it after."""
-        served = 0
+        pos, end = offset, offset + length
         try:
-            pos, end = offset, offset + length
             while pos < end:
                 chunk = os.pread(fd, min(self.chunk_size, end - pos), pos)
                 if not chunk:
                     raise exceptions.CacheIntegrityError(
                         'cache file ended at %d of %d bytes' % (pos, end))
                 pos += len(chunk)
-                served += len(chunk)
                 yield chunk
         finally:
             os.close(fd)
             if lock is not None:
                 lock.close()
-            self.cache.count(bytes_from_cache=served)
+            self.cache.count(bytes_from_cache=pos - offset)
 
     # -- ranges --------------------------------------------------------------
 
@@ -502,11 +499,13 @@ class ReadThrough:
         fd = None
         verified = False
         takeovers = 0
+        available = pos
         last_progress = time.monotonic()
         try:
             while pos < end:
                 if fd is None:
                     fd = self._open_fill_file(image_id)
+                    available = pos
                     if fd is None:
                         if self._fill_running(image_id):
                             # The filler holds the lock but has not
@@ -519,10 +518,18 @@ class ReadThrough:
                         return
                 limit = end if verified else min(end, expected.size -
                                                  HOLD_BACK)
-                available = min(os.fstat(fd).st_size, limit)
+                if available <= pos:
+                    # Ask the file how far the fill got only when this
+                    # reader has caught up with what it last saw.
+                    available = min(os.fstat(fd).st_size, limit)
+                available = min(available, limit)
                 if available > pos:
                     chunk = os.pread(fd, min(self.chunk_size,
                                              available - pos), pos)
+                    if not chunk:
+                        # A resuming fill cut the file back: look again.
+                        available = pos
+                        continue
                     pos += len(chunk)
                     last_progress = time.monotonic()
                     yield chunk
