@@ -14,6 +14,7 @@ import logging
 
 from glance_store_remote import exceptions
 from glance_store_remote import metadata
+from glance_store_remote import store as store_module
 
 LOG = logging.getLogger(__name__)
 
@@ -23,6 +24,11 @@ SETTABLE = ('name', 'visibility', 'protected', 'min_disk', 'min_ram',
             'owner')
 # Fields Glance refuses to change once an image has data.
 CREATE_ONLY = ('disk_format', 'container_format')
+# Columns an on-demand import copies from central's record into the new
+# edge row, next to the ID, the custom properties and the location.
+ROW_FIELDS = SETTABLE + CREATE_ONLY + (
+    'os_hidden', 'size', 'virtual_size', 'checksum', 'os_hash_algo',
+    'os_hash_value')
 
 
 class EdgeError(exceptions.RemoteGlanceError):
@@ -43,6 +49,23 @@ def create_body(central):
     body.update({'id': central['id']}, **{
         name: central[name] for name in CREATE_ONLY if central.get(name)})
     return body
+
+
+def edge_row(central, backend):
+    """The edge database row (values for Glance's ``image_create``) of an
+    active central image, located in *backend*.
+
+    The data fields (size, checksum, os_hash) are central's own: the driver
+    verifies every byte it reads against them.
+    """
+    values = {name: central[name] for name in ROW_FIELDS
+              if central.get(name) is not None}
+    values.update(
+        id=central['id'], status='active',
+        properties=metadata.custom_properties(central),
+        locations=[{'url': store_module.location_url(backend, central['id']),
+                    'metadata': {'store': backend}, 'status': 'active'}])
+    return values
 
 
 def patch_ops(edge, central):
@@ -167,7 +190,7 @@ class Importer:
         self.backend = backend
 
     def location(self, image_id):
-        return 'remote-glance://%s/%s' % (self.backend, image_id)
+        return store_module.location_url(self.backend, image_id)
 
     def import_image(self, central_id):
         """Create or update one edge image from central's record.

@@ -63,11 +63,18 @@ def custom_properties(record):
             not key.startswith('os_glance_')}
 
 
-def may_use(context, record, member_status):
+def may_use(context, record, member_status, member_statuses=('accepted',)):
     """Whether the requester could see the central image at central.
+
+    Glance's own rule (glance.db.utils.is_image_visible): admins see every
+    image; anyone sees public and community images and images without an
+    owner; a project sees its own images and the shared images it is a
+    member of. Linking an image asks for an accepted membership; merely
+    showing one, as Glance does, for any membership.
 
     :param member_status: callable(project_id) -> central membership
         status of that project, or None; only called for shared images
+    :param member_statuses: the membership statuses that count
     """
     roles = set(getattr(context, 'roles', None) or ()) | set(
         getattr(context, 'service_roles', None) or ())
@@ -75,13 +82,18 @@ def may_use(context, record, member_status):
         return True
     project = getattr(context, 'project_id', None)
     visibility = record.get('visibility')
-    if visibility in ('public', 'community'):
+    if visibility in ('public', 'community') or not record.get('owner'):
         return True
     if project is None:
         return False
     if record.get('owner') == project:
         return True
-    return visibility == 'shared' and member_status(project) == 'accepted'
+    return (visibility == 'shared' and
+            member_status(project) in member_statuses)
+
+
+# Membership statuses that let a project see (not use) a shared image.
+ANY_MEMBERSHIP = ('accepted', 'pending', 'rejected')
 
 
 def plan_copy(record, edge, hashing_algorithm):
@@ -133,6 +145,32 @@ class EdgeRecords:
             p['name']: p['value'] for p in image.get('properties', ())
             if not p.get('deleted')}
         return record
+
+    def known(self, image_id):
+        """Whether the edge has, or had, an image with this ID: deleted
+        rows count, since Glance never gives a deleted image's ID again.
+        """
+        from glance.common import exception as glance_exception
+        try:
+            self._db.image_get(self._context, image_id,
+                               force_show_deleted=True)
+        except glance_exception.NotFound:
+            return False
+        return True
+
+    def create(self, values, tags, members):
+        """Create an image row, then its tags and members.
+
+        :param members: {project: membership status}
+        :raises glance.common.exception.Duplicate: the ID exists already
+        """
+        self._db.image_create(self._context, values)
+        if tags:
+            self._db.image_tag_set_all(self._context, values['id'], tags)
+        for project, status in sorted(members.items()):
+            self._db.image_member_create(self._context, {
+                'image_id': values['id'], 'member': project,
+                'status': status, 'can_share': False})
 
     def update(self, image_id, values, properties):
         self._db.image_update(self._context, image_id,
@@ -285,5 +323,12 @@ def _remote_glance_store(backend):
 def filter_factory(global_conf, **local_conf):
     """Paste entry point: ``paste.filter_factory =
     glance_store_remote.metadata:filter_factory``.
+
+    One filter, two duties: this module's metadata hook, and the on-demand
+    import of ondemand.py (active only where a backend enables it).
     """
-    return MetadataFilter
+    from glance_store_remote import ondemand
+
+    def remote_glance_filter(app):
+        return MetadataFilter(ondemand.OnDemandImport(app))
+    return remote_glance_filter

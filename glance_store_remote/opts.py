@@ -73,6 +73,33 @@ Possible values:
 Related options:
     * None
 """),
+    cfg.BoolOpt(
+        'remote_glance_import_on_demand',
+        default=False,
+        help="""
+Import central images this edge has never heard of when they are asked for.
+
+With this enabled, and the ``remote-glance`` paste filter in the edge's
+pipeline, a ``GET /v2/images/<id>`` or ``GET /v2/images/<id>/file`` that
+the edge answers 404 is looked up at central. If central has an active image
+with that ID that the requester could see there, the edge creates it on the
+spot, with the same ID, central's full record, members and tags and a
+``remote-glance://<backend>/<id>`` location, and answers the request as if it
+had always had it. Images the requester could not see at central stay 404.
+An ID the edge knows, even a deleted one, is never imported again. Every
+import is logged. Central is asked at most once per ID per
+remote_glance_record_ttl seconds for IDs it does not have.
+
+Off by default: it lets any user of the edge cause a request to central and
+a new edge image by naming an ID, and the images created this way bypass the
+edge's image quotas. See the operator guide for the trade-offs.
+
+Possible values:
+    * true or false; default false.
+
+Related options:
+    * remote_glance_record_ttl
+"""),
 ]
 
 

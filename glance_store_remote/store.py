@@ -53,6 +53,11 @@ _TO_GLANCE_STORE = (
 )
 
 
+def location_url(backend, image_id):
+    """The location of central image *image_id* in *backend*."""
+    return '%s://%s/%s' % (SCHEME, backend, image_id)
+
+
 def parse_location(uri, backend):
     """Return the central image ID of *uri*, a location of *backend*.
 
@@ -117,7 +122,8 @@ class Store(driver.Store):
         self._cache = None
         self._readthrough = None
         if backend:
-            self._url_prefix = '%s://%s/' % (SCHEME, backend)
+            # glance_store's url_prefix: which store a location belongs to.
+            self._url_prefix = location_url(backend, '')
 
     def get_schemes(self):
         return (SCHEME,)

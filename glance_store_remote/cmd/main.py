@@ -30,6 +30,7 @@ from glance_store_remote.cmd import progress
 from glance_store_remote import exceptions
 from glance_store_remote import opts
 from glance_store_remote import readthrough
+from glance_store_remote import store as store_module
 from glance_store_remote import upstream
 
 DEFAULT_CONFIG_FILE = '/etc/glance/glance-api.conf'
@@ -366,7 +367,7 @@ def _imported(image, backend):
     locations = image.get('locations')
     if not locations:
         return True
-    own = 'remote-glance://%s/%s' % (backend, image['id'])
+    own = store_module.location_url(backend, image['id'])
     return any(location.get('url') == own for location in locations)
 
 

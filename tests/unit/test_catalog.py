@@ -34,6 +34,23 @@ class TestComparison(testtools.TestCase):
                        'locations'):
             self.assertNotIn(absent, body)
 
+    def test_edge_row_is_the_whole_record_with_its_location(self):
+        row = catalog.edge_row(central_record(os_hash_algo='sha512',
+                                              os_hash_value='h'), 'central')
+        self.assertEqual(IMAGE, row['id'])
+        self.assertEqual('active', row['status'])
+        for field, value in (('size', 10), ('checksum', 'c'),
+                             ('os_hash_value', 'h'), ('min_ram', 64),
+                             ('visibility', 'shared'), ('owner', 'p1'),
+                             ('disk_format', 'raw')):
+            self.assertEqual(value, row[field], field)
+        self.assertEqual({'os_distro': 'cirros'}, row['properties'])
+        self.assertEqual([{'url': 'remote-glance://central/' + IMAGE,
+                           'metadata': {'store': 'central'},
+                           'status': 'active'}], row['locations'])
+        for absent in ('tags', 'virtual_size', 'os_glance_import_task'):
+            self.assertNotIn(absent, row)
+
     def test_patch_ops_change_only_what_differs(self):
         edge = dict(catalog.create_body(central_record()), status='active',
                     tags=['b', 'a'], edge_only='kept')

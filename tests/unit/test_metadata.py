@@ -72,10 +72,23 @@ class TestMayUse(testtools.TestCase):
         self.assertTrue(metadata.may_use(Context('p2', roles=['service']),
                                          record(), self.members(None)))
 
-    def test_no_project_sees_only_public_images(self):
-        self.assertFalse(metadata.may_use(Context(None), record(owner=None),
-                                          self.members(None)))
+    def test_no_project_sees_only_public_and_ownerless_images(self):
+        self.assertFalse(metadata.may_use(Context(None), record(),
+                                          self.members('accepted')))
         self.assertFalse(metadata.may_use(None, record(), self.members(None)))
+        # Glance shows an image without an owner to everyone.
+        self.assertTrue(metadata.may_use(Context(None), record(owner=None),
+                                         self.members(None)))
+        self.assertTrue(metadata.may_use(None, record(owner=''),
+                                         self.members(None)))
+
+    def test_seeing_counts_any_membership(self):
+        shared = record(visibility='shared')
+        for status, allowed in (('accepted', True), ('pending', True),
+                                ('rejected', True), (None, False)):
+            self.assertEqual(allowed, metadata.may_use(
+                Context('p2'), shared, self.members(status),
+                member_statuses=metadata.ANY_MEMBERSHIP), status)
 
 
 class TestPlanCopy(testtools.TestCase):

@@ -1,0 +1,184 @@
+"""On-demand import: the edge answers for central images it was never told
+about.
+
+Part of the ``remote-glance`` paste filter (see metadata.filter_factory),
+active for the remote-glance backends that set
+``remote_glance_import_on_demand = true``. It acts only when the edge's own
+answer to ``GET /v2/images/<id>`` or ``GET /v2/images/<id>/file`` is 404, so
+the images the edge has cost nothing extra. Then, in order:
+
+1. an ID the edge has or had (a deleted image, or one the requester may not
+   see here) keeps its 404: the edge's own decision stands;
+2. central is asked for the image with the backend's credentials; an ID it
+   does not have is remembered for ``remote_glance_record_ttl`` seconds, so
+   a stream of made-up IDs costs central one request each per period;
+3. the requester must be able to see the image at central, by Glance's own
+   rule (``metadata.may_use`` with any membership); if not, 404 as before;
+4. the image is created in the edge database with central's ID, its full
+   record (data fields included: the driver verifies every byte against
+   them), tags, members and a ``remote-glance://<backend>/<id>`` location,
+   the import is logged, and Glance answers the request again.
+
+A paste filter rather than a driver hook: a glance_store driver is only
+asked about locations of images Glance already has, and by then the 404 is
+decided. The filter runs in glance-api, after the request context is known,
+and writes through Glance's database API as the metadata hook does.
+"""
+
+import collections
+import logging
+import re
+import threading
+import time
+
+import webob
+
+from glance_store_remote import catalog
+from glance_store_remote import exceptions
+from glance_store_remote import metadata
+from glance_store_remote import store as store_module
+
+LOG = logging.getLogger(__name__)
+
+_IMAGE_GET = re.compile(r'^/v2/images/(?P<id>[0-9a-f]{8}-[0-9a-f]{4}-'
+                        r'[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?:/file)?/?$')
+# IDs central said it does not have, remembered per worker, oldest dropped.
+UNKNOWN_MEMO_SIZE = 4096
+
+
+def importing_stores():
+    """This edge's remote-glance stores with on-demand import enabled, in
+    the order of ``enabled_backends``.
+    """
+    from glance_store import location
+    stores = location.SCHEME_TO_CLS_BACKEND_MAP.get(store_module.SCHEME, {})
+    return [entry['store'] for entry in stores.values()
+            if entry['store'].conf[entry['store'].backend_group]
+            .remote_glance_import_on_demand]
+
+
+class OnDemandImport:
+    """WSGI middleware; see the module docstring.
+
+    :param records: the edge database (metadata.EdgeRecords by default)
+    :param find_stores: callable() -> the remote-glance stores to import
+        from (importing_stores by default)
+    """
+
+    def __init__(self, app, records=None, find_stores=None,
+                 clock=time.monotonic):
+        self.app = app
+        self._records = records
+        self._find_stores = find_stores or importing_stores
+        self._clock = clock
+        self._unknown = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def records(self):
+        if self._records is None:
+            self._records = metadata.EdgeRecords()
+        return self._records
+
+    def __call__(self, environ, start_response):
+        request = webob.Request(environ)
+        match = (_IMAGE_GET.match(request.path_info)
+                 if request.method == 'GET' else None)
+        stores = self._find_stores() if match else ()
+        if not stores:
+            return self.app(environ, start_response)
+        not_found = []
+        held = []
+
+        def hold_404(status, headers, exc_info=None):
+            # Glance's webob responses start before returning their body;
+            # anything but a 404 goes out untouched, streaming.
+            if status.startswith('404'):
+                not_found.append((status, headers, exc_info))
+                return held.append
+            return start_response(status, headers, exc_info)
+        # Glance's router leaves its match in the environ: answering again
+        # takes the environ as it was before the first answer.
+        pristine = dict(environ)
+        body = self.app(environ, hold_404)
+        if not not_found:
+            return body
+        try:
+            held.extend(body)
+        finally:
+            getattr(body, 'close', lambda: None)()
+        if self._import(request, match['id'], stores):
+            return self.app(pristine, start_response)
+        start_response(*not_found[0])
+        return held
+
+    def _import(self, request, image_id, stores):
+        """Import *image_id* from the first store whose central has it;
+        True if the edge has the image now.
+        """
+        if self.records.known(image_id):
+            return False
+        context = getattr(request, 'context', None)
+        for store in stores:
+            record = self._central_record(store, image_id)
+            if record is not None:
+                return self._import_record(context, store, record)
+        return False
+
+    def _central_record(self, store, image_id):
+        """Central's active record of *image_id*, or None: central does not
+        have it (remembered for a while) or cannot be asked now.
+        """
+        ttl = store.conf[store.backend_group].remote_glance_record_ttl
+        key = (store.backend_group, image_id)
+        now = self._clock()
+        if now - self._unknown.get(key, now - ttl - 1) < ttl:
+            return None
+        try:
+            return store.central.record(image_id).raw
+        except exceptions.UpstreamNotFound:
+            self._unknown[key] = now
+            self._unknown.move_to_end(key)
+            while len(self._unknown) > UNKNOWN_MEMO_SIZE:
+                self._unknown.popitem(last=False)
+        except exceptions.UpstreamError as e:
+            LOG.warning('remote-glance: cannot look up image %s at central '
+                        '(backend %s) for an on-demand import: %s', image_id,
+                        store.backend_group, e)
+        return None
+
+    def _import_record(self, context, store, record):
+        image_id = record['id']
+        backend = store.backend_group
+        project = getattr(context, 'project_id', None)
+        try:
+            members = (store.central.members(image_id)
+                       if record.get('visibility') == 'shared' else {})
+        except exceptions.UpstreamError as e:
+            LOG.warning('remote-glance: cannot read the members of central '
+                        'image %s (backend %s); not imported: %s', image_id,
+                        backend, e)
+            return False
+        if not metadata.may_use(context, record, members.get,
+                                member_statuses=metadata.ANY_MEMBERSHIP):
+            LOG.info('remote-glance: project %s asked for central image %s '
+                     '(backend %s), which it may not see at central; not '
+                     'imported', project, image_id, backend)
+            return False
+        from glance.common import exception as glance_exception
+        try:
+            with self._lock:  # one import of an ID at a time per worker
+                if self.records.known(image_id):
+                    return True
+                self.records.create(catalog.edge_row(record, backend),
+                                    sorted(record.get('tags') or ()),
+                                    members)
+        except glance_exception.Duplicate:
+            LOG.info('remote-glance: image %s was imported by another '
+                     'worker meanwhile', image_id)
+            return True
+        LOG.info('remote-glance: imported central image %s (backend %s, '
+                 '%s bytes, %d members) on demand, asked for by project %s',
+                 image_id, backend, record.get('size'), len(members),
+                 project)
+        return True

@@ -1,0 +1,139 @@
+"""On-demand import against REAL Glance servers: an edge with
+``remote_glance_import_on_demand = true`` answers for central images it
+was never told about, as nova and operators ask for them (glanceclient).
+"""
+
+import uuid
+
+from glanceclient import exc as glance_exc
+
+from tests.functional import base
+from tests import lab as lab_module
+
+PROJECT_A = lab_module.Identity('project-a', 'alice', ('member', 'reader'))
+PROJECT_B = lab_module.Identity('project-b', 'bob', ('member', 'reader'))
+ON_DEMAND = {'central': {'remote_glance_import_on_demand': True}}
+
+
+class OnDemandTestCase(base.LabTestCase):
+
+    def record_gets(self, image_id):
+        """The edge's GETs of central's record of *image_id* (the access
+        log shows the path after Glance's version negotiation).
+        """
+        return [e for e in self.central_requests('GET')
+                if e.path.endswith('/images/%s' % image_id) and
+                'glance-store-remote' in e.agent]
+
+    def assert_edge_404(self, image_id, identity):
+        self.assertRaises(glance_exc.HTTPNotFound,
+                          self.edge_glance(identity).images.get, image_id)
+
+
+class TestOnDemandImport(OnDemandTestCase):
+
+    LAB = {'edge_options': ON_DEMAND}
+
+    def test_boot_of_an_unknown_image_imports_it_with_its_record(self):
+        central, data = self.make_central_image(
+            visibility='public', owner='project-c', min_disk=2, min_ram=128,
+            os_distro='cirros', tags=['gold'])
+        # What nova does for "nova boot <id>": show, then download.
+        shown = self.edge_glance(PROJECT_A).images.get(central.id)
+        self.assertEqual(central.id, shown.id)
+        for field in ('size', 'checksum', 'os_hash_algo', 'os_hash_value',
+                      'min_disk', 'min_ram', 'disk_format',
+                      'container_format', 'visibility', 'owner',
+                      'os_distro', 'name'):
+            self.assertEqual(central[field], shown[field], field)
+        self.assertEqual(['gold'], shown.tags)
+        self.assertEqual('central', shown.stores)
+        self.assertEqual(data, self.download(central.id, central,
+                                             identity=PROJECT_A))
+        self.assertIn('imported central image %s (backend central'
+                      % central.id, self.lab.edge.log_text())
+        self.assertIn('asked for by project project-a',
+                      self.lab.edge.log_text())
+        # The edge holds it now: central down, it is still shown and served.
+        self.lab.central.stop()
+        self.assertEqual(central.checksum, self.edge_glance(
+            PROJECT_B).images.get(central.id).checksum)
+        self.assertEqual(data, self.download(central.id, central,
+                                             identity=PROJECT_B))
+
+    def test_download_of_an_unknown_image_imports_it(self):
+        central, data = self.make_central_image(visibility='community',
+                                                owner='project-c')
+        response, received, error = self.fetch(central.id,
+                                               identity=PROJECT_A)
+        self.assertEqual((200, None), (response.status_code, error))
+        self.assertEqual(data, received)
+
+    def test_image_the_requester_cannot_see_at_central_stays_invisible(self):
+        central, data = self.make_central_image(visibility='private',
+                                                owner='project-b')
+        self.assert_edge_404(central.id, PROJECT_A)
+        response, _, _ = self.fetch(central.id, identity=PROJECT_A)
+        self.assertEqual(404, response.status_code)
+        self.assertIn('project project-a asked for central image %s'
+                      % central.id, self.lab.edge.log_text())
+        # Its owner brings it in; the edge's own rules then keep hiding it.
+        self.assertEqual(central.checksum, self.edge_glance(
+            PROJECT_B).images.get(central.id).checksum)
+        self.assert_edge_404(central.id, PROJECT_A)
+        self.assertEqual(data, self.download(central.id, central,
+                                             identity=PROJECT_B))
+
+    def test_shared_image_comes_with_its_members(self):
+        central, _ = self.make_central_image(visibility='shared',
+                                             owner='project-c')
+        self.central_glance.image_members.create(central.id, 'project-a')
+        self.assert_edge_404(central.id, PROJECT_B)
+        shown = self.edge_glance(PROJECT_A).images.get(central.id)
+        self.assertEqual('shared', shown.visibility)
+        members = {m.member_id: m.status for m in self.edge_glance(
+            lab_module.ADMIN).image_members.list(central.id)}
+        self.assertEqual({'project-a': 'pending'}, members)
+        self.assert_edge_404(central.id, PROJECT_B)
+
+    def test_ids_central_lacks_stay_404_and_are_asked_once(self):
+        unknown = str(uuid.uuid4())
+        for _ in range(3):
+            self.assert_edge_404(unknown, PROJECT_A)
+        self.assertEqual(1, len(self.record_gets(unknown)))
+
+    def test_an_image_deleted_at_the_edge_is_not_imported_again(self):
+        central, _ = self.make_central_image(visibility='public',
+                                             owner='project-c')
+        admin = self.edge_glance(lab_module.ADMIN)
+        admin.images.get(central.id)
+        admin.images.delete(central.id)
+        asked = len(self.record_gets(central.id))
+        self.assert_edge_404(central.id, lab_module.ADMIN)
+        self.assertEqual(asked, len(self.record_gets(central.id)))
+        self.assertEqual('active', self.central_glance.images.get(
+            central.id).status)
+
+    def test_central_down_keeps_the_404(self):
+        central, _ = self.make_central_image(visibility='public',
+                                             owner='project-c')
+        self.lab.central.stop()
+        self.assert_edge_404(central.id, PROJECT_A)
+        self.assertIn('cannot look up image %s at central' % central.id,
+                      self.lab.edge.log_text())
+        self.lab.central.start()
+        self.assertEqual(central.id, self.edge_glance(
+            PROJECT_A).images.get(central.id).id)
+
+
+class TestOffByDefault(OnDemandTestCase):
+
+    LAB = {'cache_max_size': None}
+
+    def test_unknown_ids_are_404_and_central_is_not_asked(self):
+        central, _ = self.make_central_image(visibility='public',
+                                             owner='project-c')
+        self.assert_edge_404(central.id, PROJECT_A)
+        response, _, _ = self.fetch(central.id, identity=PROJECT_A)
+        self.assertEqual(404, response.status_code)
+        self.assertEqual([], self.record_gets(central.id))
