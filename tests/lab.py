@@ -1,4 +1,5 @@
-"""A loopback lab of real Glance API servers: one central, one edge.
+"""A loopback lab of real Glance API servers: one central, one edge (or,
+with ChainLab, a far edge reading an edge that reads central).
 
 Both are the ``glance`` package from PyPI served by gunicorn on free
 127.0.0.1 ports, each with its own sqlite database, image, staging, task and
@@ -480,18 +481,19 @@ class LabBase:
     def _start(self):
         raise NotImplementedError
 
-    def _launch(self, central, edge):
-        """One db_sync, copied to the edge when both run the same Glance;
-        start both; wait for both.
+    def _launch(self, first, *others):
+        """One db_sync, copied to the other servers that run the same
+        Glance; start all of them; wait for all of them.
         """
-        db_sync(central)
-        if central.python == edge.python:
-            shutil.copyfile(central.db_file, edge.db_file)
-        else:
-            db_sync(edge)
-        for server in (central, edge):
+        db_sync(first)
+        for server in others:
+            if server.python == first.python:
+                shutil.copyfile(first.db_file, server.db_file)
+            else:
+                db_sync(server)
+        for server in (first,) + others:
             server.launch()
-        for server in (central, edge):
+        for server in (first,) + others:
             server.wait_ready()
 
     def stop(self):
@@ -579,18 +581,84 @@ class Lab(LabBase):
             from tests import faults
             self.proxy = faults.FaultyCentral(self.central.url).start()
             central_url = self.proxy.url
-        self.edge = GlanceServer(
-            'edge', os.path.join(self.root, 'edge'), flavor=self.edge_flavor,
-            policy=ADMIN_EVERYONE if self.edge_flavor == 'trusted' else None,
-            backends={'local': 'file', 'central': 'remote-glance'},
+        self.edge = edge_server(
+            'edge', os.path.join(self.root, 'edge'), central_url,
+            flavor=self.edge_flavor, backend_options=cache,
             workers=self.edge_workers, threads=self.edge_threads,
-            options=_merge({'central': dict({
-                'auth_type': 'none',
-                'endpoint_override': central_url,
-                'timeout': 5,
-                'store_description': 'central Glance over the WAN',
-            }, **cache)}, self.edge_options))
+            options=self.edge_options)
         self._launch(self.central, self.edge)
+
+
+def edge_server(name, root, upstream_url, flavor='headerauth',
+                backend='central', backend_options=None, options=None,
+                **kw):
+    """A GlanceServer with ``enabled_backends = local:file,
+    <backend>:remote-glance`` reading the Glance at *upstream_url*.
+
+    :param backend_options: more options of the backend group (the cache)
+    :param kw: more GlanceServer arguments (workers, threads)
+    """
+    return GlanceServer(
+        name, root, flavor=flavor,
+        policy=ADMIN_EVERYONE if flavor == 'trusted' else None,
+        backends={'local': 'file', backend: 'remote-glance'},
+        options=_merge({backend: dict({
+            'auth_type': 'none',
+            'endpoint_override': upstream_url,
+            'timeout': 5,
+            'store_description': 'upstream Glance over the WAN',
+        }, **(backend_options or {}))}, options), **kw)
+
+
+class ChainLab(LabBase):
+    """far edge -> edge -> central: three Glance servers, each level caching
+    what it reads from the level above.
+
+    The middle edge serves the far edge as central serves the edge: with
+    the ``trusted`` flavor (every request an admin), which the far edge's
+    driver reads with ``auth_type = none``. The far edge runs
+    ``headerauth`` and names its backend ``regional``.
+
+    :param on_demand: enable remote_glance_import_on_demand at both edges
+    :param cache_max_size: each edge's cache cap, in bytes
+    """
+
+    FAR_BACKEND = 'regional'
+
+    def __init__(self, on_demand=True, cache_max_size=1024 ** 3):
+        self.on_demand = on_demand
+        self.cache_max_size = cache_max_size
+        self.central = self.edge = self.far = None
+
+    @property
+    def cache_dir(self):
+        """The middle edge's cache (as Lab.cache_dir)."""
+        return os.path.join(self.root, 'edge-cache')
+
+    @property
+    def far_cache_dir(self):
+        return os.path.join(self.root, 'far-cache')
+
+    def _parts(self):
+        return (self.far, self.edge, self.central)
+
+    def _cache(self, folder):
+        return {'remote_glance_cache_dir': folder,
+                'remote_glance_cache_max_size': self.cache_max_size,
+                'remote_glance_import_on_demand': self.on_demand}
+
+    def _start(self):
+        self.central = GlanceServer(
+            'central', os.path.join(self.root, 'central'),
+            policy=ADMIN_EVERYONE)
+        self.edge = edge_server(
+            'edge', os.path.join(self.root, 'edge'), self.central.url,
+            flavor='trusted', backend_options=self._cache(self.cache_dir))
+        self.far = edge_server(
+            'far-edge', os.path.join(self.root, 'far-edge'), self.edge.url,
+            backend=self.FAR_BACKEND,
+            backend_options=self._cache(self.far_cache_dir))
+        self._launch(self.central, self.edge, self.far)
 
 
 @atexit.register

@@ -175,12 +175,13 @@ class LabTestCase(testtools.TestCase):
         self.assertEqual(0, result.returncode, result.stderr)
         return json.loads(result.stdout)
 
-    def wait_fills_done(self, timeout=60):
-        """Wait until no fill runs in the edge cache: a whole-image client
-        gets its last byte once the data is verified, and the commit (fsync,
-        rename) follows; a test that inspects the cache waits for it.
+    def wait_fills_done(self, timeout=60, cache_dir=None):
+        """Wait until no fill runs in the edge cache (or *cache_dir*): a
+        whole-image client gets its last byte once the data is verified,
+        and the commit (fsync, rename) follows; a test that inspects the
+        cache waits for it.
         """
-        folder = os.path.join(self.lab.cache_dir, 'locks')
+        folder = os.path.join(cache_dir or self.lab.cache_dir, 'locks')
         deadline = time.monotonic() + timeout
         for name in os.listdir(folder) if os.path.isdir(folder) else ():
             if not name.endswith('.fill'):
@@ -199,16 +200,19 @@ class LabTestCase(testtools.TestCase):
         """Names in the edge cache's ``entries`` or ``partial`` folder."""
         return sorted(os.listdir(os.path.join(self.lab.cache_dir, kind)))
 
-    def central_requests(self, method=None, path_part=None, settle=0.3):
-        """Central's access log entries, once the log has stopped growing
-        for *settle* seconds: central logs a request after sending its last
-        byte, which can be after the edge has answered its own client.
+    def central_requests(self, method=None, path_part=None, settle=0.3,
+                         server=None):
+        """Central's (or *server*'s) access log entries, once the log has
+        stopped growing for *settle* seconds: a server logs a request after
+        sending its last byte, which can be after the level below has
+        answered its own client.
         """
-        entries = self.lab.central.access_entries()
+        server = server or self.lab.central
+        entries = server.access_entries()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             time.sleep(settle)
-            latest = self.lab.central.access_entries()
+            latest = server.access_entries()
             if latest == entries:
                 break
             entries = latest
