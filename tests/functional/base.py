@@ -54,11 +54,18 @@ class LabTestCase(testtools.TestCase):
         """The edge never writes to central: over the whole class, central
         saw only GET and HEAD requests from the driver and the CLI.
         """
-        written = [e for e in cls.lab.central.access_entries()
-                   if 'glance-store-remote' in e.agent and
-                   e.method not in ('GET', 'HEAD')]
+        written = cls.driver_writes(cls.lab.central)
         if written:
             raise AssertionError('the edge sent central %s' % written)
+
+    @staticmethod
+    def driver_writes(server):
+        """Requests other than GET and HEAD that *server* received from the
+        driver or the CLI of the level below it.
+        """
+        return [e for e in server.access_entries()
+                if 'glance-store-remote' in e.agent and
+                e.method not in ('GET', 'HEAD')]
 
     def setUp(self):
         super().setUp()

@@ -13,16 +13,9 @@ from glance.common import exception as glance_exception
 
 from glance_store_remote import exceptions
 from glance_store_remote import ondemand
+from tests.unit.test_metadata import Context
 
 IMAGE_ID = '6a1b0c5e-39a4-4b27-9b0f-3f5b1d1f0a11'
-
-
-class Context:
-    def __init__(self, project_id='p1', roles=(), is_admin=False):
-        self.project_id = project_id
-        self.roles = list(roles)
-        self.service_roles = []
-        self.is_admin = is_admin
 
 
 def central_record(**fields):
