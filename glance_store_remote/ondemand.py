@@ -72,6 +72,7 @@ class OnDemandImport:
         self._find_stores = find_stores or importing_stores
         self._clock = clock
         self._unknown = collections.OrderedDict()
+        self._memo_lock = threading.Lock()
         self._lock = threading.Lock()
 
     @property
@@ -132,15 +133,17 @@ class OnDemandImport:
         ttl = store.conf[store.backend_group].remote_glance_record_ttl
         key = (store.backend_group, image_id)
         now = self._clock()
-        if now - self._unknown.get(key, now - ttl - 1) < ttl:
-            return None
+        with self._memo_lock:
+            if now - self._unknown.get(key, now - ttl - 1) < ttl:
+                return None
         try:
             return store.central.record(image_id).raw
         except exceptions.UpstreamNotFound:
-            self._unknown[key] = now
-            self._unknown.move_to_end(key)
-            while len(self._unknown) > UNKNOWN_MEMO_SIZE:
-                self._unknown.popitem(last=False)
+            with self._memo_lock:
+                self._unknown[key] = now
+                self._unknown.move_to_end(key)
+                while len(self._unknown) > UNKNOWN_MEMO_SIZE:
+                    self._unknown.popitem(last=False)
         except exceptions.UpstreamError as e:
             LOG.warning('remote-glance: cannot look up image %s at central '
                         '(backend %s) for an on-demand import: %s', image_id,

@@ -621,13 +621,16 @@ class ChainLab(LabBase):
 
     :param on_demand: enable remote_glance_import_on_demand at both edges
     :param cache_max_size: each edge's cache cap, in bytes
+    :param central_python: as in Lab (an older Glance as central)
     """
 
     FAR_BACKEND = 'regional'
 
-    def __init__(self, on_demand=True, cache_max_size=1024 ** 3):
+    def __init__(self, on_demand=True, cache_max_size=1024 ** 3,
+                 central_python=None):
         self.on_demand = on_demand
         self.cache_max_size = cache_max_size
+        self.central_python = central_python or sys.executable
         self.central = self.edge = self.far = None
 
     @property
@@ -650,7 +653,7 @@ class ChainLab(LabBase):
     def _start(self):
         self.central = GlanceServer(
             'central', os.path.join(self.root, 'central'),
-            policy=ADMIN_EVERYONE)
+            policy=ADMIN_EVERYONE, python=self.central_python)
         self.edge = edge_server(
             'edge', os.path.join(self.root, 'edge'), self.central.url,
             flavor='trusted', backend_options=self._cache(self.cache_dir))
@@ -658,7 +661,7 @@ class ChainLab(LabBase):
             'far-edge', os.path.join(self.root, 'far-edge'), self.edge.url,
             backend=self.FAR_BACKEND,
             backend_options=self._cache(self.far_cache_dir))
-        self._launch(self.central, self.edge, self.far)
+        self._launch(self.edge, self.far, self.central)
 
 
 @atexit.register

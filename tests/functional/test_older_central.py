@@ -1,6 +1,7 @@
 """The same tests with an OLDER Glance as central: Glance 30.2.0 (2025.1)
 from its own virtualenv (tools/older_glance.py, built by tox), the edge on
-Glance 33 with this driver. Link, hook, download, Range, resume, offline.
+Glance 33 with this driver. Link, hook, download, Range, resume, offline,
+on-demand import, and a chain of two Glance 33 edges.
 
 Each class below reruns a class of the other modules unchanged, only with
 ``central_python`` pointing at the older Glance.
@@ -8,7 +9,9 @@ Each class below reruns a class of the other modules unchanged, only with
 
 import os
 
+from tests.functional import test_chain
 from tests.functional import test_metadata
+from tests.functional import test_ondemand
 from tests.functional import test_readthrough
 from tests.functional import test_store
 
@@ -49,3 +52,5 @@ OlderHitsAndMisses = on_older_central(test_readthrough.TestHitsAndMisses)
 OlderFailures = on_older_central(test_readthrough.TestFailures)
 OlderRecordCopy = on_older_central(test_metadata.TestRecordCopy)
 OlderOffline = on_older_central(test_metadata.TestOffline)
+OlderOnDemandImport = on_older_central(test_ondemand.TestOnDemandImport)
+OlderChain = on_older_central(test_chain.TestChain)

@@ -215,6 +215,18 @@ class TestOnDemandImport(testtools.TestCase):
         self.assertEqual(404, self.get(app).status_int)
         self.assertEqual(2, central.asked)
 
+    def test_the_memo_of_unknown_ids_is_bounded(self):
+        self.patch(ondemand, 'UNKNOWN_MEMO_SIZE', 2)
+        central = FakeCentral(None)
+        app = self.make(central)
+        ids = ['6a1b0c5e-39a4-4b27-9b0f-3f5b1d1f0a1%d' % i for i in range(3)]
+        for image_id in ids + ids[2:]:
+            self.get(app, path='/v2/images/%s' % image_id)
+        self.assertEqual(3, central.asked)   # the last one was remembered
+        self.get(app, path='/v2/images/%s' % ids[0])
+        self.assertEqual(4, central.asked)   # the oldest was dropped
+        self.assertEqual(2, len(app._unknown))
+
     def test_central_unreachable_keeps_the_404_and_logs(self):
         central = FakeCentral(error=exceptions.UpstreamUnavailable(
             'central', 'connection refused'))
