@@ -36,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 
 import requests
 import urllib3.exceptions
@@ -129,7 +130,8 @@ class Bench:
             central_flavor='headfile',
             edge_options={'central': {
                 'remote_glance_breaker_threshold': 3,
-                'remote_glance_breaker_reset': 3}}).start()
+                'remote_glance_breaker_reset': 3,
+                'remote_glance_import_on_demand': True}}).start()
         central = self.lab.central
         root = os.path.join(self.lab.root, 'alt-edge')
         self.alt = lab_module.GlanceServer(
@@ -325,6 +327,7 @@ class Bench:
         self.concurrency(image, edge_id, headers, self.size / MiB / miss)
         self.soak(headers)
         self.memory(headers)
+        self.on_demand(headers)
         self.outage(headers)
         self.killed_mid_miss(headers)
 
@@ -524,6 +527,44 @@ class Bench:
             self.results['rss'][phase] = {'growth_mib': growth,
                                           'baseline_mib': baseline / MiB}
         self.evict(image.id)
+
+    def on_demand(self, headers, count=20):
+        """Latency of image-show and of a small download when the edge
+        imports the image on demand, against an image it has.
+        """
+        self.say('\non-demand import: median of %d requests, 1 MiB images'
+                 % count)
+        images = [self.central_image(MiB, 'on-demand-%d' % i).id
+                  for i in range(2 * count)]
+        shown, downloaded = images[:count], images[count:]
+
+        def median_ms(paths):
+            times = []
+            for path in paths:
+                seconds, status, _, error = get(self.lab.edge.url + path,
+                                                headers)
+                if status not in (200, 404) or error:
+                    raise RuntimeError('%s: %s %s' % (path, status, error))
+                times.append(seconds * 1000)
+            return statistics.median(times)
+        first = median_ms('/v2/images/%s' % i for i in shown)
+        known = median_ms('/v2/images/%s' % i for i in shown)
+        first_file = median_ms('/v2/images/%s/file' % i for i in downloaded)
+        known_file = median_ms('/v2/images/%s/file' % i for i in downloaded)
+        nobody = median_ms('/v2/images/%s' % uuid.uuid4()
+                           for _ in range(count))
+        self.row('image-show, an image the edge has', known, 'ms')
+        self.row('first image-show, imported on demand', first, 'ms',
+                 first / known, 'vs the edge has it')
+        self.row('download of 1 MiB, cache hit', known_file, 'ms')
+        self.row('first download of 1 MiB, imported on demand', first_file,
+                 'ms', first_file / known_file, 'vs a cache hit')
+        self.row('image-show of an ID nobody has', nobody, 'ms',
+                 nobody / known, 'vs the edge has it; answer 404')
+        self.results['on_demand_ms'] = {
+            'show_known': known, 'show_first': first,
+            'file_hit': known_file, 'file_first': first_file,
+            'show_unknown': nobody}
 
     def outage(self, headers):
         self.say('\ncentral down or frozen, uncached image')
