@@ -4,7 +4,8 @@ Starts a REAL central and edge Glance on loopback (tests.lab), uploads an
 image with properties to central, links it at the edge with a
 remote-glance location, downloads and verifies it at the edge (the first
 read fills the edge cache, the second comes from it), then cuts central and
-shows plainly what still works at the edge and what does not.
+shows plainly what still works at the edge and what does not. Last, it asks
+the edge for a central image by ID alone, which the edge imports on demand.
 Everything it starts is stopped and removed at the end, also on Ctrl-C.
 
 Run it with ``tox -e demo``.
@@ -51,7 +52,8 @@ def main():
     started = time.monotonic()
     step('Starting a central and an edge Glance (glance 33, gunicorn, '
          'sqlite) on 127.0.0.1')
-    with lab_module.Lab() as lab:
+    with lab_module.Lab(edge_options={'central': {
+            'remote_glance_import_on_demand': True}}) as lab:
         info('central: %s   (unauthenticated lab pipeline)' % lab.central.url)
         info('edge:    %s   enabled_backends = local:file, '
              'central:remote-glance' % lab.edge.url)
@@ -177,6 +179,22 @@ def main():
         else:
             fails('download of the image never read still fails')
             return 1
+
+        step('Asking the edge for an image only central knows, by its ID '
+             '(remote_glance_import_on_demand = true)')
+        booted = central.images.create(
+            name='booted-by-id', disk_format='raw', container_format='bare',
+            visibility='public', os_distro='debian')
+        booted_data = os.urandom(1024 * 1024)
+        central.images.upload(booted.id, io.BytesIO(booted_data))
+        shown = edge.images.get(booted.id)
+        works('image-show %s at the edge, never imported before: %s, '
+              '%d bytes, os_distro %s (imported on demand, same ID)'
+              % (booted.id, shown.status, shown.size,
+                 shown.get('os_distro')))
+        received, _ = download(edge, booted.id)
+        (works if received == booted_data else fails)(
+            'download of it at the edge: bytes identical to central')
 
         edge_requests = [e for e in lab.central.access_entries()
                          if 'glance-store-remote' in e.agent]
