@@ -611,13 +611,13 @@ def edge_server(name, root, upstream_url, flavor='headerauth',
 
 
 class ChainLab(LabBase):
-    """far edge -> edge -> central: three Glance servers, each level caching
-    what it reads from the level above.
+    """far edges -> edge -> central: two far edges read one edge that
+    reads central, each level caching what it reads from the level above.
 
     The middle edge serves the far edge as central serves the edge: with
     the ``trusted`` flavor (every request an admin), which the far edge's
-    driver reads with ``auth_type = none``. The far edge runs
-    ``headerauth`` and names its backend ``regional``.
+    driver reads with ``auth_type = none``. The far edges (``far``,
+    ``far2``) run ``headerauth`` and name their backend ``regional``.
 
     :param on_demand: enable remote_glance_import_on_demand at both edges
     :param cache_max_size: each edge's cache cap, in bytes
@@ -631,7 +631,7 @@ class ChainLab(LabBase):
         self.on_demand = on_demand
         self.cache_max_size = cache_max_size
         self.central_python = central_python or sys.executable
-        self.central = self.edge = self.far = None
+        self.central = self.edge = self.far = self.far2 = None
 
     @property
     def cache_dir(self):
@@ -643,7 +643,7 @@ class ChainLab(LabBase):
         return os.path.join(self.root, 'far-cache')
 
     def _parts(self):
-        return (self.far, self.edge, self.central)
+        return (self.far, self.far2, self.edge, self.central)
 
     def _cache(self, folder):
         return {'remote_glance_cache_dir': folder,
@@ -657,11 +657,13 @@ class ChainLab(LabBase):
         self.edge = edge_server(
             'edge', os.path.join(self.root, 'edge'), self.central.url,
             flavor='trusted', backend_options=self._cache(self.cache_dir))
-        self.far = edge_server(
-            'far-edge', os.path.join(self.root, 'far-edge'), self.edge.url,
+        self.far, self.far2 = (edge_server(
+            name, os.path.join(self.root, name), self.edge.url,
             backend=self.FAR_BACKEND,
-            backend_options=self._cache(self.far_cache_dir))
-        self._launch(self.edge, self.far, self.central)
+            backend_options=self._cache(os.path.join(self.root, cache)))
+            for name, cache in (('far-edge', 'far-cache'),
+                                ('far-edge-2', 'far-cache-2')))
+        self._launch(self.edge, self.far, self.far2, self.central)
 
 
 @atexit.register
