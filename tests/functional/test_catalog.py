@@ -207,3 +207,25 @@ class TestSync(CatalogTestCase):
         self.assertEqual(1, result.returncode)
         self.assertIn('nothing was changed', result.stderr)
         self.assertEqual(before.updated_at, self.edge(central.id).updated_at)
+
+
+class TestSyncOfOnDemandImports(CatalogTestCase):
+    """Images imported on demand are ordinary imported images for sync."""
+
+    LAB = dict(CatalogTestCase.LAB, edge_options={
+        'central': {'remote_glance_import_on_demand': True}})
+
+    def test_sync_follows_central_changes_of_an_on_demand_import(self):
+        central, _ = self.shared_image()
+        shown = self.edge(central.id)   # the edge imports it on demand
+        self.assertEqual(central.name, shown.name)
+        members = {m.member_id: m.status for m in
+                   self.lab.edge.glance().image_members.list(central.id)}
+        self.assertEqual({'project-b': 'accepted', 'project-c': 'pending'},
+                         members)
+        self.central_glance.images.update(central.id, name='v2',
+                                          hw_disk_bus='scsi')
+        results = self.cli_json('sync')
+        self.assertEqual('updated', results[central.id]['result'])
+        edge = self.edge(central.id)
+        self.assertEqual(('v2', 'scsi'), (edge.name, edge.hw_disk_bus))
