@@ -76,8 +76,9 @@ def may_use(context, record, member_status, member_statuses=('accepted',)):
         status of that project, or None; only called for shared images
     :param member_statuses: the membership statuses that count
     """
-    roles = set(getattr(context, 'roles', None) or ()) | set(
-        getattr(context, 'service_roles', None) or ())
+    # The requester's own roles only: the roles of a service token that
+    # travels with a user's request (nova sends one) grant the user nothing.
+    roles = set(getattr(context, 'roles', None) or ())
     if getattr(context, 'is_admin', False) or 'service' in roles:
         return True
     project = getattr(context, 'project_id', None)

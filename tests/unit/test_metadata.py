@@ -72,6 +72,13 @@ class TestMayUse(testtools.TestCase):
         self.assertTrue(metadata.may_use(Context('p2', roles=['service']),
                                          record(), self.members(None)))
 
+    def test_a_service_token_beside_a_user_token_grants_nothing(self):
+        # nova sends its service token with the user's: X-Service-Roles.
+        context = Context('p2')
+        context.service_roles = ['service', 'admin']
+        self.assertFalse(metadata.may_use(context, record(),
+                                          self.members(None)))
+
     def test_no_project_sees_only_public_and_ownerless_images(self):
         self.assertFalse(metadata.may_use(Context(None), record(),
                                           self.members('accepted')))
