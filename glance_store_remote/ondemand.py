@@ -8,7 +8,8 @@ answer to ``GET /v2/images/<id>`` or ``GET /v2/images/<id>/file`` is 404, so
 the images the edge has cost nothing extra. Then, in order:
 
 1. an ID the edge has or had (a deleted image, or one the requester may not
-   see here) keeps its 404: the edge's own decision stands;
+   see here) keeps its 404: the edge's own decision stands. Glance is asked
+   once more, since another worker may have just imported the image;
 2. central is asked for the image with the backend's credentials; an ID it
    does not have is remembered for ``remote_glance_record_ttl`` seconds, so
    a stream of made-up IDs costs central one request each per period;
@@ -115,10 +116,13 @@ class OnDemandImport:
 
     def _import(self, request, image_id, stores):
         """Import *image_id* from the first store whose central has it;
-        True if the edge has the image now.
+        True if the edge has the image now, and Glance should answer again.
         """
         if self.records.known(image_id):
-            return False
+            # Another worker may have imported it since Glance answered;
+            # else the edge hides or deleted it. Glance's second answer
+            # tells which; central is not asked.
+            return True
         context = getattr(request, 'context', None)
         for store in stores:
             record = self._central_record(store, image_id)
@@ -180,6 +184,13 @@ class OnDemandImport:
             LOG.info('remote-glance: image %s was imported by another '
                      'worker meanwhile', image_id)
             return True
+        except Exception:
+            # The edge database refused (locked, full, gone): the image may
+            # still exist if another worker wrote it; otherwise the 404
+            # stands and the next request tries again.
+            LOG.exception('remote-glance: on-demand import of central image '
+                          '%s (backend %s) failed', image_id, backend)
+            return self.records.known(image_id)
         LOG.info('remote-glance: imported central image %s (backend %s, '
                  '%s bytes, %d members) on demand, asked for by project %s',
                  image_id, backend, record.get('size'), len(members),

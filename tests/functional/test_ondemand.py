@@ -3,6 +3,7 @@
 was never told about, as nova and operators ask for them (glanceclient).
 """
 
+import concurrent.futures
 import uuid
 
 from glanceclient import exc as glance_exc
@@ -125,6 +126,43 @@ class TestOnDemandImport(OnDemandTestCase):
         self.lab.central.start()
         self.assertEqual(central.id, self.edge_glance(
             PROJECT_A).images.get(central.id).id)
+
+
+class TestOnDemandConcurrency(OnDemandTestCase):
+    """Several edge workers asked for the same unknown image at once."""
+
+    LAB = {'edge_options': ON_DEMAND, 'edge_workers': 2}
+
+    def together(self, fn, count=8):
+        with concurrent.futures.ThreadPoolExecutor(count) as pool:
+            return list(pool.map(lambda _: fn(), range(count)))
+
+    def test_concurrent_first_shows_import_once_and_all_succeed(self):
+        central, _ = self.make_central_image(visibility='public',
+                                             owner='project-c')
+        shown = self.together(lambda: self.edge_glance(
+            PROJECT_A).images.get(central.id))
+        self.assertEqual({central.checksum}, {s.checksum for s in shown})
+        log = self.lab.edge.log_text()
+        imported = log.count('imported central image %s' % central.id)
+        raced = log.count('image %s was imported by another worker'
+                          % central.id)
+        self.assertEqual(1, imported)
+        self.assertEqual(1, len([i for i in self.edge_glance(
+            lab_module.ADMIN).images.list() if i.id == central.id]))
+        self.assertLessEqual(raced, 1)
+
+    def test_concurrent_first_downloads_fetch_the_data_once(self):
+        central, data = self.make_central_image(visibility='public',
+                                                owner='project-c')
+        results = self.together(lambda: self.fetch(central.id,
+                                                   identity=PROJECT_A))
+        for response, received, error in results:
+            self.assertEqual((200, None), (response.status_code, error))
+            self.assertEqual(data, received)
+        data_gets = [e for e in self.central_requests('GET')
+                     if e.path.endswith('/images/%s/file' % central.id)]
+        self.assertEqual(1, len(data_gets))
 
 
 class TestOffByDefault(OnDemandTestCase):

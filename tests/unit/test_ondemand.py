@@ -179,6 +179,21 @@ class TestOnDemandImport(testtools.TestCase):
         self.assertEqual(404, response.status_int)
         self.assertEqual(b'no image ' + IMAGE_ID.encode(), response.body)
         self.assertEqual(0, central.asked)
+        self.assertEqual(2, len(self.calls))   # Glance answered again
+
+    def test_an_image_another_worker_just_imported_is_served(self):
+        # Glance said 404, then another worker's import landed.
+        records = FakeRecords()
+        original = records.known
+
+        def known(image_id):
+            records.ids.add(image_id)
+            return original(image_id)
+        records.known = known
+        central = FakeCentral(central_record())
+        response = self.get(self.make(central, records=records))
+        self.assertEqual(200, response.status_int)
+        self.assertEqual((0, []), (central.asked, records.created))
 
     def test_image_private_to_another_project_stays_invisible(self):
         central = FakeCentral(central_record(visibility='private',
@@ -244,6 +259,16 @@ class TestOnDemandImport(testtools.TestCase):
                                       records=FakeRecords(duplicate=True)))
         self.assertEqual(200, response.status_int)
         self.assertIn('imported by another worker', self.logs.output)
+
+    def test_a_database_failure_keeps_the_404_and_is_logged(self):
+        class Failing(FakeRecords):
+            def create(self, values, tags, members):
+                raise RuntimeError('database is locked')
+        response = self.get(self.make(FakeCentral(central_record()),
+                                      records=Failing()))
+        self.assertEqual(404, response.status_int)
+        self.assertIn('on-demand import of central image %s (backend '
+                      'central) failed' % IMAGE_ID, self.logs.output)
 
     def test_first_backend_with_the_image_is_used(self):
         empty = FakeStore(FakeCentral(None))
