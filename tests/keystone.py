@@ -113,6 +113,7 @@ class Keystone:
 USERS = {
     'glance': ('glance-lab-pw', 'service', ('admin', 'service')),
     'edge-driver': ('driver-lab-pw', 'service', ('admin',)),
+    'far-driver': ('far-driver-lab-pw', 'service', ('admin',)),
     'operator': ('operator-lab-pw', 'edge-ops', ('admin', 'member')),
     'alice': ('alice-lab-pw', 'project-a', ('member', 'reader')),
     'bob': ('bob-lab-pw', 'project-b', ('member', 'reader')),
@@ -123,16 +124,21 @@ class KeystoneLab(lab_module.LabBase):
     """Keystone, a central Glance (RegionOne) and an edge Glance
     (RegionTwo), both behind keystonemiddleware; the edge's driver finds
     central in the catalog by region, with the password of ``edge-driver``.
+
+    :param chain: add a far edge (RegionThree, behind keystonemiddleware too)
+        whose ``regional`` backend finds the edge in the catalog by region
+        and signs in as ``far-driver``; both edges import on demand
     """
 
-    def __init__(self, cache_max_size=1024 ** 3):
+    def __init__(self, cache_max_size=1024 ** 3, chain=False):
         self.cache_max_size = cache_max_size
-        self.keystone = self.central = self.edge = None
+        self.chain = chain
+        self.keystone = self.central = self.edge = self.far = None
         self.projects = {}
         self.proxy = None
 
     def _parts(self):
-        return (self.edge, self.central, self.keystone)
+        return (self.far, self.edge, self.central, self.keystone)
 
     def authtoken(self):
         password, project, _ = USERS['glance']
@@ -144,13 +150,21 @@ class KeystoneLab(lab_module.LabBase):
                 # Validate every token, so that a revocation shows at once.
                 'token_cache_time': -1}
 
-    def driver_options(self):
-        password, project, _ = USERS['edge-driver']
+    def driver_options(self, user='edge-driver', region='RegionOne'):
+        """A remote-glance group signing in as *user*, reading the image
+        endpoint of *region*.
+        """
+        password, project, _ = USERS[user]
         return {'auth_type': 'password', 'auth_url': self.keystone.url,
-                'username': 'edge-driver', 'password': password,
+                'username': user, 'password': password,
                 'project_name': project, 'user_domain_name': DOMAIN,
-                'project_domain_name': DOMAIN, 'region_name': 'RegionOne',
+                'project_domain_name': DOMAIN, 'region_name': region,
                 'timeout': 5}
+
+    def _cache(self, folder):
+        return {'remote_glance_cache_dir': os.path.join(self.root, folder),
+                'remote_glance_cache_max_size': self.cache_max_size,
+                'remote_glance_import_on_demand': self.chain}
 
     def _start(self):
         self.keystone = Keystone(os.path.join(self.root, 'keystone')).start()
@@ -162,19 +176,32 @@ class KeystoneLab(lab_module.LabBase):
             'edge', os.path.join(self.root, 'edge'), flavor='keystonehook',
             backends={'local': 'file', 'central': 'remote-glance'},
             options={'keystone_authtoken': self.authtoken(),
-                     'central': dict(
-                         self.driver_options(),
-                         remote_glance_cache_dir=self.cache_dir,
-                         remote_glance_cache_max_size=self.cache_max_size)})
+                     'central': dict(self.driver_options(),
+                                     **self._cache('edge-cache'))})
+        servers = [self.central, self.edge]
+        if self.chain:
+            self.far = lab_module.GlanceServer(
+                'far-edge', os.path.join(self.root, 'far-edge'),
+                flavor='keystonehook',
+                backends={'local': 'file', 'regional': 'remote-glance'},
+                options={'keystone_authtoken': self.authtoken(),
+                         'regional': dict(
+                             self.driver_options('far-driver', 'RegionTwo'),
+                             **self._cache('far-cache'))})
+            servers.append(self.far)
         self._provision()
-        self._launch(self.central, self.edge)
+        self._launch(*servers)
 
     def _provision(self):
         admin = self.keystone.admin()
-        admin.regions.create('RegionTwo')
+        regions = [('RegionOne', self.central.url),
+                   ('RegionTwo', self.edge.url)]
+        if self.far is not None:
+            regions.append(('RegionThree', self.far.url))
+        for region, _ in regions[1:]:
+            admin.regions.create(region)
         service = admin.services.create('glance', type='image')
-        for region, url in (('RegionOne', self.central.url),
-                            ('RegionTwo', self.edge.url)):
+        for region, url in regions:
             for interface in ('public', 'internal'):
                 admin.endpoints.create(service, url, interface=interface,
                                        region=region)

@@ -140,3 +140,48 @@ class TestKeystone(KeystoneTestCase):
         self.assertEqual(('cirros', central.os_hash_value),
                          (shown.os_distro, shown.os_hash_value))
         self.assertNotIn(password, result.stdout + result.stderr)
+
+
+class TestKeystoneChain(KeystoneTestCase):
+    """A far edge (RegionThree) whose driver signs in to Keystone and finds
+    the edge (RegionTwo) in the catalog, as the edge finds central
+    (RegionOne); users hold real tokens at the far edge.
+    """
+
+    LAB = {'chain': True}
+
+    @classmethod
+    def assert_edge_only_read_central(cls):
+        super().assert_edge_only_read_central()
+        written = cls.driver_writes(cls.lab.edge)
+        if written:
+            raise AssertionError('the far edge sent the edge %s' % written)
+
+    def far_as(self, user):
+        return self.lab.glance(user, self.lab.far)
+
+    def test_a_boot_by_id_at_the_far_edge_with_real_tokens(self):
+        central, data = self.make_central_image(size=1024 * 1024 + 3,
+                                                visibility='public',
+                                                os_distro='cirros')
+        shown = self.far_as('alice').images.get(central.id)
+        self.assertEqual((central.os_hash_value, 'cirros', 'regional'),
+                         (shown.os_hash_value, shown.os_distro,
+                          shown.stores))
+        self.assertEqual(data, b''.join(
+            self.far_as('alice').images.data(central.id)))
+        far_log = self.lab.far.log_text()
+        self.assertNotIn(keystone.USERS['far-driver'][0], far_log)
+        self.assertIn('asked for by project %s'
+                      % self.lab.projects['project-a'], far_log)
+
+    def test_visibility_holds_down_the_chain(self):
+        central, data = self.make_central_image(
+            size=4096, visibility='private',
+            owner=self.lab.projects['project-b'])
+        self.assertRaises(glance_exc.HTTPNotFound,
+                          self.far_as('alice').images.get, central.id)
+        self.assertEqual(data, b''.join(
+            self.far_as('bob').images.data(central.id)))
+        self.assertRaises(glance_exc.HTTPNotFound,
+                          self.far_as('alice').images.get, central.id)
