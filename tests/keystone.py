@@ -161,10 +161,8 @@ class KeystoneLab(lab_module.LabBase):
                 'project_domain_name': DOMAIN, 'region_name': region,
                 'timeout': 5}
 
-    def _cache(self, folder):
-        return {'remote_glance_cache_dir': os.path.join(self.root, folder),
-                'remote_glance_cache_max_size': self.cache_max_size,
-                'remote_glance_import_on_demand': self.chain}
+    def upstreams(self):
+        return (self.central, self.edge) if self.chain else (self.central,)
 
     def _start(self):
         self.keystone = Keystone(os.path.join(self.root, 'keystone')).start()
@@ -177,7 +175,9 @@ class KeystoneLab(lab_module.LabBase):
             backends={'local': 'file', 'central': 'remote-glance'},
             options={'keystone_authtoken': self.authtoken(),
                      'central': dict(self.driver_options(),
-                                     **self._cache('edge-cache'))})
+                                     **lab_module.cache_options(
+                                         self.cache_dir, self.cache_max_size,
+                                         self.chain))})
         servers = [self.central, self.edge]
         if self.chain:
             self.far = lab_module.GlanceServer(
@@ -187,7 +187,9 @@ class KeystoneLab(lab_module.LabBase):
                 options={'keystone_authtoken': self.authtoken(),
                          'regional': dict(
                              self.driver_options('far-driver', 'RegionTwo'),
-                             **self._cache('far-cache'))})
+                             **lab_module.cache_options(
+                                 os.path.join(self.root, 'far-cache'),
+                                 self.cache_max_size, on_demand=True))})
             servers.append(self.far)
         self._provision()
         self._launch(*servers)

@@ -462,10 +462,17 @@ class LabBase:
     """
 
     root = None
+    central = None
 
     def _parts(self):
         """What stop() stops, in order (None entries are skipped)."""
         return ()
+
+    def upstreams(self):
+        """The servers a remote-glance driver of this lab reads: each must
+        only ever see GET and HEAD from it.
+        """
+        return (self.central,)
 
     def start(self):
         self.root = tempfile.mkdtemp(prefix='gsr-lab-')
@@ -564,8 +571,7 @@ class Lab(LabBase):
         if self.cache_max_size is not None:
             self.cache_dir = self.cache_dir or os.path.join(
                 self.root, 'edge-cache')
-            cache = {'remote_glance_cache_dir': self.cache_dir,
-                     'remote_glance_cache_max_size': self.cache_max_size}
+            cache = cache_options(self.cache_dir, self.cache_max_size)
         tls = None
         if self.central_tls:
             tls = make_tls(self.root)
@@ -587,6 +593,13 @@ class Lab(LabBase):
             workers=self.edge_workers, threads=self.edge_threads,
             options=self.edge_options)
         self._launch(self.central, self.edge)
+
+
+def cache_options(folder, max_size, on_demand=False):
+    """A remote-glance group's cache (and on-demand import) options."""
+    return {'remote_glance_cache_dir': folder,
+            'remote_glance_cache_max_size': max_size,
+            'remote_glance_import_on_demand': on_demand}
 
 
 def edge_server(name, root, upstream_url, flavor='headerauth',
@@ -645,10 +658,11 @@ class ChainLab(LabBase):
     def _parts(self):
         return (self.far, self.far2, self.edge, self.central)
 
+    def upstreams(self):
+        return (self.central, self.edge)
+
     def _cache(self, folder):
-        return {'remote_glance_cache_dir': folder,
-                'remote_glance_cache_max_size': self.cache_max_size,
-                'remote_glance_import_on_demand': self.on_demand}
+        return cache_options(folder, self.cache_max_size, self.on_demand)
 
     def _start(self):
         self.central = GlanceServer(

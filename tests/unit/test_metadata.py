@@ -59,12 +59,17 @@ class TestMayUse(testtools.TestCase):
                 Context('p2'), record(visibility=visibility),
                 self.members(None)))
 
-    def test_shared_needs_an_accepted_membership(self):
+    def test_linking_needs_an_accepted_membership_seeing_any(self):
         shared = record(visibility='shared')
-        for status, allowed in (('accepted', True), ('pending', False),
-                                ('rejected', False), (None, False)):
-            self.assertEqual(allowed, metadata.may_use(
+        for status, link, see in (('accepted', True, True),
+                                  ('pending', False, True),
+                                  ('rejected', False, True),
+                                  (None, False, False)):
+            self.assertEqual(link, metadata.may_use(
                 Context('p2'), shared, self.members(status)), status)
+            self.assertEqual(see, metadata.may_use(
+                Context('p2'), shared, self.members(status),
+                member_statuses=metadata.ANY_MEMBERSHIP), status)
 
     def test_admin_and_service_callers_link_anything(self):
         self.assertTrue(metadata.may_use(Context('p2', is_admin=True),
@@ -88,14 +93,6 @@ class TestMayUse(testtools.TestCase):
                                          self.members(None)))
         self.assertTrue(metadata.may_use(None, record(owner=''),
                                          self.members(None)))
-
-    def test_seeing_counts_any_membership(self):
-        shared = record(visibility='shared')
-        for status, allowed in (('accepted', True), ('pending', True),
-                                ('rejected', True), (None, False)):
-            self.assertEqual(allowed, metadata.may_use(
-                Context('p2'), shared, self.members(status),
-                member_statuses=metadata.ANY_MEMBERSHIP), status)
 
 
 class TestPlanCopy(testtools.TestCase):
