@@ -25,6 +25,15 @@ Many glance-api worker processes share one directory: the index is SQLite
 (one short transaction per event, never per chunk) and exclusion between
 processes is flock on the files under ``locks/``.
 
+Index connections are per thread and per process: a Cache made before a
+fork (``Store.configure`` runs in uWSGI's master unless ``lazy-apps``, and
+in gunicorn's with ``--preload``) opens new connections in each child, as
+SQLite requires (see _release_inherited_connections).
+
+Permissions: everything is created ``0640`` (files) or ``0750`` (folders),
+whatever the umask, for the user glance-api runs as; ``glance-remote``
+refuses to write to a cache directory another user owns (check_owner).
+
 No Glance import here: the cache knows images by ID, size and hash.
 """
 
@@ -35,9 +44,11 @@ import hashlib
 import json
 import logging
 import os
+import pwd
 import sqlite3
 import threading
 import time
+import weakref
 
 from glance_store_remote import exceptions
 
@@ -81,6 +92,13 @@ Expected.__doc__ = """What a fill must produce: central's size and hash.
 ``algo`` is central's os_hash_algo (md5 for the ``checksum`` where central
 has no os_hash)."""
 
+FILE_MODE = 0o640  # data, records, locks, layout and the index files
+DIR_MODE = 0o750
+INDEX = 'index.sqlite'
+# SQLite makes these itself with the mode of INDEX (and, running as root,
+# its owner).
+INDEX_FILES = (INDEX, INDEX + '-wal', INDEX + '-shm')
+
 Entry = collections.namedtuple(
     'Entry', 'image_id state size pinned last_access created')
 
@@ -107,11 +125,24 @@ def boot_id():
 
 def _write_atomically(path, data):
     tmp = '%s.%d.tmp' % (path, os.getpid())
-    with open(tmp, 'wb') as f:
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+                           FILE_MODE), 'wb') as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _create(path):
+    """Create an empty file with FILE_MODE unless it exists. The index is
+    made this way so that SQLite gives the -wal and -shm it creates the
+    same mode.
+    """
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                         FILE_MODE))
+    except FileExistsError:
+        pass
 
 
 def _unlink(path):
@@ -122,6 +153,152 @@ def _unlink(path):
         pass
 
 
+def _tighten(path, mode):
+    """Take from *path* the permissions *mode* does not grant (files and
+    folders made world-readable by an earlier release); only our own files.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    current = st.st_mode & 0o777
+    if current & ~mode and st.st_uid == os.geteuid():
+        os.chmod(path, current & mode)
+
+
+def _user(uid):
+    """(text naming the user, name for ``sudo -u``)."""
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return 'uid %d' % uid, '#%d' % uid
+    return '%s (uid %d)' % (name, uid), name
+
+
+def check_owner(root):
+    """Refuse to write to a cache directory another user owns.
+
+    For ``glance-remote``, run by an operator who may be root while
+    glance-api runs as ``glance``: a file it created (a lock, a partial, a
+    record) would belong to the operator, mode 0640, and glance-api could
+    not open it. The owner is the directory's or, when it
+    does not exist yet, its nearest existing parent's (where glance-api
+    would create it).
+
+    Refusing rather than fixing the ownership: only root can chown; the
+    run would have to chown every file made meanwhile, including those
+    SQLite and the fill threads create, racing the glance-api workers; a
+    refused run leaves nothing behind, and the fix is ``sudo -u OWNER``.
+
+    :raises CacheError: the directory belongs to another user (named)
+    """
+    path = os.path.abspath(root)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    owner, me = os.stat(path).st_uid, os.geteuid()
+    if owner != me:
+        where = root if path == os.path.abspath(root) else (
+            '%s (not created yet; its parent %s)' % (root, path))
+        raise exceptions.CacheError(
+            'cache directory %s belongs to %s but this command runs as %s: '
+            'glance-api could not open the files it would make; run it as '
+            'the owner (sudo -u %s glance-remote ...)'
+            % (where, _user(owner)[0], _user(me)[0], _user(owner)[1]))
+
+
+# -- index connections across fork() -----------------------------------------
+#
+# SQLite: "do not open a database connection, then fork(), then try to use
+# that connection in the child". Worse, a connection inherited but merely
+# kept alive in the child corrupts the child's NEW connections too: SQLite
+# keeps per-file lock bookkeeping in process memory (inherited) while POSIX
+# locks are per process (not inherited), so a new connection in the child
+# would believe it holds the locks the parent's connection holds, and work
+# without them. So, in a child, before it opens its first connection, every
+# connection inherited from the parent is closed: that only drops the
+# child's copy (it holds no lock the kernel knows of, unmapping the shared
+# -shm writes nothing, and the WAL is only checkpointed when the close wins
+# an exclusive lock, i.e. when no other process has the index open). A
+# connection that was inside a transaction at fork time (another thread of
+# the parent was writing) is never closed, nor used: closing it would roll
+# back the parent's transaction in the shared -shm. It is kept referenced
+# for the child's lifetime; the child's own writes then find the index
+# busy (an error, never a corruption). Masters fork before serving, so
+# this does not happen in glance-api.
+#
+# A child is noticed by its PID (uWSGI forks in C: no Python fork hook runs
+# there) and, for os.fork (gunicorn --preload, multiprocessing), by a fork
+# hook that also keeps every connection referenced across the fork, so that
+# CPython freeing the parent's other threads in the child cannot close one
+# in a transaction.
+
+class _Connection(sqlite3.Connection):
+    """An index connection that knows the process that opened it."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pid = os.getpid()
+
+
+_connections = weakref.WeakSet()  # every live index connection
+_connections_pid = os.getpid()    # the process they all belong to
+_connections_lock = threading.Lock()
+_kept_across_fork = []            # strong references while forking
+_stranded = []                    # in a transaction at fork: never closed
+
+
+def _connect(path):
+    """A new connection of this process (see above)."""
+    if _connections_pid != os.getpid():
+        _release_inherited_connections()
+    with _connections_lock:
+        # check_same_thread: each connection is used by the one thread it
+        # was made for, and may be closed by a child's other thread.
+        db = sqlite3.connect(path, timeout=30, isolation_level=None,
+                             factory=_Connection, check_same_thread=False)
+        _connections.add(db)
+    return db
+
+
+def _release_inherited_connections():
+    """In a forked child: close the parent's connections (see above)."""
+    global _connections_pid
+    with _connections_lock:
+        if _connections_pid == os.getpid():
+            return
+        for db in list(_connections):
+            _connections.discard(db)
+            if db.in_transaction:
+                _stranded.append(db)
+                continue
+            try:
+                db.close()
+            except sqlite3.Error:
+                _stranded.append(db)
+        _connections_pid = os.getpid()
+
+
+def _before_fork():
+    _connections_lock.acquire()
+    _kept_across_fork[:] = list(_connections)
+
+
+def _after_fork_in_parent():
+    del _kept_across_fork[:]
+    _connections_lock.release()
+
+
+def _after_fork_in_child():
+    _connections_lock.release()
+    _release_inherited_connections()
+    del _kept_across_fork[:]
+
+
+os.register_at_fork(before=_before_fork,
+                    after_in_parent=_after_fork_in_parent,
+                    after_in_child=_after_fork_in_child)
+
+
 class FileLock:
     """An flock on one file; exclusion is per open file, so two threads of
     one process exclude each other as two processes do.
@@ -129,7 +306,7 @@ class FileLock:
 
     def __init__(self, path):
         self.path = path
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
 
     def try_lock(self, shared=False):
         mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
@@ -182,8 +359,12 @@ class Cache:
         self._clock = clock
         self._local = threading.local()
         try:
+            os.makedirs(root, DIR_MODE, exist_ok=True)
             for sub in ('entries', 'partial', 'locks'):
-                os.makedirs(os.path.join(root, sub), exist_ok=True)
+                os.makedirs(os.path.join(root, sub), DIR_MODE, exist_ok=True)
+                _tighten(os.path.join(root, sub), DIR_MODE)
+            for name in INDEX_FILES + ('layout',):
+                _tighten(os.path.join(root, name), FILE_MODE)
             self._check_layout()
             self._db().executescript(_SCHEMA)
         except (OSError, sqlite3.Error, exceptions.CacheError) as e:
@@ -228,22 +409,25 @@ class Cache:
     # -- index ---------------------------------------------------------------
 
     def _db(self):
-        """This thread's connection to the index.
+        """This thread's connection to the index, in this process.
+
+        Fast path: one getpid. A connection made before a fork is never
+        used after it (see _release_inherited_connections).
 
         :raises CacheError: the index cannot be opened
         """
         db = getattr(self._local, 'db', None)
-        if db is None:
+        if db is None or db.pid != os.getpid():
+            path = os.path.join(self.root, INDEX)
             try:
-                db = sqlite3.connect(
-                    os.path.join(self.root, 'index.sqlite'), timeout=30,
-                    isolation_level=None)
+                _create(path)
+                db = _connect(path)
                 db.execute('PRAGMA journal_mode=WAL')
                 db.execute('PRAGMA synchronous=NORMAL')
                 # The index is small; every glance-api thread has its own
                 # connection, so keep each one's page cache small too.
                 db.execute('PRAGMA cache_size=-256')
-            except sqlite3.Error as e:
+            except (OSError, sqlite3.Error) as e:
                 raise exceptions.CacheError('cache index of %s: %s'
                                             % (self.root, e))
             self._local.db = db
@@ -482,6 +666,8 @@ class Cache:
         try:
             _write_atomically(self.meta_path(image_id),
                               json.dumps(record).encode())
+            # Whoever wrote the data, the entry is not world-readable.
+            _tighten(self.data_path(image_id, partial=True), FILE_MODE)
             os.rename(self.data_path(image_id, partial=True),
                       self.data_path(image_id))
             dir_fd = os.open(os.path.join(self.root, 'entries'),

@@ -8,7 +8,9 @@ credentials. Subcommands:
 * ``show ID``: central's record of an image, as the edge sees it.
 * ``cache list|pin|unpin|evict|verify|stats``: the backend's local cache.
   These work on the cache directory with the same locks and index as the
-  glance-api workers, so they are safe while glance-api serves.
+  glance-api workers, so they are safe while glance-api serves. They (and
+  ``prefetch``) refuse to run as another user than the directory's owner
+  (cache.check_owner).
 * ``import``: create edge images with central's IDs and full records, through
   the edge's API with the operator's OpenStack credentials (``--os-cloud``,
   clouds.yaml or ``OS_*`` variables, as openstackclient).
@@ -104,6 +106,8 @@ def _cache(conf, backend):
         raise UsageError('[%s] remote_glance_cache_dir is not set: this '
                          'backend has no cache' % backend)
     try:
+        # glance-api must be able to open what this run creates.
+        cache.check_owner(group.remote_glance_cache_dir)
         return cache.Cache(group.remote_glance_cache_dir,
                            group.remote_glance_cache_max_size)
     except exceptions.CacheError as e:

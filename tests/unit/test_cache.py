@@ -1,9 +1,13 @@
-"""Unit tests of cache.py: layout, index, space, commit, operator actions and
-crash recovery, on a real temporary directory."""
+"""Unit tests of cache.py: layout, index, space, commit, operator actions,
+crash recovery, permissions and fork safety, on a real temporary directory."""
 
+import ctypes
 import hashlib
 import json
 import os
+import stat
+import threading
+from unittest import mock
 
 import fixtures
 import testtools
@@ -271,3 +275,208 @@ class TestExpected(testtools.TestCase):
         store.write_partial_meta('a', {'id': 'a'}, durable=3)
         with open(store.meta_path('a', partial=True)) as f:
             self.assertEqual(3, json.load(f)['durable'])
+
+
+def posix_locks(pid, path):
+    """The POSIX (fcntl) locks the kernel says *pid* holds on *path*."""
+    inode = os.stat(path).st_ino
+    found = []
+    with open('/proc/locks') as f:
+        for line in f:
+            fields = line.split()
+            if fields[1] == '->':
+                continue  # a waiter, not a holder
+            if (fields[1] == 'POSIX' and fields[4] == str(pid) and
+                    int(fields[5].rsplit(':', 1)[1]) == inode):
+                found.append(fields[3])
+    return found
+
+
+INDEX_FILES = ('index.sqlite', 'index.sqlite-wal', 'index.sqlite-shm')
+
+
+def descriptors_of(path):
+    """How many of this process's file descriptors are open on *path*."""
+    return sum(os.path.realpath(os.path.join('/proc/self/fd', fd)) == path
+               for fd in os.listdir('/proc/self/fd'))
+
+
+def c_fork():
+    """fork() as uWSGI calls it: from C, with no Python fork hook run."""
+    return ctypes.PyDLL(None).fork()
+
+
+class TestFork(CacheTestCase):
+    """A Cache made before a fork (Store.configure in a uWSGI or gunicorn
+    --preload master): the child must open its own index connection.
+    """
+
+    def in_child(self, fork, probe):
+        """Fork with *fork*, run *probe* in the child and return what it
+        returned (JSON) or the error it raised.
+        """
+        read_end, write_end = os.pipe()
+        pid = fork()
+        if pid == 0:
+            try:
+                os.close(read_end)
+                try:
+                    answer = {'value': probe()}
+                except BaseException as e:
+                    answer = {'error': '%s: %s' % (type(e).__name__, e)}
+                os.write(write_end, json.dumps(answer).encode())
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end, 'rb') as f:
+            raw = f.read()
+        self.assertEqual(0, os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+        answer = json.loads(raw)
+        self.assertNotIn('error', answer)
+        return answer['value']
+
+    def check_child_opens_a_new_connection(self, fork):
+        index = os.path.join(self.root, 'index.sqlite')
+        self.cache.count(hits=1)
+        parent_db = self.cache._db()
+
+        def probe():
+            db = self.cache._db()
+            self.cache.count(hits=10)
+            return {'same': db is parent_db,
+                    'hits': self.cache.counters()['hits'],
+                    # A connection of its own holds its own kernel locks;
+                    # the parent's, inherited, holds none in the child.
+                    'locks': posix_locks(os.getpid(), index)}
+
+        child = self.in_child(fork, probe)
+        self.assertFalse(child['same'])
+        self.assertEqual(11, child['hits'])
+        self.assertIn('READ', child['locks'])
+        # The parent keeps its connection, its locks and what both wrote.
+        self.assertIs(parent_db, self.cache._db())
+        self.assertIn('READ', posix_locks(os.getpid(), index))
+        self.cache.count(hits=100)
+        self.assertEqual(111, self.make_cache().counters()['hits'])
+        self.assertEqual([], self.cache.verify())
+
+    def test_child_of_os_fork_opens_its_own_connection(self):
+        self.check_child_opens_a_new_connection(os.fork)
+
+    def test_child_of_a_c_fork_opens_its_own_connection(self):
+        # uWSGI's workers: no Python fork hook ran, the PID tells.
+        self.check_child_opens_a_new_connection(c_fork)
+
+    def test_the_child_closes_what_it_inherited_before_opening_its_own(self):
+        # Two threads of the parent have a connection (a descriptor each);
+        # the child is left with one descriptor: its own.
+        index = os.path.realpath(os.path.join(self.root, 'index.sqlite'))
+        thread = threading.Thread(target=self.cache.count,
+                                  kwargs={'misses': 1})
+        thread.start()
+        thread.join()
+        self.cache.count(misses=1)
+        self.assertEqual(2, descriptors_of(index))
+        child = self.in_child(c_fork, lambda: [
+            self.cache.count(misses=1), descriptors_of(index),
+            posix_locks(os.getpid(), index)])
+        self.assertEqual(1, child[1])
+        self.assertIn('READ', child[2])
+        self.assertEqual(3, self.cache.counters()['misses'])
+
+    def test_a_connection_in_a_transaction_at_fork_is_never_closed(self):
+        # Closing it would roll back the parent's transaction in the
+        # shared -shm: the child keeps it open and unused.
+        db = self.cache._db()
+        db.execute('BEGIN IMMEDIATE')
+        db.execute('INSERT INTO counters (name, value) VALUES (?, ?)',
+                   ('hits', 5))
+        child = self.in_child(c_fork, lambda: [self.cache._db() is db,
+                                               db.in_transaction])
+        self.assertEqual([False, True], child)
+        db.execute('COMMIT')
+        self.assertEqual(5, self.make_cache().counters()['hits'])
+
+
+class TestPermissions(CacheTestCase):
+    """Files 0640 and folders 0750 whatever the umask (022 here)."""
+
+    def setUp(self):
+        old = os.umask(0o022)
+        self.addCleanup(os.umask, old)
+        super().setUp()
+
+    def modes(self, root):
+        found = {}
+        for folder, dirs, files in os.walk(root):
+            for name in dirs + files:
+                path = os.path.join(folder, name)
+                found[os.path.relpath(path, root)] = stat.S_IMODE(
+                    os.lstat(path).st_mode)
+        return found
+
+    def test_everything_is_created_0640_and_0750(self):
+        root = os.path.join(self.root, 'new-cache')
+        self.cache = cache.Cache(root, 100 * KiB)
+        self.put('done', b'd' * KiB)
+        record = record_for('filling', b'f' * KiB)
+        self.cache.reserve(cache.expected_from_record(record), record)
+        self.cache.lock('filling', 'fill').close()
+        self.cache.lock('filling', 'read').close()
+        modes = self.modes(root)
+        for name in ('layout', 'entries/done.data', 'entries/done.json',
+                     'partial/filling.json', 'locks/filling.fill',
+                     'locks/filling.read') + INDEX_FILES:
+            self.assertEqual(0o640, modes.pop(name), name)
+        for name in ('entries', 'partial', 'locks'):
+            self.assertEqual(0o750, modes.pop(name), name)
+        self.assertEqual(0o750, stat.S_IMODE(os.stat(root).st_mode))
+        self.assertEqual({}, {k: v for k, v in modes.items()
+                              if v & 0o027})
+
+    def test_files_of_an_earlier_release_are_tightened(self):
+        self.cache.count(hits=1)
+        for name in ('entries', 'partial', 'locks'):
+            os.chmod(os.path.join(self.root, name), 0o755)
+        for name in ('layout',) + INDEX_FILES:
+            os.chmod(os.path.join(self.root, name), 0o644)
+        self.make_cache()
+        modes = self.modes(self.root)
+        self.assertEqual({'entries': 0o750, 'partial': 0o750,
+                          'locks': 0o750, 'layout': 0o640,
+                          'index.sqlite': 0o640, 'index.sqlite-wal': 0o640,
+                          'index.sqlite-shm': 0o640}, modes)
+
+    def test_owner_may_write(self):
+        cache.check_owner(self.root)
+        cache.check_owner(os.path.join(self.root, 'not', 'yet'))
+
+    def test_another_user_is_refused_naming_the_owner(self):
+        owner = os.stat(self.root).st_uid
+        self.useFixture(fixtures.MonkeyPatch('os.geteuid',
+                                             lambda: owner + 4242))
+        error = self.assertRaises(exceptions.CacheError, cache.check_owner,
+                                  self.root)
+        self.assertIn('uid %d)' % owner, str(error))
+        self.assertIn('uid %d' % (owner + 4242), str(error))
+        self.assertIn(self.root, str(error))
+
+    def test_a_cache_dir_not_made_yet_belongs_to_its_parent_owner(self):
+        real_stat = os.stat
+
+        def stat_as_glance(path, *args, **kw):
+            result = real_stat(path, *args, **kw)
+            if path == self.root:
+                fields = list(result)
+                fields[stat.ST_UID] = 161
+                return os.stat_result(fields)
+            return result
+
+        with mock.patch('os.stat', stat_as_glance), \
+                mock.patch('pwd.getpwuid', side_effect=KeyError):
+            error = self.assertRaises(
+                exceptions.CacheError, cache.check_owner,
+                os.path.join(self.root, 'cache'))
+        self.assertIn('its parent %s' % self.root, str(error))
+        self.assertIn('belongs to uid 161', str(error))
+        self.assertIn('sudo -u #161', str(error))
