@@ -1,9 +1,10 @@
 """A loopback lab of real Glance API servers: one central, one edge (or,
 with ChainLab, a far edge reading an edge that reads central).
 
-Both are the ``glance`` package from PyPI served by gunicorn on free
-127.0.0.1 ports, each with its own sqlite database, image, staging, task and
-lock directories in one temporary directory. The edge has
+Both are the ``glance`` package from PyPI served by gunicorn (or, for the
+edge, uWSGI: devstack's way, see GlanceServer) on free 127.0.0.1 ports, each
+with its own sqlite database, image, staging, task and lock directories in
+one temporary directory. The edge has
 ``enabled_backends = local:file, central:remote-glance`` with this driver.
 
 The demo, the functional tests and the benchmarks all use this module. It
@@ -49,12 +50,19 @@ HOST = '127.0.0.1'
 START_TIMEOUT = 60     # seconds for a server to answer after launch
 STOP_TIMEOUT = 10      # seconds for a graceful stop before SIGKILL
 
-# Central's access log, one request a line, tab separated.
+# A server's access log, one request a line, tab separated; pid is the
+# worker process that answered.
 ACCESS_FIELDS = ('method', 'path', 'query', 'status', 'sent', 'range',
-                 'agent')
+                 'agent', 'pid')
 ACCESS_FORMAT = '\t'.join(('%(m)s', '%(U)s', '%(q)s', '%(s)s', '%(B)s',
-                           '%({range}i)s', '%({user-agent}i)s'))
+                           '%({range}i)s', '%({user-agent}i)s', '%(p)s'))
 AccessEntry = collections.namedtuple('AccessEntry', ACCESS_FIELDS)
+# The same fields in uWSGI's request log (which writes '-' for an empty
+# query).
+UWSGI_ACCESS_FORMAT = '\t'.join((
+    '%(method)', '%(var.PATH_INFO)', '%(var.QUERY_STRING)', '%(status)',
+    '%(rsize)', '%(var.HTTP_RANGE)', '%(uagent)', '%(pid)'))
+WSGI_SERVERS = ('gunicorn', 'uwsgi')
 
 # The policy that lets the unauthenticated (admin, roleless) context through.
 ADMIN_EVERYONE = {'context_is_admin': '@', 'service_api': '@'}
@@ -208,12 +216,31 @@ def _merge(base, extra):
 
 
 class GlanceServer:
-    """One glance-api under gunicorn, living in ``root``."""
+    """One glance-api under gunicorn or uWSGI, living in ``root``.
+
+    uWSGI runs as devstack runs glance-api, except that the application is
+    loaded once in the master and the workers are forked from it (uWSGI's
+    default, without ``lazy-apps``; devstack sets lazy-apps): what the
+    driver opened while Glance configured its stores is inherited by every
+    worker. It needs the config dir in the environment (uWSGI passes no
+    argv to Glance), ``--need-app`` (else it serves 500s when Glance fails
+    to load), ``--die-on-term`` (else SIGTERM reloads), ``--no-orphans``
+    (workers die with their master) and, with its plain ``--http-socket``
+    (no keep-alive), ``Connection: close``; ``--chunked-input-limit``
+    lets glanceclient upload in 64 MiB chunks.
+
+    :param wsgi_server: 'gunicorn' or 'uwsgi'
+    """
 
     def __init__(self, name, root, flavor='', backends=None, options=None,
                  workers=1, threads=8, policy=None, tls=None,
-                 python=sys.executable):
+                 python=sys.executable, wsgi_server='gunicorn'):
+        if wsgi_server not in WSGI_SERVERS:
+            raise ValueError('wsgi_server: one of %s' % (WSGI_SERVERS,))
+        if tls and wsgi_server != 'gunicorn':
+            raise ValueError('the lab serves TLS with gunicorn only')
         self.name = name
+        self.wsgi_server = wsgi_server
         # The interpreter of the virtualenv whose Glance this server runs.
         self.python = python
         self.root = root
@@ -225,7 +252,7 @@ class GlanceServer:
         self.workers = workers
         self.threads = threads
         self.log_file = os.path.join(root, 'glance-api.log')
-        self.gunicorn_log = os.path.join(root, 'gunicorn.log')
+        self.server_log = os.path.join(root, wsgi_server + '.log')
         self.access_log = os.path.join(root, 'access.log')
         self.db_file = os.path.join(root, 'glance.sqlite')
         self.proc = None
@@ -280,27 +307,51 @@ class GlanceServer:
     # -- lifecycle ---------------------------------------------------------
 
     def launch(self):
-        """Start gunicorn without waiting; see wait_ready()."""
+        """Start the server without waiting; see wait_ready().
+
+        It leads a process group of its own, workers included: stop()
+        signals that group, and the master gets SIGTERM if the process
+        that launched it dies.
+        """
         env = dict(os.environ, OS_GLANCE_CONFIG_DIR=self.root,
                    PYTHONPATH=PROJECT_ROOT)
-        tls = ['--certfile', self.tls[1], '--keyfile', self.tls[2]] \
-            if self.tls else []
-        cmd = [self.python, '-m', 'gunicorn',
-               '--bind', '%s:%d' % (HOST, self.port),
-               '--workers', str(self.workers),
-               '--worker-class', 'gthread', '--threads', str(self.threads),
-               '--timeout', '600', '--graceful-timeout', '3',
-               '--no-control-socket',
-               '--access-logfile', self.access_log,
-               '--access-logformat', ACCESS_FORMAT] + tls + [
-            'glance.wsgi.api:application']
-        with open(self.gunicorn_log, 'ab') as out:
+        cmd = (self._uwsgi_command() if self.wsgi_server == 'uwsgi'
+               else self._gunicorn_command())
+        with open(self.server_log, 'ab') as out:
             self.proc = subprocess.Popen(
                 cmd, env=env, cwd=self.root, stdin=subprocess.DEVNULL,
                 stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True, preexec_fn=_die_with_parent)
         with _live_lock:
             _live.add(self)
+
+    def _gunicorn_command(self):
+        tls = ['--certfile', self.tls[1], '--keyfile', self.tls[2]] \
+            if self.tls else []
+        return [self.python, '-m', 'gunicorn',
+                '--bind', '%s:%d' % (HOST, self.port),
+                '--workers', str(self.workers),
+                '--worker-class', 'gthread', '--threads', str(self.threads),
+                '--timeout', '600', '--graceful-timeout', '3',
+                '--no-control-socket',
+                '--access-logfile', self.access_log,
+                '--access-logformat', ACCESS_FORMAT] + tls + [
+            'glance.wsgi.api:application']
+
+    def _uwsgi_command(self):
+        """uWSGI's command line; see the class docstring."""
+        return [os.path.join(os.path.dirname(self.python), 'uwsgi'),
+                '--http-socket', '%s:%d' % (HOST, self.port),
+                '--module', 'glance.wsgi.api:application',
+                '--master', '--processes', str(self.workers),
+                '--threads', str(self.threads),
+                '--need-app', '--die-on-term', '--no-orphans',
+                '--reload-mercy', '3', '--worker-reload-mercy', '3',
+                '--add-header', 'Connection: close',
+                '--chunked-input-limit', str(64 * 1024 * 1024),
+                '--buffer-size', '65535',
+                '--req-logger', 'file:' + self.access_log,
+                '--logformat', UWSGI_ACCESS_FORMAT]
 
     def wait_ready(self, timeout=START_TIMEOUT):
         deadline = time.monotonic() + timeout
@@ -366,7 +417,7 @@ class GlanceServer:
         self._signal_group(signal.SIGCONT)
 
     def worker_pids(self):
-        """PIDs of gunicorn's worker processes."""
+        """PIDs of the worker processes (the master's children)."""
         master = str(self.proc.pid)
         pids = []
         for entry in os.listdir('/proc'):
@@ -391,7 +442,7 @@ class GlanceServer:
             return ''
 
     def log_text(self):
-        return self._read(self.log_file) + self._read(self.gunicorn_log)
+        return self._read(self.log_file) + self._read(self.server_log)
 
     def log_tail(self, lines=40):
         return '\n'.join(self.log_text().splitlines()[-lines:])
@@ -402,7 +453,9 @@ class GlanceServer:
         for line in self._read(self.access_log).splitlines():
             fields = line.split('\t')
             if len(fields) == len(ACCESS_FIELDS):
-                entries.append(AccessEntry(*fields))
+                # gunicorn writes the pid as <1234>
+                entries.append(AccessEntry(*fields[:-1],
+                                           fields[-1].strip('<>')))
         return entries
 
     # -- clients -----------------------------------------------------------
@@ -523,7 +576,7 @@ class LabBase:
 class Lab(LabBase):
     """A central and an edge Glance; use as a context manager.
 
-    :param edge_workers: gunicorn worker processes of the edge
+    :param edge_workers: worker processes of the edge
     :param cache_max_size: cap of the edge's remote-glance cache in bytes;
         None runs the edge without a cache
     :param cache_dir: the edge's cache directory (default: in the lab)
@@ -532,7 +585,8 @@ class Lab(LabBase):
         (older) Glance central runs; default: this one
     :param central_tls: serve central over HTTPS with a test CA (the edge
         gets ``cafile``; ``ca_file`` and ``other_ca_file`` are kept here)
-    :param edge_threads: gunicorn threads per edge worker
+    :param edge_threads: threads per edge worker
+    :param edge_wsgi_server: 'gunicorn' or 'uwsgi' (see GlanceServer)
     :param edge_flavor: paste flavor of the edge: 'headerauth' (identity
         from headers) or 'trusted' (every request an admin without roles,
         for clients that cannot send identity headers, such as the CLI)
@@ -546,11 +600,12 @@ class Lab(LabBase):
                  cache_dir=None, proxy=False, central_options=None,
                  edge_options=None, edge_threads=8, central_flavor='',
                  edge_flavor='headerauth', central_tls=False,
-                 central_python=None):
+                 central_python=None, edge_wsgi_server='gunicorn'):
         self.central_python = central_python or sys.executable
         self.central_tls = central_tls
         self.ca_file = self.other_ca_file = None
         self.edge_threads = edge_threads
+        self.edge_wsgi_server = edge_wsgi_server
         self.edge_flavor = edge_flavor
         self.central_flavor = central_flavor
         self.use_proxy = proxy
@@ -591,7 +646,7 @@ class Lab(LabBase):
             'edge', os.path.join(self.root, 'edge'), central_url,
             flavor=self.edge_flavor, backend_options=cache,
             workers=self.edge_workers, threads=self.edge_threads,
-            options=self.edge_options)
+            options=self.edge_options, wsgi_server=self.edge_wsgi_server)
         self._launch(self.central, self.edge)
 
 
