@@ -8,6 +8,7 @@ never changes it.
 """
 
 import collections
+import http.client
 import json
 import logging
 import re
@@ -21,6 +22,7 @@ import urllib3.exceptions
 
 from glance_store_remote import breaker as breaker_module
 from glance_store_remote import exceptions
+from glance_store_remote import streams
 
 # A Glance image record is a few KiB; 128 properties of 255 characters stay
 # far below this. Anything larger is not a record we will parse.
@@ -46,6 +48,31 @@ def redact(text):
 def _origin(url):
     parts = urllib.parse.urlsplit(url)
     return parts.scheme, parts.hostname, parts.port
+
+
+class SizeMismatch(exceptions.UpstreamProtocolError):
+    """Glance asked for bytes past the end of central's image: it computes
+    offsets from the edge's record, and that record's size disagrees with
+    central's. Raised before any byte. Belongs in exceptions.py.
+    """
+
+
+def check_range(backend, record, offset, length):
+    """Refuse a read of *length* bytes from *offset* that central's image
+    cannot serve, before anything is opened.
+
+    :raises ValueError: a negative offset or length (the caller's bug)
+    :raises SizeMismatch: the range ends past central's size
+    """
+    if offset < 0 or length < 0:
+        raise ValueError('range %d+%d of image %s is negative'
+                         % (offset, length, record.id))
+    if offset + length > record.size:
+        raise SizeMismatch(
+            backend, 'image %s: bytes %d-%d were asked for, but central\'s '
+            'image has %d bytes: the edge\'s record of this image does not '
+            'match central\'s (size)' % (record.id, offset,
+                                         offset + length - 1, record.size))
 
 
 class ImageRecord:
@@ -92,7 +119,8 @@ class ImageRecord:
                 backend, 'central image %s is %s, not active'
                 % (image_id, status))
         size = raw.get('size')
-        if type(size) is not int or size <= 0:
+        # Zero is a size: an active image may be empty.
+        if type(size) is not int or size < 0:
             raise exceptions.UpstreamProtocolError(
                 backend, 'central record of image %s has no valid size '
                 '(%r)' % (image_id, size))
@@ -262,18 +290,22 @@ class Central:
 
         Sends a Range request unless the whole image is asked for, and checks
         that central answers exactly that range before any byte is handed
-        out. Returns a generator of chunks of at most ``chunk_size`` bytes
-        that yields exactly *length* bytes in all, or raises
-        UpstreamStreamError (an IOError) part way. Memory: one chunk.
+        out. Returns a streams.Chunks of chunks of at most ``chunk_size``
+        bytes that yields exactly *length* bytes in all, or raises
+        UpstreamStreamError (an IOError) part way; it closes the response
+        even if it is never started. Memory: one chunk. No bytes (a zero-byte
+        image): no request.
 
         :raises UpstreamNotFound, UpstreamUnavailable, UpstreamProtocolError
+            (SizeMismatch: the range ends past central's image)
+        :raises ValueError: a negative offset or length
         """
         size = record.size
         if length is None:
             length = size - offset
-        if offset < 0 or length <= 0 or offset + length > size:
-            raise ValueError('range %d+%d outside image of %d bytes'
-                             % (offset, length, size))
+        check_range(self.backend, record, offset, length)
+        if not length:
+            return streams.empty()
         last = offset + length - 1
         whole = offset == 0 and length == size
         headers = {} if whole else {'Range': 'bytes=%d-%d' % (offset, last)}
@@ -286,7 +318,8 @@ class Central:
         except Exception:
             resp.close()
             raise
-        return self._stream(resp, record.id, length)
+        return streams.Chunks(self._stream(resp, record.id, length),
+                              resp.close, name='image %s' % record.id)
 
     def _check_data_headers(self, resp, record, offset, last, length, whole):
         declared = resp.headers.get('Content-Length')
@@ -303,29 +336,32 @@ class Central:
                     'where %r was asked' % (got, record.id, expected))
 
     def _stream(self, resp, image_id, length):
+        """The body of *resp*; the Chunks around it closes *resp*."""
         read = resp.raw.read
         chunk_size = self.chunk_size
         remaining = length
-        try:
-            while remaining:
-                try:
-                    chunk = read(min(chunk_size, remaining))
-                except (urllib3.exceptions.HTTPError, OSError) as e:
-                    self._failed()
-                    raise exceptions.UpstreamStreamError(
-                        self.backend, 'image %s: stream from central failed '
-                        'after %d of %d bytes: %s'
-                        % (image_id, length - remaining, length,
-                           redact(str(e)))) from None
-                if not chunk:
-                    raise exceptions.UpstreamStreamError(
-                        self.backend, 'image %s: central ended the stream '
-                        'after %d of %d bytes'
-                        % (image_id, length - remaining, length))
-                remaining -= len(chunk)
-                yield chunk
-        finally:
-            resp.close()
+        while remaining:
+            try:
+                chunk = read(min(chunk_size, remaining))
+            except (urllib3.exceptions.HTTPError, http.client.HTTPException,
+                    OSError, ValueError) as e:
+                # urllib3 wraps most failures in HTTPError, but a broken or
+                # closed body also raises http.client errors or ValueError:
+                # each ends the stream from central, and Glance must see an
+                # IOError.
+                self._failed()
+                raise exceptions.UpstreamStreamError(
+                    self.backend, 'image %s: stream from central failed '
+                    'after %d of %d bytes: %s'
+                    % (image_id, length - remaining, length,
+                       redact(str(e)))) from None
+            if not chunk:
+                raise exceptions.UpstreamStreamError(
+                    self.backend, 'image %s: central ended the stream '
+                    'after %d of %d bytes'
+                    % (image_id, length - remaining, length))
+            remaining -= len(chunk)
+            yield chunk
 
     # -- HTTP --------------------------------------------------------------
 
@@ -370,10 +406,13 @@ class Central:
         except ks_exc.ClientException as e:
             self._failed()
             raise self._unavailable(e) from None
-        if resp.status_code >= 500 or resp.status_code == 429:
+        if resp.status_code >= 500:
             self._failed()
-        else:
+        elif resp.status_code != 429:
             self.breaker.succeeded()
+        # 429: central is up but throttles us (a flood of unknown IDs, say):
+        # no failure to reach it, so the breaker must not open for everyone;
+        # no proof of health either. The caller still gets "unavailable".
         return resp
 
     def _failed(self):
@@ -397,9 +436,11 @@ class Central:
                    "region and interfaces of [%s]" % self.backend)
         else:
             why = 'central is unavailable'
+        # The transport's words name central's internal endpoint: for the
+        # logs only, never for the edge's clients.
         return exceptions.UpstreamUnavailable(
-            self.backend, '%s (%s: %s)' % (why, type(error).__name__,
-                                           redact(str(error))))
+            self.backend, why, detail='%s: %s' % (type(error).__name__,
+                                                  redact(str(error))))
 
     def _status_error(self, status, expected, image_id):
         if status == 404:

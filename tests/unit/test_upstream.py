@@ -2,10 +2,12 @@
 lies or breaks. requests-mock plays central, except where a real closed
 loopback port is the better witness."""
 
+import gc
 import io
 import json
 import socket
 
+from glance_store import exceptions as gs_exceptions
 from keystoneauth1 import adapter as ks_adapter
 from keystoneauth1 import noauth
 from keystoneauth1 import session as ks_session
@@ -51,10 +53,14 @@ class TestRecord(CentralTestCase):
                           self.client.fetch_record, IMAGE)
 
     def test_bad_sizes_are_protocol_errors(self):
-        for size in (0, -1, None, '1024', 1.5, True):
+        for size in (-1, None, '1024', 1.5, True, False):
             self.serve_record(image_id=IMAGE, size=size)
             self.assertRaises(exceptions.UpstreamProtocolError,
                               self.client.fetch_record, IMAGE)
+
+    def test_a_zero_byte_active_image_is_a_record(self):
+        self.serve_record(image_id=IMAGE, size=0)
+        self.assertEqual(0, self.client.fetch_record(IMAGE).size)
 
     def test_image_without_data_is_not_found(self):
         for status in ('queued', 'deactivated', 'importing', 'killed'):
@@ -102,13 +108,69 @@ class TestData(CentralTestCase):
         self.assertRaises(exceptions.UpstreamProtocolError,
                           self.client.open_data, record, 10, 20)
 
-    def test_range_outside_the_image_is_a_caller_error(self):
+    def file_requests(self):
+        return [r for r in self.central.request_history
+                if r.path.endswith('/file')]
+
+    def test_negative_offset_or_length_is_a_caller_error(self):
         record = self.serve_image(b'a' * 100)
-        for offset, length in ((0, 101), (100, 1), (-1, 5), (5, 0)):
+        for offset, length in ((-1, 5), (5, -1)):
             self.assertRaises(ValueError, self.client.open_data, record,
                               offset, length)
-        self.assertEqual(0, len([r for r in self.central.request_history
-                                 if r.path.endswith('/file')]))
+        self.assertEqual([], self.file_requests())
+
+    def test_range_past_centrals_size_is_refused_before_any_request(self):
+        record = self.serve_image(b'a' * 100)
+        for offset, length in ((0, 101), (100, 1), (90, 20)):
+            error = self.assertRaises(exceptions.UpstreamProtocolError,
+                                      self.client.open_data, record,
+                                      offset, length)
+            self.assertIn('central\'s image has 100 bytes', str(error))
+        self.assertEqual([], self.file_requests())
+
+    def test_store_answers_a_size_mismatch_as_unavailable_not_500(self):
+        # Glance computes the range from the edge's record, larger here.
+        body = self.serve_record(size=100)
+        error = self.assertRaises(
+            gs_exceptions.RemoteServiceUnavailable, self.store.get,
+            self.location(body['id']), offset=50, chunk_size=80)
+        self.assertIn('central\'s image has 100 bytes', str(error))
+        self.assertEqual([], self.file_requests())
+
+    def test_a_zero_byte_image_reads_empty_without_asking_for_data(self):
+        record = self.serve_image(b'')
+        self.assertEqual(b'', b''.join(self.client.open_data(record)))
+        body = self.serve_record(size=0)
+        chunks, size = self.store.get(self.location(body['id']))
+        self.assertEqual((b'', 0), (b''.join(chunks), size))
+        self.assertEqual([], self.file_requests())
+
+    def capture_responses(self):
+        responses = []
+        get = self.client._get
+
+        def capturing(*args, **kwargs):
+            responses.append(get(*args, **kwargs))
+            return responses[-1]
+        self.patch(self.client, '_get', capturing)
+        return responses
+
+    def test_an_unstarted_stream_closed_or_dropped_closes_its_response(self):
+        record = self.serve_image(b'a' * 100)
+        self.serve_data(IMAGE, b'a' * 100)
+        responses = self.capture_responses()
+        self.client.open_data(record).close()
+        self.client.open_data(record)
+        gc.collect()
+        self.assertEqual([True, True], [r.raw.closed for r in responses])
+
+    def test_a_finished_stream_closes_its_response(self):
+        record = self.serve_image(b'a' * 100)
+        self.serve_data(IMAGE, b'a' * 100)
+        responses = self.capture_responses()
+        chunks = self.client.open_data(record)
+        self.assertEqual(b'a' * 100, b''.join(chunks))
+        self.assertTrue(responses[0].raw.closed)
 
     def test_stream_ending_early_raises_after_the_bytes_it_had(self):
         record = self.serve_image(b'a' * 100)
@@ -135,6 +197,21 @@ class TestData(CentralTestCase):
                                   self.client.open_data(record))
         self.assertIsInstance(error, exceptions.UpstreamStreamError)
 
+    def test_any_failure_to_read_the_body_is_an_ioerror(self):
+        class Closed(io.RawIOBase):
+            def readable(self):
+                return True
+
+            def readinto(self, buffer):
+                raise ValueError('I/O operation on closed file')
+
+        record = self.serve_image(b'a' * 100)
+        self.serve_data(IMAGE, io.BufferedReader(Closed()),
+                        headers={'Content-Length': '100'})
+        error = self.assertRaises(IOError, list,
+                                  self.client.open_data(record))
+        self.assertIsInstance(error, exceptions.UpstreamStreamError)
+
     def test_chunks_never_exceed_chunk_size(self):
         self.client.chunk_size = 64 * 1024
         data = bytes(range(256)) * 1000
@@ -143,6 +220,31 @@ class TestData(CentralTestCase):
         chunks = list(self.client.open_data(record))
         self.assertEqual(data, b''.join(chunks))
         self.assertEqual(64 * 1024, max(map(len, chunks)))
+
+
+class TestBreaker(CentralTestCase):
+    """The breaker counts failures to reach central (threshold 3 here)."""
+
+    def test_429_answers_unavailable_without_opening_the_breaker(self):
+        # A flood of requests (unknown IDs, say) makes central throttle us.
+        self.serve_record(body=base.record(image_id=IMAGE), http_status=429)
+        for _ in range(10):
+            self.assertRaises(exceptions.UpstreamUnavailable,
+                              self.client.fetch_record, IMAGE)
+        self.assertEqual('closed', self.client.breaker.state()[0])
+        self.serve_record(image_id=IMAGE)
+        self.assertEqual(IMAGE, self.client.fetch_record(IMAGE).id)
+
+    def test_5xx_opens_it(self):
+        self.serve_record(body=base.record(image_id=IMAGE), http_status=503)
+        for _ in range(3):
+            self.assertRaises(exceptions.UpstreamUnavailable,
+                              self.client.fetch_record, IMAGE)
+        self.assertEqual('open', self.client.breaker.state()[0])
+        self.serve_record(image_id=IMAGE)
+        error = self.assertRaises(exceptions.UpstreamUnavailable,
+                                  self.client.fetch_record, IMAGE)
+        self.assertIn('circuit breaker', str(error))
 
 
 class TestRedirects(CentralTestCase):
