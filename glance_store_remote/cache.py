@@ -226,11 +226,14 @@ def check_owner(root):
 # busy (an error, never a corruption). Masters fork before serving, so
 # this does not happen in glance-api.
 #
-# A child is noticed by its PID (uWSGI forks in C: no Python fork hook runs
-# there) and, for os.fork (gunicorn --preload, multiprocessing), by a fork
-# hook that also keeps every connection referenced across the fork, so that
-# CPython freeing the parent's other threads in the child cannot close one
-# in a transaction.
+# This happens lazily, when the child first needs the index, noticed by the
+# PID (uWSGI forks in C: no Python fork hook runs there). Never in a fork
+# hook: a child about to exec (subprocess with preexec_fn, as oslo's
+# processutils runs qemu-img) must not call into SQLite, whose mutexes
+# another thread of the parent may have held at fork time. For the same
+# reason a fork hook keeps every connection referenced across os.fork:
+# CPython frees the parent's other threads' state in the child, which would
+# otherwise close their connections right there.
 
 class _Connection(sqlite3.Connection):
     """An index connection that knows the process that opened it."""
@@ -243,7 +246,7 @@ class _Connection(sqlite3.Connection):
 _connections = weakref.WeakSet()  # every live index connection
 _connections_pid = os.getpid()    # the process they all belong to
 _connections_lock = threading.Lock()
-_kept_across_fork = []            # strong references while forking
+_kept_across_fork = []            # strong references until released
 _stranded = []                    # in a transaction at fork: never closed
 
 
@@ -275,6 +278,7 @@ def _release_inherited_connections():
                 db.close()
             except sqlite3.Error:
                 _stranded.append(db)
+        del _kept_across_fork[:]
         _connections_pid = os.getpid()
 
 
@@ -284,14 +288,15 @@ def _before_fork():
 
 
 def _after_fork_in_parent():
-    del _kept_across_fork[:]
+    if _connections_pid == os.getpid():
+        del _kept_across_fork[:]
+    # else: a child that has not released what it inherited forked again.
     _connections_lock.release()
 
 
 def _after_fork_in_child():
+    # Keeps _kept_across_fork: see above.
     _connections_lock.release()
-    _release_inherited_connections()
-    del _kept_across_fork[:]
 
 
 os.register_at_fork(before=_before_fork,

@@ -384,6 +384,29 @@ class TestFork(CacheTestCase):
         self.assertIn('READ', child[2])
         self.assertEqual(3, self.cache.counters()['misses'])
 
+    def test_nothing_is_closed_until_the_child_needs_the_index(self):
+        # A child about to exec must not call into SQLite: even the
+        # connection of a thread CPython drops in the child stays open.
+        index = os.path.realpath(os.path.join(self.root, 'index.sqlite'))
+        ready, done = threading.Event(), threading.Event()
+
+        def hold():
+            self.cache.count(misses=1)
+            ready.set()
+            done.wait(30)
+
+        thread = threading.Thread(target=hold)
+        thread.start()
+        self.addCleanup(thread.join)
+        self.addCleanup(done.set)
+        self.assertTrue(ready.wait(30))
+        self.cache.count(misses=1)
+        child = self.in_child(os.fork, lambda: [
+            descriptors_of(index), self.cache.count(misses=1),
+            descriptors_of(index)])
+        self.assertEqual([2, None, 1], child)
+        self.assertEqual(3, self.cache.counters()['misses'])
+
     def test_a_connection_in_a_transaction_at_fork_is_never_closed(self):
         # Closing it would roll back the parent's transaction in the
         # shared -shm: the child keeps it open and unused.
