@@ -13,69 +13,51 @@ An imported image is an edge image that has central's ID and a
 import logging
 
 from glance_store_remote import exceptions
-from glance_store_remote import metadata
+from glance_store_remote import record_rules
 from glance_store_remote import store as store_module
 
 LOG = logging.getLogger(__name__)
 
-# Record fields an import sets through the API (the metadata hook copies
-# size, checksum and os_hash at location add, which the API cannot set).
+# Record fields an import sets through the API (the record copy sets size,
+# checksum and os_hash once the location is accepted: the API cannot).
 SETTABLE = ('name', 'visibility', 'protected', 'min_disk', 'min_ram',
             'owner')
 # Fields Glance refuses to change once an image has data.
 CREATE_ONLY = ('disk_format', 'container_format')
-# Columns an on-demand import copies from central's record into the new
-# edge row, next to the ID, the custom properties and the location.
-ROW_FIELDS = SETTABLE + CREATE_ONLY + (
-    'os_hidden', 'size', 'virtual_size', 'checksum', 'os_hash_algo',
-    'os_hash_value')
 
 
 class EdgeError(exceptions.RemoteGlanceError):
     """The edge's API refused or failed a request."""
 
 
-def wanted_fields(central):
-    """The edge record an import aims at, from central's record."""
+def wanted_fields(central, rules):
+    """The edge record an import aims at, from central's record.
+
+    :param rules: a record_rules.CopyRules (which properties are copied)
+    """
     fields = {name: central.get(name) for name in SETTABLE}
     fields['tags'] = sorted(central.get('tags') or ())
-    fields.update(metadata.custom_properties(central))
+    fields.update(rules.properties(central))
     return fields
 
 
-def create_body(central):
-    body = {name: value for name, value in wanted_fields(central).items()
+def create_body(central, rules):
+    body = {name: value
+            for name, value in wanted_fields(central, rules).items()
             if value is not None}
     body.update({'id': central['id']}, **{
         name: central[name] for name in CREATE_ONLY if central.get(name)})
     return body
 
 
-def edge_row(central, backend):
-    """The edge database row (values for Glance's ``image_create``) of an
-    active central image, located in *backend*.
-
-    The data fields (size, checksum, os_hash) are central's own: the driver
-    verifies every byte it reads against them.
-    """
-    values = {name: central[name] for name in ROW_FIELDS
-              if central.get(name) is not None}
-    values.update(
-        id=central['id'], status='active',
-        properties=metadata.custom_properties(central),
-        locations=[{'url': store_module.location_url(backend, central['id']),
-                    'metadata': {'store': backend}, 'status': 'active'}])
-    return values
-
-
-def patch_ops(edge, central):
+def patch_ops(edge, central, rules):
     """JSON-patch operations that make *edge* say what *central* says.
 
     Properties the edge has and central lacks are left alone: they may be
     the edge operator's own.
     """
     ops = []
-    for name, value in wanted_fields(central).items():
+    for name, value in wanted_fields(central, rules).items():
         current = edge.get(name)
         if name == 'tags':
             current = sorted(current or ())
@@ -182,12 +164,14 @@ class Importer:
     :param central: an upstream.Central (the backend group's credentials)
     :param edge: an EdgeAPI
     :param backend: the remote-glance backend name used in locations
+    :param rules: a record_rules.CopyRules (the backend's by default)
     """
 
-    def __init__(self, central, edge, backend):
+    def __init__(self, central, edge, backend, rules=None):
         self.central = central
         self.edge = edge
         self.backend = backend
+        self.rules = rules or record_rules.CopyRules()
 
     def location(self, image_id):
         return store_module.location_url(self.backend, image_id)
@@ -201,7 +185,7 @@ class Importer:
         central = self.central.fetch_record(central_id).raw
         edge = self.edge.image(central_id)
         if edge is None:
-            self.edge.create(create_body(central))
+            self.edge.create(create_body(central, self.rules))
             self._sync_members(central_id, central)
             self.edge.add_location(central_id, self.location(central_id))
             return 'created', 'with its location and %d members' % len(
@@ -211,7 +195,7 @@ class Importer:
     def _update(self, central, edge):
         image_id = central['id']
         changed = []
-        ops = patch_ops(edge, central)
+        ops = patch_ops(edge, central, self.rules)
         if ops:
             self.edge.patch(image_id, ops)
             changed += [op['path'][1:] for op in ops]

@@ -1,8 +1,11 @@
-"""Reads of the edge Glance's own database, from inside glance-api.
+"""The edge Glance's own database, from inside glance-api.
 
-The driver runs in glance-api's process, where Glance's database engine is
-configured; these helpers use it. Outside glance-api (the CLI, unit tests)
-they answer None and callers keep to the safe side.
+The driver and the filters run in glance-api's process, where Glance's
+database engine is configured. ``EdgeRecords`` reads and writes image rows
+through Glance's database API with an admin context: callers use it only for
+what Glance has already authorized (see record_copy.py and ondemand.py).
+``count_live_locations`` answers None outside glance-api (the CLI, unit
+tests), and callers keep to the safe side.
 """
 
 import logging
@@ -33,3 +36,66 @@ def count_live_locations(uri):
     except Exception as e:
         LOG.debug('edge database not readable here: %s', e)
         return None
+
+
+class EdgeRecords:
+    """The edge images as Glance's database API holds them.
+
+    These writes bypass Glance's domain layer: no notification, no quota,
+    no property protection. Callers write only what Glance accepted.
+    """
+
+    def __init__(self):
+        from glance import context as glance_context
+        from glance import db as glance_db
+        self._db = glance_db.get_api()
+        self._context = glance_context.get_admin_context()
+
+    def get(self, image_id):
+        """The live edge record (a dict, ``properties`` as a dict,
+        ``locations`` as Glance lists them) or None.
+        """
+        from glance.common import exception as glance_exception
+        try:
+            image = self._db.image_get(self._context, image_id)
+        except glance_exception.NotFound:
+            return None
+        if image.get('deleted'):
+            return None
+        record = dict(image)
+        record['properties'] = {
+            p['name']: p['value'] for p in image.get('properties', ())
+            if not p.get('deleted')}
+        return record
+
+    def known(self, image_id):
+        """Whether the edge has, or had, an image with this ID: deleted
+        rows count, since Glance never gives a deleted image's ID again.
+        """
+        from glance.common import exception as glance_exception
+        try:
+            self._db.image_get(self._context, image_id,
+                               force_show_deleted=True)
+        except glance_exception.NotFound:
+            return False
+        return True
+
+    def create(self, values, tags, members):
+        """Create an image row, then its tags and members.
+
+        :param members: {project: membership status}
+        :raises glance.common.exception.Duplicate: the ID exists already
+        """
+        self._db.image_create(self._context, values)
+        if tags:
+            self._db.image_tag_set_all(self._context, values['id'], tags)
+        for project, status in sorted(members.items()):
+            self._db.image_member_create(self._context, {
+                'image_id': values['id'], 'member': project,
+                'status': status, 'can_share': False})
+
+    def update(self, image_id, values, properties):
+        """Set core *values* and add *properties*; other properties stay."""
+        self._db.image_update(self._context, image_id,
+                              dict(values, properties=properties),
+                              purge_props=False)

@@ -17,12 +17,27 @@ class InvalidLocation(RemoteGlanceError):
     """A location URI that this backend refuses (before any network call)."""
 
 
-class UpstreamError(RemoteGlanceError):
-    """Base of the errors that come from talking to central Glance."""
+class LinkRefused(RemoteGlanceError):
+    """A location this edge will not accept for the requester: central's
+    image is not visible to the requester at central, or its data disagrees
+    with the edge record. Answered like an unknown image, so that a refusal
+    tells nobody that a private image exists.
+    """
 
-    def __init__(self, backend, message):
+
+class UpstreamError(RemoteGlanceError):
+    """Base of the errors that come from talking to central Glance.
+
+    ``str()`` is for the edge's logs and may hold *detail* (the transport's
+    own words, which can name central's internal endpoint); ``public`` is
+    what a client may be told.
+    """
+
+    def __init__(self, backend, message, detail=None):
         self.backend = backend
-        super().__init__("remote-glance backend '%s': %s" % (backend, message))
+        self.public = "remote-glance backend '%s': %s" % (backend, message)
+        super().__init__(self.public if detail is None
+                         else '%s (%s)' % (self.public, detail))
 
 
 class UpstreamNotFound(UpstreamError):

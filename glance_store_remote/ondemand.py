@@ -1,11 +1,12 @@
 """On-demand import: the edge answers for central images it was never told
 about.
 
-Part of the ``remote-glance`` paste filter (see metadata.filter_factory),
-active for the remote-glance backends that set
-``remote_glance_import_on_demand = true``. It acts only when the edge's own
-answer to ``GET /v2/images/<id>`` or ``GET /v2/images/<id>/file`` is 404, so
-the images the edge has cost nothing extra. Then, in order:
+A paste filter of its own (``[filter:remote-glance-on-demand]``, see
+etc/glance-api-paste.ini.edge-example), active for the remote-glance
+backends that set ``remote_glance_import_on_demand = true``. It acts only
+when the edge's own answer to ``GET /v2/images/<id>`` or
+``GET /v2/images/<id>/file`` is 404, so the images the edge has cost nothing
+extra. Then, in order:
 
 1. an ID the edge has or had (a deleted image, or one the requester may not
    see here) keeps its 404: the edge's own decision stands. Glance is asked
@@ -14,7 +15,8 @@ the images the edge has cost nothing extra. Then, in order:
    does not have is remembered for ``remote_glance_record_ttl`` seconds, so
    a stream of made-up IDs costs central one request each per period;
 3. the requester must be able to see the image at central, by Glance's own
-   rule (``metadata.may_use`` with any membership); if not, 404 as before;
+   rule (``record_rules.may_use`` with any membership); if not, 404 as
+   before;
 4. the image is created in the edge database with central's ID, its full
    record (data fields included: the driver verifies every byte against
    them), tags, members and a ``remote-glance://<backend>/<id>`` location,
@@ -23,7 +25,7 @@ the images the edge has cost nothing extra. Then, in order:
 A paste filter rather than a driver hook: a glance_store driver is only
 asked about locations of images Glance already has, and by then the 404 is
 decided. The filter runs in glance-api, after the request context is known,
-and writes through Glance's database API as the metadata hook does.
+and writes through Glance's database API (edge_db.py).
 """
 
 import collections
@@ -34,9 +36,9 @@ import time
 
 import webob
 
-from glance_store_remote import catalog
+from glance_store_remote import edge_db
 from glance_store_remote import exceptions
-from glance_store_remote import metadata
+from glance_store_remote import record_rules
 from glance_store_remote import store as store_module
 
 LOG = logging.getLogger(__name__)
@@ -61,7 +63,7 @@ def importing_stores():
 class OnDemandImport:
     """WSGI middleware; see the module docstring.
 
-    :param records: the edge database (metadata.EdgeRecords by default)
+    :param records: the edge database (edge_db.EdgeRecords by default)
     :param find_stores: callable() -> the remote-glance stores to import
         from (importing_stores by default)
     """
@@ -79,7 +81,7 @@ class OnDemandImport:
     @property
     def records(self):
         if self._records is None:
-            self._records = metadata.EdgeRecords()
+            self._records = edge_db.EdgeRecords()
         return self._records
 
     def __call__(self, environ, start_response):
@@ -166,8 +168,9 @@ class OnDemandImport:
                         'image %s (backend %s); not imported: %s', image_id,
                         backend, e)
             return False
-        if not metadata.may_use(context, record, members.get,
-                                member_statuses=metadata.ANY_MEMBERSHIP):
+        if not record_rules.may_use(
+                context, record, members.get,
+                member_statuses=record_rules.ANY_MEMBERSHIP):
             LOG.info('remote-glance: project %s asked for central image %s '
                      '(backend %s), which it may not see at central; not '
                      'imported', project, image_id, backend)
@@ -177,9 +180,12 @@ class OnDemandImport:
             with self._lock:  # one import of an ID at a time per worker
                 if self.records.known(image_id):
                     return True
-                self.records.create(catalog.edge_row(record, backend),
-                                    sorted(record.get('tags') or ()),
-                                    members)
+                self.records.create(
+                    record_rules.edge_row(
+                        record, store_module.location_url(backend, image_id),
+                        backend,
+                        record_rules.CopyRules.from_conf(store.conf, backend)),
+                    sorted(record.get('tags') or ()), members)
         except glance_exception.Duplicate:
             LOG.info('remote-glance: image %s was imported by another '
                      'worker meanwhile', image_id)
@@ -196,3 +202,10 @@ class OnDemandImport:
                  image_id, backend, record.get('size'), len(members),
                  project)
         return True
+
+
+def filter_factory(global_conf, **local_conf):
+    """Paste entry point: ``paste.filter_factory =
+    glance_store_remote.ondemand:filter_factory``.
+    """
+    return OnDemandImport

@@ -73,6 +73,48 @@ Possible values:
 Related options:
     * None
 """),
+    cfg.ListOpt(
+        'remote_glance_extra_properties',
+        default=[],
+        help="""
+Custom properties of central images copied to the edge besides the default
+set, as shell-style name patterns.
+
+Whenever central's record lands in the edge database (a link, an on-demand
+import, ``glance-remote import`` and ``sync``), only an allowlist of
+central's custom properties is copied: by default ``hw_*``, ``os_*``,
+``trait:*``, ``img_*``, ``architecture``, ``hypervisor_type``, ``vm_mode``
+and ``auto_disk_config``, what nova reads to place and boot an instance.
+Patterns listed here are copied too. Some properties are never copied,
+whatever this option says: ``os_glance_*`` (Glance's own bookkeeping),
+location data, and encryption key references (``cinder_encryption_key_*``,
+``os_encrypt_*``), which belong to central: deleting the edge copy must
+never delete central's key. Signatures are governed by
+remote_glance_copy_signatures.
+
+Possible values:
+    * A comma-separated list of patterns (``*``, ``?``, ``[...]``), e.g.
+      ``kernel_id,ramdisk_id,vmware_*``; default empty.
+
+Related options:
+    * remote_glance_copy_signatures
+"""),
+    cfg.BoolOpt(
+        'remote_glance_copy_signatures',
+        default=False,
+        help="""
+Copy central's image signature properties (``img_signature*``) to the edge.
+
+Off by default: a signature names a certificate in central's key manager,
+which the edge's nova can verify only if it uses the same key manager.
+Enable it when edge and central share one (e.g. one Barbican).
+
+Possible values:
+    * true or false; default false.
+
+Related options:
+    * remote_glance_extra_properties
+"""),
     cfg.BoolOpt(
         'remote_glance_import_on_demand',
         default=False,

@@ -26,8 +26,10 @@ from glance_store_remote import breaker
 from glance_store_remote import cache
 from glance_store_remote import edge_db
 from glance_store_remote import exceptions
+from glance_store_remote import link_scope
 from glance_store_remote import opts
 from glance_store_remote import readthrough
+from glance_store_remote import record_rules
 from glance_store_remote import upstream
 
 LOG = logging.getLogger(__name__)
@@ -43,14 +45,23 @@ _LOCATION = re.compile(r'remote-glance://(?P<backend>%s)/(?P<image_id>%s)'
 
 # The one place where our errors become glance_store's (and so HTTP codes:
 # NotFound is 400 at location add, RemoteServiceUnavailable is 503 at
-# download). A lying central is as unusable as an absent one.
+# download). A lying central is as unusable as an absent one; a refused
+# link looks like an unknown image.
 _TO_GLANCE_STORE = (
     (exceptions.InvalidLocation, gs_exceptions.BadStoreUri),
+    (exceptions.LinkRefused, gs_exceptions.NotFound),
     (exceptions.UpstreamNotFound, gs_exceptions.NotFound),
     (exceptions.UpstreamUnavailable, gs_exceptions.RemoteServiceUnavailable),
     (exceptions.UpstreamProtocolError,
      gs_exceptions.RemoteServiceUnavailable),
 )
+# At location add Glance answers 500 for RemoteServiceUnavailable but 503
+# for glance_store's TimeoutError: a central that cannot be asked now is
+# that, to the client.
+_TO_GLANCE_STORE_AT_LINK = tuple(
+    (ours, gs_exceptions.TimeoutError
+     if theirs is gs_exceptions.RemoteServiceUnavailable else theirs)
+    for ours, theirs in _TO_GLANCE_STORE)
 
 
 def location_url(backend, image_id):
@@ -76,17 +87,18 @@ def parse_location(uri, backend):
 
 
 @contextlib.contextmanager
-def _glance_store_errors():
+def _glance_store_errors(table=_TO_GLANCE_STORE):
     """Re-raise this package's errors as the glance_store exception Glance
-    maps to the right HTTP answer.
+    maps to the right HTTP answer; the client is told only the public part
+    of the message, the log has it all.
     """
     try:
         yield
     except exceptions.RemoteGlanceError as e:
-        for ours, theirs in _TO_GLANCE_STORE:
+        for ours, theirs in table:
             if isinstance(e, ours):
                 LOG.warning('%s', e)
-                raise theirs(message=str(e)) from None
+                raise theirs(message=getattr(e, 'public', str(e))) from None
         raise
 
 
@@ -178,14 +190,57 @@ class Store(driver.Store):
         super().configure(re_raise_bsc=re_raise_bsc)
 
     def get_size(self, location, context=None):
-        """Size of the central image, from its record.
+        """Size of the central image, once the requester may link it.
 
-        Cost: one GET to central the first time; the record is then reused
-        (``remote_glance_record_ttl``) for the repeated calls Glance makes
-        while adding a location.
+        Glance asks this of every location it is about to accept, in every
+        form its API takes one, with the request context: the one place
+        where a link is authorized. The requester must be able to see the
+        image at central now (central's current record, reused for at most
+        ``remote_glance_record_ttl``; never the copy kept with the cache),
+        with an accepted membership for a shared image. When the
+        ``remote-glance`` filter names the edge image (link_scope.py), its
+        data fields must agree with central's, and the authorized link is
+        reported so that central's record is copied once Glance has
+        accepted it. Nothing is written here.
+
+        Cost: one GET to central for the record and, for a shared image, one
+        for the membership, the first time in a request.
+
+        :raises NotFound: central has no such active image, or the
+            requester may not link it (Glance answers 400 either way)
+        :raises RemoteServiceUnavailable: central cannot be asked now
         """
-        with _glance_store_errors():
-            return self._record(location, context).size
+        with _glance_store_errors(_TO_GLANCE_STORE_AT_LINK):
+            central_id = location.store_location.image_id
+            record = self._central.record(central_id,
+                                          request_id=_request_id(context))
+            scope = link_scope.scope_of(context)
+            backend = self.backend_group
+            if scope is None or not scope.authorized(backend, central_id):
+                self._authorize(context, record.raw, scope)
+                if scope is not None:
+                    scope.linked(backend, central_id)
+            return record.size
+
+    def _authorize(self, context, record, scope):
+        """Raise LinkRefused unless the requester may link *record* into
+        the scope's edge image.
+        """
+        central_id = record['id']
+        project = getattr(context, 'project_id', None)
+        if not record_rules.may_use(context, record, lambda member: (
+                self._central.member_status(central_id, member))):
+            raise exceptions.LinkRefused(
+                'project %s may not link central image %s (visibility %s '
+                'at central)' % (project, central_id,
+                                 record.get('visibility')))
+        edge = (edge_db.EdgeRecords().get(scope.edge_image_id)
+                if scope is not None else None)
+        conflicts = record_rules.data_conflicts(record, edge or {})
+        if conflicts:
+            raise exceptions.LinkRefused(
+                'central image %s does not match edge image %s: %s' % (
+                    central_id, scope.edge_image_id, '; '.join(conflicts)))
 
     @capabilities.check
     def get(self, location, offset=0, chunk_size=None, context=None):
@@ -210,17 +265,14 @@ class Store(driver.Store):
         """The upstream.Central this backend reads."""
         return self._central
 
-    def central_record(self, image_id, context=None):
-        """Central's record (a dict) of *image_id*; see _record."""
-        return self._record_of(image_id, context).raw
-
     def _record(self, location, context):
         return self._record_of(location.store_location.image_id, context)
 
     def _record_of(self, image_id, context):
-        """Central's record of an image: the copy kept in the cache when
-        there is one (image data never changes at central, and this works
-        offline), else central's answer.
+        """Central's record of an image, to serve its data: the copy kept
+        in the cache when there is one (image data never changes at central,
+        and this works offline), else central's answer. Never used to
+        authorize: see get_size.
         """
         if self._readthrough is not None:
             kept = self._readthrough.stored_record(image_id)

@@ -158,12 +158,16 @@ def free_port():
         return sock.getsockname()[1]
 
 
+# This package's paste filters, in the order the edge example gives them.
+OUR_FILTERS = 'remote-glance-record-copy remote-glance-on-demand'
+
+
 def _paste_ini(glance_etc=GLANCE_ETC):
     """The stock paste file plus test flavors:
 
-    * ``headerauth``: identity from headers, with this package's metadata
-      hook (the edge's usual flavor here);
-    * ``trusted``: unauthenticated (admin, no roles), with the metadata hook;
+    * ``headerauth``: identity from headers, with this package's filters
+      (the edge's usual flavor here);
+    * ``trusted``: unauthenticated (admin, no roles), with the filters;
     * ``headfile``: unauthenticated, with the benchmark's HEAD filter (see
       tests/head_filter.py).
     """
@@ -175,23 +179,26 @@ def _paste_ini(glance_etc=GLANCE_ETC):
         if line.startswith('keystone = '):
             lines.append('headerauth = ' + line[len('keystone = '):]
                          .replace('authtoken context ',
-                                  'context remote-glance '))
+                                  'context ' + OUR_FILTERS + ' '))
             lines.append('keystonehook = ' + line[len('keystone = '):]
-                         .replace('context ', 'context remote-glance '))
+                         .replace('context ', 'context ' + OUR_FILTERS + ' '))
         elif line.startswith('default = '):
             default = line[len('default = '):]
             lines.append('headfile = ' + default.replace(
                 ' rootapp', ' headfile rootapp'))
             lines.append('trusted = ' + default.replace(
-                ' rootapp', ' remote-glance rootapp'))
+                ' rootapp', ' %s rootapp' % OUR_FILTERS))
     for flavor in ('headerauth', 'keystonehook', 'trusted', 'headfile'):
         lines += ['', '[composite:glance-api-%s]' % flavor,
                   'paste.composite_factory = glance.api:root_app_factory',
                   '/: api', '/healthcheck: healthcheck']
     lines += ['', '[filter:headfile]',
               'paste.filter_factory = tests.head_filter:filter_factory',
-              '', '[filter:remote-glance]',
-              'paste.filter_factory = glance_store_remote.metadata:'
+              '', '[filter:remote-glance-record-copy]',
+              'paste.filter_factory = glance_store_remote.record_copy:'
+              'filter_factory',
+              '', '[filter:remote-glance-on-demand]',
+              'paste.filter_factory = glance_store_remote.ondemand:'
               'filter_factory', '']
     return '\n'.join(lines)
 

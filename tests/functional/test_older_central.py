@@ -10,9 +10,9 @@ Each class below reruns a class of the other modules unchanged, only with
 import os
 
 from tests.functional import test_chain
-from tests.functional import test_metadata
 from tests.functional import test_ondemand
 from tests.functional import test_readthrough
+from tests.functional import test_record_copy
 from tests.functional import test_store
 
 OLDER = os.environ.get('GSR_OLDER_CENTRAL_PYTHON')
@@ -50,7 +50,7 @@ OlderLocationAdd = on_older_central(test_store.TestLocationAdd)
 OlderDownload = on_older_central(test_store.TestDownload)
 OlderHitsAndMisses = on_older_central(test_readthrough.TestHitsAndMisses)
 OlderFailures = on_older_central(test_readthrough.TestFailures)
-OlderRecordCopy = on_older_central(test_metadata.TestRecordCopy)
-OlderOffline = on_older_central(test_metadata.TestOffline)
+OlderRecordCopy = on_older_central(test_record_copy.TestRecordCopy)
+OlderOffline = on_older_central(test_record_copy.TestOffline)
 OlderOnDemandImport = on_older_central(test_ondemand.TestOnDemandImport)
 OlderChain = on_older_central(test_chain.TestChain)

@@ -31,6 +31,19 @@ def record(image_id=None, size=1024, **fields):
     return body
 
 
+class Context:
+    """The parts of Glance's RequestContext the package reads."""
+
+    def __init__(self, project_id='p1', roles=(), is_admin=False,
+                 service_roles=()):
+        self.project_id = project_id
+        self.roles = list(roles)
+        self.service_roles = list(service_roles)
+        self.is_admin = is_admin
+        self.request_id = 'req-%s' % uuid.uuid4()
+        self.global_request_id = None
+
+
 class StoreTestCase(testtools.TestCase):
     """A Store for backend ``central`` whose central is requests-mock."""
 

@@ -13,7 +13,7 @@ from glance.common import exception as glance_exception
 
 from glance_store_remote import exceptions
 from glance_store_remote import ondemand
-from tests.unit.test_metadata import Context
+from tests.unit.base import Context
 
 IMAGE_ID = '6a1b0c5e-39a4-4b27-9b0f-3f5b1d1f0a11'
 
@@ -72,7 +72,9 @@ class FakeStore:
     def __init__(self, central, ttl=60):
         self.central = central
         self.backend_group = 'central'
-        group = type('Group', (), {'remote_glance_record_ttl': ttl})
+        group = type('Group', (), {'remote_glance_record_ttl': ttl,
+                                   'remote_glance_extra_properties': [],
+                                   'remote_glance_copy_signatures': False})
         self.conf = {'central': group, 'other': group}
 
 

@@ -1,6 +1,7 @@
 """Unit tests of store.py: location parsing, configuration, the glance_store
 surface and the error table. Central is requests-mock (see base)."""
 
+import functools
 import hashlib
 import io
 import os
@@ -12,9 +13,11 @@ from glance_store import exceptions as gs_exceptions
 from glance_store import location as gs_location
 from glance_store import multi_backend
 from oslo_config import cfg
+import requests
 import testtools
 
 from glance_store_remote import exceptions
+from glance_store_remote import link_scope
 from glance_store_remote import store
 from tests.unit import base
 
@@ -165,16 +168,26 @@ class TestGetSize(base.StoreTestCase):
         self.assertRaises(gs_exceptions.NotFound, self.store.get_size,
                           self.location(IMAGE))
 
-    def test_server_error_is_remote_service_unavailable(self):
+    def test_server_error_is_a_timeout_which_glance_answers_503(self):
+        # At location add Glance answers 500 for RemoteServiceUnavailable.
         self.serve_record(body=base.record(image_id=IMAGE), http_status=502)
-        error = self.assertRaises(gs_exceptions.RemoteServiceUnavailable,
+        error = self.assertRaises(gs_exceptions.TimeoutError,
                                   self.store.get_size, self.location(IMAGE))
         self.assertIn("'central'", str(error))
 
-    def test_refused_credentials_are_remote_service_unavailable(self):
+    def test_refused_credentials_are_a_timeout_too(self):
         self.serve_record(body=base.record(image_id=IMAGE), http_status=401)
-        self.assertRaises(gs_exceptions.RemoteServiceUnavailable,
+        self.assertRaises(gs_exceptions.TimeoutError,
                           self.store.get_size, self.location(IMAGE))
+
+    def test_unreachable_central_is_not_named_to_the_client(self):
+        self.central.get('%s/v2/images/%s' % (base.CENTRAL, IMAGE),
+                         exc=requests.exceptions.ConnectionError(
+                             'cannot reach https://central.invalid:9292/x'))
+        error = self.assertRaises(gs_exceptions.TimeoutError,
+                                  self.store.get_size, self.location(IMAGE))
+        self.assertNotIn('central.invalid', str(error))
+        self.assertIn('central.invalid', self.log.output)
 
     def test_request_id_of_the_edge_request_goes_to_central(self):
         body = self.serve_record()
@@ -277,10 +290,15 @@ class TestDeleteReleasesTheCache(base.StoreTestCase):
         self.store.delete(self.loc)
         self.assertIsNotNone(self.store._cache.entry(self.body['id']))
 
-    def test_cached_record_answers_get_size_with_central_gone(self):
+    def test_cached_record_never_authorizes_a_new_link(self):
+        self.store.central.forget(self.body['id'])
         self.central.get('%s/v2/images/%s' % (base.CENTRAL, self.body['id']),
                          status_code=503)
-        self.assertEqual(4096, self.store.get_size(self.loc))
+        self.assertRaises(gs_exceptions.TimeoutError, self.store.get_size,
+                          self.loc)
+        # The data it holds is still served.
+        chunks, size = self.store.get(self.loc)
+        self.assertEqual(4096, len(b''.join(chunks)))
 
 
 class TestDelete(base.StoreTestCase):
@@ -294,3 +312,89 @@ class TestDelete(base.StoreTestCase):
                                    self.central.request_history])
         self.store.get_size(loc)
         self.assertEqual(2, self.central.call_count)
+
+
+class TestLinkAuthorization(base.StoreTestCase):
+    """get_size is where Glance asks about every location it is about to
+    accept, with the request context: the driver's one authorization point.
+    """
+
+    def link(self, context, scope_image=None, **fields):
+        body = self.serve_record(**fields)
+        if scope_image is not None:
+            self.links = []
+            link_scope.open_scope(context, scope_image,
+                                  lambda *link: self.links.append(link))
+        return body, self.store.get_size(self.location(body['id']),
+                                         context=context)
+
+    def test_private_image_of_another_project_is_refused_as_unknown(self):
+        context = base.Context('p2')
+        error = self.assertRaises(gs_exceptions.NotFound, self.link,
+                                  context, visibility='private', owner='p1')
+        self.assertNotIn('p1', str(error))
+        self.assertIn('project p2 may not link central image',
+                      self.log.output)
+
+    def test_owner_public_community_and_admin_may_link(self):
+        for context, fields in (
+                (base.Context('p1'), {'visibility': 'private',
+                                      'owner': 'p1'}),
+                (base.Context('p2'), {'visibility': 'public',
+                                      'owner': 'p1'}),
+                (base.Context('p2'), {'visibility': 'community',
+                                      'owner': 'p1'}),
+                (base.Context('p2', is_admin=True),
+                 {'visibility': 'private', 'owner': 'p1'})):
+            _, size = self.link(context, **fields)
+            self.assertEqual(1024, size)
+
+    def test_shared_image_needs_an_accepted_membership_asked_now(self):
+        body = base.record(visibility='shared', owner='p1')
+        member = '%s/v2/images/%s/members/p2' % (base.CENTRAL, body['id'])
+        for status, allowed in (('accepted', True), ('pending', False),
+                                ('rejected', False)):
+            self.central.get(member, json={'status': status})
+            self.serve_record(body=body)
+            call = functools.partial(self.store.get_size,
+                                     self.location(body['id']),
+                                     context=base.Context('p2'))
+            if allowed:
+                self.assertEqual(1024, call())
+            else:
+                self.assertRaises(gs_exceptions.NotFound, call)
+
+    def test_a_service_token_beside_the_user_grants_nothing(self):
+        context = base.Context('p2', service_roles=['service', 'admin'])
+        self.assertRaises(gs_exceptions.NotFound, self.link, context,
+                          visibility='private', owner='p1')
+
+    def test_scope_is_told_once_per_location_and_asks_central_once(self):
+        context = base.Context('p1')
+        self.useFixture(fixtures.MockPatch(
+            'glance_store_remote.edge_db.EdgeRecords',
+            return_value=FakeEdge({'disk_format': 'raw'})))
+        body, _ = self.link(context, scope_image='edge-1', owner='p1',
+                            visibility='shared')
+        for _ in range(2):
+            self.store.get_size(self.location(body['id']), context=context)
+        self.assertEqual([('edge-1', 'central', body['id'])], self.links)
+        self.assertEqual(1, self.central.call_count)   # record only
+
+    def test_edge_record_that_disagrees_is_refused(self):
+        context = base.Context('p1')
+        self.useFixture(fixtures.MockPatch(
+            'glance_store_remote.edge_db.EdgeRecords',
+            return_value=FakeEdge({'disk_format': 'qcow2'})))
+        self.assertRaises(gs_exceptions.NotFound, self.link, context,
+                          scope_image='edge-1', owner='p1')
+        self.assertEqual([], self.links)
+        self.assertIn('does not match edge image edge-1', self.log.output)
+
+
+class FakeEdge:
+    def __init__(self, fields):
+        self.fields = fields
+
+    def get(self, image_id):
+        return dict(self.fields, properties={})

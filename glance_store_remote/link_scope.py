@@ -1,0 +1,76 @@
+"""What the driver knows of the API request that adds a location.
+
+Glance asks a store for the size of every location it is about to accept,
+with the request context, but does not say which image the location is for.
+The record-copy filter (record_copy.py) sees the request's path: it names the
+edge image here under the request's context object, and the driver finds it
+again from the context it is given, also in the background task that Glance
+runs for ``POST /v2/images/<id>/locations`` (the same context object, in
+another thread, after the answer went out). The driver reports each location
+it authorized back to the scope, which hands it to whoever opened the scope.
+
+Keyed by the context OBJECT, weakly: a request ID would not do, since Glance
+takes it from the client's X-Openstack-Request-ID header. A scope lives as
+long as its request's context. Standard library only, so that store.py can
+import it at no cost.
+"""
+
+import threading
+import weakref
+
+_scopes = weakref.WeakKeyDictionary()
+_lock = threading.Lock()
+
+
+class LinkScope:
+    """One API request about one edge image.
+
+    :param edge_image_id: the edge image the request changes
+    :param on_link: callable(edge_image_id, backend, central_id), called
+        once per location of *backend* the driver authorized
+    """
+
+    def __init__(self, edge_image_id, on_link):
+        self.edge_image_id = edge_image_id
+        self._on_link = on_link
+        self._authorized = set()
+        self._lock = threading.Lock()
+
+    def authorized(self, backend, central_id):
+        """Whether the driver already authorized this location in this
+        request (Glance asks up to three times per location).
+        """
+        with self._lock:
+            return (backend, central_id) in self._authorized
+
+    def linked(self, backend, central_id):
+        """The driver authorized a location: remember it and report it."""
+        with self._lock:
+            first = (backend, central_id) not in self._authorized
+            self._authorized.add((backend, central_id))
+        if first:
+            self._on_link(self.edge_image_id, backend, central_id)
+
+
+def open_scope(context, edge_image_id, on_link):
+    """Start the scope of the request whose context is *context*; returns
+    the LinkScope.
+    """
+    scope = LinkScope(edge_image_id, on_link)
+    with _lock:
+        _scopes[context] = scope
+    return scope
+
+
+def scope_of(context):
+    """The LinkScope of the request *context* belongs to, or None (no
+    record-copy filter in the pipeline, not a request about one image, or
+    no context at all).
+    """
+    if context is None:
+        return None
+    with _lock:
+        try:
+            return _scopes.get(context)
+        except TypeError:  # a context that cannot be weakly referenced
+            return None

@@ -1,0 +1,184 @@
+"""The rules for central's image records at the edge: who may use one, and
+what of it the edge copies.
+
+One place for both, used by the driver (authorization at location add), the
+record copy after Glance accepted a location, the on-demand import and the
+``glance-remote`` CLI, so that they can never disagree. No Glance import
+here: records are plain dicts as central's API sends them.
+"""
+
+import fnmatch
+
+# Columns of Glance's images table and fields its API computes: never
+# custom properties, whatever their name.
+CORE_FIELDS = frozenset((
+    'id', 'name', 'status', 'visibility', 'protected', 'os_hidden', 'owner',
+    'checksum', 'os_hash_algo', 'os_hash_value', 'size', 'virtual_size',
+    'min_disk', 'min_ram', 'disk_format', 'container_format', 'created_at',
+    'updated_at', 'deleted_at', 'deleted', 'tags', 'self', 'file', 'schema',
+    'locations', 'direct_url', 'stores', 'members'))
+
+# What describes the data: an edge record that disagrees with central on
+# one of these points at the wrong image.
+DATA_FIELDS = ('size', 'checksum', 'os_hash_algo', 'os_hash_value',
+               'disk_format', 'container_format')
+
+# Core fields copied into an edge record that lacks them (0 counts as
+# unset for min_disk and min_ram, Glance's default).
+COPIED_FIELDS = ('size', 'checksum', 'virtual_size', 'min_disk', 'min_ram')
+ZERO_IS_UNSET = ('min_disk', 'min_ram')
+
+# Custom properties copied by default: what nova and the scheduler read to
+# place and boot an instance (Glance's glance-download precedent copies
+# hw_*, trait:*, os_distro, os_secure_boot and os_type).
+DEFAULT_COPIED_PROPERTIES = (
+    'hw_*', 'os_*', 'trait:*', 'img_*', 'architecture', 'hypervisor_type',
+    'vm_mode', 'auto_disk_config')
+
+# Never copied, whatever the options say: Glance's own bookkeeping, data
+# that locates central's storage, and keys whose owner is central (deleting
+# the edge copy of an image must never delete central's encryption key).
+NEVER_COPIED = (
+    'os_glance_*', 'direct_url', 'locations', 'stores',
+    'cinder_encryption_key_*', 'os_encrypt_*')
+
+# Central's signature and its certificate reference: copied only when the
+# operator says the edge verifies with the same key manager.
+SIGNATURE_PROPERTIES = ('img_signature*',)
+
+ACCEPTED = ('accepted',)
+# Membership statuses that let a project see (not link) a shared image.
+ANY_MEMBERSHIP = ('accepted', 'pending', 'rejected')
+
+
+def _matches(name, patterns):
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+
+class CopyRules:
+    """Which of central's custom properties an edge copies.
+
+    :param patterns: shell-style patterns of property names to copy
+    :param signatures: copy ``img_signature*`` too
+    """
+
+    def __init__(self, patterns=DEFAULT_COPIED_PROPERTIES,
+                 signatures=False):
+        self.patterns = tuple(patterns)
+        self.signatures = signatures
+
+    @classmethod
+    def from_conf(cls, conf, backend):
+        """The rules of remote-glance backend group *backend*."""
+        group = conf[backend]
+        return cls(DEFAULT_COPIED_PROPERTIES +
+                   tuple(group.remote_glance_extra_properties or ()),
+                   signatures=group.remote_glance_copy_signatures)
+
+    def copies(self, name):
+        """Whether a property called *name* is copied."""
+        if name in CORE_FIELDS or _matches(name, NEVER_COPIED):
+            return False
+        if _matches(name, SIGNATURE_PROPERTIES):
+            return self.signatures
+        return _matches(name, self.patterns)
+
+    def properties(self, record):
+        """The custom properties of central's *record* that are copied."""
+        return {key: value for key, value in record.items()
+                if isinstance(value, str) and self.copies(key)}
+
+
+def may_use(context, record, member_status, member_statuses=ACCEPTED):
+    """Whether the requester could see the central image at central.
+
+    Glance's own rule (glance.db.utils.is_image_visible): admins see every
+    image; anyone sees public and community images and images without an
+    owner; a project sees its own images and the shared images it is a
+    member of. Linking an image asks for an accepted membership; merely
+    showing one, as Glance does, for any membership.
+
+    :param context: the request context (is_admin, roles, project_id)
+    :param record: central's record (dict)
+    :param member_status: callable(project_id) -> central membership
+        status of that project, or None; only called for shared images
+    :param member_statuses: the membership statuses that count
+    """
+    # The requester's own roles only: the roles of a service token that
+    # travels with a user's request (nova sends one) grant the user nothing.
+    roles = set(getattr(context, 'roles', None) or ())
+    if getattr(context, 'is_admin', False) or 'service' in roles:
+        return True
+    project = getattr(context, 'project_id', None)
+    visibility = record.get('visibility')
+    if visibility in ('public', 'community') or not record.get('owner'):
+        return True
+    if project is None:
+        return False
+    if record.get('owner') == project:
+        return True
+    return (visibility == 'shared' and
+            member_status(project) in member_statuses)
+
+
+def data_conflicts(record, edge):
+    """The data fields on which *edge* and central's *record* disagree,
+    as text; empty when the location may point at this image.
+    """
+    return ['%s: edge %r, central %r' % (name, edge.get(name),
+                                         record.get(name))
+            for name in DATA_FIELDS
+            if edge.get(name) not in (None, '') and
+            record.get(name) not in (None, '') and
+            edge.get(name) != record.get(name)]
+
+
+def plan_copy(record, edge, hashing_algorithm, rules):
+    """What to write into an edge record that now locates central's image.
+
+    Values the edge record already has are kept.
+
+    :param record: central's record (dict)
+    :param edge: the edge record: its fields and a ``properties`` dict
+    :param hashing_algorithm: the edge's ``hashing_algorithm``; central's
+        os_hash is copied only when it was made with the same one
+    :param rules: a CopyRules
+    :returns: (core values to set, properties to add)
+    """
+    values = {}
+    for name in COPIED_FIELDS:
+        unset = (None, 0) if name in ZERO_IS_UNSET else (None,)
+        if edge.get(name) in unset and record.get(name) not in unset:
+            values[name] = record[name]
+    if (record.get('os_hash_algo') == hashing_algorithm and
+            record.get('os_hash_value') and not edge.get('os_hash_value')):
+        values['os_hash_algo'] = record['os_hash_algo']
+        values['os_hash_value'] = record['os_hash_value']
+    properties = {key: value for key, value in rules.properties(record).items()
+                  if key not in edge['properties']}
+    return values, properties
+
+
+# Columns an on-demand import copies from central's record into the new
+# edge row, next to the ID, the copied properties and the location.
+ROW_FIELDS = ('name', 'visibility', 'protected', 'min_disk', 'min_ram',
+              'owner', 'disk_format', 'container_format', 'os_hidden',
+              'size', 'virtual_size', 'checksum', 'os_hash_algo',
+              'os_hash_value')
+
+
+def edge_row(central, location, backend, rules):
+    """The edge database row (values for Glance's ``image_create``) of an
+    active central image, located at *location* in *backend*.
+
+    The data fields (size, checksum, os_hash) are central's own: the driver
+    verifies every byte it reads against them.
+    """
+    values = {name: central[name] for name in ROW_FIELDS
+              if central.get(name) is not None}
+    values.update(
+        id=central['id'], status='active',
+        properties=rules.properties(central),
+        locations=[{'url': location, 'metadata': {'store': backend},
+                    'status': 'active'}])
+    return values

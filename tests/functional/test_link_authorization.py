@@ -1,0 +1,164 @@
+"""Who may link which central image, against REAL Glance servers with
+Glance's DEFAULT policy and two projects (header identities at the edge).
+
+The decision is the driver's, in ``get_size``, where Glance asks the store
+about every location it is about to accept: every form Glance takes is
+covered, and a refused link leaves nothing behind (no central data read,
+nothing cached, nothing copied). Authorization follows central's current
+answer, not the record kept with the cache.
+"""
+
+import os
+import time
+
+from tests.functional import test_record_copy
+from tests import lab as lab_module
+
+ALICE = test_record_copy.ALICE
+BOB = test_record_copy.BOB
+CAROL = lab_module.Identity('project-c', 'carol', ('member', 'reader'))
+PATCH_FORMS = test_record_copy.PATCH_FORMS
+V21 = test_record_copy.V21
+location = test_record_copy.location
+
+
+class AuthorizationTestCase(test_record_copy.RecordTestCase):
+
+    def assert_nothing_done(self, identity, edge_id, central_id):
+        after = self.edge_glance(identity).images.get(edge_id)
+        self.assertEqual(('queued', None, None, None, 0),
+                         (after.status, after.size, after.checksum,
+                          after.get('os_distro'), after.min_ram))
+        self.assertEqual([], self.file_gets(central_id))
+        self.assertFalse(any(name.startswith(central_id) for sub in
+                             ('entries', 'partial') for name in os.listdir(
+                                 os.path.join(self.lab.cache_dir, sub))))
+
+    def refused_in_every_form(self, identity, central_id):
+        url = self.location_of(central_id)
+        for name, (media_type, ops) in PATCH_FORMS.items():
+            edge = self.make_edge_image(identity)
+            response = self.patch(edge.id, media_type, ops(url), identity)
+            self.assertEqual(400, response.status_code,
+                             '%s: %s' % (name, response.text))
+            self.assert_nothing_done(identity, edge.id, central_id)
+
+    def allowed(self, identity, central_id):
+        edge = self.make_edge_image(identity)
+        self.assertEqual('active', self.add_location(
+            edge.id, central_id, identity).status)
+        return edge.id
+
+
+class TestLinkAuthorization(AuthorizationTestCase):
+
+    def test_private_image_only_for_its_owner_project(self):
+        central, _ = self.central_image('private', owner=ALICE.project_id)
+        self.refused_in_every_form(BOB, central.id)
+        self.allowed(ALICE, central.id)
+        self.assertIn('project project-b may not link central image %s'
+                      % central.id, self.lab.edge.log_text())
+
+    def test_a_refused_location_after_an_allowed_one_refuses_the_patch(self):
+        public, _ = self.central_image('public', owner=ALICE.project_id)
+        private, _ = self.central_image('private', owner=ALICE.project_id)
+        edge = self.make_edge_image(BOB)
+        response = self.patch(edge.id, V21, [
+            {'op': 'add', 'path': '/locations/-',
+             'value': location(self.location_of(public.id))},
+            {'op': 'add', 'path': '/locations/-',
+             'value': location(self.location_of(private.id))}], BOB)
+        self.assertEqual(400, response.status_code)
+        self.assert_nothing_done(BOB, edge.id, private.id)
+
+    def test_shared_image_only_for_accepted_members(self):
+        central, _ = self.central_image('shared', owner=ALICE.project_id)
+        self.refused_in_every_form(BOB, central.id)
+        self.central_glance.image_members.create(central.id, BOB.project_id)
+        self.refused_in_every_form(BOB, central.id)       # pending
+        self.central_glance.image_members.update(central.id, BOB.project_id,
+                                                 'accepted')
+        self.allowed(BOB, central.id)
+        self.central_glance.image_members.update(central.id, BOB.project_id,
+                                                 'rejected')
+        self.refused_in_every_form(BOB, central.id)
+
+    def test_public_and_community_images_for_everyone(self):
+        for visibility in ('public', 'community'):
+            central, _ = self.central_image(visibility,
+                                            owner=ALICE.project_id)
+            self.allowed(BOB, central.id)
+
+    def test_admin_links_anything(self):
+        central, _ = self.central_image('private', owner=ALICE.project_id)
+        self.allowed(lab_module.ADMIN, central.id)
+
+    def test_post_locations_is_refused_by_glance_for_a_member(self):
+        central, _ = self.central_image('private', owner=ALICE.project_id)
+        edge = self.make_edge_image(BOB)
+        response = self.edge_session(BOB).post(
+            '%s/v2/images/%s/locations' % (self.lab.edge.url, edge.id),
+            json={'url': self.location_of(central.id)}, raise_exc=False)
+        self.assertEqual(403, response.status_code)
+        self.assert_nothing_done(BOB, edge.id, central.id)
+
+    def test_a_request_glance_answers_404_or_403_has_no_side_effect(self):
+        central, _ = self.central_image('public')
+        hidden = self.make_edge_image(ALICE)              # private
+        shown = self.make_edge_image(ALICE, visibility='community')
+        url = self.location_of(central.id)
+        for edge_id, expected in ((hidden.id, 404), (shown.id, 403)):
+            for name, (media_type, ops) in PATCH_FORMS.items():
+                response = self.patch(edge_id, media_type, ops(url), BOB)
+                self.assertEqual(expected, response.status_code, name)
+            self.assert_nothing_done(ALICE, edge_id, central.id)
+        # Glance decided before asking the store: the driver never asked
+        # central about the image.
+        self.assertEqual([], [e for e in self.central_requests(
+            'GET', central.id) if 'glance-store-remote' in e.agent])
+
+
+class TestFreshAuthorization(AuthorizationTestCase):
+    """Revocations at central reach new links once the short record memo
+    expires; the record kept with the cache never authorizes.
+    """
+
+    TTL = 1
+    LAB = {'edge_options': {'central': {'remote_glance_record_ttl': TTL}}}
+
+    def test_share_revoked_at_central_refuses_new_links(self):
+        central, _ = self.central_image('shared', owner=ALICE.project_id)
+        self.central_glance.image_members.create(central.id, BOB.project_id)
+        self.central_glance.image_members.update(central.id, BOB.project_id,
+                                                 'accepted')
+        self.download(self.allowed(BOB, central.id), central)
+        self.central_glance.image_members.delete(central.id, BOB.project_id)
+        edge = self.make_edge_image(BOB)
+        response = self.patch(edge.id, *self.v21_add(central.id), BOB)
+        self.assertEqual(400, response.status_code)
+
+    def test_image_made_private_at_central_refuses_new_links(self):
+        central, _ = self.central_image('public', owner=ALICE.project_id)
+        self.download(self.allowed(BOB, central.id), central)  # cached
+        self.central_glance.images.update(central.id, visibility='private')
+        time.sleep(self.TTL + 0.2)
+        edge = self.make_edge_image(BOB)
+        response = self.patch(edge.id, *self.v21_add(central.id), BOB)
+        self.assertEqual(400, response.status_code)
+        self.assertEqual('queued', self.edge_glance(BOB).images.get(
+            edge.id).status)
+        self.allowed(ALICE, central.id)
+
+    def test_no_new_link_while_central_is_down(self):
+        central, _ = self.central_image('public')
+        self.download(self.allowed(BOB, central.id), central)  # cached
+        self.lab.central.stop()
+        time.sleep(self.TTL + 0.2)
+        edge = self.make_edge_image(BOB)
+        response = self.patch(edge.id, *self.v21_add(central.id), BOB)
+        self.assertEqual(503, response.status_code)
+        self.assertNotIn('127.0.0.1', response.text)
+
+    def v21_add(self, central_id):
+        return V21, [{'op': 'add', 'path': '/locations/-',
+                      'value': location(self.location_of(central_id))}]
