@@ -4,7 +4,8 @@
 records; ``glance-remote sync`` brings them up to date later. Both compare a
 central record with an edge record field by field (the functions below) and
 talk to the edge through its public API as any OpenStack client does, so
-the edge's own policy and the metadata hook apply.
+the edge's own policy, the driver's authorization and the record copy
+apply.
 
 An imported image is an edge image that has central's ID and a
 ``remote-glance://<backend>/<id>`` location.

@@ -121,8 +121,8 @@ Related options:
         help="""
 Import central images this edge has never heard of when they are asked for.
 
-With this enabled, and the ``remote-glance`` paste filter in the edge's
-pipeline, a ``GET /v2/images/<id>`` or ``GET /v2/images/<id>/file`` that
+With this enabled, and the ``remote-glance-on-demand`` paste filter in the
+edge's pipeline, a ``GET /v2/images/<id>`` or ``GET /v2/images/<id>/file`` that
 the edge answers 404 is looked up at central. If central has an active image
 with that ID that the requester could see there, the edge creates it on the
 spot, with the same ID, central's full record, members and tags and a

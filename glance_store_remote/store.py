@@ -198,10 +198,10 @@ class Store(driver.Store):
         image at central now (central's current record, reused for at most
         ``remote_glance_record_ttl``; never the copy kept with the cache),
         with an accepted membership for a shared image. When the
-        ``remote-glance`` filter names the edge image (link_scope.py), its
-        data fields must agree with central's, and the authorized link is
-        reported so that central's record is copied once Glance has
-        accepted it. Nothing is written here.
+        ``remote-glance-record-copy`` filter names the edge image
+        (link_scope.py), its data fields must agree with central's, and the
+        authorized link is reported so that central's record is copied once
+        Glance has accepted it. Nothing is written here.
 
         Cost: one GET to central for the record and, for a shared image, one
         for the membership, the first time in a request.

@@ -32,6 +32,7 @@ from glance_store_remote.cmd import progress
 from glance_store_remote import exceptions
 from glance_store_remote import opts
 from glance_store_remote import readthrough
+from glance_store_remote import record_rules
 from glance_store_remote import store as store_module
 from glance_store_remote import upstream
 
@@ -241,7 +242,9 @@ def _report(args, results, failed):
 def cmd_import(args, conf, backend):
     central = _central(conf, backend)
     selected = _selected(args, central)
-    importer = catalog.Importer(central, _edge(args), backend)
+    importer = catalog.Importer(
+        central, _edge(args), backend,
+        record_rules.CopyRules.from_conf(conf, backend))
     results, imported = [], []
     for image_id in selected:
         try:
@@ -341,7 +344,9 @@ def cmd_sync(args, conf, backend):
         print('glance-remote: central is unreachable; nothing was changed: '
               '%s' % e, file=sys.stderr)
         raise Failed()
-    importer = catalog.Importer(central, _edge(args), backend)
+    importer = catalog.Importer(
+        central, _edge(args), backend,
+        record_rules.CopyRules.from_conf(conf, backend))
     store = _cache(conf, backend) if conf[backend].remote_glance_cache_dir \
         else None
     results, failed = [], 0
