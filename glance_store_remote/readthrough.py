@@ -9,8 +9,10 @@
   bytes as they land. A second thread hashes the file as it grows, keeping
   sha512 off the network loop; the entry is committed only when central's
   size and hash match. Until then every whole-image reader holds back the
-  last byte: a fill that fails verification leaves its clients with a short
-  body, never a complete-looking wrong image.
+  last byte, and releases it only when the fill of the very file it reads
+  recorded its success (see _follow): a fill that fails verification, or
+  that cannot be verified any more, leaves its clients with a short body,
+  never a complete-looking wrong image.
 * Resume: a fill that central interrupted, or whose worker was killed,
   keeps its prefix; the next fill continues it with a Range request and
   still verifies the whole image.
@@ -19,10 +21,18 @@
   prefix is fetched from central directly, and a fill of the whole image
   starts in the background to warm the cache.
 * Pass-through: an image that cannot fit, a disk that refuses writes, or a
-  hash algorithm this Python lacks: the image streams from central
-  uncached; the cache never fails a read that central can serve.
+  hash algorithm this Python lacks or refuses (md5 under FIPS): the image
+  streams from central uncached; the cache never fails a read that central
+  can serve.
+* Zero bytes: an empty image reads as an empty stream; nothing is asked of
+  central and nothing is cached (there is nothing to keep).
+
+Every iterator handed out is a streams.Chunks: what a read opened before
+its first chunk is released even if Glance never starts it, and every error
+it raises is an IOError.
 """
 
+import functools
 import hashlib
 import logging
 import os
@@ -31,6 +41,8 @@ import time
 
 from glance_store_remote import cache as cache_module
 from glance_store_remote import exceptions
+from glance_store_remote import streams
+from glance_store_remote import upstream
 
 LOG = logging.getLogger(__name__)
 
@@ -49,14 +61,31 @@ STARTED, RUNNING, COMPLETE, NO_ROOM = 'started', 'running', 'complete', \
     'no-room'
 
 
-class _Fill:
-    """A fill running in this process; followers here wait on ``cond``."""
+def _can_hash(algo):
+    """Whether this Python computes *algo*: under FIPS, md5 is listed in
+    algorithms_available and still refused by hashlib.new. Cost: one
+    hasher object.
+    """
+    try:
+        hashlib.new(algo)
+    except (ValueError, TypeError):
+        return False
+    return True
 
-    def __init__(self, expected, record, lock, start):
+
+class _Fill:
+    """A fill running in this process; followers here wait on ``cond``.
+
+    ``file`` is (st_dev, st_ino) of the file it writes: a follower trusts
+    its verdict only for that file.
+    """
+
+    def __init__(self, expected, record, lock, start, file):
         self.expected = expected
         self.record = record
         self.lock = lock
         self.start = start
+        self.file = file
         self.written = start
         self.fetch_done = False
         self.done = False
@@ -71,6 +100,19 @@ class _Fill:
                 self.written = written
             self.fetch_done = self.fetch_done or fetch_done
             self.cond.notify_all()
+
+
+class _Follower:
+    """Where a whole-image reader stands: the file it reads (None until it
+    opens one) and its position. _follow owns the file.
+    """
+
+    __slots__ = ('fd', 'offset', 'pos')
+
+    def __init__(self, offset):
+        self.fd = None
+        self.offset = offset
+        self.pos = offset
 
 
 class ReadThrough:
@@ -99,9 +141,14 @@ class ReadThrough:
 
         :param record: central's upstream.ImageRecord (from the cache's own
             copy when central is down)
+        :returns: a streams.Chunks; part way it raises IOErrors only
         :raises UpstreamNotFound, UpstreamUnavailable, UpstreamProtocolError:
             before any byte, when central is needed and cannot serve
+            (upstream.SizeMismatch: the range ends past central's size)
         """
+        upstream.check_range(self.central.backend, record, offset, length)
+        if not length:
+            return streams.empty()
         image_id = record.id
         opened = self._open_complete(image_id)
         if opened is not None:
@@ -126,7 +173,8 @@ class ReadThrough:
             return self._passthrough(record, offset, length)
         self.cache.count(**{'misses' if status == STARTED
                             else 'coalesced': 1})
-        return self._follow(record, expected, offset, length)
+        return streams.Chunks(self._follow(record, expected, offset, length),
+                              name='image %s' % image_id)
 
     def stored_record(self, image_id):
         """Central's record kept in the cache, or None."""
@@ -158,7 +206,15 @@ class ReadThrough:
         return fd, lock
 
     def _serve_file(self, fd, lock, offset, length):
-        """Stream [offset, offset+length) of an open file; close it after."""
+        """Stream [offset, offset+length) of an open file; the stream owns
+        the file and the read *lock* (or None), started or not.
+        """
+        release = [functools.partial(os.close, fd)]
+        if lock is not None:
+            release.append(lock.close)
+        return streams.Chunks(self._pread(fd, offset, length), *release)
+
+    def _pread(self, fd, offset, length):
         pos, end = offset, offset + length
         try:
             while pos < end:
@@ -169,9 +225,6 @@ class ReadThrough:
                 pos += len(chunk)
                 yield chunk
         finally:
-            os.close(fd)
-            if lock is not None:
-                lock.close()
             self.cache.count(bytes_from_cache=pos - offset)
 
     # -- ranges --------------------------------------------------------------
@@ -234,8 +287,7 @@ class ReadThrough:
     def _cacheable(self, expected):
         if time.monotonic() < self._bypass_until:
             return False
-        if not expected.digest or expected.algo not in (
-                hashlib.algorithms_available):
+        if not expected.digest or not _can_hash(expected.algo):
             LOG.warning('image %s cannot be verified (%s %r): streamed '
                         'uncached', expected.image_id, expected.algo,
                         expected.digest)
@@ -245,17 +297,44 @@ class ReadThrough:
     def _passthrough(self, record, offset, length):
         data = self.central.open_data(record, offset, length)
         self.cache.count(passthrough=1, misses=1)
-        return self._counted_from_central(data)
+        return self._from_central(data, record)
 
-    def _counted_from_central(self, data):
+    def _from_central(self, data, record):
+        """Count the bytes of *data*, a stream from central; the stream
+        returned closes it, started or not.
+        """
+        return streams.Chunks(self._counted(data), data.close,
+                              name='image %s' % record.id)
+
+    def _counted(self, data):
         received = 0
         try:
             for chunk in data:
                 received += len(chunk)
                 yield chunk
         finally:
-            data.close()
             self.cache.count(bytes_from_central=received)
+
+    def _open_mid_stream(self, record, offset, length):
+        """central.open_data from inside a stream already handed to Glance,
+        where every error must be an IOError.
+        """
+        try:
+            return self.central.open_data(record, offset, length)
+        except exceptions.UpstreamStreamError:
+            raise
+        except exceptions.UpstreamError as e:
+            raise self._stream_error(record, e) from e
+
+    def _stream_error(self, record, error):
+        """The IOError to raise for *error*, an UpstreamError met after the
+        stream was handed out.
+        """
+        prefix = "remote-glance backend '%s': " % error.backend
+        return exceptions.UpstreamStreamError(
+            self.central.backend, 'image %s: central cannot serve the rest '
+            'of the image: %s' % (record.id,
+                                  str(error).replace(prefix, '', 1)))
 
     def _cache_failed(self, error):
         """Bypass the cache for a while; say so once per episode."""
@@ -303,6 +382,7 @@ class ReadThrough:
                 self._cache_failed(e)
                 return NO_ROOM
             try:
+                stat = os.fstat(fd)
                 # Keep the resumable prefix and write after it.
                 os.ftruncate(fd, start)
                 os.lseek(fd, start, os.SEEK_SET)
@@ -324,7 +404,8 @@ class ReadThrough:
                 self.cache.count(resumes=1)
                 LOG.info('cache: resuming image %s at byte %d of %d',
                          image_id, start, expected.size)
-            fill = _Fill(expected, record, lock, start)
+            fill = _Fill(expected, record, lock, start,
+                         (stat.st_dev, stat.st_ino))
             with self._fills_lock:
                 self._fills[image_id] = fill
             fill.thread = threading.Thread(
@@ -369,25 +450,33 @@ class ReadThrough:
             self._end_fill(fill, fd, outcome)
 
     def _end_fill(self, fill, fd, outcome):
-        """Record the outcome and release everything; each step is guarded,
-        so that the lock is always released.
+        """Record the outcome, then release everything; each step is
+        guarded, so that the lock is always released.
+
+        The verdict comes first: a follower in another process that finds
+        the file gone reads it to tell a failed fill from an abandoned one,
+        and the steps after it wait on the index (up to its busy timeout).
+        Followers in this process wake at the end, when the partial is gone
+        and counted.
         """
-        steps = [lambda: fill.lock.write_outcome(outcome),
-                 lambda: os.close(fd),
-                 lambda: self.cache.count(
-                     bytes_from_central=fill.written - fill.start)]
+        image_id = fill.expected.image_id
+        steps = [lambda: fill.lock.write_outcome(outcome)]
         if outcome in (cache_module.WRITE_FAILED,
                        cache_module.VERIFY_FAILED):
-            steps.insert(0, lambda: self.cache.discard_partial(
-                fill.expected.image_id))
+            steps.append(lambda: self.cache.discard_partial(image_id))
+        steps += [lambda: os.close(fd),
+                  lambda: self.cache.count(
+                      bytes_from_central=fill.written - fill.start,
+                      verification_failures=int(
+                          outcome == cache_module.VERIFY_FAILED))]
         for step in steps:
             try:
                 step()
             except Exception:
                 LOG.exception('cache: cleaning up the fill of image %s',
-                              fill.expected.image_id)
+                              image_id)
         with self._fills_lock:
-            self._fills.pop(fill.expected.image_id, None)
+            self._fills.pop(image_id, None)
         fill.done = True
         fill.advance()
         fill.lock.unlock()
@@ -452,7 +541,8 @@ class ReadThrough:
         expected = fill.expected
         got = fill.digest or (None, None)
         if got != (expected.size, expected.digest):
-            self.cache.count(verification_failures=1)
+            # Counted once the verdict is recorded (_end_fill): the count
+            # waits on the index.
             LOG.error('cache: image %s from central does not match its '
                       'record (expected %d bytes with %s %s, got %s bytes '
                       'with %s); discarded', expected.image_id,
@@ -473,114 +563,143 @@ class ReadThrough:
     # -- followers -----------------------------------------------------------
 
     def _follow(self, record, expected, offset, length):
-        """Stream the image from the fill's file as it grows.
+        """Stream a whole image from the fill's file as it grows.
+
+        The rule that keeps a wrong image from looking complete: this reader
+        releases its last HOLD_BACK bytes only on a verified image, that is
+        when the fill of the very file it reads recorded VERIFIED or
+        COMMITTED, or a fill of this process writing that file (a takeover
+        of its own included) verified, or, when the cache failed under it,
+        it verified central's rest together with the bytes it had sent
+        (_rest_from_central). Any other ending after its first byte raises
+        an IOError: the client sees a short body.
 
         If the cache breaks under the reader (its directory removed, its
-        disk gone), the bytes sent so far came from central, and the rest
-        comes from central directly.
+        disk gone) before its first byte, the image comes from central
+        uncached, as any image the cache cannot take.
         """
-        sent = 0
-        try:
-            for chunk in self._follow_fill(record, expected, offset, length):
-                sent += len(chunk)
-                yield chunk
-        except exceptions.CacheIntegrityError:
-            raise
-        except exceptions.CacheError as e:
-            self._cache_failed(e)
-            yield from self._counted_from_central(self.central.open_data(
-                record, offset + sent, length - sent))
-
-    def _follow_fill(self, record, expected, offset, length):
-        """Stream the image from the fill's file as it grows."""
-        image_id = expected.image_id
+        at = _Follower(offset)
         end = offset + length
-        pos = offset
-        fd = None
+        try:
+            try:
+                yield from self._follow_fill(record, expected, at, end)
+            except exceptions.CacheIntegrityError:
+                raise
+            except exceptions.CacheError as e:
+                self._cache_failed(e)
+                yield from self._rest_from_central(record, expected, at, end)
+        finally:
+            if at.fd is not None:
+                os.close(at.fd)
+
+    def _follow_fill(self, record, expected, at, end):
+        """Stream the image from the fill's file as it grows (see _follow);
+        the file it opens is left in *at* for _follow to close.
+        """
+        image_id = expected.image_id
+        pos = at.pos
+        fd = file = None
         verified = False
         takeovers = 0
         available = pos
         last_progress = time.monotonic()
-        try:
-            while pos < end:
+        while pos < end:
+            limit = end if verified else min(end, expected.size - HOLD_BACK)
+            if fd is None:
+                fd = at.fd = self._open_fill_file(image_id)
                 if fd is None:
-                    fd = self._open_fill_file(image_id)
-                    available = pos
-                    if fd is None:
-                        if self._fill_running(image_id):
-                            # The filler holds the lock but has not
-                            # created its file yet.
-                            self._check_stall(image_id, last_progress)
-                            time.sleep(POLL_INTERVAL)
-                            continue
-                        yield from self._after_discard(
-                            record, self._outcome(image_id), pos, end)
-                        return
-                limit = end if verified else min(end, expected.size -
-                                                 HOLD_BACK)
-                if available <= pos:
-                    # Ask the file how far the fill got only when this
-                    # reader has caught up with what it last saw.
-                    available = min(os.fstat(fd).st_size, limit)
-                available = min(available, limit)
-                if available > pos:
-                    chunk = os.pread(fd, min(self.chunk_size,
-                                             available - pos), pos)
-                    if not chunk:
-                        # A resuming fill cut the file back: look again.
-                        available = pos
+                    if self._fill_running(image_id):
+                        # The filler holds the lock but has not created its
+                        # file yet.
+                        self._check_stall(image_id, last_progress)
+                        time.sleep(POLL_INTERVAL)
                         continue
-                    pos += len(chunk)
-                    last_progress = time.monotonic()
-                    yield chunk
-                    continue
-                # Caught up with the fill: find out what it is doing.
-                fill = self._fills.get(image_id)
-                if fill is not None and not fill.done:
-                    if fill.verified:
-                        verified = True
-                        continue
-                    with fill.cond:
-                        if (fill.written <= pos and not fill.verified and
-                                not fill.done):
-                            fill.cond.wait(0.5)
-                    self._check_stall(image_id, last_progress)
-                    continue
+                    yield from self._after_discard(
+                        record, expected, at, self._outcome(image_id), end)
+                    return
                 stat = os.fstat(fd)
-                outcome = self._outcome(image_id)
-                if stat.st_size >= expected.size and outcome in (
-                        cache_module.VERIFIED, cache_module.COMMITTED):
+                file = (stat.st_dev, stat.st_ino)
+                available = stat.st_size
+            if available <= pos:
+                # Ask the file how far the fill got only when this reader
+                # has caught up with what it last saw.
+                available = os.fstat(fd).st_size
+            available = min(available, limit)
+            if available > pos:
+                chunk = os.pread(fd, min(self.chunk_size, available - pos),
+                                 pos)
+                if not chunk:
+                    # A resuming fill cut the file back: look again.
+                    available = pos
+                    continue
+                pos += len(chunk)
+                at.pos = pos
+                last_progress = time.monotonic()
+                yield chunk
+                continue
+            # Caught up with the fill: find out what it is doing.
+            fill = self._fills.get(image_id)
+            if fill is not None and not fill.done and fill.file == file:
+                if fill.verified:
                     verified = True
                     continue
-                if stat.st_nlink == 0 or outcome in (
-                        cache_module.WRITE_FAILED,
-                        cache_module.VERIFY_FAILED):
-                    yield from self._after_discard(record, outcome, pos, end)
-                    return
-                lock = self.cache.lock(image_id, 'fill')
-                if not lock.try_lock():
-                    lock.close()
-                    self._check_stall(image_id, last_progress)
-                    time.sleep(POLL_INTERVAL)
-                    continue
-                # The fill stopped without a verdict: its worker died or
-                # central failed. Take it over (resume) once.
-                if takeovers >= MAX_TAKEOVERS:
-                    lock.unlock()
-                    lock.close()
-                    raise exceptions.UpstreamStreamError(
-                        self.central.backend, 'image %s: central failed '
-                        'while the cache was filling it' % image_id)
-                takeovers += 1
+                with fill.cond:
+                    if (fill.written <= pos and not fill.verified and
+                            not fill.done):
+                        fill.cond.wait(0.5)
+                self._check_stall(image_id, last_progress)
+                continue
+            stat = os.fstat(fd)
+            outcome = self._outcome(image_id)
+            if (outcome in (cache_module.VERIFIED, cache_module.COMMITTED) and
+                    stat.st_size >= expected.size and
+                    self._names(image_id, stat)):
+                verified = True
+                continue
+            if stat.st_nlink == 0 or outcome in (
+                    cache_module.WRITE_FAILED, cache_module.VERIFY_FAILED):
+                yield from self._after_discard(record, expected, at,
+                                               outcome, end)
+                return
+            lock = self.cache.lock(image_id, 'fill')
+            if not lock.try_lock():
+                lock.close()
+                self._check_stall(image_id, last_progress)
+                time.sleep(POLL_INTERVAL)
+                continue
+            # The fill stopped without a verdict: its worker died or
+            # central failed. Take it over (resume) once.
+            if takeovers >= MAX_TAKEOVERS:
+                lock.unlock()
+                lock.close()
+                raise exceptions.UpstreamStreamError(
+                    self.central.backend, 'image %s: central failed '
+                    'while the cache was filling it' % image_id)
+            takeovers += 1
+            try:
                 status = self._fill_holding(lock, expected, record)
-                if status == NO_ROOM:
-                    yield from self._counted_from_central(
-                        self.central.open_data(record, pos, end - pos))
-                    return
-                last_progress = time.monotonic()
-        finally:
-            if fd is not None:
-                os.close(fd)
+            except exceptions.UpstreamError as e:
+                raise self._stream_error(record, e) from e
+            if status == NO_ROOM:
+                yield from self._rest_from_central(record, expected, at, end)
+                return
+            last_progress = time.monotonic()
+
+    def _names(self, image_id, stat):
+        """Whether the open file *stat* describes is still the image's
+        partial or complete file: a recorded outcome speaks of the fill of
+        that file, not of a later one that started anew after it was
+        discarded. Cost: one or two stat calls, once per read.
+        """
+        # Partial first: a commit renames it to the complete one.
+        for partial in (True, False):
+            try:
+                named = os.stat(self.cache.data_path(image_id, partial))
+            except OSError:
+                continue
+            if (named.st_dev, named.st_ino) == (stat.st_dev, stat.st_ino):
+                return True
+        return False
 
     def _open_fill_file(self, image_id):
         for partial in (True, False):
@@ -598,20 +717,83 @@ class ReadThrough:
         finally:
             lock.close()
 
-    def _after_discard(self, record, outcome, pos, end):
-        """The file of the fill this reader followed is gone.
+    def _after_discard(self, record, expected, at, outcome, end):
+        """The fill this reader followed ended without verifying its file,
+        or the file is gone.
 
         A failed verification is the client's error to see. Otherwise the
         disk refused the bytes, or the entry was committed and evicted
-        before this reader opened it, or its fill was abandoned: the bytes
-        sent so far came from central, and the rest comes from central.
+        before this reader opened it, or its fill was abandoned: the rest
+        comes from central (_rest_from_central).
         """
         if outcome == cache_module.VERIFY_FAILED:
             raise exceptions.CacheIntegrityError(
                 'image %s: the data central sent does not match its record; '
                 'nothing was cached' % record.id)
-        yield from self._counted_from_central(
-            self.central.open_data(record, pos, end - pos))
+        return self._rest_from_central(record, expected, at, end)
+
+    def _rest_from_central(self, record, expected, at, end):
+        """The rest of a whole-image read from central, when the cache
+        failed under it or lost the file it read.
+
+        Before the first byte this is a pass-through, as for any image the
+        cache cannot take. After it, central's bytes cannot vouch for the
+        cached ones already sent (they may come from a fill that was about
+        to fail verification): the reader verifies by itself
+        (_verified_rest).
+        """
+        if at.pos == at.offset:
+            return self._from_central(
+                self._open_mid_stream(record, at.pos, end - at.pos), record)
+        return self._verified_rest(record, expected, at, end)
+
+    def _verified_rest(self, record, expected, at, end):
+        """Hash the bytes already sent (read again from the open file) and
+        central's rest as it passes; release the last HOLD_BACK bytes only
+        if the whole matches central's size and hash, else raise
+        CacheIntegrityError.
+
+        Cost: one hash of the image on this thread and a second read of
+        what was sent, on this failure path only.
+        """
+        hasher = hashlib.new(expected.algo)
+        pos = at.offset  # 0: only whole images are followed
+        while pos < at.pos:
+            block = os.pread(at.fd, min(self.chunk_size, at.pos - pos), pos)
+            if not block:
+                raise streams.StreamError(
+                    'image %s: its cache file shrank under the reader at '
+                    'byte %d; the read ends short' % (record.id, pos))
+            hasher.update(block)
+            pos += len(block)
+        hold_from = end - HOLD_BACK
+        held = []
+        data = self._from_central(
+            self._open_mid_stream(record, pos, end - pos), record)
+        try:
+            for chunk in data:
+                hasher.update(chunk)
+                start, pos = pos, pos + len(chunk)
+                if pos <= hold_from:
+                    yield chunk
+                elif start < hold_from:
+                    yield chunk[:hold_from - start]
+                    held.append(chunk[hold_from - start:])
+                else:
+                    held.append(chunk)
+        finally:
+            data.close()
+        if pos != end or hasher.hexdigest() != expected.digest:
+            self.cache.count(verification_failures=1)
+            LOG.error('image %s: the bytes a reader sent from the cache and '
+                      'the rest from central do not match its record '
+                      '(%d bytes, %s %s expected); the read ends short',
+                      record.id, expected.size, expected.algo,
+                      expected.digest)
+            raise exceptions.CacheIntegrityError(
+                'image %s: the data central sent does not match its record; '
+                'the read ends short' % record.id)
+        yield b''.join(held)
 
     def _check_stall(self, image_id, last_progress):
         if time.monotonic() - last_progress > self.stall_timeout:

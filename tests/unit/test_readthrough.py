@@ -6,10 +6,14 @@ tests/functional/test_readthrough.py.
 
 import concurrent.futures
 import errno
+import gc
 import hashlib
+import multiprocessing
 import os
+import sqlite3
 import threading
 import time
+import uuid
 
 import fixtures
 import testtools
@@ -35,18 +39,23 @@ class FakeCentral:
         self.fail_at = None       # raise UpstreamStreamError at this byte
         self.down = False         # refuse before any byte
         self.gate = None          # threading.Event every chunk waits for
+        self.hold_at = None       # chunks from this byte wait for resume
+        self.resume = threading.Event()
+        self.open_streams = 0     # streams handed out and not closed
 
     def open_data(self, record, offset=0, length=None, request_id=None):
         if self.down:
             raise exceptions.UpstreamUnavailable(self.backend, 'down')
         length = record.size - offset if length is None else length
         self.calls.append((offset, length))
-        return self._chunks(offset, offset + length)
+        return FakeStream(self, self._chunks(offset, offset + length))
 
     def _chunks(self, pos, end):
         while pos < end:
             if self.gate is not None:
                 self.gate.wait(10)
+            if self.hold_at is not None and pos >= self.hold_at:
+                self.resume.wait(10)
             if self.fail_at is not None and pos >= self.fail_at:
                 raise exceptions.UpstreamStreamError(self.backend, 'died')
             stop = min(end, pos + self.chunk)
@@ -56,6 +65,30 @@ class FakeCentral:
             pos = stop
 
 
+class FakeStream:
+    """A stream of FakeCentral that knows whether it was closed: a real one
+    holds an HTTP response.
+    """
+
+    def __init__(self, central, chunks):
+        self.central = central
+        self.chunks = chunks
+        self.closed = False
+        central.open_streams += 1
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self.chunks)
+
+    def close(self):
+        self.chunks.close()
+        if not self.closed:
+            self.closed = True
+            self.central.open_streams -= 1
+
+
 def record_of(data, **fields):
     raw = {'id': IMAGE, 'size': len(data), 'status': 'active',
            'os_hash_algo': 'sha512',
@@ -63,6 +96,23 @@ def record_of(data, **fields):
            'checksum': hashlib.md5(data).hexdigest()}
     raw.update(fields)
     return upstream.ImageRecord(raw)
+
+
+def open_fds():
+    return len(os.listdir('/proc/self/fd'))
+
+
+def drain(chunks):
+    """Read *chunks* to the end: (the bytes received, the exception that
+    ended the stream or None).
+    """
+    received = []
+    try:
+        for chunk in chunks:
+            received.append(chunk)
+    except Exception as e:
+        return b''.join(received), e
+    return b''.join(received), None
 
 
 class ReadThroughTestCase(testtools.TestCase):
@@ -89,6 +139,28 @@ class ReadThroughTestCase(testtools.TestCase):
 
     def read_all(self, **kw):
         return b''.join(self.read(**kw))
+
+    def first_call_only(self):
+        """Let central answer the first open_data only; refuse the others
+        (central goes down after the first fill began).
+        """
+        open_data = self.central.open_data
+
+        def first_only(*args, **kw):
+            if self.central.calls:
+                raise exceptions.UpstreamUnavailable('central', 'down')
+            return open_data(*args, **kw)
+        self.central.open_data = first_only
+
+    def heal_after_first_call(self):
+        """Central's first stream fails at fail_at; later ones do not."""
+        open_data = self.central.open_data
+
+        def healing(*args, **kw):
+            if self.central.calls:
+                self.central.fail_at = None
+            return open_data(*args, **kw)
+        self.central.open_data = healing
 
     def wait_committed(self, timeout=10):
         """Join this process's fills (they count and commit in their own
@@ -219,18 +291,11 @@ class TestRanges(ReadThroughTestCase):
 
     def test_range_inside_an_interrupted_prefix_works_with_central_down(self):
         self.central.fail_at = 100 * KiB
-        self.central.open_data = self._once(self.central.open_data)
+        self.first_call_only()
         self.assertRaises(exceptions.UpstreamError, self.read_all)
         self.central.down = True
         self.assertEqual(self.data[10:20], self.read_all(offset=10,
                                                          length=10))
-
-    def _once(self, open_data):
-        def first_only(*args, **kw):
-            if self.central.calls:
-                raise exceptions.UpstreamUnavailable('central', 'down')
-            return open_data(*args, **kw)
-        return first_only
 
     def test_range_beyond_the_prefix_goes_to_central_and_warms(self):
         self.assertEqual(self.data[-10:], self.read_all(
@@ -276,3 +341,384 @@ class TestDiskFull(ReadThroughTestCase):
         self.assertEqual(1, self.log.output.count('refused a write'))
         self.assertIsNone(self.cache.entry(IMAGE))
         self.assertFalse(os.path.exists(self.cache.data_path(IMAGE, True)))
+
+
+class TestCacheFailingUnderAReader(ReadThroughTestCase):
+    """A whole-image reader that already sent cached bytes when the cache
+    failed under it reads the rest from central, and releases the last byte
+    only if what it sent and central's rest together match the record.
+    """
+
+    def refuse_writes(self):
+        """Make the disk refuse every write from now on: ENOSPC."""
+        real_write = os.write
+
+        def full_disk(fd, data):
+            raise OSError(errno.ENOSPC, 'No space left on device')
+        self.useFixture(fixtures.MonkeyPatch(
+            'glance_store_remote.readthrough.os.write', full_disk))
+        self.addCleanup(setattr, os, 'write', real_write)
+
+    def disk_full_after_first_chunk(self, record):
+        self.central.hold_at = 64 * KiB
+        chunks = self.read(record=record)
+        first = next(chunks)
+        self.refuse_writes()
+        self.central.resume.set()
+        received, error = drain(chunks)
+        return first + received, error
+
+    def test_disk_refusing_after_bytes_were_sent_verifies_centrals_rest(self):
+        received, error = self.disk_full_after_first_chunk(self.record)
+        self.assertIsNone(error)
+        self.assertEqual(self.data, received)
+        offset, length = self.central.calls[-1]
+        self.assertGreater(offset, 0)
+        self.assertEqual(self.SIZE, offset + length)
+
+    def test_disk_refusing_after_bytes_were_sent_never_ends_unverified(self):
+        lying = record_of(self.data, os_hash_value='0' * 128)
+        received, error = self.disk_full_after_first_chunk(lying)
+        self.assertIsInstance(error, exceptions.CacheIntegrityError)
+        self.assertEqual(self.SIZE - readthrough.HOLD_BACK, len(received))
+
+    def cache_gone_after_first_chunk(self, record):
+        self.central.fail_at = 64 * KiB
+        self.heal_after_first_call()
+        chunks = self.read(record=record)
+        first = next(chunks)
+        self.useFixture(fixtures.MockPatchObject(
+            self.cache, 'lock', side_effect=exceptions.CacheError('gone')))
+        received, error = drain(chunks)
+        return first + received, error
+
+    def test_cache_gone_under_a_reader_verifies_centrals_rest(self):
+        received, error = self.cache_gone_after_first_chunk(self.record)
+        self.assertIsNone(error)
+        self.assertEqual(self.data, received)
+
+    def test_cache_gone_under_a_reader_never_ends_unverified(self):
+        lying = record_of(self.data, os_hash_value='0' * 128)
+        received, error = self.cache_gone_after_first_chunk(lying)
+        self.assertIsInstance(error, exceptions.CacheIntegrityError)
+        self.assertEqual(self.SIZE - readthrough.HOLD_BACK, len(received))
+
+    def no_room_for_takeover_after_first_chunk(self, record):
+        self.central.fail_at = 64 * KiB
+        self.heal_after_first_call()
+        chunks = self.read(record=record)
+        first = next(chunks)
+        self.useFixture(fixtures.MockPatchObject(
+            self.cache, 'reserve', return_value=False))
+        received, error = drain(chunks)
+        return first + received, error
+
+    def test_takeover_without_room_verifies_centrals_rest(self):
+        received, error = self.no_room_for_takeover_after_first_chunk(
+            self.record)
+        self.assertIsNone(error)
+        self.assertEqual(self.data, received)
+
+    def test_takeover_without_room_never_ends_unverified(self):
+        lying = record_of(self.data, os_hash_value='0' * 128)
+        received, error = self.no_room_for_takeover_after_first_chunk(lying)
+        self.assertIsInstance(error, exceptions.CacheIntegrityError)
+        self.assertEqual(self.SIZE - readthrough.HOLD_BACK, len(received))
+
+    def test_a_later_fill_never_vouches_for_the_file_of_a_failed_one(self):
+        # A reader holds the file of a fill that failed verification, its
+        # last byte held back; a second fill of the image then verifies and
+        # commits. Its verdict speaks of another file.
+        good = self.data
+        self.central.data = os.urandom(self.SIZE)
+        stale = self.read()
+        received = 0
+        while received < self.SIZE - readthrough.HOLD_BACK:
+            received += len(next(stale))
+        self.reader.wait_for_fills(10)
+        self.central.data = good
+        self.assertEqual(good, self.read_all())
+        self.assertTrue(self.wait_committed())
+        self.assertRaises(IOError, next, stale)
+
+
+class TestEveryMidStreamErrorIsAnIOError(ReadThroughTestCase):
+    """Glance's location import retries only IOErrors, and a client sees a
+    short body only if the stream raises: each way a stream already handed
+    to Glance can fail.
+    """
+
+    def assertEndsWith(self, error_class, chunks):
+        received, error = drain(chunks)
+        self.assertIsInstance(error, error_class)
+        self.assertIsInstance(error, IOError)
+        self.assertLess(len(received), self.SIZE)
+        return received
+
+    def test_hit_whose_file_shrank(self):
+        self.read_all()
+        self.assertTrue(self.wait_committed())
+        chunks = self.read()
+        os.truncate(self.cache.data_path(IMAGE), 1000)
+        self.assertEndsWith(exceptions.CacheIntegrityError, chunks)
+
+    def test_hit_whose_disk_fails(self):
+        self.read_all()
+        self.assertTrue(self.wait_committed())
+        chunks = self.read()
+        self.useFixture(fixtures.MonkeyPatch(
+            'glance_store_remote.readthrough.os.pread',
+            lambda *a: (_ for _ in ()).throw(OSError(errno.EIO, 'EIO'))))
+        self.assertEndsWith(OSError, chunks)
+
+    def test_pass_through_stream_failing(self):
+        self.central.fail_at = 100 * KiB
+        odd = record_of(self.data, os_hash_algo='no-such-hash')
+        self.assertEndsWith(exceptions.UpstreamStreamError,
+                            self.read(record=odd))
+
+    def test_fill_failing_verification(self):
+        lying = record_of(self.data, os_hash_value='0' * 128)
+        self.assertEndsWith(exceptions.CacheIntegrityError,
+                            self.read(record=lying))
+
+    def test_takeover_refused_by_central(self):
+        self.central.fail_at = 64 * KiB
+        self.first_call_only()
+        self.assertEndsWith(exceptions.UpstreamStreamError, self.read())
+
+    def test_takeovers_exhausted(self):
+        self.central.fail_at = 64 * KiB
+        self.assertEndsWith(exceptions.UpstreamStreamError, self.read())
+
+    def test_fill_that_stalls(self):
+        self.reader.stall_timeout = 0.3
+        self.central.gate = threading.Event()
+        try:
+            self.assertEndsWith(exceptions.UpstreamStreamError, self.read())
+        finally:
+            self.central.gate.set()
+
+    def test_central_refusing_the_rest_after_the_disk_refused(self):
+        # The first write fails: nothing was sent, the reader turns to
+        # central, which is down by then.
+        self.useFixture(fixtures.MonkeyPatch(
+            'glance_store_remote.readthrough.os.write',
+            lambda *a: (_ for _ in ()).throw(OSError(errno.ENOSPC, 'full'))))
+        self.first_call_only()
+        self.assertEqual(b'', self.assertEndsWith(
+            exceptions.UpstreamStreamError, self.read()))
+
+    def test_central_failing_in_the_verified_rest(self):
+        self.central.hold_at = 64 * KiB
+        chunks = self.read()
+        next(chunks)
+        self.useFixture(fixtures.MonkeyPatch(
+            'glance_store_remote.readthrough.os.write',
+            lambda *a: (_ for _ in ()).throw(OSError(errno.ENOSPC, 'full'))))
+        self.central.fail_at = 150 * KiB
+        self.central.resume.set()
+        self.assertEndsWith(exceptions.UpstreamStreamError, chunks)
+
+
+class TestUnstartedIterators(ReadThroughTestCase):
+    """Glance closes or drops an image iterator before its first chunk on
+    error paths: what the read opened is released all the same.
+    """
+
+    N = 1000
+
+    def close_and_drop(self, open_one):
+        for _ in range(self.N):
+            open_one().close()
+        for _ in range(self.N):
+            open_one()
+        gc.collect()
+
+    def test_hits_release_their_file_and_read_lock(self):
+        self.read_all()
+        self.assertTrue(self.wait_committed())
+        gc.collect()
+        before = open_fds()
+        self.close_and_drop(self.read)
+        self.assertEqual(before, open_fds())
+        self.assertEqual('evicted', self.cache.evict(IMAGE))
+
+    def test_ranges_from_a_prefix_release_their_file(self):
+        self.central.fail_at = 100 * KiB
+        self.first_call_only()
+        drain(self.read())
+        self.reader.wait_for_fills(10)
+        gc.collect()
+        before = open_fds()
+        self.close_and_drop(lambda: self.read(offset=10, length=10))
+        self.assertEqual(before, open_fds())
+
+    def test_pass_through_closes_its_central_stream(self):
+        odd = record_of(self.data, os_hash_algo='no-such-hash')
+        self.close_and_drop(lambda: self.read(record=odd))
+        self.assertEqual(0, self.central.open_streams)
+
+
+class TestZeroByteImage(ReadThroughTestCase):
+
+    def test_reads_empty_without_central_or_the_cache(self):
+        empty = record_of(b'')
+        self.assertEqual(b'', b''.join(self.read(record=empty)))
+        self.reader.wait_for_fills(10)
+        self.assertEqual([], self.central.calls)
+        self.assertIsNone(self.cache.entry(IMAGE))
+        self.central.down = True
+        self.assertEqual(b'', b''.join(self.read(record=empty)))
+
+
+class TestRangePastCentralsSize(ReadThroughTestCase):
+    """Glance computes the range from the EDGE record, which may say the
+    image is larger than central's.
+    """
+
+    def test_refused_before_any_byte_on_a_miss(self):
+        error = self.assertRaises(exceptions.UpstreamProtocolError,
+                                  self.read, offset=0, length=self.SIZE + 10)
+        self.assertIn('%d bytes' % self.SIZE, str(error))
+        self.assertEqual([], self.central.calls)
+
+    def test_refused_before_any_byte_on_a_hit(self):
+        self.read_all()
+        self.assertTrue(self.wait_committed())
+        self.assertRaises(exceptions.UpstreamProtocolError, self.read,
+                          offset=self.SIZE - 5, length=10)
+        self.assertEqual(1, len(self.central.calls))
+
+
+class TestFips(ReadThroughTestCase):
+
+    def test_md5_refused_by_hashlib_streams_uncached(self):
+        real_new = hashlib.new
+
+        def fips_new(name, *args, **kwargs):
+            if name.lower() == 'md5':
+                raise ValueError('[digital envelope routines] unsupported')
+            return real_new(name, *args, **kwargs)
+        self.useFixture(fixtures.MonkeyPatch('hashlib.new', fips_new))
+        md5_only = record_of(self.data, os_hash_algo=None,
+                             os_hash_value=None)
+        self.assertEqual(self.data, b''.join(self.read(record=md5_only)))
+        self.reader.wait_for_fills(10)
+        self.assertIsNone(self.cache.entry(IMAGE))
+        self.assertIn('cannot be verified', self.log.output)
+
+
+# -- two worker processes on one cache directory ----------------------------
+
+# Seconds an index write of the worker processes waits for a busy index (30
+# in production): short, so that a run lasts a fraction of a second while
+# the end of a failed fill still waits on the index.
+BUSY_TIMEOUT = 0.1
+# Seconds the third connection holds the index: longer than the two index
+# writes at the end of a failed fill wait together.
+BUSY_HOLD = 0.35
+PROCESS_SIZE = 64 * KiB
+
+
+class _PacedCentral(FakeCentral):
+    """Central for a worker process: slow enough that the other worker
+    follows the fill; after the last byte of a whole image it waits until
+    the index is held busy, so that the fill ends with the index busy.
+    """
+
+    def __init__(self, fetched, busy):
+        super().__init__(b'')
+        self.fetched = fetched
+        self.busy = busy
+
+    def _chunks(self, pos, end):
+        whole = pos == 0 and end == len(self.data)
+        for chunk in super()._chunks(pos, end):
+            time.sleep(0.005)
+            yield chunk
+        if whole:
+            self.fetched.set()
+            self.busy.wait(10)
+
+
+def _worker(root, commands, results, fetched, busy):
+    """A glance-api worker: reads each image it is sent, whole, and reports
+    (bytes its client received, (is an IOError, error) or None).
+    """
+    real_connect = sqlite3.connect
+
+    def connect(*args, **kwargs):
+        kwargs['timeout'] = BUSY_TIMEOUT
+        return real_connect(*args, **kwargs)
+    sqlite3.connect = connect
+    central = _PacedCentral(fetched, busy)
+    reader = readthrough.ReadThrough(cache.Cache(root, 1024 * KiB), central,
+                                     chunk_size=16 * KiB, stall_timeout=5)
+    results.put('ready')
+    for raw, sent in iter(commands.get, None):
+        central.data = sent
+        received, error = 0, None
+        try:
+            for chunk in reader.read(upstream.ImageRecord(raw), 0,
+                                     raw['size']):
+                received += len(chunk)
+        except Exception as e:
+            error = (isinstance(e, IOError), '%s: %s' % (type(e).__name__, e))
+        reader.wait_for_fills(10)
+        results.put((received, error))
+
+
+class TestVerdictAcrossProcesses(testtools.TestCase):
+    """Two workers read an image whose bytes fail verification while a
+    third connection holds the index busy at the end of the fill (the
+    discard of the partial waits on the index).
+    """
+
+    RUNS = 20
+
+    def test_no_reader_gets_the_whole_of_an_image_that_failed(self):
+        self.useFixture(fixtures.Timeout(120, gentle=True))
+        root = self.useFixture(fixtures.TempDir()).path
+        cache.Cache(root, 1024 * KiB)
+        context = multiprocessing.get_context('spawn')
+        fetched, busy = context.Event(), context.Event()
+        results = context.Queue()
+        commands = []
+        for _ in range(2):
+            queue = context.Queue()
+            worker = context.Process(target=_worker, daemon=True, args=(
+                root, queue, results, fetched, busy))
+            worker.start()
+            self.addCleanup(worker.terminate)
+            self.addCleanup(worker.join, 10)
+            self.addCleanup(queue.put, None)
+            commands.append(queue)
+        for _ in commands:
+            self.assertEqual('ready', results.get(timeout=30))
+        index = sqlite3.connect(os.path.join(root, 'index.sqlite'),
+                                isolation_level=None)
+        self.addCleanup(index.close)
+        outcomes = []
+        for _ in range(self.RUNS):
+            good = os.urandom(PROCESS_SIZE)
+            raw = {'id': str(uuid.uuid4()), 'size': PROCESS_SIZE,
+                   'status': 'active', 'os_hash_algo': 'sha512',
+                   'os_hash_value': hashlib.sha512(good).hexdigest()}
+            sent = os.urandom(PROCESS_SIZE)
+            fetched.clear()
+            busy.clear()
+            for queue in commands:
+                queue.put((raw, sent))
+            self.assertTrue(fetched.wait(20))
+            index.execute('BEGIN IMMEDIATE')
+            busy.set()
+            time.sleep(BUSY_HOLD)
+            index.execute('COMMIT')
+            outcomes += [results.get(timeout=20) for _ in commands]
+        whole = [o for o in outcomes if o[0] == PROCESS_SIZE]
+        self.assertEqual([], whole, '%d wrong images in %d runs'
+                         % (len(whole), self.RUNS))
+        for received, error in outcomes:
+            self.assertIsNotNone(error)
+            self.assertTrue(error[0], error[1])
