@@ -229,12 +229,14 @@ class GlanceServer:
     loaded once in the master and the workers are forked from it (uWSGI's
     default, without ``lazy-apps``; devstack sets lazy-apps): what the
     driver opened while Glance configured its stores is inherited by every
-    worker. It needs the config dir in the environment (uWSGI passes no
-    argv to Glance), ``--need-app`` (else it serves 500s when Glance fails
-    to load), ``--die-on-term`` (else SIGTERM reloads), ``--no-orphans``
-    (workers die with their master) and, with its plain ``--http-socket``
-    (no keep-alive), ``Connection: close``; ``--chunked-input-limit``
-    lets glanceclient upload in 64 MiB chunks.
+    worker. Found by running it here, it needs: the config dir in the
+    environment (uWSGI passes no argv to Glance); ``--need-app`` (else it
+    serves errors when Glance fails to load); ``--die-on-term`` (else
+    SIGTERM reloads and stop() waits for SIGKILL); ``--no-orphans``
+    (workers die with their master); ``Connection: close`` (its plain
+    ``--http-socket`` does no keep-alive: a client reusing a connection is
+    reset); ``--chunked-input-limit`` (glanceclient uploads chunked: 500
+    without it).
 
     :param wsgi_server: 'gunicorn' or 'uwsgi'
     """
