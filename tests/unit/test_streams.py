@@ -9,6 +9,7 @@ copy to a failing store), or drops it inside a wrapper that never closes it
 import gc
 import hashlib
 import os
+import threading
 import time
 
 import fixtures
@@ -19,6 +20,13 @@ from tests.unit import base
 
 
 def open_fds():
+    """Open descriptors once fill threads have ended and garbage is
+    collected.
+    """
+    for thread in threading.enumerate():
+        if thread.name.startswith(('fill-', 'hash-')):
+            thread.join(10)
+    gc.collect()
     return len(os.listdir('/proc/self/fd'))
 
 
@@ -45,15 +53,15 @@ class TestUnstartedStoreReads(base.StoreTestCase):
         self.store._readthrough.wait_for_fills(10)
 
     def test_a_thousand_closed_and_a_thousand_dropped_leak_nothing(self):
-        gc.collect()
         before = open_fds()
         for _ in range(1000):
             chunks, _ = self.store.get(self.loc)
             chunks.close()
         for _ in range(1000):
             self.store.get(self.loc)
-        gc.collect()
-        self.assertEqual(before, open_fds())
+        # A leak is two descriptors per read: thousands here. Two of slack
+        # for threads of other tests.
+        self.assertLessEqual(open_fds(), before + 2)
         self.assertEqual('evicted', self.store._cache.evict(self.body['id']))
 
 
