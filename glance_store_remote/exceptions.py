@@ -57,6 +57,13 @@ class UpstreamProtocolError(UpstreamError):
     """
 
 
+class SizeMismatch(UpstreamProtocolError):
+    """Glance asked for bytes past the end of central's image: it computes
+    offsets from the edge's record, and that record's size disagrees with
+    central's. Raised before any byte.
+    """
+
+
 class CacheError(RemoteGlanceError):
     """The local cache cannot be used (disk full, unwritable directory,
     damaged index).
@@ -70,6 +77,15 @@ class CacheIntegrityError(CacheError, IOError):
 
     Nothing was committed. The client in flight gets a short body (this is
     an IOError), never a complete-looking wrong image.
+    """
+
+
+class StreamError(RemoteGlanceError, IOError):
+    """A stream already handed to Glance failed in a way nothing else
+    names (a bug, or a cache file that shrank under its reader).
+
+    An IOError: Glance's import task retries it, the client sees a short
+    body.
     """
 
 

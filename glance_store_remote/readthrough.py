@@ -144,7 +144,7 @@ class ReadThrough:
         :returns: a streams.Chunks; part way it raises IOErrors only
         :raises UpstreamNotFound, UpstreamUnavailable, UpstreamProtocolError:
             before any byte, when central is needed and cannot serve
-            (upstream.SizeMismatch: the range ends past central's size)
+            (exceptions.SizeMismatch: the range ends past central's size)
         """
         upstream.check_range(self.central.backend, record, offset, length)
         if not length:
@@ -761,7 +761,7 @@ class ReadThrough:
         while pos < at.pos:
             block = os.pread(at.fd, min(self.chunk_size, at.pos - pos), pos)
             if not block:
-                raise streams.StreamError(
+                raise exceptions.StreamError(
                     'image %s: its cache file shrank under the reader at '
                     'byte %d; the read ends short' % (record.id, pos))
             hasher.update(block)

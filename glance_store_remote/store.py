@@ -50,6 +50,10 @@ _LOCATION = re.compile(r'remote-glance://(?P<backend>%s)/(?P<image_id>%s)'
 _TO_GLANCE_STORE = (
     (exceptions.InvalidLocation, gs_exceptions.BadStoreUri),
     (exceptions.LinkRefused, gs_exceptions.NotFound),
+    # Before any byte: a 503 naming both sizes. Glance would turn NotFound
+    # into an empty 204 and StoreRandomGetNotSupported into a 400 that
+    # blames a client whose range was valid for the edge record.
+    (exceptions.SizeMismatch, gs_exceptions.RemoteServiceUnavailable),
     (exceptions.UpstreamNotFound, gs_exceptions.NotFound),
     (exceptions.UpstreamUnavailable, gs_exceptions.RemoteServiceUnavailable),
     (exceptions.UpstreamProtocolError,

@@ -23,15 +23,6 @@ LOG = logging.getLogger(__name__)
 _EXHAUSTED = iter(())
 
 
-class StreamError(exceptions.RemoteGlanceError, IOError):
-    """A stream already handed to Glance failed in a way nothing else
-    names (a bug, or a cache file that shrank under its reader).
-
-    An IOError: Glance's import task retries it, the client sees a short
-    body. Belongs in exceptions.py.
-    """
-
-
 class Chunks:
     """An iterator over *chunks* that releases *release* once.
 
@@ -63,8 +54,8 @@ class Chunks:
         except Exception as e:
             self.close()
             LOG.exception('%s: stream failed', self._name)
-            raise StreamError('%s: stream failed: %s' % (self._name, e)) \
-                from e
+            raise exceptions.StreamError(
+                '%s: stream failed: %s' % (self._name, e)) from e
 
     def close(self):
         """Stop the stream and release what it holds; idempotent."""

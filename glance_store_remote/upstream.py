@@ -50,25 +50,18 @@ def _origin(url):
     return parts.scheme, parts.hostname, parts.port
 
 
-class SizeMismatch(exceptions.UpstreamProtocolError):
-    """Glance asked for bytes past the end of central's image: it computes
-    offsets from the edge's record, and that record's size disagrees with
-    central's. Raised before any byte. Belongs in exceptions.py.
-    """
-
-
 def check_range(backend, record, offset, length):
     """Refuse a read of *length* bytes from *offset* that central's image
     cannot serve, before anything is opened.
 
     :raises ValueError: a negative offset or length (the caller's bug)
-    :raises SizeMismatch: the range ends past central's size
+    :raises exceptions.SizeMismatch: the range ends past central's size
     """
     if offset < 0 or length < 0:
         raise ValueError('range %d+%d of image %s is negative'
                          % (offset, length, record.id))
     if offset + length > record.size:
-        raise SizeMismatch(
+        raise exceptions.SizeMismatch(
             backend, 'image %s: bytes %d-%d were asked for, but central\'s '
             'image has %d bytes: the edge\'s record of this image does not '
             'match central\'s (size)' % (record.id, offset,
@@ -297,7 +290,7 @@ class Central:
         image): no request.
 
         :raises UpstreamNotFound, UpstreamUnavailable, UpstreamProtocolError
-            (SizeMismatch: the range ends past central's image)
+            (exceptions.SizeMismatch: the range ends past central's image)
         :raises ValueError: a negative offset or length
         """
         size = record.size

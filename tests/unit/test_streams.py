@@ -15,6 +15,7 @@ import time
 import fixtures
 import testtools
 
+from glance_store_remote import exceptions
 from glance_store_remote import streams
 from tests.unit import base
 
@@ -125,7 +126,7 @@ class TestChunks(testtools.TestCase):
 
     def test_any_other_error_part_way_becomes_an_ioerror(self):
         chunks = self.stream(fail=KeyError('bug'))
-        raised = self.assertRaises(streams.StreamError, list, chunks)
+        raised = self.assertRaises(exceptions.StreamError, list, chunks)
         self.assertIsInstance(raised, IOError)
         self.assertIsInstance(raised.__cause__, KeyError)
         self.assertIn('image x', str(raised))
