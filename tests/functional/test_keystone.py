@@ -71,8 +71,11 @@ class TestKeystone(KeystoneTestCase):
             size=4096, visibility='private',
             owner=self.lab.projects['project-a'])
         self.assertEqual('active', self.link(central.id, 'alice').status)
-        self.assertRaises(glance_exc.HTTPForbidden, self.link, central.id,
+        # Refused like an unknown image: nobody learns it exists.
+        self.assertRaises(glance_exc.HTTPBadRequest, self.link, central.id,
                           'bob')
+        self.assertIn('may not link central image %s' % central.id,
+                      self.lab.edge.log_text())
 
     def test_application_credential_then_its_revocation(self):
         credential_id, secret = self.lab.application_credential()
