@@ -152,12 +152,21 @@ class TestFreshAuthorization(AuthorizationTestCase):
     def test_no_new_link_while_central_is_down(self):
         central, _ = self.central_image('public')
         self.download(self.allowed(BOB, central.id), central)  # cached
+        uncached, _ = self.central_image('public')
+        never_read = self.allowed(BOB, uncached.id)
         self.lab.central.stop()
         time.sleep(self.TTL + 0.2)
         edge = self.make_edge_image(BOB)
         response = self.patch(edge.id, *self.v21_add(central.id), BOB)
         self.assertEqual(503, response.status_code)
-        self.assertNotIn('127.0.0.1', response.text)
+        # Neither answer names central's internal endpoint; the log does.
+        download, body, _ = self.fetch(never_read, identity=BOB)
+        self.assertEqual(503, download.status_code)
+        for text in (response.text, body.decode()):
+            self.assertIn('central is unavailable', text)
+            self.assertNotIn(self.lab.central.url.split('//')[1], text)
+        self.assertIn(self.lab.central.url.split('//')[1],
+                      self.lab.edge.log_text())
 
     def v21_add(self, central_id):
         return V21, [{'op': 'add', 'path': '/locations/-',

@@ -100,6 +100,8 @@ class TestSingleFlight(base.CacheTestCase):
         first.close()
         faults.release()
         self.assertEqual(data, b''.join(second.iter_content(MiB)))
+        # The last byte leaves once the data is verified; the commit follows.
+        self.wait_fills_done()
         self.assertIn(central.id + '.data', self.cache_files())
         self.assertEqual([None], self.image_gets(central.id))
 
