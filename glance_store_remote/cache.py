@@ -103,6 +103,13 @@ Entry = collections.namedtuple(
     'Entry', 'image_id state size pinned last_access created')
 
 
+class Unchecked(str):
+    """A problem ``verify`` reports about an entry it cannot check here (its
+    hash is one this Python refuses): not a sign of corruption, and never
+    removed by ``fix``.
+    """
+
+
 def expected_from_record(record):
     """The Expected of a central image record (a dict)."""
     if record.get('os_hash_algo') and record.get('os_hash_value'):
@@ -736,7 +743,10 @@ class Cache:
     def verify(self, fix=False, chunk_size=4 * 1024 * 1024):
         """Re-hash complete entries against the record kept with them.
 
-        Reports rather than raises. With *fix*, a bad entry is removed.
+        Reports rather than raises. With *fix*, a bad entry is removed; an
+        entry whose hash this Python cannot compute (md5 under FIPS, for an
+        entry cached before FIPS was on) is reported as an Unchecked
+        problem and kept: its size is checked, its bytes cannot be.
         Cost: reads every complete entry once.
 
         :returns: list of (image_id, problem or None)
@@ -747,7 +757,7 @@ class Cache:
                 continue
             problem = self._check_entry(entry.image_id, chunk_size)
             report.append((entry.image_id, problem))
-            if problem and fix:
+            if problem and fix and not isinstance(problem, Unchecked):
                 self.evict(entry.image_id, force_pinned=True)
         return report
 
@@ -756,7 +766,17 @@ class Cache:
         if record is None:
             return 'no record kept with the data'
         expected = expected_from_record(record)
-        hasher = hashlib.new(expected.algo)
+        try:
+            hasher = hashlib.new(expected.algo)
+        except (ValueError, TypeError) as refused:
+            try:
+                size = os.stat(self.data_path(image_id)).st_size
+            except OSError as e:
+                return 'unreadable: %s' % e
+            if size != expected.size:
+                return 'size %d, expected %d' % (size, expected.size)
+            return Unchecked('cannot hash %s here (%s): size checked only'
+                             % (expected.algo, refused))
         size = 0
         try:
             with open(self.data_path(image_id), 'rb') as f:

@@ -167,16 +167,25 @@ def cmd_cache_evict(args, conf, backend):
 
 
 def cmd_cache_verify(args, conf, backend):
+    """Exit 1 when an entry is bad. An entry whose hash this host refuses
+    (md5 under FIPS) is listed as unchecked, neither bad nor removed.
+    """
     report = _cache(conf, backend).verify(fix=args.fix)
-    bad = [(i, p) for i, p in report if p]
-    _emit(args, {'checked': len(report),
+    unchecked = [(i, p) for i, p in report if isinstance(p, cache.Unchecked)]
+    bad = [(i, p) for i, p in report
+           if p and not isinstance(p, cache.Unchecked)]
+    removed = [i for i, _ in bad] if args.fix else []
+    _emit(args, {'checked': len(report) - len(unchecked),
                  'bad': [{'image_id': i, 'problem': p} for i, p in bad],
-                 'removed': args.fix and [i for i, _ in bad] or []},
+                 'unchecked': [{'image_id': i, 'problem': p}
+                               for i, p in unchecked],
+                 'removed': removed},
           '\n'.join(['%s %s%s' % (i, p or 'ok',
-                                  ' (removed)' if p and args.fix else '')
+                                  ' (removed)' if i in removed else '')
                      for i, p in report] +
-                    ['%d entries checked, %d bad' % (len(report),
-                                                     len(bad))]))
+                    ['%d entries checked, %d bad, %d could not be checked'
+                     % (len(report) - len(unchecked), len(bad),
+                        len(unchecked))]))
     if bad:
         raise Failed()
 
@@ -285,7 +294,8 @@ def _prefetch(args, conf, backend, image_ids):
     """Fill the cache in this process, through the same read path and locks
     as glance-api: a worker reading the image meanwhile joins this fill.
 
-    :returns: [(image ID, 'cached' or 'failed', details)]
+    :returns: [(image ID, 'cached', 'empty' (a zero-byte image: nothing
+        to keep) or 'failed', details)]
     """
     store = _cache(conf, backend)
     group = conf[backend]
@@ -312,6 +322,12 @@ def _prefetch_one(args, store, central, reader, image_id):
             print('%s already cached' % image_id)
         return 'cached', 'already'
     record = central.fetch_record(image_id)
+    if not record.size:
+        # Glance reads an empty image as an empty stream; the cache keeps
+        # nothing for it.
+        if not args.json:
+            print('%s empty image: nothing to cache' % image_id)
+        return 'empty', 'nothing to cache'
     shown = progress.Progress(image_id, record.size,
                               _Quiet() if args.json else sys.stdout)
     for chunk in reader.read(record, 0, record.size):

@@ -222,6 +222,40 @@ class TestVerifyAndReconcile(CacheTestCase):
         self.assertIsNone(self.cache.entry('bad'))
         self.assertIsNotNone(self.cache.entry('good'))
 
+    def test_verify_reports_an_md5_entry_it_cannot_hash_and_keeps_it(self):
+        # Cached before FIPS was on, with md5 as its only hash.
+        record = self.put('old', b'o' * KiB)
+        del record['os_hash_algo'], record['os_hash_value']
+        with open(self.cache.meta_path('old'), 'w') as f:
+            json.dump(record, f)
+        self.put('good', b'g' * KiB)
+        real_new = hashlib.new
+
+        def fips_new(name, *args, **kwargs):
+            if name.lower() == 'md5':
+                raise ValueError('[digital envelope routines] unsupported')
+            return real_new(name, *args, **kwargs)
+
+        with mock.patch('hashlib.new', fips_new):
+            report = dict(self.cache.verify(fix=True))
+        self.assertIsNone(report['good'])
+        self.assertIsInstance(report['old'], cache.Unchecked)
+        self.assertIn('cannot hash md5 here', report['old'])
+        self.assertIsNotNone(self.cache.entry('old'))
+
+    def test_verify_without_the_hash_still_catches_a_wrong_size(self):
+        record = self.put('old', b'o' * KiB)
+        del record['os_hash_algo'], record['os_hash_value']
+        with open(self.cache.meta_path('old'), 'w') as f:
+            json.dump(record, f)
+        with open(self.cache.data_path('old'), 'ab') as f:
+            f.write(b'X')
+        with mock.patch('hashlib.new', side_effect=ValueError('no md5')):
+            report = dict(self.cache.verify())
+        self.assertEqual('size %d, expected %d' % (KiB + 1, KiB),
+                         report['old'])
+        self.assertNotIsInstance(report['old'], cache.Unchecked)
+
     def test_reconcile_repairs_what_a_crash_leaves(self):
         self.put('lost-data', b'l' * KiB)
         os.unlink(self.cache.data_path('lost-data'))

@@ -1,14 +1,20 @@
 """Unit tests of cmd/main.py: how the CLI finds its backend in the edge's
-glance-api.conf and how it fails. Its talk with central is proven against
-the real lab in tests/functional/test_cmd.py."""
+glance-api.conf and how it fails, and what prefetch and cache verify report
+for the odd image (with a fake central). Its talk with central is proven
+against the real lab in tests/functional/test_cmd.py."""
 
+import hashlib
 import io
+import json
 import os
+from unittest import mock
 
 import fixtures
 import testtools
 
+from glance_store_remote import cache
 from glance_store_remote.cmd import main
+from glance_store_remote import upstream
 
 
 class TestLoadBackend(testtools.TestCase):
@@ -122,3 +128,66 @@ class TestHostileConfiguration(testtools.TestCase):
             except SystemExit as e:
                 code = e.code
             self.assertEqual(2, code, args)
+
+
+class TestCacheCommands(testtools.TestCase):
+    """prefetch and cache verify on a real cache directory; central is a
+    mock that fails the test if data is asked of it.
+    """
+
+    def setUp(self):
+        super().setUp()
+        folder = self.useFixture(fixtures.TempDir()).path
+        self.cache_dir = os.path.join(folder, 'cache')
+        self.config = os.path.join(folder, 'glance-api.conf')
+        with open(self.config, 'w') as f:
+            f.write('[DEFAULT]\nenabled_backends = c:remote-glance\n[c]\n'
+                    'auth_type = none\nendpoint_override = http://127.0.0.1:9'
+                    '\nremote_glance_cache_dir = %s\n' % self.cache_dir)
+        self.stdout = self.useFixture(
+            fixtures.MonkeyPatch('sys.stdout', io.StringIO())).new_value
+        self.central = mock.Mock(backend='c')
+        self.central.open_data.side_effect = AssertionError('data asked')
+        self.useFixture(fixtures.MonkeyPatch(
+            'glance_store_remote.cmd.main._central',
+            lambda *args, **kwargs: self.central))
+
+    def run_cli(self, *args):
+        return main.main(['--config-file', self.config] + list(args))
+
+    def test_prefetch_of_an_empty_image_succeeds_with_nothing_to_cache(self):
+        self.central.fetch_record.return_value = upstream.ImageRecord({
+            'id': 'empty', 'size': 0, 'status': 'active',
+            'os_hash_algo': 'sha512',
+            'os_hash_value': hashlib.sha512(b'').hexdigest(),
+            'checksum': hashlib.md5(b'').hexdigest()})
+        self.assertEqual(0, self.run_cli('prefetch', 'empty'))
+        self.assertEqual('empty empty image: nothing to cache\n',
+                         self.stdout.getvalue())
+        self.stdout.seek(0)
+        self.stdout.truncate()
+        self.assertEqual(0, self.run_cli('--json', 'prefetch', 'empty'))
+        self.assertEqual([{'image_id': 'empty', 'result': 'empty',
+                           'details': 'nothing to cache'}],
+                         json.loads(self.stdout.getvalue()))
+        self.assertEqual([], cache.Cache(self.cache_dir, 1).entries())
+
+    def test_verify_lists_an_md5_entry_it_cannot_hash_and_keeps_it(self):
+        data = b'o' * 1024
+        record = {'id': 'old', 'size': len(data), 'status': 'active',
+                  'checksum': hashlib.md5(data).hexdigest()}
+        store = cache.Cache(self.cache_dir, 1 << 20)
+        store.reserve(cache.expected_from_record(record), record)
+        with open(store.data_path('old', partial=True), 'wb') as f:
+            f.write(data)
+        store.commit('old', record)
+        with mock.patch('hashlib.new', side_effect=ValueError('FIPS')):
+            self.assertEqual(0, self.run_cli('--json', 'cache', 'verify',
+                                             '--fix'))
+        report = json.loads(self.stdout.getvalue())
+        self.assertEqual(([], [], 0), (report['bad'], report['removed'],
+                                       report['checked']))
+        self.assertEqual(['old'], [u['image_id'] for u in report['unchecked']])
+        self.assertIn('cannot hash md5 here',
+                      report['unchecked'][0]['problem'])
+        self.assertEqual('complete', store.entry('old').state)
