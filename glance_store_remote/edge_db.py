@@ -14,7 +14,7 @@ LOG = logging.getLogger(__name__)
 
 _COUNT_LIVE_LOCATIONS = (
     "SELECT COUNT(*) FROM image_locations WHERE value = :uri "
-    "AND deleted = 0 AND status = 'active'")
+    "AND deleted = :deleted AND status = 'active'")
 
 
 def _engine():
@@ -30,9 +30,12 @@ def count_live_locations(uri):
     """
     try:
         import sqlalchemy
+        # deleted is bound as a boolean: PostgreSQL refuses a comparison
+        # of its boolean column with 0.
         with _engine().connect() as connection:
-            return connection.execute(sqlalchemy.text(_COUNT_LIVE_LOCATIONS),
-                                      {'uri': uri}).scalar()
+            return connection.execute(
+                sqlalchemy.text(_COUNT_LIVE_LOCATIONS),
+                {'uri': uri, 'deleted': False}).scalar()
     except Exception as e:
         LOG.debug('edge database not readable here: %s', e)
         return None
@@ -51,14 +54,17 @@ class EdgeRecords:
         self._db = glance_db.get_api()
         self._context = glance_context.get_admin_context()
 
-    def get(self, image_id):
+    def get(self, image_id, context=None):
         """The live edge record (a dict, ``properties`` as a dict,
         ``locations`` as Glance lists them) or None.
+
+        :param context: a request context: then None also when Glance
+            would not show the image to that requester
         """
         from glance.common import exception as glance_exception
         try:
-            image = self._db.image_get(self._context, image_id)
-        except glance_exception.NotFound:
+            image = self._db.image_get(context or self._context, image_id)
+        except (glance_exception.NotFound, glance_exception.Forbidden):
             return None
         if image.get('deleted'):
             return None

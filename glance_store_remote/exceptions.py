@@ -21,8 +21,11 @@ class LinkRefused(RemoteGlanceError):
     """A location this edge will not accept for the requester: central's
     image is not visible to the requester at central, or its data disagrees
     with the edge record. Answered like an unknown image, so that a refusal
-    tells nobody that a private image exists.
+    tells nobody that a private image exists; ``str()`` says why, for the
+    edge's log.
     """
+
+    public = 'no central image for this location'
 
 
 class UpstreamError(RemoteGlanceError):

@@ -25,31 +25,47 @@ _lock = threading.Lock()
 class LinkScope:
     """One API request about one edge image.
 
-    :param edge_image_id: the edge image the request changes
-    :param on_link: callable(edge_image_id, backend, central_id), called
-        once per location of *backend* the driver authorized
+    :param edge_image_id: the edge image the request changes, exactly as
+        the request names it
+    :param on_link: callable(scope, backend, central_id), called once per
+        location of *backend* the driver authorized
     """
 
     def __init__(self, edge_image_id, on_link):
         self.edge_image_id = edge_image_id
         self._on_link = on_link
-        self._authorized = set()
+        self._decisions = {}   # (backend, central id) -> refusal or None
         self._lock = threading.Lock()
+        self.answered = False
 
-    def authorized(self, backend, central_id):
-        """Whether the driver already authorized this location in this
-        request (Glance asks up to three times per location).
+    def decision(self, backend, central_id):
+        """What the driver decided about this location earlier in this
+        request (Glance asks up to three times per location): None if
+        nothing yet, True if authorized, else the refusal to raise again.
         """
         with self._lock:
-            return (backend, central_id) in self._authorized
+            if (backend, central_id) not in self._decisions:
+                return None
+            return self._decisions[(backend, central_id)] or True
+
+    def refused(self, backend, central_id, refusal):
+        """The driver refused a location: remember why."""
+        with self._lock:
+            self._decisions[(backend, central_id)] = refusal
 
     def linked(self, backend, central_id):
         """The driver authorized a location: remember it and report it."""
         with self._lock:
-            first = (backend, central_id) not in self._authorized
-            self._authorized.add((backend, central_id))
+            first = (backend, central_id) not in self._decisions
+            self._decisions[(backend, central_id)] = None
         if first:
-            self._on_link(self.edge_image_id, backend, central_id)
+            self._on_link(self, backend, central_id)
+
+    def links(self):
+        """The locations authorized in this request: (backend, central id)."""
+        with self._lock:
+            return [key for key, refusal in self._decisions.items()
+                    if refusal is None]
 
 
 def open_scope(context, edge_image_id, on_link):

@@ -53,11 +53,8 @@ def importing_stores():
     """This edge's remote-glance stores with on-demand import enabled, in
     the order of ``enabled_backends``.
     """
-    from glance_store import location
-    stores = location.SCHEME_TO_CLS_BACKEND_MAP.get(store_module.SCHEME, {})
-    return [entry['store'] for entry in stores.values()
-            if entry['store'].conf[entry['store'].backend_group]
-            .remote_glance_import_on_demand]
+    return [store for store in store_module.backend_stores().values()
+            if store.conf[store.backend_group].remote_glance_import_on_demand]
 
 
 class OnDemandImport:

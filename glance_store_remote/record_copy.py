@@ -12,17 +12,18 @@ The decisions are the driver's, made where Glance asks the store about every
 location it is about to accept (``Store.get_size``, with the request
 context): whether the requester may link central's image, and whether its
 data agrees with the edge record. For each link the driver authorized, once
-the edge database shows the location live on an active image (Glance
-accepted it and, for ``POST /locations``, its background task finished),
-this module copies what the edge record lacks: size, checksum, os_hash
-(when central hashes with the edge's ``hashing_algorithm``), virtual_size,
-min_disk, min_ram, and the custom properties record_rules.CopyRules allows.
-Values the edge record already has are kept. A request Glance refused, or a
-task that failed, writes nothing.
+the edge database shows the location live on an active image that no
+Glance task holds (Glance accepted it and, for ``POST /locations``, its
+background task released the image's import lock), this module copies what
+the edge record lacks: size, checksum, os_hash (when central hashes with the
+edge's ``hashing_algorithm``), virtual_size, min_disk, min_ram, and the
+custom properties record_rules.CopyRules allows. Values the edge record
+already has are kept. A request Glance refused, or a task that failed,
+writes nothing.
 
-Synchronous forms (``PATCH``) are copied before the answer leaves; a link
-still being checked by Glance's task is retried every second by one thread
-per worker, for at most ``PENDING_SECONDS``.
+Synchronous forms (``PATCH``) are copied before the answer leaves. A link
+authorized by Glance's background task is retried by one thread per worker,
+backing off from one second to ten, for at most ``PENDING_SECONDS``.
 """
 
 import logging
@@ -39,6 +40,8 @@ from glance_store_remote import store as store_module
 
 LOG = logging.getLogger(__name__)
 
+# Glance stores an image ID as the request gives it: the scope names it
+# exactly so (another case may be another image).
 _IMAGE_PATH = re.compile(r'^/v2/images/(?P<id>[0-9a-fA-F-]{36})(?:/|$)')
 _CHANGES = ('PATCH', 'POST', 'PUT')
 # How long a link waits for Glance's location task to finish, in seconds.
@@ -46,19 +49,17 @@ PENDING_SECONDS = 12 * 3600
 # How long a link may be absent from an undecided image before it counts as
 # refused: Glance saves a location moments after asking the store about it.
 ABSENT_GRACE = 30.0
-RETRY_INTERVAL = 1.0
+# Retry delays of a waiting link, in seconds: doubling from the first, so
+# that a copy follows the end of Glance's task within RETRY_MAX.
+RETRY_FIRST, RETRY_MAX = 1.0, 10.0
 # Links waiting per worker, at most; the oldest is dropped (and logged).
 MAX_PENDING = 4096
 # Statuses in which Glance may still be accepting a location.
 _UNDECIDED = ('queued', 'saving', 'importing', 'uploading')
-
-
-def remote_glance_store(backend):
-    """This edge's remote-glance Store for *backend*, or None."""
-    from glance_store import location
-    entry = location.SCHEME_TO_CLS_BACKEND_MAP.get(
-        store_module.SCHEME, {}).get(backend)
-    return entry['store'] if entry else None
+# Properties a Glance task holds while it may still save the whole image
+# (and so purge what was written beside it): the import lock, and the hash
+# operation's host when worker_self_reference_url is set.
+_TASK_HOLDS = ('os_glance_import_task', 'os_glance_hash_op_host')
 
 
 def _hashing_algorithm():
@@ -69,12 +70,25 @@ def _hashing_algorithm():
         return 'sha512'
 
 
+class _Waiting:
+    """A link waiting for Glance to accept it."""
+
+    __slots__ = ('scheduled', 'next_at', 'attempts', 'failed')
+
+    def __init__(self, now):
+        self.scheduled = self.next_at = now
+        self.attempts = 0
+        self.failed = False
+
+
 class RecordCopier:
     """Copies central's record into edge images whose links the driver
     authorized, once Glance has accepted them.
 
     :param records: the edge database (edge_db.EdgeRecords by default)
     :param find_store: callable(backend) -> remote-glance Store or None
+    :param retry_in_background: retry waiting links in a thread of this
+        worker (off in unit tests, which call run_pending)
     """
 
     # copy() outcomes: copied or never will be; Glance is still checking
@@ -82,13 +96,15 @@ class RecordCopier:
     # has not saved it yet, or refused it).
     DONE, WAIT, ABSENT = 'done', 'wait', 'absent'
 
-    def __init__(self, records=None, find_store=remote_glance_store,
-                 clock=time.monotonic, hashing_algorithm=_hashing_algorithm):
+    def __init__(self, records=None, find_store=store_module.backend_store,
+                 clock=time.monotonic, hashing_algorithm=_hashing_algorithm,
+                 retry_in_background=True):
         self._records = records
         self._find_store = find_store
         self._clock = clock
         self._hashing_algorithm = hashing_algorithm
-        self._pending = {}   # (edge id, backend, central id) -> scheduled at
+        self._background = retry_in_background
+        self._pending = {}   # (edge id, backend, central id) -> _Waiting
         self._lock = threading.Lock()
         self._thread = None
         self._thread_pid = None
@@ -99,26 +115,32 @@ class RecordCopier:
             self._records = edge_db.EdgeRecords()
         return self._records
 
-    def schedule(self, edge_image_id, backend, central_id):
-        """The driver authorized this link: copy once Glance accepted it."""
+    def schedule(self, scope, backend, central_id):
+        """The driver authorized a link in *scope*: copy it once Glance
+        accepted it.
+        """
         with self._lock:
-            self._pending[(edge_image_id, backend, central_id)] = (
-                self._clock())
+            self._pending[(scope.edge_image_id, backend, central_id)] = (
+                _Waiting(self._clock()))
             while len(self._pending) > MAX_PENDING:
                 dropped = next(iter(self._pending))
                 del self._pending[dropped]
                 LOG.warning('remote-glance: too many links waiting; the '
                             'record of central image %s is not copied into '
                             'edge image %s', dropped[2], dropped[0])
-        # Links authorized by Glance's background task come after the
-        # answer: only the retry thread will see them.
-        self._ensure_thread()
+        if scope.answered:
+            # Authorized by Glance's background task, after the answer:
+            # only the retry thread will see it.
+            self._ensure_thread()
 
-    def forget(self, edge_image_id):
-        """Glance refused the request: its links will never be accepted."""
+    def forget(self, scope):
+        """Glance refused the request of *scope*: its links, and only
+        those, will never be accepted.
+        """
         with self._lock:
-            for key in [k for k in self._pending if k[0] == edge_image_id]:
-                del self._pending[key]
+            for backend, central_id in scope.links():
+                self._pending.pop((scope.edge_image_id, backend, central_id),
+                                  None)
 
     def copy_now(self, edge_image_id):
         """Try the links of *edge_image_id* now; leave those Glance is
@@ -128,13 +150,17 @@ class RecordCopier:
             keys = [key for key in self._pending if key[0] == edge_image_id]
         for key in keys:
             self._attempt(key)
-        if self.pending():
+        if keys and self.pending():
             self._ensure_thread()
 
     def run_pending(self):
-        """One pass over every waiting link (the retry thread's work)."""
+        """One pass over the waiting links that are due (the retry
+        thread's work).
+        """
+        now = self._clock()
         with self._lock:
-            keys = list(self._pending)
+            keys = [key for key, waiting in self._pending.items()
+                    if waiting.next_at <= now]
         for key in keys:
             self._attempt(key)
 
@@ -145,16 +171,23 @@ class RecordCopier:
     def _attempt(self, key):
         try:
             outcome = self.copy(*key)
-        except Exception:
-            LOG.exception('remote-glance: copying the record of central '
-                          'image %s into edge image %s failed', key[2],
-                          key[0])
-            outcome = self.WAIT
+            error = None
+        except Exception as e:
+            outcome, error = self.WAIT, e
         with self._lock:
-            scheduled = self._pending.get(key)
-            if scheduled is None:
+            waiting = self._pending.get(key)
+            if waiting is None:
                 return
-            age = self._clock() - scheduled
+            now = self._clock()
+            age = now - waiting.scheduled
+            if error is not None:
+                # Once with the traceback, then quietly until it works.
+                LOG.log(logging.DEBUG if waiting.failed else logging.ERROR,
+                        'remote-glance: copying the record of central image '
+                        '%s into edge image %s failed; will retry: %s',
+                        key[2], key[0], error,
+                        exc_info=None if waiting.failed else error)
+                waiting.failed = True
             if outcome == self.DONE or (
                     outcome == self.ABSENT and age > ABSENT_GRACE):
                 del self._pending[key]
@@ -163,14 +196,18 @@ class RecordCopier:
                 LOG.warning('remote-glance: gave up waiting for Glance to '
                             'accept central image %s in edge image %s; its '
                             'record was not copied', key[2], key[0])
+            else:
+                waiting.next_at = now + min(
+                    RETRY_MAX, RETRY_FIRST * 2 ** waiting.attempts)
+                waiting.attempts += 1
 
     def copy(self, edge_image_id, backend, central_id):
         """Copy central's record into the edge image if Glance accepted
         the link.
 
         :returns: DONE (copied, nothing to copy, or nothing ever will be),
-            WAIT (Glance's task is still checking the data, or central
-            cannot be asked now) or ABSENT (the link is not on the image)
+            WAIT (a Glance task may still save the image, or central cannot
+            be asked now) or ABSENT (the link is not on the image)
         """
         edge = self.records.get(edge_image_id)
         if edge is None:
@@ -179,12 +216,14 @@ class RecordCopier:
         live = any(location.get('url') == url and
                    location.get('status', 'active') == 'active'
                    for location in edge.get('locations') or ())
+        status = edge.get('status')
         if not live:
-            return (self.ABSENT if edge.get('status') in _UNDECIDED
-                    else self.DONE)
-        if (edge.get('status') != 'active' or
-                'os_glance_hash_op_host' in edge['properties']):
+            return self.ABSENT if status in _UNDECIDED else self.DONE
+        if status in _UNDECIDED or any(hold in edge['properties']
+                                       for hold in _TASK_HOLDS):
             return self.WAIT
+        if status != 'active':
+            return self.DONE    # deactivated or being deleted meanwhile
         store = self._find_store(backend)
         if store is None:
             return self.DONE
@@ -214,12 +253,13 @@ class RecordCopier:
         return self.DONE
 
     def _ensure_thread(self):
+        if not self._background:
+            return
         # A thread does not survive fork: a worker forked from a master
         # that loaded the pipeline starts its own.
-        if self._thread_pid == os.getpid() and self._thread.is_alive():
-            return
         with self._lock:
-            if self._thread_pid == os.getpid() and self._thread.is_alive():
+            if (self._thread_pid == os.getpid() and
+                    self._thread.is_alive()):
                 return
             self._thread = threading.Thread(
                 target=self._retry_loop, name='remote-glance-record-copy',
@@ -229,7 +269,7 @@ class RecordCopier:
 
     def _retry_loop(self):
         while True:
-            time.sleep(RETRY_INTERVAL)
+            time.sleep(RETRY_FIRST)
             self.run_pending()
             with self._lock:
                 if not self._pending:
@@ -250,9 +290,10 @@ class RecordCopyFilter:
         context = _context(environ) if match else None
         if context is None:
             return self.app(environ, start_response)
-        image_id = match['id'].lower()
+        image_id = match['id']
         try:
-            link_scope.open_scope(context, image_id, self.copier.schedule)
+            scope = link_scope.open_scope(context, image_id,
+                                          self.copier.schedule)
         except TypeError:   # a context that cannot be weakly referenced
             return self.app(environ, start_response)
         status = []
@@ -260,11 +301,14 @@ class RecordCopyFilter:
         def capture(code, headers, exc_info=None):
             status.append(code)
             return start_response(code, headers, exc_info)
-        body = self.app(environ, capture)
+        try:
+            body = self.app(environ, capture)
+        finally:
+            scope.answered = True
         if status and status[0].startswith('2'):
             self.copier.copy_now(image_id)
         else:
-            self.copier.forget(image_id)
+            self.copier.forget(scope)
         return body
 
 

@@ -94,9 +94,12 @@ def may_use(context, record, member_status, member_statuses=ACCEPTED):
 
     Glance's own rule (glance.db.utils.is_image_visible): admins see every
     image; anyone sees public and community images and images without an
-    owner; a project sees its own images and the shared images it is a
-    member of. Linking an image asks for an accepted membership; merely
-    showing one, as Glance does, for any membership.
+    owner (None; an empty owner is an owner); a project sees its own images
+    and the shared images it is a member of. Linking an image asks for an
+    accepted membership; merely showing one, as Glance does, for any
+    membership. The ``service`` role sees nothing more than its project:
+    Glance's visibility ignores it, and the credentials of every service
+    user sit on every compute node.
 
     :param context: the request context (is_admin, roles, project_id)
     :param record: central's record (dict)
@@ -104,14 +107,14 @@ def may_use(context, record, member_status, member_statuses=ACCEPTED):
         status of that project, or None; only called for shared images
     :param member_statuses: the membership statuses that count
     """
-    # The requester's own roles only: the roles of a service token that
-    # travels with a user's request (nova sends one) grant the user nothing.
-    roles = set(getattr(context, 'roles', None) or ())
-    if getattr(context, 'is_admin', False) or 'service' in roles:
+    # is_admin comes from the requester's own roles (Glance's
+    # context_is_admin): a service token that travels with a user's
+    # request (nova sends one) grants the user nothing.
+    if getattr(context, 'is_admin', False):
         return True
     project = getattr(context, 'project_id', None)
     visibility = record.get('visibility')
-    if visibility in ('public', 'community') or not record.get('owner'):
+    if visibility in ('public', 'community') or record.get('owner') is None:
         return True
     if project is None:
         return False

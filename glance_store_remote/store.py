@@ -73,6 +73,20 @@ def location_url(backend, image_id):
     return '%s://%s/%s' % (SCHEME, backend, image_id)
 
 
+def backend_stores():
+    """This glance-api's remote-glance Stores, by backend name, in the
+    order of ``enabled_backends`` (empty outside glance-api).
+    """
+    from glance_store import location
+    return {backend: entry['store'] for backend, entry in
+            location.SCHEME_TO_CLS_BACKEND_MAP.get(SCHEME, {}).items()}
+
+
+def backend_store(backend):
+    """This glance-api's remote-glance Store for *backend*, or None."""
+    return backend_stores().get(backend)
+
+
 def parse_location(uri, backend):
     """Return the central image ID of *uri*, a location of *backend*.
 
@@ -220,8 +234,18 @@ class Store(driver.Store):
                                           request_id=_request_id(context))
             scope = link_scope.scope_of(context)
             backend = self.backend_group
-            if scope is None or not scope.authorized(backend, central_id):
-                self._authorize(context, record.raw, scope)
+            decided = (scope.decision(backend, central_id)
+                       if scope is not None else None)
+            if isinstance(decided, exceptions.LinkRefused):
+                # Logged when it was decided: answer the same, quietly.
+                raise gs_exceptions.NotFound(message=decided.public)
+            if decided is None:
+                try:
+                    self._authorize(context, record.raw, scope)
+                except exceptions.LinkRefused as refusal:
+                    if scope is not None:
+                        scope.refused(backend, central_id, refusal)
+                    raise
                 if scope is not None:
                     scope.linked(backend, central_id)
             return record.size
@@ -238,9 +262,17 @@ class Store(driver.Store):
                 'project %s may not link central image %s (visibility %s '
                 'at central)' % (project, central_id,
                                  record.get('visibility')))
-        edge = (edge_db.EdgeRecords().get(scope.edge_image_id)
-                if scope is not None else None)
-        conflicts = record_rules.data_conflicts(record, edge or {})
+        if scope is None:
+            return
+        # Read with the requester's own context: Glance loaded this image
+        # for the requester before asking, so anything else is refused.
+        edge = edge_db.EdgeRecords().get(scope.edge_image_id,
+                                         context=context)
+        if edge is None:
+            raise exceptions.LinkRefused(
+                'edge image %s is not visible to project %s' % (
+                    scope.edge_image_id, project))
+        conflicts = record_rules.data_conflicts(record, edge)
         if conflicts:
             raise exceptions.LinkRefused(
                 'central image %s does not match edge image %s: %s' % (
@@ -316,6 +348,15 @@ class Store(driver.Store):
                      result)
 
 
+# oslo.context's request ID form. Glance takes a request ID from the
+# client's header as it comes: only this form is passed on to central.
+_REQUEST_ID = re.compile('req-' + _UUID)
+
+
 def _request_id(context):
-    return getattr(context, 'global_request_id', None) or getattr(
-        context, 'request_id', None)
+    """The ID that ties the edge's request to central's log, or None."""
+    for candidate in (getattr(context, 'global_request_id', None),
+                      getattr(context, 'request_id', None)):
+        if isinstance(candidate, str) and _REQUEST_ID.fullmatch(candidate):
+            return candidate
+    return None

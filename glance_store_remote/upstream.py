@@ -247,9 +247,11 @@ class Central:
         :raises UpstreamUnavailable, UpstreamProtocolError
         """
         try:
-            resp = self._get('/v2/images/%s/members/%s' % (image_id,
-                                                           member_id),
-                             200, image_id, stream=True)
+            # A project ID comes from the request context: quoted, it can
+            # only ever name a member.
+            resp = self._get('/v2/images/%s/members/%s' % (
+                image_id, urllib.parse.quote(member_id, safe='')),
+                200, image_id, stream=True)
         except exceptions.UpstreamNotFound:
             return None
         try:

@@ -102,6 +102,46 @@ class TestLinkAuthorization(AuthorizationTestCase):
         self.assertEqual(403, response.status_code)
         self.assert_nothing_done(BOB, edge.id, central.id)
 
+    def post_location(self, identity, edge_id, central_id, **headers):
+        return self.edge_session(identity).post(
+            '%s/v2/images/%s/locations' % (self.lab.edge.url, edge_id),
+            json={'url': self.location_of(central_id)}, headers=headers,
+            raise_exc=False)
+
+    def wait_for_task(self, edge_id, identity):
+        """Glance's location task has ended: the image holds no lock."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            image = self.edge_glance(identity).images.get(edge_id)
+            if 'os_glance_import_task' not in image:
+                return image
+            time.sleep(0.2)
+        self.fail('the location task of %s never ended' % edge_id)
+
+    def test_nova_shape_post_for_another_projects_image_is_refused(self):
+        # A user's token with nova's service token beside it: Glance
+        # accepts the POST (service_roles) and runs its task, which asks
+        # the driver with the USER's context.
+        central, _ = self.central_image('private', owner=ALICE.project_id)
+        edge = self.make_edge_image(BOB)
+        response = self.post_location(BOB, edge.id, central.id,
+                                      **{'X-Service-Roles': 'service'})
+        self.assertEqual(202, response.status_code, response.text)
+        self.wait_for_task(edge.id, BOB)
+        self.assert_nothing_done(BOB, edge.id, central.id)
+        self.assertIn('project project-b may not link central image %s'
+                      % central.id, self.lab.edge.log_text())
+
+    def test_the_service_role_alone_sees_nothing_more(self):
+        central, _ = self.central_image('private', owner=ALICE.project_id)
+        service = lab_module.Identity('project-s', 'nova', ('service',))
+        edge = self.make_edge_image(BOB)
+        self.edge_glance().images.update(edge.id, owner='project-s')
+        response = self.post_location(service, edge.id, central.id)
+        self.assertEqual(202, response.status_code, response.text)
+        self.wait_for_task(edge.id, lab_module.ADMIN)
+        self.assert_nothing_done(lab_module.ADMIN, edge.id, central.id)
+
     def test_a_request_glance_answers_404_or_403_has_no_side_effect(self):
         central, _ = self.central_image('public')
         hidden = self.make_edge_image(ALICE)              # private

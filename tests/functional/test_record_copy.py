@@ -189,6 +189,38 @@ class TestRecordCopy(RecordTestCase):
                           after.get('os_distro'), after.min_ram))
 
 
+class TestRecordCopyAfterGlancesTask(RecordTestCase):
+    """Glance's default configuration (no worker_self_reference_url): the
+    location task sets the image active before it hashes the data, then
+    saves the image again with purge_props. The copy must come after that
+    save, or it is wiped.
+    """
+
+    LAB = {'proxy': True,
+           'edge_options': {'DEFAULT': {'worker_self_reference_url': ''}}}
+
+    def test_post_copy_survives_the_task(self):
+        central, _ = self.make_central_image(
+            size=2 * 1024 * 1024, visibility='public', min_disk=2,
+            min_ram=512, **PROPERTIES)
+        # The task reads the image through the driver for about 4 s.
+        self.lab.proxy.arm(rate=512 * 1024)
+        edge = self.make_edge_image()
+        client = self.edge_glance()
+        client.images.add_image_location(edge.id,
+                                         self.location_of(central.id))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            shown = client.images.get(edge.id)
+            if 'os_glance_import_task' not in shown and shown.min_ram:
+                break
+            time.sleep(0.2)
+        self.assert_matches_central(shown, central)
+        # Glance's task saved for the last time before the copy: it stays.
+        time.sleep(2)
+        self.assert_matches_central(client.images.get(edge.id), central)
+
+
 class TestOffline(RecordTestCase):
     """What nova does at the edge with central cut."""
 

@@ -5,6 +5,7 @@ location add, see tests/functional/test_record_copy.py."""
 
 import gc
 
+import fixtures
 import testtools
 import webob
 
@@ -29,11 +30,15 @@ def edge(status='active', locations=(URL,), **properties):
 
 
 class FakeRecords:
+    """The edge database: one image, found by its exact ID."""
+
     def __init__(self, current):
         self.current = current
         self.updates = []
 
     def get(self, image_id):
+        if self.current is None or image_id != self.current['id']:
+            return None
         return self.current
 
     def update(self, image_id, values, properties):
@@ -70,7 +75,12 @@ class CopierTestCase(testtools.TestCase):
         return record_copy.RecordCopier(
             records=self.records, clock=self.clock,
             find_store=lambda backend: store or FakeStore(),
-            hashing_algorithm=lambda: 'sha512')
+            hashing_algorithm=lambda: 'sha512', retry_in_background=False)
+
+    def scope(self, image_id=EDGE_ID, answered=False):
+        scope = link_scope.LinkScope(image_id, lambda *link: None)
+        scope.answered = answered
+        return scope
 
 
 class TestRecordCopier(CopierTestCase):
@@ -86,12 +96,28 @@ class TestRecordCopier(CopierTestCase):
         self.assertEqual({'os_distro': 'cirros'}, properties)
 
     def test_glance_still_hashing_waits(self):
+        # Without worker_self_reference_url (Glance's default) the task
+        # leaves no hash-op host, only its import lock, and the image is
+        # active before the task saves it once more.
         for current in (edge(status='importing'),
-                        edge(os_glance_hash_op_host='http://node-1')):
+                        edge(os_glance_hash_op_host='http://node-1'),
+                        edge(os_glance_import_task='task-1')):
             copier = self.copier(current)
             self.assertEqual(copier.WAIT, copier.copy(EDGE_ID, 'central',
                                                       CENTRAL_ID))
             self.assertEqual([], self.records.updates)
+
+    def test_deactivated_meanwhile_is_done(self):
+        copier = self.copier(edge(status='deactivated'))
+        self.assertEqual(copier.DONE, copier.copy(EDGE_ID, 'central',
+                                                  CENTRAL_ID))
+        self.assertEqual([], self.records.updates)
+
+    def test_another_case_of_the_id_is_another_image(self):
+        copier = self.copier(edge())
+        self.assertEqual(copier.DONE, copier.copy(EDGE_ID.upper(), 'central',
+                                                  CENTRAL_ID))
+        self.assertEqual([], self.records.updates)
 
     def test_link_not_on_the_image(self):
         copier = self.copier(edge(status='queued', locations=()))
@@ -117,7 +143,7 @@ class TestRecordCopier(CopierTestCase):
 
     def test_pending_links_are_retried_then_dropped(self):
         copier = self.copier(edge(status='queued', locations=()))
-        copier.schedule(EDGE_ID, 'central', CENTRAL_ID)
+        copier.schedule(self.scope(), 'central', CENTRAL_ID)
         copier.run_pending()
         self.assertEqual(1, len(copier.pending()))      # absent, in grace
         self.clock.now = record_copy.ABSENT_GRACE + 1
@@ -125,20 +151,48 @@ class TestRecordCopier(CopierTestCase):
         self.assertEqual([], copier.pending())
         # An accepted link whose task still hashes waits much longer.
         self.records.current = edge(status='importing')
-        copier.schedule(EDGE_ID, 'central', CENTRAL_ID)
+        copier.schedule(self.scope(), 'central', CENTRAL_ID)
         self.clock.now += record_copy.ABSENT_GRACE + 1
         copier.run_pending()
         self.assertEqual(1, len(copier.pending()))
         self.records.current = edge()
+        self.clock.now += record_copy.RETRY_MAX
         copier.run_pending()
         self.assertEqual([], copier.pending())
         self.assertEqual(1, len(self.records.updates))
 
-    def test_refused_request_forgets_its_links(self):
+    def test_retries_back_off_and_a_failure_is_logged_once(self):
+        log = self.useFixture(fixtures.FakeLogger())
+        copier = self.copier(edge())
+        asked = []
+
+        def broken_database(image_id):
+            asked.append(self.clock.now)
+            raise RuntimeError('database locked')
+        self.records.get = broken_database
+        copier.schedule(self.scope(), 'central', CENTRAL_ID)
+        for _ in range(200):      # 200 seconds of a retry thread
+            copier.run_pending()
+            self.clock.now += 1
+        self.assertEqual(1, log.output.count('Traceback'))
+        # Delays of 1, 2, 4, 8, then 10 seconds.
+        self.assertEqual([0, 1, 3, 7, 15] + list(range(25, 200, 10)),
+                         asked)
+        self.assertEqual(1, len(copier.pending()))
+
+    def test_refused_request_forgets_only_its_own_links(self):
         copier = self.copier(edge(status='queued', locations=()))
-        copier.schedule(EDGE_ID, 'central', CENTRAL_ID)
-        copier.forget(EDGE_ID)
-        self.assertEqual([], copier.pending())
+        owners = link_scope.LinkScope(EDGE_ID, copier.schedule)
+        owners.answered = True                 # a POST whose task runs
+        owners.linked('central', CENTRAL_ID)
+        stranger = self.scope()                # Glance answered it 404
+        copier.forget(stranger)
+        self.assertEqual(1, len(copier.pending()))
+        mine = link_scope.LinkScope(EDGE_ID, copier.schedule)
+        mine.linked('central', 'c' * 36)
+        copier.forget(mine)
+        self.assertEqual([(EDGE_ID, 'central', CENTRAL_ID)],
+                         copier.pending())
 
 
 class TestRecordCopyFilter(CopierTestCase):
@@ -204,8 +258,13 @@ class TestLinkScope(testtools.TestCase):
         self.assertIsNone(link_scope.scope_of(None))
         scope.linked('central', CENTRAL_ID)
         scope.linked('central', CENTRAL_ID)
-        self.assertTrue(scope.authorized('central', CENTRAL_ID))
-        self.assertEqual([(EDGE_ID, 'central', CENTRAL_ID)], links)
+        self.assertIs(True, scope.decision('central', CENTRAL_ID))
+        self.assertEqual([(scope, 'central', CENTRAL_ID)], links)
+        self.assertEqual([('central', CENTRAL_ID)], scope.links())
+        refusal = ValueError('no')
+        scope.refused('central', 'other', refusal)
+        self.assertIs(refusal, scope.decision('central', 'other'))
+        self.assertEqual([('central', CENTRAL_ID)], scope.links())
         del context, scope
         gc.collect()
         self.assertEqual(0, len(link_scope._scopes))

@@ -62,10 +62,12 @@ class TestMayUse(testtools.TestCase):
                 Context('p2'), shared, status,
                 member_statuses=record_rules.ANY_MEMBERSHIP), status)
 
-    def test_admin_and_service_callers_link_anything(self):
+    def test_admin_links_anything_the_service_role_nothing_more(self):
         self.assertTrue(self.may_use(Context('p2', is_admin=True), record()))
-        self.assertTrue(self.may_use(Context('p2', roles=['service']),
-                                     record()))
+        # Glance's visibility ignores the service role, and every compute
+        # node holds a service user's credentials.
+        self.assertFalse(self.may_use(Context('p2', roles=['service']),
+                                      record()))
 
     def test_a_service_token_beside_a_user_token_grants_nothing(self):
         # nova sends its service token with the user's: X-Service-Roles.
@@ -77,7 +79,8 @@ class TestMayUse(testtools.TestCase):
         self.assertFalse(self.may_use(None, record()))
         # Glance shows an image without an owner to everyone.
         self.assertTrue(self.may_use(Context(None), record(owner=None)))
-        self.assertTrue(self.may_use(None, record(owner='')))
+        # An empty owner is an owner, as in Glance (``owner is None``).
+        self.assertFalse(self.may_use(None, record(owner='')))
 
 
 class TestPlanCopy(testtools.TestCase):

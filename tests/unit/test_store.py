@@ -369,23 +369,56 @@ class TestLinkAuthorization(base.StoreTestCase):
         self.assertRaises(gs_exceptions.NotFound, self.link, context,
                           visibility='private', owner='p1')
 
-    def test_scope_is_told_once_per_location_and_asks_central_once(self):
-        context = base.Context('p1')
+    def edge(self, **fields):
         self.useFixture(fixtures.MockPatch(
             'glance_store_remote.edge_db.EdgeRecords',
-            return_value=FakeEdge({'disk_format': 'raw'})))
-        body, _ = self.link(context, scope_image='edge-1', owner='p1',
-                            visibility='shared')
-        for _ in range(2):
+            return_value=FakeEdge(dict({'disk_format': 'raw'}, **fields))))
+
+    def test_scope_is_told_once_per_location_and_asks_central_once(self):
+        context = base.Context('p1')
+        self.edge()
+        body = base.record(visibility='shared', owner='p2')
+        self.central.get('%s/v2/images/%s/members/p1' % (
+            base.CENTRAL, body['id']), json={'status': 'accepted'})
+        self.serve_record(body=body)
+        self.links = []
+        link_scope.open_scope(context, 'edge-1',
+                              lambda *link: self.links.append(link))
+        for _ in range(3):      # quota, check, size: Glance asks 3 times
             self.store.get_size(self.location(body['id']), context=context)
-        self.assertEqual([('edge-1', 'central', body['id'])], self.links)
-        self.assertEqual(1, self.central.call_count)   # record only
+        self.assertEqual(['central'], [link[1] for link in self.links])
+        # One record and one membership, not three of each.
+        self.assertEqual(2, self.central.call_count)
+
+    def test_a_refusal_is_remembered_for_the_request(self):
+        context = base.Context('p1')
+        self.edge()
+        body = base.record(visibility='shared', owner='p2')
+        self.central.get('%s/v2/images/%s/members/p1' % (
+            base.CENTRAL, body['id']), json={'status': 'pending'})
+        self.serve_record(body=body)
+        link_scope.open_scope(context, 'edge-1', lambda *link: None)
+        for _ in range(3):
+            self.assertRaises(gs_exceptions.NotFound, self.store.get_size,
+                              self.location(body['id']), context=context)
+        self.assertEqual(2, self.central.call_count)
+        self.assertEqual(1, self.log.output.count('may not link'))
+
+    def test_edge_image_the_requester_cannot_see_is_refused(self):
+        # An upper-case ID is another image to Glance; the driver reads the
+        # one the request names, as the requester sees it.
+        self.edge()
+        for context, image in ((base.Context('p2'), 'edge-1'),
+                               (base.Context('p1'), 'EDGE-1')):
+            error = self.assertRaises(gs_exceptions.NotFound, self.link,
+                                      context, scope_image=image)
+            self.assertNotIn(image, str(error))
+        self.assertIn('edge image EDGE-1 is not visible to project p1',
+                      self.log.output)
 
     def test_edge_record_that_disagrees_is_refused(self):
         context = base.Context('p1')
-        self.useFixture(fixtures.MockPatch(
-            'glance_store_remote.edge_db.EdgeRecords',
-            return_value=FakeEdge({'disk_format': 'qcow2'})))
+        self.edge(disk_format='qcow2')
         self.assertRaises(gs_exceptions.NotFound, self.link, context,
                           scope_image='edge-1', owner='p1')
         self.assertEqual([], self.links)
@@ -393,8 +426,14 @@ class TestLinkAuthorization(base.StoreTestCase):
 
 
 class FakeEdge:
+    """The edge database: one image 'edge-1' of project p1."""
+
     def __init__(self, fields):
         self.fields = fields
 
-    def get(self, image_id):
+    def get(self, image_id, context=None):
+        visible = context is None or context.is_admin or (
+            context.project_id == 'p1')
+        if image_id != 'edge-1' or not visible:
+            return None
         return dict(self.fields, properties={})
