@@ -143,6 +143,20 @@ def make_tls(folder):
     return ca_file, cert_file, key_file, files[1][2]
 
 
+def proc_stats():
+    """(pid, the fields of /proc/<pid>/stat after the command name) of
+    every process that still exists.
+    """
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open('/proc/%s/stat' % entry) as f:
+                yield int(entry), f.read().rsplit(')', 1)[1].split()
+        except OSError:
+            continue
+
+
 def rss(pid):
     """Resident memory of a process, in bytes."""
     with open('/proc/%d/status' % pid) as f:
@@ -429,16 +443,9 @@ class GlanceServer:
         """PIDs of the worker processes (the master's children)."""
         master = str(self.proc.pid)
         pids = []
-        for entry in os.listdir('/proc'):
-            if not entry.isdigit():
-                continue
-            try:
-                with open('/proc/%s/stat' % entry) as f:
-                    fields = f.read().rsplit(')', 1)[1].split()
-            except OSError:
-                continue
+        for pid, fields in proc_stats():
             if fields[1] == master:
-                pids.append(int(entry))
+                pids.append(pid)
         return pids
 
     # -- logs --------------------------------------------------------------

@@ -44,16 +44,9 @@ def holds_open(pid, path):
 def group_members(pgid):
     """Live (not zombie) processes of process group *pgid*."""
     members = []
-    for entry in os.listdir('/proc'):
-        if not entry.isdigit():
-            continue
-        try:
-            with open('/proc/%s/stat' % entry) as f:
-                fields = f.read().rsplit(')', 1)[1].split()
-        except OSError:
-            continue
+    for pid, fields in lab_module.proc_stats():
         if fields[2] == str(pgid) and fields[0] != 'Z':
-            members.append(int(entry))
+            members.append(pid)
     return members
 
 
@@ -107,7 +100,8 @@ class TestUWSGIForkedWorkers(base.LabTestCase):
             stats['bytes_from_central']))
         verify = self.cli('--json', 'cache', 'verify')
         self.assertEqual(0, verify.returncode, verify.stderr)
-        self.assertEqual({'checked': 1, 'bad': [], 'removed': []},
+        self.assertEqual({'checked': 1, 'bad': [], 'removed': [],
+                          'unchecked': []},
                          json.loads(verify.stdout))
         with sqlite3.connect(index) as db:
             self.assertEqual([('ok',)], db.execute(

@@ -69,6 +69,12 @@ class StoreTestCase(testtools.TestCase):
         driver.configure()
         return driver
 
+    def make_cached_store(self):
+        """A store for backend ``central`` with a cache in a temp dir."""
+        return self.make_store(
+            auth_type='none', endpoint_override=CENTRAL,
+            remote_glance_cache_dir=self.useFixture(fixtures.TempDir()).path)
+
     def location(self, image_id, backend=BACKEND):
         return location.Location(
             store.SCHEME, store.StoreLocation, self.conf,

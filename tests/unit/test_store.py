@@ -252,10 +252,7 @@ class TestDeleteReleasesTheCache(base.StoreTestCase):
 
     def setUp(self):
         super().setUp()
-        self.store = self.make_store(
-            auth_type='none', endpoint_override=base.CENTRAL,
-            remote_glance_cache_dir=self.useFixture(
-                fixtures.TempDir()).path)
+        self.store = self.make_cached_store()
         data = b'd' * 4096
         self.body = self.serve_record(size=len(data),
                                       os_hash_value=hashlib.sha512(
@@ -374,33 +371,35 @@ class TestLinkAuthorization(base.StoreTestCase):
             'glance_store_remote.edge_db.EdgeRecords',
             return_value=FakeEdge(dict({'disk_format': 'raw'}, **fields))))
 
-    def test_scope_is_told_once_per_location_and_asks_central_once(self):
+    def shared_in_a_scope(self, membership):
+        """A request of p1 about edge-1 linking a central image shared with
+        p1 as *membership*; returns (context, location, links reported).
+        """
         context = base.Context('p1')
         self.edge()
         body = base.record(visibility='shared', owner='p2')
         self.central.get('%s/v2/images/%s/members/p1' % (
-            base.CENTRAL, body['id']), json={'status': 'accepted'})
+            base.CENTRAL, body['id']), json={'status': membership})
         self.serve_record(body=body)
-        self.links = []
+        links = []
         link_scope.open_scope(context, 'edge-1',
-                              lambda *link: self.links.append(link))
+                              lambda *link: links.append(link))
+        return context, self.location(body['id']), links
+
+    def test_scope_is_told_once_per_location_and_asks_central_once(self):
+        context, location, links = self.shared_in_a_scope('accepted')
         for _ in range(3):      # quota, check, size: Glance asks 3 times
-            self.store.get_size(self.location(body['id']), context=context)
-        self.assertEqual(['central'], [link[1] for link in self.links])
+            self.store.get_size(location, context=context)
+        self.assertEqual(['central'], [link[1] for link in links])
         # One record and one membership, not three of each.
         self.assertEqual(2, self.central.call_count)
 
     def test_a_refusal_is_remembered_for_the_request(self):
-        context = base.Context('p1')
-        self.edge()
-        body = base.record(visibility='shared', owner='p2')
-        self.central.get('%s/v2/images/%s/members/p1' % (
-            base.CENTRAL, body['id']), json={'status': 'pending'})
-        self.serve_record(body=body)
-        link_scope.open_scope(context, 'edge-1', lambda *link: None)
+        context, location, links = self.shared_in_a_scope('pending')
         for _ in range(3):
             self.assertRaises(gs_exceptions.NotFound, self.store.get_size,
-                              self.location(body['id']), context=context)
+                              location, context=context)
+        self.assertEqual([], links)
         self.assertEqual(2, self.central.call_count)
         self.assertEqual(1, self.log.output.count('may not link'))
 

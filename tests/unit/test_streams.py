@@ -36,10 +36,7 @@ class TestUnstartedStoreReads(base.StoreTestCase):
 
     def setUp(self):
         super().setUp()
-        self.store = self.make_store(
-            auth_type='none', endpoint_override=base.CENTRAL,
-            remote_glance_cache_dir=self.useFixture(
-                fixtures.TempDir()).path)
+        self.store = self.make_cached_store()
         data = os.urandom(64 * 1024)
         self.body = self.serve_record(
             size=len(data), os_hash_value=hashlib.sha512(data).hexdigest())

@@ -15,6 +15,7 @@ import testtools
 from glance_store_remote import cache
 from glance_store_remote.cmd import main
 from glance_store_remote import upstream
+from tests.unit.cmd import base as cli_base
 
 
 class TestLoadBackend(testtools.TestCase):
@@ -130,30 +131,18 @@ class TestHostileConfiguration(testtools.TestCase):
             self.assertEqual(2, code, args)
 
 
-class TestCacheCommands(testtools.TestCase):
+class TestCacheCommands(cli_base.CliTestCase):
     """prefetch and cache verify on a real cache directory; central is a
     mock that fails the test if data is asked of it.
     """
 
     def setUp(self):
         super().setUp()
-        folder = self.useFixture(fixtures.TempDir()).path
-        self.cache_dir = os.path.join(folder, 'cache')
-        self.config = os.path.join(folder, 'glance-api.conf')
-        with open(self.config, 'w') as f:
-            f.write('[DEFAULT]\nenabled_backends = c:remote-glance\n[c]\n'
-                    'auth_type = none\nendpoint_override = http://127.0.0.1:9'
-                    '\nremote_glance_cache_dir = %s\n' % self.cache_dir)
-        self.stdout = self.useFixture(
-            fixtures.MonkeyPatch('sys.stdout', io.StringIO())).new_value
         self.central = mock.Mock(backend='c')
         self.central.open_data.side_effect = AssertionError('data asked')
         self.useFixture(fixtures.MonkeyPatch(
             'glance_store_remote.cmd.main._central',
             lambda *args, **kwargs: self.central))
-
-    def run_cli(self, *args):
-        return main.main(['--config-file', self.config] + list(args))
 
     def test_prefetch_of_an_empty_image_succeeds_with_nothing_to_cache(self):
         self.central.fetch_record.return_value = upstream.ImageRecord({

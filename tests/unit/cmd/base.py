@@ -1,0 +1,31 @@
+"""A glance-remote command line test: a glance-api.conf with one
+remote-glance backend ``c`` whose cache lives in a temp dir, and the
+command's output captured."""
+
+import io
+import os
+
+import fixtures
+import testtools
+
+from glance_store_remote.cmd import main
+
+
+class CliTestCase(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        folder = self.useFixture(fixtures.TempDir()).path
+        self.cache_dir = os.path.join(folder, 'cache')
+        self.config = os.path.join(folder, 'glance-api.conf')
+        with open(self.config, 'w') as f:
+            f.write('[DEFAULT]\nenabled_backends = c:remote-glance\n[c]\n'
+                    'auth_type = none\nendpoint_override = http://127.0.0.1:9'
+                    '\nremote_glance_cache_dir = %s\n' % self.cache_dir)
+        self.stdout = self.useFixture(
+            fixtures.MonkeyPatch('sys.stdout', io.StringIO())).new_value
+        self.stderr = self.useFixture(
+            fixtures.MonkeyPatch('sys.stderr', io.StringIO())).new_value
+
+    def run_cli(self, *args):
+        return main.main(['--config-file', self.config] + list(args))
