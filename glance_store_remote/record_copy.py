@@ -250,6 +250,10 @@ class RecordCopier:
                      'into edge image %s: %s and %d properties', central_id,
                      edge_image_id, ', '.join(sorted(values)) or 'no fields',
                      len(properties))
+        else:
+            LOG.debug('remote-glance: edge image %s already has what the '
+                      'record of central image %s gives', edge_image_id,
+                      central_id)
         return self.DONE
 
     def _ensure_thread(self):
