@@ -226,7 +226,8 @@ class Store(driver.Store):
 
         :raises NotFound: central has no such active image, or the
             requester may not link it (Glance answers 400 either way)
-        :raises RemoteServiceUnavailable: central cannot be asked now
+        :raises TimeoutError: central cannot be asked now (Glance answers
+            503; it would answer 500 for RemoteServiceUnavailable here)
         """
         with _glance_store_errors(_TO_GLANCE_STORE_AT_LINK):
             central_id = location.store_location.image_id
