@@ -57,9 +57,11 @@ LOG = logging.getLogger(__name__)
 LAYOUT_VERSION = 1
 LAYOUT_TEXT = 'glance-store-remote cache layout %d\n' % LAYOUT_VERSION
 
+# bytes_resent: bytes central sent again before the offset a read needed,
+# because it serves no byte ranges (upstream.Central.serves_ranges).
 COUNTERS = ('hits', 'misses', 'coalesced', 'bytes_from_central',
-            'bytes_from_cache', 'resumes', 'verification_failures',
-            'evictions', 'passthrough')
+            'bytes_resent', 'bytes_from_cache', 'resumes',
+            'verification_failures', 'evictions', 'passthrough')
 
 # A fill's outcome, kept in the first bytes of its lock file so that it can
 # be read by another process after the filler died or gave up, and written

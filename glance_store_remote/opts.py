@@ -184,6 +184,31 @@ Related options:
     * remote_glance_cache_dir
 """),
     cfg.IntOpt(
+        'remote_glance_range_recheck',
+        default=3600,
+        min=0,
+        max=86400,
+        help="""
+How long this edge remembers that central serves no byte ranges, in seconds.
+
+Glance answers a Range request with 400 when the store holding the image
+cannot read from an offset: rbd, swift, s3 and http lack random access. The
+first such answer teaches the edge that central serves whole images only:
+for this long, a read that starts past byte 0 (a resumed fill, a Range for
+an image the cache does not hold yet) asks central for the whole image and
+skips to its offset, and a Range at the edge is served from the cache's
+fill. Afterwards one ranged request tries again, so a central moved to a
+store with ranges is noticed. Each worker process learns by itself. 0 tries
+a Range first every time (one extra request per ranged read from such a
+central).
+
+Possible values:
+    * An integer from 0 to 86400; default 3600.
+
+Related options:
+    * remote_glance_cache_dir
+"""),
+    cfg.IntOpt(
         'remote_glance_breaker_threshold',
         default=3,
         min=0,

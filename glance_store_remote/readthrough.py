@@ -15,11 +15,16 @@
   never a complete-looking wrong image.
 * Resume: a fill that central interrupted, or whose worker was killed,
   keeps its prefix; the next fill continues it with a Range request and
-  still verifies the whole image.
+  still verifies the whole image. From a central that serves no ranges
+  (its store cannot read from an offset, see upstream.Central.serves_ranges)
+  the fill reads the image from byte 0 and drops what it holds already;
+  its file's modification time shows followers it is alive meanwhile.
 * Range: served from a complete entry, or from a partial prefix that
   already holds the bytes (also with central down). A range beyond the
   prefix is fetched from central directly, and a fill of the whole image
-  starts in the background to warm the cache.
+  starts in the background to warm the cache. From a central that serves
+  no ranges, the range is served from that fill as its bytes land (one
+  read of the image from central, not two).
 * Pass-through: an image that cannot fit, a disk that refuses writes, or a
   hash algorithm this Python lacks or refuses (md5 under FIPS): the image
   streams from central uncached; the cache never fails a read that central
@@ -87,6 +92,7 @@ class _Fill:
         self.start = start
         self.file = file
         self.written = start
+        self.resent = 0
         self.fetch_done = False
         self.done = False
         self.digest = None
@@ -231,7 +237,8 @@ class ReadThrough:
 
     def _read_range(self, record, expected, offset, length):
         """Serve a range from a partial prefix that holds it, else from
-        central while a background fill warms the cache.
+        central while a background fill warms the cache; from a central
+        without ranges, from that fill as it lands.
         """
         try:
             served = self._range_from_prefix(record, offset, length)
@@ -240,14 +247,44 @@ class ReadThrough:
             return self._passthrough(record, offset, length)
         if served is not None:
             return served
-        data = self._passthrough(record, offset, length)
+        data = None
+        if self.central.serves_ranges:
+            data = self._passthrough(record, offset, length)
+            if self.central.serves_ranges:
+                self._start_background_fill(expected, record)
+                return data
+            # That request taught us central serves no ranges: rather than
+            # reading the image twice, follow the fill below.
+        status = self._start_background_fill(expected, record)
+        if status == COMPLETE:
+            opened = self._open_complete(record.id)
+            if opened is not None:
+                if data is not None:
+                    data.close()
+                return self._serve_file(opened[0], opened[1], offset, length)
+        elif status in (STARTED, RUNNING):
+            if data is not None:
+                data.close()
+            self.cache.count(**{'misses' if status == STARTED
+                                else 'coalesced': 1})
+            return streams.Chunks(
+                self._follow(record, expected, offset, length),
+                name='image %s' % record.id)
+        if data is None:
+            data = self._passthrough(record, offset, length)
+        return data
+
+    def _start_background_fill(self, expected, record):
+        """_start_fill for a read that does not depend on it: failures
+        are logged, not raised (returns None then).
+        """
         try:
-            self._start_fill(expected, record)
+            return self._start_fill(expected, record)
         except exceptions.UpstreamError as e:
             LOG.debug('background fill of %s not started: %s', record.id, e)
         except exceptions.CacheError as e:
             self._cache_failed(e)
-        return data
+        return None
 
     def _range_from_prefix(self, record, offset, length):
         path = self.cache.data_path(record.id, partial=True)
@@ -295,36 +332,40 @@ class ReadThrough:
         return True
 
     def _passthrough(self, record, offset, length):
-        data = self.central.open_data(record, offset, length)
-        self.cache.count(passthrough=1, misses=1)
-        return self._from_central(data, record)
+        return self._from_central(record, offset, length, mid_stream=False)
 
-    def _from_central(self, data, record):
-        """Count the bytes of *data*, a stream from central; the stream
-        returned closes it, started or not.
+    def _from_central(self, record, offset, length, mid_stream=True):
+        """Bytes from central, uncached and counted; the stream returned
+        closes the response, started or not.
+
+        :param mid_stream: inside a stream already handed to Glance, where
+            every error must be an IOError; else the start of a
+            pass-through
         """
-        return streams.Chunks(self._counted(data), data.close,
+        resent = []
+        try:
+            data = self.central.open_data(record, offset, length,
+                                          on_skip=resent.append)
+        except exceptions.UpstreamStreamError:
+            raise
+        except exceptions.UpstreamError as e:
+            if not mid_stream:
+                raise
+            raise self._stream_error(record, e) from e
+        if not mid_stream:
+            self.cache.count(passthrough=1, misses=1)
+        return streams.Chunks(self._counted(data, resent), data.close,
                               name='image %s' % record.id)
 
-    def _counted(self, data):
+    def _counted(self, data, resent):
         received = 0
         try:
             for chunk in data:
                 received += len(chunk)
                 yield chunk
         finally:
-            self.cache.count(bytes_from_central=received)
-
-    def _open_mid_stream(self, record, offset, length):
-        """central.open_data from inside a stream already handed to Glance,
-        where every error must be an IOError.
-        """
-        try:
-            return self.central.open_data(record, offset, length)
-        except exceptions.UpstreamStreamError:
-            raise
-        except exceptions.UpstreamError as e:
-            raise self._stream_error(record, e) from e
+            self.cache.count(bytes_from_central=received,
+                             bytes_resent=sum(resent))
 
     def _stream_error(self, record, error):
         """The IOError to raise for *error*, an UpstreamError met after the
@@ -386,10 +427,13 @@ class ReadThrough:
                 # Keep the resumable prefix and write after it.
                 os.ftruncate(fd, start)
                 os.lseek(fd, start, os.SEEK_SET)
+                fill = _Fill(expected, record, lock, start,
+                             (stat.st_dev, stat.st_ino))
                 stream = iter(())
                 if start < expected.size:
                     stream = self.central.open_data(
-                        record, start, expected.size - start)
+                        record, start, expected.size - start,
+                        on_skip=functools.partial(self._skipped, fill, fd))
             except BaseException as e:
                 os.close(fd)
                 if isinstance(e, OSError) and not isinstance(
@@ -404,8 +448,6 @@ class ReadThrough:
                 self.cache.count(resumes=1)
                 LOG.info('cache: resuming image %s at byte %d of %d',
                          image_id, start, expected.size)
-            fill = _Fill(expected, record, lock, start,
-                         (stat.st_dev, stat.st_ino))
             with self._fills_lock:
                 self._fills[image_id] = fill
             fill.thread = threading.Thread(
@@ -418,6 +460,20 @@ class ReadThrough:
             if not started:
                 lock.unlock()
                 lock.close()
+
+    @staticmethod
+    def _skipped(fill, fd, count):
+        """A fill resuming from a central without ranges dropped *count*
+        bytes it holds already: touch the file, which tells followers in
+        every process that it is alive (see _follow_fill).
+        """
+        fill.resent += count
+        try:
+            os.utime(fd)
+        except OSError as e:
+            LOG.debug('touching the fill of %s failed: %s',
+                      fill.expected.image_id, e)
+        fill.advance()
 
     def _run_fill(self, fill, fd, stream):
         expected = fill.expected
@@ -467,6 +523,7 @@ class ReadThrough:
         steps += [lambda: os.close(fd),
                   lambda: self.cache.count(
                       bytes_from_central=fill.written - fill.start,
+                      bytes_resent=fill.resent,
                       verification_failures=int(
                           outcome == cache_module.VERIFY_FAILED))]
         for step in steps:
@@ -603,6 +660,10 @@ class ReadThrough:
         takeovers = 0
         available = pos
         last_progress = time.monotonic()
+        # The file's (size, mtime) when last looked at: a change is progress
+        # even when this reader gets no new byte (a fill that re-reads from
+        # byte 0 what it holds already touches the file, see _skipped).
+        seen = None
         while pos < end:
             limit = end if verified else min(end, expected.size - HOLD_BACK)
             if fd is None:
@@ -623,7 +684,11 @@ class ReadThrough:
             if available <= pos:
                 # Ask the file how far the fill got only when this reader
                 # has caught up with what it last saw.
-                available = os.fstat(fd).st_size
+                stat = os.fstat(fd)
+                available = stat.st_size
+                if seen != (stat.st_size, stat.st_mtime_ns):
+                    seen = (stat.st_size, stat.st_mtime_ns)
+                    last_progress = time.monotonic()
             available = min(available, limit)
             if available > pos:
                 chunk = os.pread(fd, min(self.chunk_size, available - pos),
@@ -737,27 +802,27 @@ class ReadThrough:
         failed under it or lost the file it read.
 
         Before the first byte this is a pass-through, as for any image the
-        cache cannot take. After it, central's bytes cannot vouch for the
-        cached ones already sent (they may come from a fill that was about
-        to fail verification): the reader verifies by itself
-        (_verified_rest).
+        cache cannot take, and so is a range that stops before the image's
+        last byte (ranges are never held back). After the first byte of a
+        read up to the last, central's bytes cannot vouch for the cached
+        ones already sent (they may come from a fill that was about to fail
+        verification): the reader verifies by itself (_verified_rest).
         """
-        if at.pos == at.offset:
-            return self._from_central(
-                self._open_mid_stream(record, at.pos, end - at.pos), record)
+        if at.pos == at.offset or end < expected.size:
+            return self._from_central(record, at.pos, end - at.pos)
         return self._verified_rest(record, expected, at, end)
 
     def _verified_rest(self, record, expected, at, end):
-        """Hash the bytes already sent (read again from the open file) and
-        central's rest as it passes; release the last HOLD_BACK bytes only
-        if the whole matches central's size and hash, else raise
-        CacheIntegrityError.
+        """Hash the file's bytes up to where the reader stands (for a
+        range, the ones before it too) and central's rest as it passes;
+        release the last HOLD_BACK bytes only if the whole matches central's
+        size and hash, else raise CacheIntegrityError.
 
         Cost: one hash of the image on this thread and a second read of
         what was sent, on this failure path only.
         """
         hasher = hashlib.new(expected.algo)
-        pos = at.offset  # 0: only whole images are followed
+        pos = 0
         while pos < at.pos:
             block = os.pread(at.fd, min(self.chunk_size, at.pos - pos), pos)
             if not block:
@@ -768,8 +833,7 @@ class ReadThrough:
             pos += len(block)
         hold_from = end - HOLD_BACK
         held = []
-        data = self._from_central(
-            self._open_mid_stream(record, pos, end - pos), record)
+        data = self._from_central(record, pos, end - pos)
         try:
             for chunk in data:
                 hasher.update(chunk)
@@ -799,4 +863,4 @@ class ReadThrough:
         if time.monotonic() - last_progress > self.stall_timeout:
             raise exceptions.UpstreamStreamError(
                 self.central.backend, 'image %s: the fill made no progress '
-                'for %d s' % (image_id, self.stall_timeout))
+                'for %g s' % (image_id, self.stall_timeout))

@@ -127,7 +127,7 @@ class Central:
     """
 
     def __init__(self, backend, adapter, chunk_size, record_ttl,
-                 breaker=None, clock=time.monotonic):
+                 breaker=None, clock=time.monotonic, range_recheck=3600):
         self.backend = backend
         self._adapter = adapter
         self.breaker = breaker or breaker_module.Breaker(0, 1)
@@ -136,6 +136,10 @@ class Central:
         self._clock = clock
         self._memo = collections.OrderedDict()
         self._memo_lock = threading.Lock()
+        self._range_recheck = range_recheck
+        # When central last refused (or ignored) a Range request; None
+        # while it has served every range asked.
+        self._ranges_refused_at = None
 
     @classmethod
     def from_conf(cls, conf, backend, breaker_state=None):
@@ -158,7 +162,8 @@ class Central:
             group.remote_glance_breaker_threshold,
             group.remote_glance_breaker_reset, state=breaker_state)
         return cls(backend, adapter, group.remote_glance_chunk_size,
-                   group.remote_glance_record_ttl, breaker=breaker)
+                   group.remote_glance_record_ttl, breaker=breaker,
+                   range_recheck=group.remote_glance_range_recheck)
 
     def probe(self):
         """List one image at central to prove it answers and accepts our
@@ -280,13 +285,29 @@ class Central:
 
     # -- data ------------------------------------------------------------
 
-    def open_data(self, record, offset=0, length=None, request_id=None):
+    @property
+    def serves_ranges(self):
+        """Whether a Range request is worth sending: False for
+        ``remote_glance_range_recheck`` seconds after central refused one.
+        """
+        refused_at = self._ranges_refused_at
+        return (refused_at is None or
+                self._clock() - refused_at >= self._range_recheck)
+
+    def open_data(self, record, offset=0, length=None, request_id=None,
+                  on_skip=None):
         """Start reading *length* bytes of the image from *offset*.
 
         Sends a Range request unless the whole image is asked for, and checks
         that central answers exactly that range before any byte is handed
-        out. Returns a streams.Chunks of chunks of at most ``chunk_size``
-        bytes that yields exactly *length* bytes in all, or raises
+        out. A central whose store cannot read from an offset (Glance
+        answers 400, see serves_ranges) or that ignores the Range (200) is
+        read from byte 0 instead, and the bytes before *offset* are read
+        and dropped, each batch reported to *on_skip(count)* (a fill
+        uses it to show it is alive while it skips).
+
+        Returns a streams.Chunks of chunks of at most ``chunk_size`` bytes
+        that yields exactly *length* bytes in all, or raises
         UpstreamStreamError (an IOError) part way; it closes the response
         even if it is never started. Memory: one chunk. No bytes (a zero-byte
         image): no request.
@@ -302,26 +323,56 @@ class Central:
         if not length:
             return streams.empty()
         last = offset + length - 1
-        whole = offset == 0 and length == size
-        headers = {} if whole else {'Range': 'bytes=%d-%d' % (offset, last)}
-        resp = self._get('/v2/images/%s/file' % record.id,
-                         200 if whole else 206, record.id,
-                         headers=headers, stream=True, request_id=request_id)
+        url = '/v2/images/%s/file' % record.id
+        resp = None
+        if (offset, length) != (0, size) and self.serves_ranges:
+            resp = self._get(url, (206, 200, 400), record.id,
+                             headers={'Range': 'bytes=%d-%d' % (offset, last)},
+                             stream=True, request_id=request_id)
+            if resp.status_code != 206:
+                self._learn_no_ranges(record.id, resp.status_code)
+            if resp.status_code == 400:
+                resp.close()
+                resp = None
+        skip = 0
+        if resp is None or resp.status_code == 200:
+            skip = offset
+            if resp is None:
+                resp = self._get(url, (200,), record.id, stream=True,
+                                 request_id=request_id)
         try:
             self._check_data_headers(resp, record, offset, last, length,
-                                     whole)
+                                     whole=resp.status_code == 200)
         except Exception:
             resp.close()
             raise
-        return streams.Chunks(self._stream(resp, record.id, length),
+        return streams.Chunks(self._stream(resp, record.id, length, skip,
+                                           on_skip),
                               resp.close, name='image %s' % record.id)
 
+    def _learn_no_ranges(self, image_id, status):
+        """Remember that central serves whole images only; say so when it
+        is news.
+        """
+        if self.serves_ranges:
+            LOG.warning(
+                'remote-glance backend %r: central answered HTTP %d to a '
+                'Range request for image %s: its store cannot read from an '
+                'offset. Reads that start past byte 0 read the image from '
+                'the start and skip to the offset; asking again in %d s',
+                self.backend, status, image_id, self._range_recheck)
+        self._ranges_refused_at = self._clock()
+
     def _check_data_headers(self, resp, record, offset, last, length, whole):
+        """Check that *resp* declares what was asked: the whole image
+        (*whole*), else exactly bytes *offset*..*last*.
+        """
         declared = resp.headers.get('Content-Length')
-        if declared is not None and declared != str(length):
+        expected_length = record.size if whole else length
+        if declared is not None and declared != str(expected_length):
             raise exceptions.UpstreamProtocolError(
                 self.backend, 'central declared %s bytes for image %s where '
-                '%d were expected' % (declared, record.id, length))
+                '%d were expected' % (declared, record.id, expected_length))
         if not whole:
             expected = 'bytes %d-%d/%d' % (offset, last, record.size)
             got = resp.headers.get('Content-Range')
@@ -330,14 +381,19 @@ class Central:
                     self.backend, 'central answered range %r for image %s '
                     'where %r was asked' % (got, record.id, expected))
 
-    def _stream(self, resp, image_id, length):
-        """The body of *resp*; the Chunks around it closes *resp*."""
+    def _stream(self, resp, image_id, length, skip=0, on_skip=None):
+        """*length* bytes of the body of *resp* after dropping its first
+        *skip*; the Chunks around it closes *resp*.
+        """
         read = resp.raw.read
         chunk_size = self.chunk_size
-        remaining = length
-        while remaining:
+        total = skip + length
+        done = 0
+
+        def next_chunk():
             try:
-                chunk = read(min(chunk_size, remaining))
+                chunk = read(min(chunk_size, (skip if done < skip
+                                              else total) - done))
             except (urllib3.exceptions.HTTPError, http.client.HTTPException,
                     OSError, ValueError) as e:
                 # urllib3 wraps most failures in HTTPError, but a broken or
@@ -347,24 +403,44 @@ class Central:
                 self._failed()
                 raise exceptions.UpstreamStreamError(
                     self.backend, 'image %s: stream from central failed '
-                    'after %d of %d bytes: %s'
-                    % (image_id, length - remaining, length,
-                       redact(str(e)))) from None
+                    'after %s: %s' % (image_id, self._progress(done, total,
+                                                               skip),
+                                      redact(str(e)))) from None
             if not chunk:
                 raise exceptions.UpstreamStreamError(
                     self.backend, 'image %s: central ended the stream '
-                    'after %d of %d bytes'
-                    % (image_id, length - remaining, length))
-            remaining -= len(chunk)
+                    'after %s' % (image_id,
+                                  self._progress(done, total, skip)))
+            return chunk
+
+        while done < skip:
+            # Before the offset asked (central serves no ranges): dropped.
+            dropped = len(next_chunk())
+            done += dropped
+            if on_skip is not None:
+                on_skip(dropped)
+        while done < total:
+            chunk = next_chunk()
+            done += len(chunk)
             yield chunk
+
+    @staticmethod
+    def _progress(done, total, skip):
+        if not skip:
+            return '%d of %d bytes' % (done, total)
+        return ('%d of %d bytes, reading from byte 0 to skip the first %d'
+                % (max(done - skip, 0), total - skip, skip))
 
     # -- HTTP --------------------------------------------------------------
 
     def _get(self, url, expected, image_id, headers=None, stream=False,
              request_id=None):
         """GET *url* from central, following same-origin redirects only, and
-        return the response once its status is *expected*.
+        return the response once its status is *expected* (a status or a
+        tuple of them).
         """
+        if isinstance(expected, int):
+            expected = (expected,)
         for _ in range(MAX_REDIRECTS + 1):
             resp = self._send(url, headers, stream, request_id)
             if not resp.is_redirect:
@@ -382,9 +458,9 @@ class Central:
             raise exceptions.UpstreamProtocolError(
                 self.backend, 'central redirected image %s more than %d '
                 'times' % (image_id, MAX_REDIRECTS))
-        if resp.status_code != expected:
+        if resp.status_code not in expected:
             resp.close()
-            raise self._status_error(resp.status_code, expected, image_id)
+            raise self._status_error(resp.status_code, expected[0], image_id)
         return resp
 
     def _send(self, url, headers, stream, request_id):

@@ -42,15 +42,29 @@ class FakeCentral:
         self.hold_at = None       # chunks from this byte wait for resume
         self.resume = threading.Event()
         self.open_streams = 0     # streams handed out and not closed
+        self.serves_ranges = True  # False: reads start at byte 0 and skip
+        self.skipped = 0          # bytes dropped before offsets asked
+        self.skip_delay = 0       # seconds per chunk dropped
 
-    def open_data(self, record, offset=0, length=None, request_id=None):
+    def open_data(self, record, offset=0, length=None, request_id=None,
+                  on_skip=None):
         if self.down:
             raise exceptions.UpstreamUnavailable(self.backend, 'down')
         length = record.size - offset if length is None else length
         self.calls.append((offset, length))
-        return FakeStream(self, self._chunks(offset, offset + length))
+        return FakeStream(self, self._chunks(offset, offset + length,
+                                             on_skip))
 
-    def _chunks(self, pos, end):
+    def _chunks(self, pos, end, on_skip=None):
+        if not self.serves_ranges:
+            skip, pos = pos, 0
+            while pos < skip:
+                count = min(self.chunk, skip - pos)
+                time.sleep(self.skip_delay)
+                pos += count
+                self.skipped += count
+                if on_skip is not None:
+                    on_skip(count)
         while pos < end:
             if self.gate is not None:
                 self.gate.wait(10)
@@ -315,6 +329,77 @@ class TestRanges(ReadThroughTestCase):
         self.central.down = True
         self.assertRaises(exceptions.UpstreamUnavailable, self.read,
                           offset=10, length=10)
+
+
+class TestCentralWithoutRanges(ReadThroughTestCase):
+    """Central's store cannot read from an offset: every read it serves
+    starts at byte 0 (upstream.Central drops the bytes before the offset).
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.central.serves_ranges = False
+
+    def test_a_resume_rereads_the_prefix_and_still_verifies(self):
+        self.central.fail_at = 120 * KiB
+        self.first_call_only()
+        self.assertRaises(exceptions.UpstreamError, self.read_all)
+        del self.central.open_data
+        self.central.fail_at = None
+        self.assertEqual(self.data, self.read_all())
+        self.assertTrue(self.wait_committed())
+        counters = self.cache.counters()
+        self.assertEqual(120 * KiB, self.central.skipped)
+        self.assertEqual((1, 120 * KiB, self.SIZE),
+                         (counters['resumes'], counters['bytes_resent'],
+                          counters['bytes_from_central']))
+
+    def test_a_range_of_an_image_not_held_is_served_by_its_fill(self):
+        self.assertEqual(self.data[150 * KiB:160 * KiB], self.read_all(
+            offset=150 * KiB, length=10 * KiB))
+        self.assertTrue(self.wait_committed())
+        self.assertEqual([(0, self.SIZE)], self.central.calls)
+        self.assertEqual(0, self.central.skipped)
+
+    def test_a_range_that_teaches_it_follows_the_fill_instead(self):
+        self.central.serves_ranges = True
+        open_data = self.central.open_data
+
+        def refuse_ranges(record, offset=0, length=None, **kw):
+            if offset:
+                self.central.serves_ranges = False
+            return open_data(record, offset, length, **kw)
+        self.central.open_data = refuse_ranges
+        self.assertEqual(self.data[-10:], self.read_all(
+            offset=self.SIZE - 10, length=10))
+        self.assertTrue(self.wait_committed())
+        self.assertEqual([(self.SIZE - 10, 10), (0, self.SIZE)],
+                         self.central.calls)
+        self.assertEqual(0, self.central.open_streams)
+
+    def test_a_range_up_to_the_last_byte_waits_for_verification(self):
+        lying = record_of(self.data, os_hash_value='0' * 128)
+        received = []
+        self.assertRaises(
+            exceptions.CacheIntegrityError,
+            lambda: received.extend(self.read(record=lying,
+                                              offset=self.SIZE - 10)))
+        self.assertLess(sum(map(len, received)), 10)
+
+    def test_followers_wait_while_a_resume_skips_a_long_prefix(self):
+        # Dropping the prefix again takes longer than the stall timeout;
+        # touching the file keeps followers from giving up.
+        self.reader.stall_timeout = 0.3
+        self.central.fail_at = 120 * KiB
+        self.first_call_only()
+        self.assertRaises(exceptions.UpstreamError, self.read_all)
+        del self.central.open_data
+        self.central.fail_at = None
+        self.central.skip_delay = 0.05  # 15 chunks: 0.75 s
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            readers = [pool.submit(self.read_all) for _ in range(3)]
+            self.assertEqual([self.data] * 3, [r.result() for r in readers])
+        self.assertEqual(120 * KiB, self.central.skipped)
 
 
 class TestPassThrough(ReadThroughTestCase):
@@ -641,9 +726,9 @@ class _PacedCentral(FakeCentral):
         self.fetched = fetched
         self.busy = busy
 
-    def _chunks(self, pos, end):
+    def _chunks(self, pos, end, on_skip=None):
         whole = pos == 0 and end == len(self.data)
-        for chunk in super()._chunks(pos, end):
+        for chunk in super()._chunks(pos, end, on_skip):
             time.sleep(0.005)
             yield chunk
         if whole:
