@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -59,6 +60,7 @@ QUORUM_TIMEOUT = 30    # seconds for the monitor to form its quorum of one
 OSD_UP_TIMEOUT = 60    # seconds for the OSD to be up
 COMMAND_TIMEOUT = 60   # seconds for one ceph/rbd command
 STOP_GRACE = 5         # seconds after SIGTERM before SIGKILL
+MON_BIND_ATTEMPTS = 3  # monitor starts on fresh ports if one was taken
 
 _live = set()
 _live_lock = threading.Lock()
@@ -145,6 +147,23 @@ def link_bindings(python=sys.executable):
     return site
 
 
+def free_ports(count):
+    """*count* distinct free ports of 127.0.0.1 (all held open at once
+    while picked: two calls of tests.lab.free_port() can return the same
+    port).
+    """
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sockets.append(sock)
+            sock.bind((HOST, 0))
+        return tuple(sock.getsockname()[1] for sock in sockets)
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def _ceph_env():
     # The ceph CLI is a Debian python3 script: keep the test virtualenv's
     # Python settings away from it.
@@ -192,9 +211,7 @@ class CephCluster:
         self.pg_num = pg_num
         self.options = options
         self.fsid = str(uuid.uuid4())
-        self.mon_ports = (lab_module.free_port(), lab_module.free_port())
-        self.mon_host = '[v2:%s:%d,v1:%s:%d]' % (
-            HOST, self.mon_ports[0], HOST, self.mon_ports[1])
+        self.mon_ports = free_ports(2)
         self.conf_file = os.path.join(self.root, 'ceph.conf')
         self.admin_keyring = os.path.join(self.root, 'keyring')
         self.glance_keyring = os.path.join(
@@ -202,6 +219,12 @@ class CephCluster:
         self.log_dir = os.path.join(self.root, 'log')
         self.procs = {}   # daemon name -> Popen, in start order
         self.start_seconds = None
+
+    @property
+    def mon_host(self):
+        """The monitor's addresses, as ``mon host`` in ceph.conf."""
+        return '[v2:%s:%d,v1:%s:%d]' % (HOST, self.mon_ports[0], HOST,
+                                        self.mon_ports[1])
 
     @property
     def glance_client(self):
@@ -226,9 +249,8 @@ class CephCluster:
         return self
 
     def _start(self):
-        for sub in ('run', 'log', 'crash', 'mon.a', 'osd.0'):
+        for sub in ('run', 'log', 'crash', 'osd.0'):
             os.makedirs(os.path.join(self.root, sub), exist_ok=True)
-        self._write_conf()
         # Keys: the monitors' shared key and the admin, in one keyring.
         self._run('ceph-authtool', '--create-keyring', self.admin_keyring,
                   '--gen-key', '-n', 'mon.', '--cap', 'mon', 'allow *')
@@ -236,13 +258,7 @@ class CephCluster:
                   'client.admin', '--cap', 'mon', 'allow *', '--cap', 'osd',
                   'allow *', '--cap', 'mds', 'allow *', '--cap', 'mgr',
                   'allow *')
-        monmap = os.path.join(self.root, 'monmap')
-        self._run('monmaptool', '--create', '--clobber', '--fsid',
-                  self.fsid, '--addv', 'a', self.mon_host, monmap)
-        self._run('ceph-mon', '-c', self.conf_file, '--mkfs', '-i', 'a',
-                  '--monmap', monmap, '--keyring', self.admin_keyring)
-        self._spawn('mon.a', 'ceph-mon', '-i', 'a')
-        self._wait('the monitor quorum', QUORUM_TIMEOUT, self._has_quorum)
+        self._start_mon()
 
         osd_uuid = str(uuid.uuid4())
         key = self._run('ceph-authtool', '--gen-print-key').strip()
@@ -270,6 +286,35 @@ class CephCluster:
         self.ceph('auth', 'get-or-create', self.glance_client,
                   'mon', 'profile rbd', 'osd', osd_caps, 'mgr', osd_caps,
                   '-o', self.glance_keyring, fmt=None)
+
+    def _start_mon(self):
+        """Make and start the monitor, on other free ports while another
+        process took its ports between their choice and its bind.
+        """
+        mon_dir = os.path.join(self.root, 'mon.a')
+        monmap = os.path.join(self.root, 'monmap')
+        for attempt in range(1, MON_BIND_ATTEMPTS + 1):
+            self._write_conf()
+            shutil.rmtree(mon_dir, ignore_errors=True)
+            os.makedirs(mon_dir)
+            self._run('monmaptool', '--create', '--clobber', '--fsid',
+                      self.fsid, '--addv', 'a', self.mon_host, monmap)
+            self._run('ceph-mon', '-c', self.conf_file, '--mkfs', '-i', 'a',
+                      '--monmap', monmap, '--keyring', self.admin_keyring)
+            self._spawn('mon.a', 'ceph-mon', '-i', 'a')
+            try:
+                self._wait('the monitor quorum', QUORUM_TIMEOUT,
+                           self._has_quorum)
+                return
+            except CephError:
+                if attempt == MON_BIND_ATTEMPTS or \
+                        'unable to bind monitor' not in self._read_log(
+                            'mon.a.log'):
+                    raise
+            self._stop_daemon('mon.a')
+            os.rename(os.path.join(self.log_dir, 'mon.a.log'),
+                      os.path.join(self.log_dir, 'mon.a.log.%d' % attempt))
+            self.mon_ports = free_ports(2)
 
     def _write_conf(self):
         root = self.root
@@ -309,6 +354,10 @@ class CephCluster:
             'client.' + self.glance_user: {'keyring': self.glance_keyring},
             'mon': {
                 'mon data': os.path.join(root, 'mon.$id'),
+                # A taken port fails the start in 1 s, not 10 (see
+                # _start_mon).
+                'ms bind retry count': 1,
+                'ms bind retry delay': 1,
                 # Commit map changes after 0.1 s instead of 1 s: the start
                 # (OSD boot, pool create, rbd pool init) takes about 3 s
                 # instead of 8.
@@ -322,6 +371,10 @@ class CephCluster:
                 'memstore device bytes': self.memstore_bytes,
                 'ms bind port min': self.osd_ports[0],
                 'ms bind port max': self.osd_ports[1],
+                # On SIGTERM the OSD tells the monitor it goes down and
+                # waits for the answer (5 s by default): when the monitor
+                # died first (PR_SET_PDEATHSIG signals both at once), 1 s.
+                'osd mon shutdown timeout': 1,
                 'pid file': os.path.join(root, 'run', '$name.pid'),
                 'log file': os.path.join(root, 'log', '$name.log'),
             },
@@ -359,8 +412,10 @@ class CephCluster:
 
     def _has_quorum(self):
         try:
+            # Briefly: a monitor that failed to bind is seen exiting
+            # between two tries.
             status = self.ceph('quorum_status', timeout=10,
-                               connect_timeout=5)
+                               connect_timeout=2)
         except CephError:
             return False
         return bool(status.get('quorum'))
@@ -373,22 +428,26 @@ class CephCluster:
         after STOP_GRACE seconds; reap them. Safe to call twice; the
         directory stays for the caller to remove.
         """
-        # The OSD first: with its monitor gone it would wait for SIGKILL.
-        for _, proc in reversed(list(self.procs.items())):
-            _signal_group(proc, signal.SIGTERM)
-            try:
-                proc.wait(STOP_GRACE)
-            except subprocess.TimeoutExpired:
-                pass
-            # Anything left in the group (also after the leader exited).
-            _signal_group(proc, signal.SIGKILL)
-            try:
-                proc.wait(STOP_GRACE)
-            except subprocess.TimeoutExpired:
-                pass
+        # The OSD first: with its monitor gone it waits for it a while.
+        for name in reversed(list(self.procs)):
+            self._stop_daemon(name)
         self.procs = {}
         with _live_lock:
             _live.discard(self)
+
+    def _stop_daemon(self, name):
+        proc = self.procs.pop(name)
+        _signal_group(proc, signal.SIGTERM)
+        try:
+            proc.wait(STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            pass
+        # Anything left in the group (also after the leader exited).
+        _signal_group(proc, signal.SIGKILL)
+        try:
+            proc.wait(STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            pass
 
     @property
     def running(self):
@@ -442,18 +501,22 @@ class CephCluster:
 
     # -- logs --------------------------------------------------------------
 
+    def _read_log(self, name):
+        try:
+            with open(os.path.join(self.log_dir, name),
+                      errors='replace') as f:
+                return f.read()
+        except FileNotFoundError:
+            return ''
+
     def log_tail(self, lines=30):
         """The last *lines* of each daemon's log and output."""
         parts = []
-        for name in ('mon.a', 'osd.0'):
-            for suffix in ('.log', '.out'):
-                path = os.path.join(self.log_dir, name + suffix)
-                try:
-                    with open(path, errors='replace') as f:
-                        text = f.read().splitlines()[-lines:]
-                except FileNotFoundError:
-                    continue
-                parts.append('--- %s\n%s' % (path, '\n'.join(text)))
+        for name in ('mon.a.log', 'mon.a.out', 'osd.0.log', 'osd.0.out'):
+            text = self._read_log(name).splitlines()[-lines:]
+            if text:
+                parts.append('--- %s\n%s' % (os.path.join(self.log_dir, name),
+                                             '\n'.join(text)))
         return '\n'.join(parts) or '(no daemon log in %s)' % self.log_dir
 
 
