@@ -205,10 +205,20 @@ class TestCephLab(testtools.TestCase):
 
     def test_range_download_is_refused(self):
         # glance_store's rbd driver declares no READ_RANDOM: Glance answers
-        # a Range request 400 rather than serve part of the image.
+        # every Range request 400 (StoreRandomGetNotSupported), even one
+        # for the whole image, rather than serve bytes from an offset.
         image, data = self.upload(2 * MiB)
-        response = self.get_file(image.id, Range='bytes=0-99')
-        self.assertEqual(400, response.status_code, response.text[:500])
+        size = len(data)
+        for header, offset, length in (
+                ('bytes=0-99', 0, 100),
+                ('bytes=100-', 100, size - 100),
+                ('bytes=-100', size - 100, 100),
+                ('bytes=0-%d' % (size - 1), 0, size)):
+            response = self.get_file(image.id, Range=header)
+            self.assertEqual(400, response.status_code, header)
+            self.assertIn('Getting images randomly from this store is not '
+                          'supported. Offset: %d, length: %d'
+                          % (offset, length), response.text)
         # The whole image still comes back.
         self.assertEqual(data, self.get_file(image.id).content)
 
