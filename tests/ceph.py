@@ -15,13 +15,15 @@ its own, gets SIGTERM if the process that started it dies
 interpreter exit, SIGKILL after a short grace. Nothing is killed by name.
 
 Two clusters coexist on one machine (stestr runs two workers): the monitor
-listens on free ports picked like the lab's servers, and each OSD binds the
-first free ports of its ``ms_bind_port_min..max`` range (Ceph moves on to
-the next port when one is taken), so clusters sharing the range share it
+listens on two free ports picked at once (and starts again on fresh ones
+if another process took one before its bind), and each OSD binds the first
+free ports of its ``ms_bind_port_min..max`` range (Ceph moves on to the
+next port when one is taken), so clusters sharing the range share it
 without clashing.
 """
 
 import atexit
+import glob
 import json
 import os
 import shutil
@@ -71,8 +73,13 @@ class CephError(RuntimeError):
 
 
 def _binding_file(module):
-    return os.path.join(BINDINGS_DIR, '%s.cpython-%d%d-x86_64-linux-gnu.so'
-                        % ((module,) + BINDINGS_VERSION))
+    """The binding's file (``rados.cpython-311-<multiarch>.so``); the
+    x86_64 name when there is none.
+    """
+    prefix = os.path.join(BINDINGS_DIR, '%s.cpython-%d%d-'
+                          % ((module,) + BINDINGS_VERSION))
+    found = sorted(glob.glob(prefix + '*.so'))
+    return found[0] if found else prefix + 'x86_64-linux-gnu.so'
 
 
 def unavailable_reason():
@@ -109,27 +116,30 @@ def link_bindings(python=sys.executable):
 
     :param python: the virtualenv's interpreter (default: this one)
     :returns: the site-packages directory
-    :raises CephError: the bindings are missing, the interpreter is not a
-        CPython 3.11, or the import still fails
+    :raises CephError: the bindings are missing, *python* is not in a
+        virtualenv or not a CPython 3.11, or the import still fails
     Cost: two interpreter starts (about 0.2 s).
     """
     reason = unavailable_reason()
     if reason:
         raise CephError(reason)
     out = subprocess.run(
-        [python, '-c', 'import sys, sysconfig; print(sys.implementation.name,'
-         ' "%d.%d" % sys.version_info[:2], sysconfig.get_paths()["platlib"])'],
+        [python, '-c', 'import sys, sysconfig; print(sys.prefix != sys.'
+         'base_prefix, sys.implementation.name, "%d.%d" % sys.version_info'
+         '[:2], sysconfig.get_paths()["platlib"])'],
         capture_output=True, text=True, check=True, cwd='/',
-        timeout=COMMAND_TIMEOUT).stdout.split(None, 2)
-    implementation, site = out[0], out[2].strip()
-    version = tuple(int(part) for part in out[1].split('.'))
+        timeout=COMMAND_TIMEOUT).stdout.split(None, 3)
+    in_venv, implementation, site = out[0] == 'True', out[1], out[3].strip()
+    version = tuple(int(part) for part in out[2].split('.'))
+    if not in_venv:
+        raise CephError('%s is not the interpreter of a virtualenv: not '
+                        'linking the Ceph bindings into %s' % (python, site))
     if implementation != 'cpython' or version != BINDINGS_VERSION:
         raise CephError(
-            'the Ceph bindings in %s are built for CPython %d.%d; %s is %s '
-            '%d.%d and cannot load them' % ((BINDINGS_DIR,) +
-                                             BINDINGS_VERSION +
-                                             (python, implementation) +
-                                             version))
+            'the Ceph bindings in %s are built for CPython %s; %s is %s %s '
+            'and cannot load them' % (
+                BINDINGS_DIR, '.'.join(map(str, BINDINGS_VERSION)), python,
+                implementation, '.'.join(map(str, version))))
     for module in BINDINGS:
         target = _binding_file(module)
         link = os.path.join(site, os.path.basename(target))
