@@ -247,32 +247,24 @@ class ReadThrough:
             return self._passthrough(record, offset, length)
         if served is not None:
             return served
-        data = None
-        if self.central.serves_ranges:
-            data = self._passthrough(record, offset, length)
-            if self.central.serves_ranges:
-                self._start_background_fill(expected, record)
-                return data
-            # That request taught us central serves no ranges: rather than
-            # reading the image twice, follow the fill below.
+        data = self._from_central(record, offset, length, mid_stream=False,
+                                  skip_to_offset=False)
         status = self._start_background_fill(expected, record)
+        if data is not None:
+            return data
+        # Central serves no ranges: rather than reading the image from byte
+        # 0 twice, follow the fill.
         if status == COMPLETE:
             opened = self._open_complete(record.id)
             if opened is not None:
-                if data is not None:
-                    data.close()
                 return self._serve_file(opened[0], opened[1], offset, length)
         elif status in (STARTED, RUNNING):
-            if data is not None:
-                data.close()
             self.cache.count(**{'misses' if status == STARTED
                                 else 'coalesced': 1})
             return streams.Chunks(
                 self._follow(record, expected, offset, length),
                 name='image %s' % record.id)
-        if data is None:
-            data = self._passthrough(record, offset, length)
-        return data
+        return self._passthrough(record, offset, length)
 
     def _start_background_fill(self, expected, record):
         """_start_fill for a read that does not depend on it: failures
@@ -334,24 +326,30 @@ class ReadThrough:
     def _passthrough(self, record, offset, length):
         return self._from_central(record, offset, length, mid_stream=False)
 
-    def _from_central(self, record, offset, length, mid_stream=True):
+    def _from_central(self, record, offset, length, mid_stream=True,
+                      skip_to_offset=True):
         """Bytes from central, uncached and counted; the stream returned
         closes the response, started or not.
 
         :param mid_stream: inside a stream already handed to Glance, where
             every error must be an IOError; else the start of a
             pass-through
+        :param skip_to_offset: see upstream.Central.open_data (False:
+            None when central serves no ranges)
         """
         resent = []
         try:
             data = self.central.open_data(record, offset, length,
-                                          on_skip=resent.append)
+                                          on_skip=resent.append,
+                                          skip_to_offset=skip_to_offset)
         except exceptions.UpstreamStreamError:
             raise
         except exceptions.UpstreamError as e:
             if not mid_stream:
                 raise
             raise self._stream_error(record, e) from e
+        if data is None:
+            return None
         if not mid_stream:
             self.cache.count(passthrough=1, misses=1)
         return streams.Chunks(self._counted(data, resent), data.close,

@@ -295,7 +295,7 @@ class Central:
                 self._clock() - refused_at >= self._range_recheck)
 
     def open_data(self, record, offset=0, length=None, request_id=None,
-                  on_skip=None):
+                  on_skip=None, skip_to_offset=True):
         """Start reading *length* bytes of the image from *offset*.
 
         Sends a Range request unless the whole image is asked for, and checks
@@ -304,7 +304,9 @@ class Central:
         answers 400, see serves_ranges) or that ignores the Range (200) is
         read from byte 0 instead, and the bytes before *offset* are read
         and dropped, each batch reported to *on_skip(count)* (a fill
-        uses it to show it is alive while it skips).
+        uses it to show it is alive while it skips). With
+        *skip_to_offset* False, such a read returns None instead: the
+        caller has a better source than reading from byte 0.
 
         Returns a streams.Chunks of chunks of at most ``chunk_size`` bytes
         that yields exactly *length* bytes in all, or raises
@@ -331,9 +333,13 @@ class Central:
                              stream=True, request_id=request_id)
             if resp.status_code != 206:
                 self._learn_no_ranges(record.id, resp.status_code)
-            if resp.status_code == 400:
-                resp.close()
-                resp = None
+                if resp.status_code == 400 or not skip_to_offset:
+                    resp.close()
+                    resp = None
+                    if not skip_to_offset:
+                        return None
+        elif (offset, length) != (0, size) and not skip_to_offset:
+            return None
         skip = 0
         if resp is None or resp.status_code == 200:
             skip = offset

@@ -706,13 +706,15 @@ class ChainLab(LabBase):
     :param on_demand: enable remote_glance_import_on_demand at both edges
     :param cache_max_size: each edge's cache cap, in bytes
     :param central_python: as in Lab (an older Glance as central)
+    :param central_options: as in Lab (central on another store)
     """
 
     FAR_BACKEND = 'regional'
 
     def __init__(self, on_demand=True, cache_max_size=1024 ** 3,
-                 central_python=None):
+                 central_python=None, central_options=None):
         self.on_demand = on_demand
+        self.central_options = central_options
         self.cache_max_size = cache_max_size
         self.central_python = central_python or sys.executable
         self.central = self.edge = self.far = self.far2 = None
@@ -738,7 +740,8 @@ class ChainLab(LabBase):
     def _start(self):
         self.central = GlanceServer(
             'central', os.path.join(self.root, 'central'),
-            policy=ADMIN_EVERYONE, python=self.central_python)
+            policy=ADMIN_EVERYONE, python=self.central_python,
+            options=self.central_options)
         self.edge = edge_server(
             'edge', os.path.join(self.root, 'edge'), self.central.url,
             flavor='trusted', backend_options=self._cache(self.cache_dir))

@@ -379,3 +379,12 @@ class TestCentralWithoutRanges(CentralTestCase):
             self.record)))
         self.assertEqual([None], self.file_requests())
         self.assertTrue(self.client.serves_ranges)
+
+    def test_without_skip_to_offset_a_refused_range_returns_none(self):
+        self.serve(400)
+        self.assertIsNone(self.client.open_data(self.record, 10, 5,
+                                                skip_to_offset=False))
+        self.assertIsNone(self.client.open_data(self.record, 20, 5,
+                                                skip_to_offset=False))
+        # Learned from the first: the second asked nothing.
+        self.assertEqual(['bytes=10-14'], self.file_requests())

@@ -1,0 +1,67 @@
+"""A plain web server holding image files, for a central Glance on
+glance_store's ``http`` store (read only: the image data lives on a web
+server and Glance records its URL). Like rbd, swift and s3, that store
+cannot read from an offset, so such a central answers a Range with 400.
+
+A thread of the test process on a free loopback port; it serves GET and
+HEAD of the files in its folder, whole (Python's handler ignores Range,
+which the http store never sends). Stopped with ``stop()``, also at exit.
+"""
+
+import atexit
+import functools
+import hashlib
+import http.server
+import os
+import threading
+import uuid
+
+from tests import lab as lab_module
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+
+    def log_message(self, *args):
+        pass
+
+
+class ImageWebServer:
+
+    def __init__(self, root):
+        self.root = root
+        os.makedirs(root, exist_ok=True)
+        self._server = None
+        self._thread = None
+        self.port = self.url = None
+
+    def start(self):
+        handler = functools.partial(_QuietHandler, directory=self.root)
+        self._server = http.server.ThreadingHTTPServer(
+            (lab_module.HOST, 0), handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self.url = 'http://%s:%d' % (lab_module.HOST, self.port)
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        name='image-web-server', daemon=True)
+        self._thread.start()
+        atexit.register(self.stop)
+        return self
+
+    def stop(self):
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+            self._thread.join(10)
+
+    def publish(self, data):
+        """Keep *data* as a new file; return (its URL, Glance's validation
+        data for it: checksum, os_hash_algo, os_hash_value).
+        """
+        name = uuid.uuid4().hex + '.img'
+        with open(os.path.join(self.root, name), 'wb') as f:
+            f.write(data)
+        return '%s/%s' % (self.url, name), {
+            'checksum': hashlib.md5(data).hexdigest(),
+            'os_hash_algo': 'sha512',
+            'os_hash_value': hashlib.sha512(data).hexdigest()}
