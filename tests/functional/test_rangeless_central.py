@@ -150,8 +150,7 @@ class HttpStoreCentral:
             super().tearDownClass()
         finally:
             cls.web.stop()
-            shutil.rmtree(os.path.dirname(cls.web.root),
-                                     ignore_errors=True)
+            shutil.rmtree(os.path.dirname(cls.web.root), ignore_errors=True)
 
     def make_central_image(self, size=3 * MiB + 17, **properties):
         data = os.urandom(size)
