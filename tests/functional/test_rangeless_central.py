@@ -120,6 +120,31 @@ class RangelessCentralTests:
                                                 received))
 
 
+class ChainThroughRangelessCentral:
+    """far edge -> edge -> a central without ranges, importing on demand:
+    the middle edge serves the ranges its central cannot (from its fill).
+    """
+
+    READER = lab_module.Identity('project-a', 'user-a', ('member', 'reader'))
+
+    def test_far_edge_reads_through_the_chain(self):
+        central, data = self.make_central_image(
+            size=8 * MiB, visibility='public', owner='project-c')
+        session = self.lab.far.session(self.READER)
+        url = '%s/v2/images/%s/file' % (self.lab.far.url, central.id)
+        response = session.get(url, headers={
+            'Range': 'bytes=%d-%d' % (MiB, 2 * MiB - 1)})
+        self.assertEqual((206, data[MiB:2 * MiB]),
+                         (response.status_code, response.content))
+        far = self.lab.far.glance(self.READER)
+        self.assertEqual(data, b''.join(far.images.data(central.id)))
+        reads = [e.status for e in self.central_requests('GET', central.id)
+                 if e.path.endswith('/file') and e.status != '400']
+        self.assertEqual(['200'], reads)
+        self.lab.central.stop()
+        self.assertEqual(data, b''.join(far.images.data(central.id)))
+
+
 class HttpStoreCentral:
     """Central on glance_store's http store: make_central_image puts the
     data on a web server and gives central its URL and validation data.
@@ -170,27 +195,8 @@ class TestHttpStoreCentral(HttpStoreCentral, RangelessCentralTests,
     LAB = {'proxy': True, 'edge_workers': 2}
 
 
-class TestHttpStoreCentralChain(HttpStoreCentral, base.LabTestCase):
-    """far edge -> edge -> central on the http store, importing on demand:
-    the middle edge serves the ranges its central cannot (from its fill).
-    """
+class TestHttpStoreCentralChain(HttpStoreCentral,
+                                ChainThroughRangelessCentral,
+                                base.LabTestCase):
 
     LAB_CLASS = lab_module.ChainLab
-    READER = lab_module.Identity('project-a', 'user-a', ('member', 'reader'))
-
-    def test_far_edge_reads_through_the_chain(self):
-        central, data = self.make_central_image(
-            size=8 * MiB, visibility='public', owner='project-c')
-        session = self.lab.far.session(self.READER)
-        url = '%s/v2/images/%s/file' % (self.lab.far.url, central.id)
-        response = session.get(url, headers={
-            'Range': 'bytes=%d-%d' % (MiB, 2 * MiB - 1)})
-        self.assertEqual((206, data[MiB:2 * MiB]),
-                         (response.status_code, response.content))
-        far = self.lab.far.glance(self.READER)
-        self.assertEqual(data, b''.join(far.images.data(central.id)))
-        reads = [e.status for e in self.central_requests('GET', central.id)
-                 if e.path.endswith('/file') and e.status != '400']
-        self.assertEqual(['200'], reads)
-        self.lab.central.stop()
-        self.assertEqual(data, b''.join(far.images.data(central.id)))
