@@ -543,6 +543,10 @@ class LabBase:
         """
         return (self.central,)
 
+    def caches(self):
+        """(cache directory, backend name) of each remote-glance cache."""
+        return ()
+
     def start(self):
         self.root = tempfile.mkdtemp(prefix='gsr-lab-')
         with _live_lock:
@@ -636,6 +640,9 @@ class Lab(LabBase):
 
     def _parts(self):
         return (self.edge, self.central, self.proxy)
+
+    def caches(self):
+        return ((self.cache_dir, 'central'),) if self.cache_dir else ()
 
     def _start(self):
         cache = {}
@@ -733,6 +740,11 @@ class ChainLab(LabBase):
 
     def upstreams(self):
         return (self.central, self.edge)
+
+    def caches(self):
+        return ((self.cache_dir, 'central'),
+                (self.far_cache_dir, self.FAR_BACKEND),
+                (os.path.join(self.root, 'far-cache-2'), self.FAR_BACKEND))
 
     def _cache(self, folder):
         return cache_options(folder, self.cache_max_size, self.on_demand)

@@ -77,7 +77,32 @@ class LabTestCase(testtools.TestCase):
         central.thaw()
         if not central.running:
             central.start()
+        self.close_breakers()
         self.addOnException(self._attach_logs)
+
+    def start_central(self):
+        """Start central again after a test stopped it, and close the
+        edges' circuit breakers (see close_breakers).
+        """
+        self.lab.central.start()
+        self.close_breakers()
+
+    def close_breakers(self):
+        """Close the circuit breaker of every cache of the lab, as the
+        first successful probe would.
+
+        A test that cut central may have opened it (three consecutive
+        failures: a cut stream, a takeover refused, a record GET); its state
+        lives in the cache index and outlives the test, so the next request
+        would fail fast for remote_glance_breaker_reset seconds although
+        central is back.
+        """
+        from glance_store_remote import breaker
+        from glance_store_remote import cache as cache_module
+        for folder, backend in self.lab.caches():
+            if os.path.exists(os.path.join(folder, 'index.sqlite')):
+                cache_module.Cache(folder, 1).save_breaker(
+                    backend, breaker.CLOSED, 0, 0.0)
 
     def _attach_logs(self, exc_info):
         for server in (self.lab.central, self.lab.edge):

@@ -34,7 +34,7 @@ class TestCentralDies(base.CacheTestCase):
                 abort=True)
             self.assert_failed_visibly(data, received, error)
             self.assertEqual([], self.cached(central.id))
-            self.lab.central.start()
+            self.start_central()
             self.assertEqual(data, self.download(edge.id, central))
             self.assertEqual([central.id + '.data'],
                              self.cached(central.id)[:1])

@@ -123,7 +123,7 @@ class TestOnDemandImport(OnDemandTestCase):
         self.assert_edge_404(central.id, PROJECT_A)
         self.assertIn('cannot look up image %s at central' % central.id,
                       self.lab.edge.log_text())
-        self.lab.central.start()
+        self.start_central()
         self.assertEqual(central.id, self.edge_glance(
             PROJECT_A).images.get(central.id).id)
 

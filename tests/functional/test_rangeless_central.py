@@ -92,7 +92,7 @@ class RangelessCentralTests:
         _, received, error = self.break_fill_at(
             central.id, edge.id, cut, self.lab.central.stop, abort=True)
         self.assert_failed_visibly(data, received, error)
-        self.lab.central.start()
+        self.start_central()
         self.assertEqual(data, self.download(edge.id, central))
         after = self.cache_stats()
         resent = after['bytes_resent'] - before['bytes_resent']

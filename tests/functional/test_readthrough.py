@@ -143,7 +143,7 @@ class TestFailures(base.CacheTestCase):
         _, received, error = self.break_fill_at(
             central.id, edge.id, 24 * MiB, self.lab.central.stop)
         self.assert_failed_visibly(data, received, error)
-        self.lab.central.start()
+        self.start_central()
         self.assertEqual(data, self.download(edge.id, central))
         resumed = [e for e in self.central_requests('GET', central.id)
                    if e.path.endswith('/file')]
