@@ -166,10 +166,23 @@ def rss(pid):
     return 0
 
 
+_ports_given = set()
+
+
 def free_port():
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
+    """A free port of 127.0.0.1 that this process has not handed out
+    before: the kernel may offer a port again as soon as the socket that
+    found it is closed, before the server it was meant for binds it.
+    """
+    with _live_lock:
+        for _ in range(100):
+            with socket.socket() as sock:
+                sock.bind((HOST, 0))
+                port = sock.getsockname()[1]
+            if port not in _ports_given:
+                _ports_given.add(port)
+                return port
+    raise RuntimeError('no fresh free port on %s' % HOST)
 
 
 # This package's paste filters, in the order the edge example gives them.
