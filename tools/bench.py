@@ -16,7 +16,8 @@ Then: 8 and 16 concurrent misses (wall time and upstream fetches), a soak
 of 64 clients mixing hits, misses and ranges on a small cache, the edge
 worker's RSS growth while streaming a large image (miss and hit), time to
 503 with central down and the breaker open, behaviour with central frozen,
-and what a client sees when central is killed 30% into a miss.
+and what a client sees when central is killed 30% into a miss; then a
+central on Ceph RBD (tools/bench_ceph.py).
 
 Writes doc/source/benchmarks/results.json and bench.png. Run it with
 ``tox -e bench`` (``-- --size-mib 256`` for a quicker run). Nothing here
@@ -46,6 +47,7 @@ sys.path.insert(0, ROOT)
 
 from glance_store_remote import cache as cache_module  # noqa: E402
 from tests import lab as lab_module  # noqa: E402
+from tools import bench_ceph  # noqa: E402
 
 MiB = 1024 * 1024
 READ = 4 * MiB
@@ -119,6 +121,7 @@ class Bench:
         self.tmp = tempfile.mkdtemp(prefix='gsr-bench-')
         self.lab = None
         self.alt = None
+        self.ceph = bench_ceph.CephRows(self)
 
     # -- setup ---------------------------------------------------------------
 
@@ -150,11 +153,13 @@ class Bench:
         from tests import faults
         self.proxy = faults.FaultyCentral(central.url).start()
         wan_cache = os.path.join(self.lab.root, 'wan-cache')
-        self.lab.edge.set_options({
-            'DEFAULT': {'enabled_backends':
-                        'local:file, central:remote-glance, '
-                        'wan:remote-glance, relay:remote-glance, '
-                        'soak:remote-glance'},
+        ceph_backends = self.ceph.start(self.lab.root)
+        self.lab.edge.set_options(dict(ceph_backends, **{
+            'DEFAULT': {'enabled_backends': ', '.join(
+                ['local:file', 'central:remote-glance',
+                 'wan:remote-glance', 'relay:remote-glance',
+                 'soak:remote-glance'] +
+                ['%s:remote-glance' % name for name in ceph_backends])},
             'relay': {'auth_type': 'none',
                       'endpoint_override': central.url},
             'soak': {'auth_type': 'none', 'endpoint_override': central.url,
@@ -163,11 +168,12 @@ class Bench:
                      'remote_glance_cache_max_size': SOAK_CAP},
             'wan': {'auth_type': 'none', 'endpoint_override': self.proxy.url,
                     'timeout': 60, 'remote_glance_cache_dir': wan_cache,
-                    'remote_glance_cache_max_size': 64 * 1024 * MiB}})
+                    'remote_glance_cache_max_size': 64 * 1024 * MiB}}))
         self.lab.edge.restart()
         self.wan_cache = cache_module.Cache(wan_cache, 64 * 1024 * MiB)
 
     def stop(self):
+        self.ceph.stop()
         if getattr(self, 'proxy', None) is not None:
             self.proxy.stop()
         if self.alt is not None:
@@ -176,9 +182,10 @@ class Bench:
             self.lab.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def central_image(self, size, name):
+    def central_image(self, size, name, server=None):
+        """Upload *size* random bytes to *server* (default: central)."""
         path = random_file(self.tmp, size)
-        client = self.lab.central.glance()
+        client = (server or self.lab.central).glance()
         image = client.images.create(name=name, disk_format='raw',
                                      container_format='bare')
         with open(path, 'rb') as f:
@@ -330,6 +337,7 @@ class Bench:
         self.on_demand(headers)
         self.outage(headers)
         self.killed_mid_miss(headers)
+        self.ceph.run(headers, timed)
 
     def evict(self, central_id, store=None):
         """Evict an image, waiting for readers that are still closing."""
