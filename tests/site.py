@@ -1,0 +1,560 @@
+"""The parts of a multi-node ("HA") edge site on loopback, for the
+functional tests: a private MariaDB server, an haproxy in front of several
+edge glance-api nodes, an etcd for site coordination, and ``EdgeSiteLab``,
+which puts them together with the lab's usual central.
+
+Each daemon is Debian's own binary (see /work/shared/SITE-NOTES.md), run in
+the foreground as a child of the test process that leads a process group
+of its own and gets SIGTERM if the thread that started it dies
+(PR_SET_PDEATHSIG, as tests.lab and tests.ceph). stop() signals that group
+by PID (SIGTERM, then SIGKILL after a short grace) and reaps it; every part
+still running at interpreter exit is stopped. Nothing is killed by name.
+Every file a part writes (datadir, config, sockets, logs) stays in the
+directory its caller gives; EdgeSiteLab's is the lab's temporary directory,
+removed at stop() also after a failed start().
+
+The MariaDB password is generated per server; it is written only to the
+server (through the root socket) and to the Glance configs that need it,
+never to a log: ``MariaDB.url`` holds it, ``repr()`` and errors do not.
+"""
+
+import atexit
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import requests
+
+from tests import lab as lab_module
+
+HOST = lab_module.HOST
+# Debian package of each binary the site needs, as .ci/run installs them.
+BINARIES = {'mariadbd': 'mariadb-server',
+            'mariadb-install-db': 'mariadb-server',
+            'haproxy': 'haproxy', 'etcd': 'etcd-server'}
+PACKAGES = ('mariadb-server', 'haproxy', 'etcd-server')
+# Binaries outside root's usual PATH on some images.
+SBIN = ('/usr/sbin', '/sbin', '/usr/local/sbin')
+
+READY_TIMEOUT = 60    # seconds for a daemon to answer after launch
+STOP_GRACE = 10       # seconds after SIGTERM before SIGKILL
+COMMAND_TIMEOUT = 120
+
+_live = set()
+_live_lock = threading.Lock()
+
+
+class SiteError(RuntimeError):
+    """A part of the site failed to start or to answer."""
+
+
+def which(binary):
+    return shutil.which(binary) or shutil.which(
+        binary, path=os.pathsep.join(SBIN))
+
+
+def unavailable_reason(binaries=tuple(BINARIES), python=sys.executable):
+    """Why this machine cannot run the edge-site tier, or None.
+
+    Only missing packages make it unavailable: each missing binary is
+    named with its Debian package, and PyMySQL with the virtualenv it is
+    missing from.
+    """
+    missing = ['%s (package %s)' % (b, BINARIES[b]) for b in binaries
+               if not which(b)]
+    checked = subprocess.run([python, '-c', 'import pymysql'],
+                             capture_output=True, cwd='/')
+    if checked.returncode:
+        missing.append('the Python module pymysql in %s (PyPI PyMySQL, '
+                       'test-requirements.txt)' % python)
+    if not missing:
+        return None
+    return ('EDGE SITE TIER SKIPPED: not installed here: %s. Install as '
+            'root: apt-get install --no-install-recommends %s (.ci/run does '
+            'it on CI)' % (', '.join(missing), ' '.join(PACKAGES)))
+
+
+class Daemon:
+    """One foreground daemon living in directory *root*, its output in
+    ``<root>/<name>.out``. Subclasses give command() and ready().
+    """
+
+    name = 'daemon'
+
+    def __init__(self, root):
+        self.root = os.path.abspath(root)
+        os.makedirs(self.root, exist_ok=True)
+        self.proc = None
+        self.out_file = os.path.join(self.root, self.name + '.out')
+
+    def command(self):
+        raise NotImplementedError
+
+    def ready(self):
+        """True once the daemon serves."""
+        raise NotImplementedError
+
+    def start(self, timeout=READY_TIMEOUT):
+        """Launch the daemon and wait until it is ready; on failure stop
+        it and raise SiteError with its output's tail. Returns self.
+        """
+        with _live_lock:
+            _live.add(self)
+        try:
+            self._prepare()
+            with open(self.out_file, 'ab') as out:
+                self.proc = subprocess.Popen(
+                    self.command(), cwd=self.root, stdin=subprocess.DEVNULL,
+                    stdout=out, stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=lab_module._die_with_parent)
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _prepare(self):
+        """Work before the first launch (one-off setup)."""
+
+    def _wait_ready(self, timeout):
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise SiteError('%s exited with %s:\n%s' % (
+                    self.name, self.proc.returncode, self.log_tail()))
+            try:
+                if self.ready():
+                    return
+            except Exception:
+                pass
+            if time.monotonic() > deadline:
+                raise SiteError('%s not ready after %ss:\n%s' % (
+                    self.name, timeout, self.log_tail()))
+            time.sleep(0.1)
+
+    @property
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc is not None else None
+
+    def signal(self, signum):
+        """Send *signum* to the daemon's process group."""
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signum)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def stop(self, grace=STOP_GRACE):
+        """SIGTERM the daemon's process group, SIGKILL after *grace*
+        seconds, reap it. Safe to call twice; files stay.
+        """
+        if self.proc is not None:
+            self.signal(signal.SIGCONT)
+            self.signal(signal.SIGTERM)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+            self.signal(signal.SIGKILL)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+            self.proc = None
+        with _live_lock:
+            _live.discard(self)
+
+    def kill(self):
+        """SIGKILL the process group at once (a crash), and reap it."""
+        self.stop(grace=0)
+
+    def log_files(self):
+        return (self.out_file,)
+
+    def log_text(self):
+        text = []
+        for path in self.log_files():
+            try:
+                with open(path, errors='replace') as f:
+                    text.append(f.read())
+            except FileNotFoundError:
+                pass
+        return ''.join(text)
+
+    def log_tail(self, lines=30):
+        return '\n'.join(self.log_text().splitlines()[-lines:]) or \
+            '(no output in %s)' % self.root
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def _port_open(port):
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((HOST, port)) == 0
+
+
+class MariaDB(Daemon):
+    """A private MariaDB server: its own datadir, unix socket and loopback
+    port, a database and a password user for Glance.
+
+    :param root: its directory (datadir, socket, logs); the caller removes
+        it after stop()
+    :param database: the database made for Glance
+    :param user: the user that owns *database*, with a random password
+
+    After start(): ``url`` (SQLAlchemy, with the password: for configs
+    only), ``port``, ``socket``, ``query()``. A restart (stop(), start())
+    keeps the data, the port and the password. Cost: about 3 s and 100 MB.
+    """
+
+    name = 'mariadbd'
+
+    def __init__(self, root, database='glance', user='glance'):
+        super().__init__(root)
+        self.database = database
+        self.user = user
+        self._password = secrets.token_hex(16)
+        self.port = lab_module.free_port()
+        self.datadir = os.path.join(self.root, 'data')
+        self.socket = os.path.join(self.root, 'mysqld.sock')
+        self.error_log = os.path.join(self.root, 'error.log')
+        self._installed = False
+
+    def __repr__(self):
+        return '<MariaDB %s@%s:%d/%s>' % (self.user, HOST, self.port,
+                                          self.database)
+
+    @property
+    def url(self):
+        """Glance's ``[database] connection`` (holds the password)."""
+        return 'mysql+pymysql://%s:%s@%s:%d/%s?charset=utf8mb4' % (
+            self.user, self._password, HOST, self.port, self.database)
+
+    @property
+    def password(self):
+        """For tests that prove it never leaks."""
+        return self._password
+
+    def _prepare(self):
+        if self._installed:
+            return
+        os.makedirs(self.datadir, exist_ok=True)
+        result = subprocess.run(
+            [which('mariadb-install-db'), '--no-defaults',
+             '--datadir=' + self.datadir, '--user=root',
+             '--auth-root-authentication-method=normal', '--skip-test-db',
+             '--skip-name-resolve'],
+            capture_output=True, text=True, cwd=self.root,
+            timeout=COMMAND_TIMEOUT, stdin=subprocess.DEVNULL)
+        if result.returncode:
+            raise SiteError('mariadb-install-db failed (%s): %s%s' % (
+                result.returncode, result.stdout[-2000:],
+                result.stderr[-2000:]))
+        self._installed = 'setup'
+
+    def command(self):
+        return [which('mariadbd'), '--no-defaults',
+                '--datadir=' + self.datadir, '--socket=' + self.socket,
+                '--port=%d' % self.port, '--bind-address=' + HOST,
+                '--user=root',
+                '--pid-file=' + os.path.join(self.root, 'mysqld.pid'),
+                '--log-error=' + self.error_log, '--skip-name-resolve',
+                '--max-connections=500', '--character-set-server=utf8mb4',
+                '--collation-server=utf8mb4_general_ci',
+                # A lab's data: durability traded for speed.
+                '--innodb-flush-log-at-trx-commit=2',
+                '--innodb-buffer-pool-size=64M']
+
+    def ready(self):
+        if not os.path.exists(self.socket):
+            return False
+        self.query('SELECT 1')
+        if self._installed == 'setup':
+            self.query('CREATE DATABASE IF NOT EXISTS `%s` CHARACTER SET '
+                       'utf8mb4' % self.database)
+            # The password goes to the server only, as a bound parameter.
+            for host in (HOST, 'localhost'):
+                self.query("CREATE USER IF NOT EXISTS '%s'@'%s' IDENTIFIED "
+                           "BY %%s" % (self.user, host),
+                           (self._password,))
+                self.query("GRANT ALL ON `%s`.* TO '%s'@'%s'" % (
+                    self.database, self.user, host))
+            self._installed = True
+        return True
+
+    def connect(self, database=None):
+        """A PyMySQL connection as root through the unix socket."""
+        import pymysql
+        return pymysql.connect(unix_socket=self.socket, user='root',
+                               database=database, autocommit=True,
+                               connect_timeout=5, read_timeout=60,
+                               write_timeout=60)
+
+    def query(self, sql, args=None, database=None):
+        """Run one statement as root; returns its rows (tuples)."""
+        connection = self.connect(database)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, args)
+                return cursor.fetchall()
+        finally:
+            connection.close()
+
+    def log_files(self):
+        return (self.out_file, self.error_log)
+
+
+class Etcd(Daemon):
+    """A single-member etcd (v3 API, no auth) on two loopback ports.
+
+    After start(): ``url`` (the client URL) and ``tooz_url`` (tooz's etcd3gw
+    driver). Cost: about 1 s and 30 MB.
+    """
+
+    name = 'etcd'
+
+    def __init__(self, root):
+        super().__init__(root)
+        self.port = lab_module.free_port()
+        self.peer_port = lab_module.free_port()
+        self.url = 'http://%s:%d' % (HOST, self.port)
+        self.tooz_url = 'etcd3+' + self.url
+
+    def command(self):
+        peer = 'http://%s:%d' % (HOST, self.peer_port)
+        return [which('etcd'), '--name', 'site',
+                '--data-dir', os.path.join(self.root, 'data'),
+                '--listen-client-urls', self.url,
+                '--advertise-client-urls', self.url,
+                '--listen-peer-urls', peer,
+                '--initial-advertise-peer-urls', peer,
+                '--initial-cluster', 'site=' + peer]
+
+    def ready(self):
+        response = requests.get(self.url + '/health', timeout=2)
+        return response.status_code == 200 and \
+            response.json().get('health') == 'true'
+
+
+class HAProxy(Daemon):
+    """haproxy in the foreground (``-db``) balancing HTTP over *servers*
+    (each with ``name`` and ``port``, e.g. GlanceServer), round robin,
+    with an HTTP health check of each on *health_path* every second.
+
+    Also usable as a client target like a GlanceServer: ``url``,
+    ``session()``, ``glance()``, ``clouds_yaml()``.
+    After start(): ``server_states()`` from its stats socket.
+    """
+
+    name = 'haproxy'
+    verify = True
+
+    def __init__(self, root, servers, health_path='/healthcheck',
+                 timeout=600):
+        super().__init__(root)
+        self.servers = list(servers)
+        self.health_path = health_path
+        self.timeout = timeout
+        self.port = lab_module.free_port()
+        self.url = 'http://%s:%d' % (HOST, self.port)
+        self.config_file = os.path.join(self.root, 'haproxy.cfg')
+        self.stats_socket = os.path.join(self.root, 'stats.sock')
+
+    session = lab_module.GlanceServer.session
+    glance = lab_module.GlanceServer.glance
+    clouds_yaml = lab_module.GlanceServer.clouds_yaml
+
+    def _prepare(self):
+        lines = [
+            'global',
+            '    maxconn 2000',
+            '    stats socket %s mode 600 level admin' % self.stats_socket,
+            'defaults',
+            '    mode http',
+            '    retries 2',
+            '    option redispatch',
+            '    timeout connect 5s',
+            '    timeout client %ds' % self.timeout,
+            '    timeout server %ds' % self.timeout,
+            '    timeout check 2s',
+            'frontend site',
+            '    bind %s:%d' % (HOST, self.port),
+            '    default_backend glance',
+            'backend glance',
+            '    balance roundrobin',
+            '    option httpchk GET %s' % self.health_path,
+            '    http-check expect status 200',
+        ] + ['    server %s %s:%d check inter 1s fall 2 rise 1' % (
+            server.name, HOST, server.port) for server in self.servers]
+        with open(self.config_file, 'w') as f:
+            f.write('\n'.join(lines) + '\n')
+        checked = subprocess.run(
+            [which('haproxy'), '-c', '-q', '-f', self.config_file],
+            capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+        if checked.returncode:
+            raise SiteError('haproxy refuses its config: %s%s'
+                            % (checked.stdout, checked.stderr))
+
+    def command(self):
+        return [which('haproxy'), '-db', '-f', self.config_file]
+
+    def ready(self):
+        return _port_open(self.port) and all(
+            state == 'UP' for state in self.server_states().values())
+
+    def server_states(self):
+        """{server name: 'UP', 'DOWN', ...} as haproxy's checks see them."""
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(5)
+            sock.connect(self.stats_socket)
+            sock.sendall(b'show stat\n')
+            data = b''
+            while True:
+                piece = sock.recv(65536)
+                if not piece:
+                    break
+                data += piece
+        lines = data.decode().splitlines()
+        header = lines[0].lstrip('# ').split(',')
+        states = {}
+        for line in lines[1:]:
+            row = dict(zip(header, line.split(',')))
+            if row.get('pxname') == 'glance' and row.get('svname') not in (
+                    'FRONTEND', 'BACKEND'):
+                states[row['svname']] = row['status'].split()[0]
+        return states
+
+    def wait_states(self, wanted, timeout=READY_TIMEOUT):
+        """Wait until each server named in *wanted* ({name: state}) has
+        that state; raise SiteError after *timeout* seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            states = self.server_states()
+            if all(states.get(n) == s for n, s in wanted.items()):
+                return states
+            if time.monotonic() > deadline:
+                raise SiteError('haproxy servers %s, wanted %s' % (states,
+                                                                   wanted))
+            time.sleep(0.2)
+
+
+class SiteFront(HAProxy):
+    """The site's balancer as the functional tests' ``lab.edge``: a client
+    target, whose logs are every node's.
+    """
+
+    def __init__(self, root, nodes, **kw):
+        super().__init__(root, nodes, **kw)
+        self.nodes = nodes
+
+    def log_text(self):
+        return ''.join(node.log_text() for node in self.nodes)
+
+    def log_tail(self, lines=30):
+        return '\n'.join('--- %s\n%s' % (node.name, node.log_tail(lines))
+                         for node in self.nodes)
+
+
+class EdgeSiteLab(lab_module.LabBase):
+    """One central (the lab's usual, on its file store) and an edge site:
+    *nodes* edge glance-api servers sharing one MariaDB database, each with
+    its own remote-glance cache and ``worker_self_reference_url``, behind
+    haproxy. Use as a context manager.
+
+    ``lab.edge`` is the balancer (clients reach the site there);
+    ``lab.nodes`` the edge servers (``edge-1``...), ``lab.db`` the MariaDB,
+    ``lab.balancer`` the haproxy (the same object as ``lab.edge``).
+
+    :param nodes: edge servers
+    :param cache_max_size: each node's cache cap, in bytes
+    :param on_demand: enable remote_glance_import_on_demand
+    :param edge_flavor: the nodes' paste flavor (as Lab's)
+    :param edge_options: ``{section: {key: value}}`` for every node
+    :param node_workers: gunicorn workers of each node
+    Cost: about 15 s to start (MariaDB, Glance's migrations on it, five
+    Glance servers) and about 700 MB.
+    """
+
+    def __init__(self, nodes=3, cache_max_size=1024 ** 3, on_demand=False,
+                 edge_flavor='headerauth', edge_options=None,
+                 node_workers=1):
+        self.node_count = nodes
+        self.cache_max_size = cache_max_size
+        self.on_demand = on_demand
+        self.edge_flavor = edge_flavor
+        self.edge_options = edge_options
+        self.node_workers = node_workers
+        self.central = self.db = self.balancer = None
+        self.nodes = []
+
+    @property
+    def edge(self):
+        return self.balancer
+
+    def _parts(self):
+        return [self.balancer] + list(self.nodes) + [self.central, self.db]
+
+    def cache_dir(self, index):
+        return os.path.join(self.root, 'cache-%d' % index)
+
+    def caches(self):
+        return tuple((self.cache_dir(i), 'central')
+                     for i in range(len(self.nodes)))
+
+    def node(self, name):
+        return [n for n in self.nodes if n.name == name][0]
+
+    def _start(self):
+        self.db = MariaDB(os.path.join(self.root, 'mariadb')).start()
+        self.central = lab_module.GlanceServer(
+            'central', os.path.join(self.root, 'central'),
+            policy=lab_module.ADMIN_EVERYONE)
+        for index in range(self.node_count):
+            name = 'edge-%d' % (index + 1)
+            self.nodes.append(lab_module.edge_server(
+                name, os.path.join(self.root, name), self.central.url,
+                flavor=self.edge_flavor, workers=self.node_workers,
+                backend_options=lab_module.cache_options(
+                    self.cache_dir(index), self.cache_max_size,
+                    self.on_demand),
+                options=lab_module._merge(
+                    {'database': {'connection': self.db.url}},
+                    self.edge_options)))
+        # One db_sync for the site's database (a second would be a no-op).
+        lab_module.db_sync(self.central)
+        lab_module.db_sync(self.nodes[0])
+        for server in [self.central] + self.nodes:
+            server.launch()
+        for server in [self.central] + self.nodes:
+            server.wait_ready()
+        self.balancer = SiteFront(os.path.join(self.root, 'haproxy'),
+                                  self.nodes).start()
+
+    def edge_query(self, sql, args=None):
+        """Rows of *sql* run on the site's Glance database."""
+        return self.db.query(sql, args, database=self.db.database)
+
+
+@atexit.register
+def _stop_everything():
+    with _live_lock:
+        leftovers = list(_live)
+    for daemon in leftovers:
+        daemon.stop()
