@@ -31,6 +31,12 @@ class EdgeError(exceptions.RemoteGlanceError):
     """The edge's API refused or failed a request."""
 
 
+class EdgeConflict(EdgeError):
+    """The edge answered 409: another client (another node's operator, a
+    concurrent run) made the same change first, or the state forbids it.
+    """
+
+
 def wanted_fields(central, rules):
     """The edge record an import aims at, from central's record.
 
@@ -95,7 +101,8 @@ class EdgeAPI:
     def _call(self, method, path, ok=(200, 201, 202, 204), **kw):
         response = self._api.request(path, method, raise_exc=False, **kw)
         if response.status_code not in ok:
-            raise EdgeError('edge answered %d to %s %s: %s' % (
+            error = EdgeConflict if response.status_code == 409 else EdgeError
+            raise error('edge answered %d to %s %s: %s' % (
                 response.status_code, method, path,
                 response.text.strip()[:300]))
         return response
@@ -122,23 +129,35 @@ class EdgeAPI:
                           headers={'Content-Type': self.PATCH_TYPE}).json()
 
     def members(self, image_id):
+        return dict(self.member_list(image_id))
+
+    def member_list(self, image_id):
+        """[(project, status)] as the edge lists them: a project twice is
+        a duplicate row (see Importer._sync_members).
+        """
         response = self._call('GET', '/images/%s/members' % image_id,
                               ok=(200, 403, 404))
         if response.status_code != 200:
-            return {}
-        return {m['member_id']: m['status']
-                for m in response.json().get('members', ())}
+            return []
+        return [(m['member_id'], m['status'])
+                for m in response.json().get('members', ())]
 
     def add_member(self, image_id, project):
+        """Add *project*; a member added meanwhile by another client (409,
+        "Member ... is duplicated") counts as added.
+        """
         self._call('POST', '/images/%s/members' % image_id,
-                   json={'member': project})
+                   json={'member': project}, ok=(200, 409))
 
     def set_member(self, image_id, project, status):
         self._call('PUT', '/images/%s/members/%s' % (image_id, project),
                    json={'status': status})
 
     def remove_member(self, image_id, project):
-        self._call('DELETE', '/images/%s/members/%s' % (image_id, project))
+        """Remove *project*; one removed meanwhile (404) counts as removed.
+        """
+        self._call('DELETE', '/images/%s/members/%s' % (image_id, project),
+                   ok=(204, 404))
 
     def add_location(self, image_id, url):
         """POST /locations when the caller has the service role, else PATCH
@@ -186,12 +205,41 @@ class Importer:
         central = self.central.fetch_record(central_id).raw
         edge = self.edge.image(central_id)
         if edge is None:
-            self.edge.create(create_body(central, self.rules))
+            try:
+                self.edge.create(create_body(central, self.rules))
+            except EdgeConflict:
+                # Another client created this ID meanwhile (or the edge
+                # had it once and deleted it: then it shows no image).
+                edge = self.edge.image(central_id)
+                if edge is None:
+                    raise
+                return self._update(central, edge)
+            # The location before the members: an import stopped after it
+            # leaves an imported image, which sync completes.
+            self._add_location(central_id)
             self._sync_members(central_id, central)
-            self.edge.add_location(central_id, self.location(central_id))
             return 'created', 'with its location and %d members' % len(
                 self._central_members(central_id, central))
         return self._update(central, edge)
+
+    def _add_location(self, image_id):
+        """Add the image's location; one another client added meanwhile
+        (Glance refuses the same location twice) counts as added.
+        """
+        url = self.location(image_id)
+        try:
+            self.edge.add_location(image_id, url)
+        except EdgeError:
+            edge = self.edge.image(image_id) or {}
+            if 'locations' not in edge:
+                # An edge that hides locations: its stores tell.
+                added = edge.get('status') == 'active' and self.backend in (
+                    edge.get('stores') or '').split(',')
+            else:
+                added = any(location.get('url') == url
+                            for location in edge['locations'] or ())
+            if not added:
+                raise
 
     def _update(self, central, edge):
         image_id = central['id']
@@ -202,7 +250,7 @@ class Importer:
             changed += [op['path'][1:] for op in ops]
         changed += self._sync_members(image_id, central)
         if edge.get('status') == 'queued':
-            self.edge.add_location(image_id, self.location(image_id))
+            self._add_location(image_id)
             changed.append('location')
         if changed:
             return 'updated', ', '.join(changed)
@@ -214,9 +262,23 @@ class Importer:
         return self.central.members(image_id)
 
     def _sync_members(self, image_id, central):
+        listed = self.edge.member_list(image_id)
+        extra = len(listed) - len(dict(listed))
+        if extra:
+            # Two clients adding one member at the same moment (sync run
+            # on two nodes) can both pass Glance's check: on MySQL its
+            # unique key (image_id, member, deleted_at) holds no live row,
+            # deleted_at being NULL. A DELETE removes one of the rows.
+            seen = set()
+            for project, _ in listed:
+                if project in seen:
+                    self.edge.remove_member(image_id, project)
+                seen.add(project)
+            LOG.warning('removed %d duplicate member rows of edge image %s',
+                        extra, image_id)
+            listed = self.edge.member_list(image_id)
         add, change, remove = member_changes(
-            self.edge.members(image_id),
-            self._central_members(image_id, central))
+            dict(listed), self._central_members(image_id, central))
         for project, status in add:
             self.edge.add_member(image_id, project)
             if status != 'pending':
@@ -225,7 +287,8 @@ class Importer:
             self.edge.set_member(image_id, project, status)
         for project, _ in remove:
             self.edge.remove_member(image_id, project)
-        return ['member %s' % p for p, _ in add + change + remove]
+        return ['member %s' % p for p, _ in add + change + remove] + (
+            ['%d duplicate members' % extra] if extra else [])
 
     def sync_image(self, edge, deleted_action='mark'):
         """Bring one imported edge image up to date with central.

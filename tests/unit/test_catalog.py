@@ -73,7 +73,8 @@ class FakeCentral:
 class FakeEdge:
     def __init__(self, image=None, members=None):
         self.stored = image
-        self.member_list = dict(members or {})
+        self.listed = dict(members or {})
+        self.duplicates = []
         self.calls = []
 
     def image(self, image_id):
@@ -86,8 +87,8 @@ class FakeEdge:
     def patch(self, image_id, ops):
         self.calls.append(('patch', [op['path'] for op in ops]))
 
-    def members(self, image_id):
-        return dict(self.member_list)
+    def member_list(self, image_id):
+        return sorted(self.listed.items()) + list(self.duplicates)
 
     def add_member(self, image_id, project):
         self.calls.append(('add_member', project))
@@ -97,12 +98,43 @@ class FakeEdge:
 
     def remove_member(self, image_id, project):
         self.calls.append(('remove_member', project))
+        if (project, self.listed.get(project)) in self.duplicates:
+            self.duplicates.remove((project, self.listed[project]))
 
     def add_location(self, image_id, url):
         self.calls.append(('location', url))
 
     def action(self, image_id, name):
         self.calls.append(('action', name))
+
+
+class RacedEdge(FakeEdge):
+    """An edge where another client creates the ID between our look and
+    our create: the create is answered 409.
+    """
+
+    def __init__(self, created_by_other):
+        super().__init__(None)
+        self.other = created_by_other
+
+    def create(self, body):
+        self.calls.append(('create', body['id']))
+        self.stored = self.other
+        raise catalog.EdgeConflict('edge answered 409 to POST /images')
+
+
+class DuplicateLocationEdge(FakeEdge):
+    """Another client adds the location first: ours is refused, and the
+    image then shows *after*.
+    """
+
+    def __init__(self, image, after):
+        super().__init__(image)
+        self.after = after
+
+    def add_location(self, image_id, url):
+        self.stored = self.after
+        raise catalog.EdgeError('edge answered 400 adding location')
 
 
 class TestImporter(testtools.TestCase):
@@ -115,11 +147,44 @@ class TestImporter(testtools.TestCase):
         action, _ = self.importer(FakeCentral(central_record(), {
             'p2': 'accepted', 'p3': 'pending'}), edge).import_image(IMAGE)
         self.assertEqual('created', action)
-        self.assertEqual([('create', IMAGE), ('add_member', 'p2'),
+        self.assertEqual([('create', IMAGE),
+                          ('location', 'remote-glance://central/' + IMAGE),
+                          ('add_member', 'p2'),
                           ('set_member', 'p2', 'accepted'),
-                          ('add_member', 'p3'),
-                          ('location', 'remote-glance://central/' + IMAGE)],
+                          ('add_member', 'p3')],
                          edge.calls)
+
+    def test_an_id_created_meanwhile_by_another_client_is_updated(self):
+        record = central_record(visibility='public')
+        edge = RacedEdge(dict(catalog.create_body(record, RULES),
+                              name='old', status='queued'))
+        action, details = self.importer(FakeCentral(record),
+                                        edge).import_image(IMAGE)
+        self.assertEqual(('updated', 'name, location'), (action, details))
+        self.assertEqual(('patch', ['/name']), edge.calls[1])
+
+    def test_a_create_conflict_without_an_image_is_an_error(self):
+        # The edge had this ID once and deleted it: Glance never gives it
+        # again.
+        edge = RacedEdge(None)
+        self.assertRaises(catalog.EdgeConflict, self.importer(
+            FakeCentral(central_record()), edge).import_image, IMAGE)
+
+    def test_a_location_added_meanwhile_counts_as_added(self):
+        url = 'remote-glance://central/' + IMAGE
+        record = central_record(visibility='public')
+        queued = dict(catalog.create_body(record, RULES), status='queued')
+        edge = DuplicateLocationEdge(queued, dict(
+            queued, status='active', locations=[{'url': url}]))
+        self.assertEqual(('updated', 'location'), self.importer(
+            FakeCentral(record), edge).import_image(IMAGE))
+        hidden = DuplicateLocationEdge(queued, dict(
+            queued, status='active', stores='local,central'))
+        self.assertEqual(('updated', 'location'), self.importer(
+            FakeCentral(record), hidden).import_image(IMAGE))
+        refused = DuplicateLocationEdge(queued, dict(queued, locations=[]))
+        self.assertRaises(catalog.EdgeError, self.importer(
+            FakeCentral(record), refused).import_image, IMAGE)
 
     def test_existing_image_is_updated_or_left_unchanged(self):
         record = central_record(visibility='public')
@@ -138,6 +203,19 @@ class TestImporter(testtools.TestCase):
         importer = self.importer(FakeCentral(record), edge)
         action, details = importer.import_image(IMAGE)
         self.assertEqual(('updated', 'location'), (action, details))
+
+    def test_duplicate_member_rows_are_removed_once(self):
+        record = central_record()
+        edge = FakeEdge(dict(catalog.create_body(record, RULES),
+                             status='active'),
+                        members={'p2': 'accepted', 'p3': 'pending'})
+        edge.duplicates = [('p2', 'accepted'), ('p2', 'accepted')]
+        action, details = self.importer(FakeCentral(record, {
+            'p2': 'accepted', 'p3': 'pending'}), edge).import_image(IMAGE)
+        self.assertEqual(('updated', '2 duplicate members'),
+                         (action, details))
+        self.assertEqual([('remove_member', 'p2')] * 2, edge.calls)
+        self.assertEqual([], edge.duplicates)
 
     def test_sync_deactivation_reactivation_and_deletion(self):
         record = central_record(visibility='public')
@@ -191,6 +269,23 @@ class TestEdgeAPI(testtools.TestCase):
         adapter = FakeAdapter([FakeResponse(409, 'locked')])
         self.assertRaises(catalog.EdgeError,
                           catalog.EdgeAPI(adapter).add_location, IMAGE, 'u')
+
+    def test_a_conflict_is_an_edge_conflict(self):
+        adapter = FakeAdapter([FakeResponse(409, 'exists')])
+        self.assertRaises(catalog.EdgeConflict,
+                          catalog.EdgeAPI(adapter).create, {'id': IMAGE})
+
+    def test_a_member_added_or_removed_meanwhile_is_no_error(self):
+        # Glance's answers when another client was first: 409 "Member ...
+        # is duplicated", 404 for a member already removed.
+        adapter = FakeAdapter([FakeResponse(409, 'duplicated'),
+                               FakeResponse(404, 'gone')])
+        edge = catalog.EdgeAPI(adapter)
+        edge.add_member(IMAGE, 'p2')
+        edge.remove_member(IMAGE, 'p2')
+        self.assertEqual([('POST', '/images/%s/members' % IMAGE),
+                          ('DELETE', '/images/%s/members/p2' % IMAGE)],
+                         adapter.requests)
 
     def test_images_follow_pagination(self):
         adapter = FakeAdapter([
