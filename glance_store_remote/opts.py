@@ -246,7 +246,62 @@ Related options:
 """),
 ]
 
-store_opts = store_opts + cache_opts
+copy_opts = [
+    cfg.StrOpt(
+        'remote_glance_copy_to_store',
+        help="""
+Store of this edge into which an image is copied after its first complete,
+verified read, by name in enabled_backends (e.g. ``ceph``). Unset: no
+automatic copy.
+
+An edge whose computes boot from its own Ceph (nova's rbd image backend)
+clones an image only when it has a location in that Ceph cluster; an image
+read through remote-glance is downloaded by every compute instead. With this
+set, once a whole image has been read through this backend (the cache's
+first fill, verified against central's size and hash), glance-api asks
+Glance's own ``copy-image`` import to copy every edge image with that
+location into this store. Glance reads the image through this driver (from
+the cache), writes it to the store and adds the location only if its size,
+checksum and os_hash match the edge image's, which are central's. An edge
+image whose record lacks central's size or hash is not copied. Copies run
+one at a time per glance-api worker, in the background; a failed copy is
+not retried automatically (``glance-remote prefetch --store`` retries it).
+Nothing is written to central.
+
+Possible values:
+    * The name of another, writable backend of enabled_backends (not a
+      remote-glance one); default unset.
+
+Related options:
+    * remote_glance_copy_release_cache
+    * weight (of the target backend: make its location the one Glance reads
+      first)
+"""),
+    cfg.BoolOpt(
+        'remote_glance_copy_release_cache',
+        default=True,
+        help="""
+Release an image's cache entry once the store copy holds it.
+
+After an automatic copy (remote_glance_copy_to_store), the image's data is
+held twice at the edge: in the store and in this backend's cache. When every
+live edge image that uses the central image has an active location in the
+target store, the cache entry is evicted (unless it is pinned or being read)
+and its disk space returns to the cache. The store's copy then serves
+downloads and clones, also while central is unreachable. A Range request,
+which Glance cannot serve from RBD, is then served through this backend
+again, from central.
+
+Possible values:
+    * true or false; default true.
+
+Related options:
+    * remote_glance_copy_to_store
+    * remote_glance_cache_dir
+"""),
+]
+
+store_opts = store_opts + cache_opts + copy_opts
 
 
 def register_keystoneauth_opts(conf, group):

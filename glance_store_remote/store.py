@@ -30,6 +30,7 @@ from glance_store_remote import link_scope
 from glance_store_remote import opts
 from glance_store_remote import readthrough
 from glance_store_remote import record_rules
+from glance_store_remote import store_copy
 from glance_store_remote import upstream
 
 LOG = logging.getLogger(__name__)
@@ -151,6 +152,7 @@ class Store(driver.Store):
         self._central = None
         self._cache = None
         self._readthrough = None
+        self._auto_copy = None
         if backend:
             # glance_store's url_prefix: which store a location belongs to.
             self._url_prefix = location_url(backend, '')
@@ -205,6 +207,13 @@ class Store(driver.Store):
             self._readthrough = readthrough.ReadThrough(
                 self._cache, self._central, group.remote_glance_chunk_size,
                 stall_timeout=2 * (group.timeout or 60) + 5)
+        try:
+            self._auto_copy = store_copy.auto_copy_from_conf(
+                self.conf, backend, self._cache,
+                lambda image_id: self._record_of(image_id, None).raw)
+        except store_copy.CopyError as e:
+            raise gs_exceptions.BadStoreConfiguration(store_name=backend,
+                                                      reason=str(e))
         super().configure(re_raise_bsc=re_raise_bsc)
 
     def get_size(self, location, context=None):
@@ -295,6 +304,9 @@ class Store(driver.Store):
             else:
                 data = self._central.open_data(
                     record, offset, length, request_id=_request_id(context))
+        if self._auto_copy is not None and length and length == record.size:
+            # remote_glance_copy_to_store: a whole read queues the copy.
+            data = self._auto_copy.watch(data, record.id, length)
         return data, length
 
     @property

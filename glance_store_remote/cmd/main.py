@@ -14,7 +14,10 @@ credentials. Subcommands:
 * ``import``: create edge images with central's IDs and full records, through
   the edge's API with the operator's OpenStack credentials (``--os-cloud``,
   clouds.yaml or ``OS_*`` variables, as openstackclient).
-* ``prefetch``: pull images into the cache before an outage, verified.
+* ``prefetch``: pull images into the cache before an outage, verified;
+  with ``--store``, then have the edge Glance copy them into one of its own
+  stores (Glance's copy-image, e.g. into the edge's Ceph for nova's clones)
+  and release the cache entries (store_copy.py).
 * ``sync``: bring imported records up to date with central.
 """
 
@@ -34,6 +37,7 @@ from glance_store_remote import opts
 from glance_store_remote import readthrough
 from glance_store_remote import record_rules
 from glance_store_remote import store as store_module
+from glance_store_remote import store_copy
 from glance_store_remote import upstream
 
 DEFAULT_CONFIG_FILE = '/etc/glance/glance-api.conf'
@@ -208,16 +212,22 @@ class Failed(Exception):
     """The command ran but found or left a problem (exit code 1)."""
 
 
-def _edge(args):
-    """The edge's images API, with the operator's OpenStack credentials."""
+def _edge_adapter(args):
+    """An adapter on the edge's images API (/v2), with the operator's
+    OpenStack credentials.
+    """
     import openstack
     try:
-        connection = openstack.connect(cloud=args.os_cloud)
-        return catalog.EdgeAPI(connection.image)
+        return openstack.connect(cloud=args.os_cloud).image
     except Exception as e:
         raise UsageError('cannot use the edge Glance with your OpenStack '
                          'credentials (--os-cloud, clouds.yaml or OS_* '
                          'variables): %s' % upstream.redact(str(e)))
+
+
+def _edge(args):
+    """The edge's images API, with the operator's OpenStack credentials."""
+    return catalog.EdgeAPI(_edge_adapter(args))
 
 
 def _selected(args, central):
@@ -249,6 +259,9 @@ def _report(args, results, failed):
 
 
 def cmd_import(args, conf, backend):
+    if args.store and not args.prefetch:
+        raise UsageError('--store needs --prefetch: the data goes through '
+                         'the cache into the store')
     central = _central(conf, backend)
     selected = _selected(args, central)
     importer = catalog.Importer(
@@ -269,11 +282,16 @@ def cmd_import(args, conf, backend):
         prefetched = _prefetch(args, conf, backend, imported)
         fetched = {i: (r, d) for i, r, d in prefetched}
         failed += sum(r == 'failed' for r, _ in fetched.values())
+        copied = {}
+        if args.store:
+            copied = _copy_into_store(args, conf, backend, prefetched)
+            failed += sum(r == 'failed' for r, _ in copied.values())
         if args.json:
             _emit(args, [{'image_id': i, 'result': r, 'details': d,
                           'prefetch': dict(zip(('result', 'details'),
                                                fetched[i]))
-                          if i in fetched else None}
+                          if i in fetched else None,
+                          'copy': _as_dict(copied.get(i))}
                          for i, r, d in results], '')
     else:
         _report(args, results, False)
@@ -284,10 +302,110 @@ def cmd_import(args, conf, backend):
 def cmd_prefetch(args, conf, backend):
     results = _prefetch(args, conf, backend, args.image_ids)
     failed = [r for r in results if r[1] == 'failed']
+    copied = {}
+    if args.store:
+        copied = _copy_into_store(args, conf, backend, results)
+        failed += [r for r in copied.values() if r[0] == 'failed']
     if args.json:
-        _report(args, results, failed)
-    elif failed:
+        _emit(args, [dict({'image_id': i, 'result': r, 'details': d},
+                          **({'copy': _as_dict(copied.get(i))}
+                             if args.store else {}))
+                     for i, r, d in results], '')
+    if failed:
         raise Failed()
+
+
+def _as_dict(result):
+    return dict(zip(('result', 'details'), result)) if result else None
+
+
+# What _prefetch_one says of an image larger than the free cache space: it
+# can still be copied into a store (read through glance-api, uncached).
+_DOES_NOT_FIT = 'not cached: it does not fit the cache'
+
+
+def _copy_into_store(args, conf, backend, prefetched):
+    """Have the edge Glance copy each prefetched image into ``args.store``
+    (Glance's copy-image, through the edge's API with the operator's
+    credentials), wait for it, then release the cache entry unless another
+    edge image still needs it or ``--keep-cache``.
+
+    The edge image must have central's ID (what ``import`` and on-demand
+    import create) and carry central's size and hashes, against which
+    Glance checks the copy.
+
+    :param prefetched: [(central image ID, prefetch result, details)]
+    :returns: {image ID: (result, details)}, result 'copied', 'held'
+        (it was there already), 'skipped' or 'failed'
+    """
+    target = args.store
+    edge = store_copy.EdgeCopies(_edge_adapter(args))
+    store = _cache(conf, backend)
+    central = _central(conf, backend, breaker.IndexState(store, backend))
+    results = {}
+    for image_id, result, details in prefetched:
+        if result == 'empty':
+            results[image_id] = ('skipped', 'an empty image: nothing to copy')
+        elif result == 'failed' and details != _DOES_NOT_FIT:
+            results[image_id] = ('skipped', 'not copied: its prefetch failed')
+        else:
+            try:
+                results[image_id] = _copy_one(args, edge, store, central,
+                                              backend, image_id)
+            except (exceptions.RemoteGlanceError, catalog.EdgeError) as e:
+                results[image_id] = ('failed', str(e))
+        if not args.json:
+            print('%s store %s: %s: %s' % (image_id, target,
+                                           results[image_id][0],
+                                           results[image_id][1]))
+    return results
+
+
+def _copy_one(args, edge, store, central, backend, image_id):
+    target = args.store
+    image = edge.image(image_id)
+    if image is None:
+        raise store_copy.CopyError(
+            'no edge image %s: import it first (glance-remote import keeps '
+            "central's ID); for an edge image of another ID use Glance's "
+            'copy-image import directly' % image_id)
+    if store_copy.copy_state(image, target) == store_copy.COPYING:
+        # Another import holds it (a new location's hashing task, a copy
+        # asked by someone else): look again once it ended.
+        image = edge.wait_idle(image_id, args.copy_timeout)
+    done = 'held'
+    if store_copy.copy_state(image, target) != store_copy.HELD:
+        kept = store.stored_record(image_id)
+        record = kept if kept is not None else \
+            central.fetch_record(image_id).raw
+        why = store_copy.refusal(image, record, backend, target)
+        if why:
+            raise store_copy.CopyError(why)
+        edge.start_copy(image_id, target)
+        image = edge.wait_for_copy(image_id, target, args.copy_timeout)
+        done = 'copied'
+    notes = ['%s holds it' % target]
+    notes += [loc['url'] for loc in image.get('locations') or ()
+              if loc.get('metadata', {}).get('store') == target]
+    if image.get('disk_format') != 'raw':
+        notes.append('disk_format %s: nova clones raw images only and '
+                     'downloads this one' % image.get('disk_format'))
+    notes.append(_release(args, edge, store, backend, image_id))
+    return done, '; '.join(notes)
+
+
+def _release(args, edge, store, backend, image_id):
+    """Release the cache entry the store copy made redundant; say what
+    happened to it.
+    """
+    if args.keep_cache:
+        return 'cache entry kept (--keep-cache)'
+    location = store_module.location_url(backend, image_id)
+    lacking = store_copy.lacking_copy(edge.images(), location, args.store)
+    if lacking:
+        return ('cache entry kept: edge images %s use it and have no copy '
+                'in %s' % (', '.join(lacking), args.store))
+    return 'cache entry %s' % store_copy.release_cache(store, image_id)
 
 
 def _prefetch(args, conf, backend, image_ids):
@@ -336,7 +454,7 @@ def _prefetch_one(args, store, central, reader, image_id):
     entry = store.entry(image_id)
     if entry is None or entry.state != 'complete':
         shown.finish('NOT cached (larger than the free cache space)')
-        return 'failed', 'not cached: it does not fit the cache'
+        return 'failed', _DOES_NOT_FIT
     shown.finish('cached and verified')
     return 'cached', '%d bytes verified' % record.size
 
@@ -435,6 +553,21 @@ def _add_catalog_commands(sub):
             help='the clouds.yaml cloud of the EDGE (default: OS_CLOUD or '
             'OS_* variables)')
 
+    def store_target(command):
+        command.add_argument(
+            '--store', metavar='BACKEND',
+            help="then have the edge Glance copy each image into this "
+            "store of its own (copy-image through the edge's API, e.g. "
+            "into an rbd backend, where nova clones it), and release the "
+            "cache entry")
+        command.add_argument(
+            '--keep-cache', action='store_true',
+            help='with --store: keep the cache entry after the copy')
+        command.add_argument(
+            '--copy-timeout', type=int, default=3600, metavar='SECONDS',
+            help='with --store: how long to wait for each copy (default: '
+            '%(default)s)')
+
     command = sub.add_parser(
         'import', help='create edge images with central IDs and records')
     command.add_argument('image_ids', nargs='*', metavar='IMAGE_ID',
@@ -449,11 +582,14 @@ def _add_catalog_commands(sub):
     command.add_argument('--prefetch', action='store_true',
                          help='also pull their data into the cache')
     edge_auth(command)
+    store_target(command)
     command.set_defaults(func=cmd_import)
     command = sub.add_parser(
         'prefetch', help='pull images into the cache now, verified')
     command.add_argument('image_ids', nargs='+', metavar='IMAGE_ID',
                          help='central image IDs')
+    edge_auth(command)
+    store_target(command)
     command.set_defaults(func=cmd_prefetch)
     command = sub.add_parser(
         'sync', help='bring imported edge records up to date with central')

@@ -1,0 +1,647 @@
+"""Copies of remote-glance images into another store of the same edge.
+
+An edge whose glance-api has a store of its own beside remote-glance (the
+DCN shape: ``enabled_backends = local:file, ceph:rbd, central:remote-glance``)
+boots nova instances on RBD computes by copy-on-write clones of an RBD
+snapshot in the same Ceph cluster. An image read through remote-glance is of
+no use to such computes until it is in that Ceph: each would download it.
+Glance's own ``copy-image`` import makes the copy. It reads the image through
+this driver (the read-through cache, its single flight and its verification
+included) into its staging area, writes it into the target store, and adds
+the location only if the size, checksum and os_hash of what it wrote match
+the edge image's record (glance.location's ``_verify_uploaded_data``). The
+edge record carries central's values, so a copy is accepted only when it is
+central's image, byte for byte; this module refuses to ask for a copy of an
+image whose record lacks them.
+
+This module owns:
+
+* the rules, as functions of an edge image record in the shape Glance's API
+  shows it (``view`` turns a database row into that shape): where a copy
+  stands (``copy_state``), whether an image may be copied (``refusal``), and
+  which edge images still need the cache's copy of a central image
+  (``lacking_copy``);
+* ``EdgeCopies``: asking an edge's API for a copy and waiting for its end
+  (the CLI, with the operator's credentials);
+* ``AutoCopy``: the ``remote_glance_copy_to_store`` option inside glance-api
+  (a copy after the first complete, verified read, then the release of the
+  cache entry); ``GlanceEdge`` is its access to Glance's database and task
+  machinery, the only part that imports Glance;
+* ``release_cache``: evicting a cache entry the store copy made redundant.
+
+Nothing here talks to central. No Glance import at module level: store.py
+imports this module.
+"""
+
+import logging
+import os
+import queue
+import threading
+import time
+
+from glance_store_remote import exceptions
+from glance_store_remote import streams
+
+LOG = logging.getLogger(__name__)
+
+# Glance's bookkeeping of an import, in image properties.
+IMPORT_LOCK = 'os_glance_import_task'
+IMPORTING = 'os_glance_importing_to_stores'
+FAILED = 'os_glance_failed_import'
+
+# Where a copy into a store stands.
+HELD = 'held'          # the image has a location in the store
+COPYING = 'copying'    # an import into the store (or any import) runs
+FAILED_STATE = 'failed'  # the last import into the store failed
+ABSENT = 'absent'      # nothing of the above
+
+# The fields Glance checks a copy against; the edge record must carry
+# central's values of all of them.
+VERIFIED_FIELDS = ('size', 'checksum', 'os_hash_algo', 'os_hash_value')
+
+# Glance's tasks table refuses a task without an owner: a copy this package
+# starts for an image without one is owned by this name.
+TASK_OWNER = 'glance-store-remote'
+
+POLL_INTERVAL = 1.0       # seconds between looks at a running copy
+COPY_TIMEOUT = 6 * 3600   # seconds an automatic copy is waited for
+RELEASE_ATTEMPTS = 10     # evictions tried while the entry is being read
+RELEASE_DELAY = 1.0       # seconds between them
+MAX_ROUNDS = 3            # looks at an image another import held
+
+
+class CopyError(exceptions.RemoteGlanceError):
+    """A copy into a store was refused, failed or did not end in time.
+    The message names the image and the store, never a credential.
+    """
+
+
+class CopyBusy(CopyError):
+    """Another import of the image runs (Glance's import lock is held)."""
+
+
+def store_list(value):
+    """A comma-separated store list of an image record, as a list."""
+    if not value:
+        return []
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [name.strip() for name in value.split(',') if name.strip()]
+
+
+def copy_state(image, target):
+    """Where a copy of edge *image* (an API-shaped record) into store
+    *target* stands: HELD, COPYING, FAILED_STATE or ABSENT.
+
+    HELD as soon as the image lists the store: Glance adds the location
+    only after it verified what it wrote. COPYING while Glance's import
+    lock is held (it is taken before the task starts and dropped when it
+    ends, success or not). Without the lock, FAILED_STATE when the store is
+    listed as failed, or still as importing: Glance 33 leaves it there when
+    the copy fails before writing to the store (the read into staging
+    failed, e.g. the bytes did not match central's record).
+    """
+    if target in store_list(image.get('stores')):
+        return HELD
+    if image.get(IMPORT_LOCK):
+        return COPYING
+    if (target in store_list(image.get(FAILED)) or
+            target in store_list(image.get(IMPORTING))):
+        return FAILED_STATE
+    return ABSENT
+
+
+def refusal(image, central, backend, target):
+    """Why edge *image* must not be copied into *target*, or None.
+
+    :param image: the edge record, API-shaped
+    :param central: central's record of the image it reads (a dict)
+    :param backend: the remote-glance backend that holds it
+    :param target: the store to copy into
+    """
+    if target == backend:
+        return 'the target store is the remote-glance backend itself'
+    if image.get('status') != 'active':
+        return 'edge image %s is %s, not active' % (
+            image.get('id'), image.get('status'))
+    if backend not in store_list(image.get('stores')):
+        return 'edge image %s has no location in backend %s' % (
+            image.get('id'), backend)
+    missing = [f for f in VERIFIED_FIELDS if not image.get(f)]
+    if missing:
+        return ('edge image %s has no %s: Glance would accept a copy '
+                'without checking it' % (image.get('id'),
+                                         ', '.join(missing)))
+    differ = [f for f in VERIFIED_FIELDS if image.get(f) != central.get(f)]
+    if differ:
+        return ("edge image %s does not carry central's %s of image %s"
+                % (image.get('id'), ', '.join(differ), central.get('id')))
+    return None
+
+
+def uses(image, location):
+    """Whether edge *image* reads *location* (a remote-glance URI): True,
+    False, or None when its record does not show locations and it may.
+    """
+    locations = image.get('locations')
+    if locations is not None:
+        return any(loc.get('url') == location for loc in locations)
+    backend, _, central_id = location[len('remote-glance://'):].partition(
+        '/')
+    if backend not in store_list(image.get('stores')):
+        return False
+    # Imports (glance-remote, on demand) keep central's ID.
+    return True if image.get('id') == central_id else None
+
+
+def lacking_copy(images, location, target):
+    """IDs of the edge *images* that use (or may use: their locations are
+    not shown) *location* and have no copy in *target*: while there is one,
+    the cache's copy is still needed.
+    """
+    return [image.get('id') for image in images
+            if uses(image, location) is not False and
+            copy_state(image, target) != HELD]
+
+
+def release_cache(cache, image_id, attempts=RELEASE_ATTEMPTS,
+                  delay=RELEASE_DELAY, sleep=time.sleep):
+    """Evict the cache entry of central image *image_id*, waiting (up to
+    *attempts* tries) while it is being read. A pinned entry stays: a pin
+    is the operator's explicit wish.
+
+    :returns: 'evicted', 'absent', 'pinned' or 'busy'
+    :raises CacheError: the cache's index cannot be used
+    """
+    result = 'busy'
+    for attempt in range(attempts):
+        result = cache.evict(image_id)
+        if result != 'busy':
+            break
+        if attempt + 1 < attempts:
+            sleep(delay)
+    return result
+
+
+def view(record):
+    """An edge image row (edge_db.EdgeRecords.get) in the shape Glance's
+    API shows it: properties as top-level keys, ``stores`` from the active
+    locations, ``locations`` as url and metadata.
+    """
+    image = dict(record.get('properties') or {})
+    for key in ('id', 'status', 'size', 'checksum', 'os_hash_algo',
+                'os_hash_value', 'disk_format', 'container_format', 'owner'):
+        image[key] = record.get(key)
+    active = [loc for loc in record.get('locations') or ()
+              if loc.get('status', 'active') == 'active']
+    image['locations'] = [{'url': loc.get('url'),
+                           'metadata': loc.get('metadata') or {}}
+                          for loc in active]
+    image['stores'] = ','.join(
+        loc['metadata']['store'] for loc in image['locations']
+        if loc['metadata'].get('store'))
+    return image
+
+
+class EdgeCopies:
+    """The edge's images API, as the operator's CLI asks it for copies.
+
+    :param adapter: an authenticated adapter on the edge's /v2 (an
+        openstacksdk image proxy or a keystoneauth1 Adapter)
+    """
+
+    def __init__(self, adapter, clock=time.monotonic, sleep=time.sleep):
+        self._api = adapter
+        self._clock = clock
+        self._sleep = sleep
+
+    def _get(self, path, ok=(200,)):
+        response = self._api.request(path, 'GET', raise_exc=False)
+        if response.status_code not in ok:
+            raise CopyError('the edge answered %d to GET %s: %s' % (
+                response.status_code, path, response.text.strip()[:300]))
+        return response
+
+    def image(self, image_id):
+        """The edge image record, or None (404)."""
+        response = self._get('/images/%s' % image_id, ok=(200, 404))
+        return response.json() if response.status_code == 200 else None
+
+    def images(self):
+        """Every edge image the caller can list (follows pagination)."""
+        path = '/images?limit=100'
+        while path:
+            page = self._get(path).json()
+            yield from page.get('images', ())
+            following = page.get('next')
+            path = following[len('/v2'):] if following else None
+
+    def start_copy(self, image_id, target):
+        """``POST /v2/images/<id>/import`` with method copy-image into
+        *target*.
+
+        :raises CopyBusy: another import of the image runs (409)
+        :raises CopyError: any other refusal (the edge's answer, shortened)
+        """
+        response = self._api.request(
+            '/images/%s/import' % image_id, 'POST', raise_exc=False,
+            json={'method': {'name': 'copy-image'}, 'stores': [target],
+                  'all_stores_must_succeed': True})
+        if response.status_code == 202:
+            return
+        text = response.text.strip()[:300]
+        if response.status_code == 409:
+            raise CopyBusy('edge image %s: another import runs: %s'
+                           % (image_id, text))
+        raise CopyError('edge image %s: the edge answered %d to copy-image '
+                        'into %s: %s' % (image_id, response.status_code,
+                                         target, text))
+
+    def last_task_message(self, image_id):
+        """The message of the image's latest task, or '' (best effort:
+        ``GET /v2/images/<id>/tasks`` is Glance 2023.2 and later).
+        """
+        try:
+            response = self._api.request('/images/%s/tasks' % image_id,
+                                         'GET', raise_exc=False)
+            if response.status_code != 200:
+                return ''
+            tasks = sorted(response.json().get('tasks', ()),
+                           key=lambda t: t.get('created_at') or '')
+        except Exception as e:
+            LOG.debug('tasks of %s not readable: %s', image_id, e)
+            return ''
+        return (tasks[-1].get('message') or '') if tasks else ''
+
+    def wait_idle(self, image_id, timeout, poll=POLL_INTERVAL):
+        """Wait until no import holds edge image *image_id* (Glance's
+        import lock: the hashing task of a new location, a copy someone
+        else asked for).
+
+        :returns: the edge record then
+        :raises CopyError: the image went away or *timeout* seconds passed
+        """
+        deadline = self._clock() + timeout
+        while True:
+            image = self.image(image_id)
+            if image is None:
+                raise CopyError('edge image %s disappeared' % image_id)
+            if not image.get(IMPORT_LOCK):
+                return image
+            if self._clock() >= deadline:
+                raise CopyError('edge image %s: another import still runs '
+                                'after %d s' % (image_id, timeout))
+            self._sleep(poll)
+
+    def wait_for_copy(self, image_id, target, timeout,
+                      poll=POLL_INTERVAL):
+        """Wait until edge image *image_id* holds a location in *target*.
+
+        :returns: the edge record then
+        :raises CopyError: the import failed (with Glance's task message),
+            the image went away, or *timeout* seconds passed
+        """
+        deadline = self._clock() + timeout
+        while True:
+            image = self.image(image_id)
+            if image is None:
+                raise CopyError('edge image %s disappeared during its copy '
+                                'into %s' % (image_id, target))
+            state = copy_state(image, target)
+            if state == HELD:
+                return image
+            if state != COPYING:
+                message = self.last_task_message(image_id)
+                raise CopyError('edge image %s: the copy into %s failed%s'
+                                % (image_id, target,
+                                   ': %s' % message if message else ''))
+            if self._clock() >= deadline:
+                raise CopyError('edge image %s: the copy into %s did not '
+                                'end within %d s; it may still be running'
+                                % (image_id, target, timeout))
+            self._sleep(poll)
+
+
+class GlanceEdge:
+    """Glance's own database and import tasks, from inside glance-api:
+    what AutoCopy needs of the edge. Imports Glance when built.
+    """
+
+    _USERS = ("SELECT DISTINCT l.image_id FROM image_locations l "
+              "JOIN images i ON i.id = l.image_id "
+              "WHERE l.value = :uri AND l.deleted = :deleted "
+              "AND l.status = 'active' AND i.deleted = :deleted")
+
+    def __init__(self):
+        from glance_store_remote import edge_db
+        self._records = edge_db.EdgeRecords()
+
+    def image(self, image_id):
+        """The edge image, API-shaped (see view), or None."""
+        record = self._records.get(image_id)
+        return view(record) if record is not None else None
+
+    def users(self, location):
+        """The live edge images with an active *location*, API-shaped."""
+        from glance.db.sqlalchemy import api as db_api
+        import sqlalchemy
+        with db_api.get_engine().connect() as connection:
+            ids = [row[0] for row in connection.execute(
+                sqlalchemy.text(self._USERS),
+                {'uri': location, 'deleted': False})]
+        return [image for image in map(self.image, sorted(ids))
+                if image is not None]
+
+    def start_copy(self, image_id, target):
+        """Start Glance's copy-image import of *image_id* into *target*, as
+        ``POST /v2/images/<id>/import`` does once its policy check passed
+        (glance.api.v2.images.ImagesController.import_image): a task, the
+        image's import lock, the task run in Glance's task pool. Runs with
+        an admin context: the operator asked for it in the configuration.
+
+        :raises CopyBusy: another import holds the image's lock
+        """
+        from glance.api import common as api_common
+        from glance.common import exception as glance_exception
+        from glance import context as glance_context
+        from glance import gateway as glance_gateway
+
+        context = glance_context.get_admin_context()
+        gateway = glance_gateway.Gateway()
+        image_repo = gateway.get_repo(context)
+        image = image_repo.get(image_id)
+        task = gateway.get_task_factory(context).new_task(
+            task_type='api_image_import',
+            owner=image.owner or TASK_OWNER,
+            task_input={'image_id': image_id,
+                        'import_req': {'method': {'name': 'copy-image'},
+                                       'stores': [target]},
+                        'backend': [target]},
+            image_id=image_id, user_id=None,
+            request_id=context.request_id)
+        try:
+            image_repo.set_property_atomic(image, IMPORT_LOCK, task.task_id)
+        except glance_exception.Duplicate:
+            raise CopyBusy('edge image %s: another import runs' % image_id)
+        gateway.get_task_repo(context).add(task)
+        executor = gateway.get_task_executor_factory(
+            context, admin_context=context).new_task_executor(context)
+        api_common.get_thread_pool('tasks_pool').spawn(task.run, executor)
+        return task.task_id
+
+
+class AutoCopy:
+    """``remote_glance_copy_to_store``: after a complete read of a central
+    image through this backend, copy every edge image using it into the
+    target store, then release the cache entry.
+
+    Work runs in one background thread per process (started lazily, again
+    after a fork), one central image at a time; a central image queued or
+    being handled is not queued again. Glance's import lock keeps two
+    workers from copying the same edge image.
+
+    :param backend: the remote-glance backend name
+    :param target: the store to copy into
+    :param cache: the backend's cache.Cache, or None
+    :param central_record: callable(central image ID) -> central's record
+        (a dict): the one kept with the cache when there is one
+    :param edge: the edge's database and tasks (GlanceEdge by default)
+    :param release: release the cache entry once every user holds a copy
+    """
+
+    def __init__(self, backend, target, cache, central_record, edge=None,
+                 release=True, timeout=COPY_TIMEOUT, poll=POLL_INTERVAL,
+                 clock=time.monotonic, sleep=time.sleep):
+        self.backend = backend
+        self.target = target
+        self.cache = cache
+        self._central_record = central_record
+        self._edge = edge
+        self.release = release
+        self.timeout = timeout
+        self.poll = poll
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._pending = set()
+        self._queue = None
+        self._pid = None
+
+    @property
+    def edge(self):
+        if self._edge is None:
+            self._edge = GlanceEdge()
+        return self._edge
+
+    def location(self, central_id):
+        return 'remote-glance://%s/%s' % (self.backend, central_id)
+
+    # -- the hook in the read path -----------------------------------------
+
+    def watch(self, data, central_id, length):
+        """Wrap *data*, a whole-image stream of *length* bytes handed to
+        Glance: once it yielded every byte (for a cached read, the last byte
+        comes only after the fill verified the image), queue the copy.
+        Cost: one comparison per chunk.
+        """
+        def counted():
+            sent = 0
+            for chunk in data:
+                sent += len(chunk)
+                yield chunk
+            if sent == length:
+                self.queue(central_id)
+        return streams.Chunks(counted(), data.close,
+                              name='image %s' % central_id)
+
+    def queue(self, central_id):
+        """Queue the copies of *central_id* unless already queued; never
+        raises.
+        """
+        try:
+            with self._lock:
+                if os.getpid() != self._pid:
+                    # A forked worker inherits no thread: start its own.
+                    self._pid = os.getpid()
+                    self._pending = set()
+                    self._queue = queue.Queue()
+                    threading.Thread(target=self._run, args=(self._queue,),
+                                     name='remote-glance-copy',
+                                     daemon=True).start()
+                if central_id in self._pending:
+                    return
+                self._pending.add(central_id)
+                self._queue.put(central_id)
+        except Exception:
+            LOG.exception('copy into %s: image %s not queued', self.target,
+                          central_id)
+
+    def _run(self, work):
+        while True:
+            central_id = work.get()
+            try:
+                self.process(central_id)
+            except Exception:
+                LOG.exception('copy of central image %s into %s failed',
+                              central_id, self.target)
+            finally:
+                with self._lock:
+                    self._pending.discard(central_id)
+
+    # -- one central image ---------------------------------------------------
+
+    def process(self, central_id):
+        """Copy the edge images using *central_id* into the target, wait for
+        the copies, release the cache entry when no user lacks a copy.
+
+        An image under another import (Glance's lock is held: the hashing
+        task of a new location, a copy someone else asked for) is looked at
+        again once that import ended, up to MAX_ROUNDS times.
+
+        :returns: {edge image ID: 'held' (it was there), 'copied', 'failed',
+            'copying' (still running when the wait ended) or
+            'refused: <why>'} and, under key None, the release result
+            ('evicted', 'absent', 'pinned', 'busy', 'kept', or None when
+            not asked to release)
+        """
+        location = self.location(central_id)
+        results = {}
+        central = None
+        for _ in range(MAX_ROUNDS):
+            busy, started = [], []
+            for image in self.edge.users(location):
+                image_id = image['id']
+                if image_id in results:
+                    continue
+                state = copy_state(image, self.target)
+                if state == HELD:
+                    results[image_id] = 'held'
+                elif state == COPYING:
+                    busy.append(image_id)
+                elif state == FAILED_STATE:
+                    # Not retried here: a copy that failed once would fail
+                    # in a loop on every read. The CLI retries on request.
+                    results[image_id] = 'failed'
+                else:
+                    if central is None:
+                        central = self._central_record(central_id)
+                    outcome = self._start(image, central, central_id)
+                    if outcome is None:
+                        started.append(image_id)
+                    elif outcome == 'busy':
+                        busy.append(image_id)
+                    else:
+                        results[image_id] = outcome
+            if not busy and not started:
+                break
+            ended = self._wait(busy + started)
+            for image_id in started:
+                results[image_id] = {HELD: 'copied', COPYING: 'copying'}.get(
+                    ended[image_id], 'failed')
+                if results[image_id] == 'failed':
+                    LOG.error('the copy of edge image %s into store %s '
+                              'failed; see its import task', image_id,
+                              self.target)
+            for image_id in busy:
+                if ended[image_id] == COPYING:
+                    results[image_id] = 'copying'
+        results[None] = self._release(central_id, location)
+        return results
+
+    def _start(self, image, central, central_id):
+        """Start the copy of edge *image*: None when started, 'busy' when
+        another import holds it, else 'refused: <why>'.
+        """
+        why = refusal(image, central, self.backend, self.target)
+        if why:
+            LOG.warning('not copying into %s: %s', self.target, why)
+            return 'refused: %s' % why
+        try:
+            task_id = self.edge.start_copy(image['id'], self.target)
+        except CopyBusy as e:
+            LOG.info('copy into %s: %s; looking again once it ended',
+                     self.target, e)
+            return 'busy'
+        LOG.info('copying edge image %s (central image %s) into store %s: '
+                 'task %s', image['id'], central_id, self.target, task_id)
+        return None
+
+    def _wait(self, image_ids):
+        """Wait (up to ``timeout``) until no import holds *image_ids*.
+
+        :returns: {image ID: its copy_state then (COPYING if the wait timed
+            out)}
+        """
+        ended = {}
+        waiting = list(image_ids)
+        deadline = self._clock() + self.timeout
+        while True:
+            for image_id in list(waiting):
+                image = self.edge.image(image_id)
+                state = copy_state(image, self.target) if image else ABSENT
+                if state != COPYING:
+                    waiting.remove(image_id)
+                    ended[image_id] = state
+                    if state == HELD:
+                        LOG.info('edge image %s is now held in store %s',
+                                 image_id, self.target)
+            if not waiting:
+                return ended
+            if self._clock() >= deadline:
+                LOG.warning('imports of %s still running after %d s',
+                            ', '.join(waiting), self.timeout)
+                ended.update((image_id, COPYING) for image_id in waiting)
+                return ended
+            self._sleep(self.poll)
+
+    def _release(self, central_id, location):
+        if not self.release or self.cache is None:
+            return None
+        lacking = lacking_copy(self.edge.users(location), location,
+                               self.target)
+        if lacking:
+            LOG.info('cache: keeping image %s: edge images %s have no copy '
+                     'in store %s', central_id, ', '.join(lacking),
+                     self.target)
+            return 'kept'
+        try:
+            result = release_cache(self.cache, central_id,
+                                   sleep=self._sleep)
+        except exceptions.CacheError as e:
+            LOG.warning('cache: image %s not released: %s', central_id, e)
+            return 'kept'
+        if result != 'absent':
+            LOG.info('cache: image %s released, store %s holds it: %s',
+                     central_id, self.target, result)
+        return result
+
+
+def auto_copy_from_conf(conf, backend, cache, central_record):
+    """The AutoCopy of *backend*, or None when remote_glance_copy_to_store
+    is unset.
+
+    :raises CopyError: the target is not another, non-remote-glance
+        backend of enabled_backends
+    """
+    group = conf[backend]
+    target = group.remote_glance_copy_to_store
+    if not target:
+        return None
+    try:
+        enabled = conf.enabled_backends or {}
+    except Exception:
+        # Not a multi-store glance-api configuration (unit tests).
+        enabled = {}
+    kind = enabled.get(target)
+    if kind is None:
+        raise CopyError('remote_glance_copy_to_store: %r is not a backend '
+                        'of enabled_backends' % target)
+    if target == backend or kind == 'remote-glance':
+        raise CopyError('remote_glance_copy_to_store: %r is a remote-glance '
+                        'backend; name a store of this edge (e.g. an rbd '
+                        'backend)' % target)
+    if cache is None:
+        LOG.warning('remote-glance backend %s copies images into %s without '
+                    'a cache: each copy reads central', backend, target)
+    return AutoCopy(backend, target, cache, central_record,
+                    release=group.remote_glance_copy_release_cache)
