@@ -451,7 +451,8 @@ class AutoCopy:
                 yield chunk
             if sent == length:
                 self.queue(central_id)
-        return streams.Chunks(counted(), data.close,
+        close = getattr(data, 'close', None)
+        return streams.Chunks(counted(), *((close,) if close else ()),
                               name='image %s' % central_id)
 
     def queue(self, central_id):
