@@ -484,7 +484,8 @@ class EdgeSiteLab(lab_module.LabBase):
 
     :param nodes: edge servers
     :param cache_max_size: each node's cache cap, in bytes
-    :param on_demand: enable remote_glance_import_on_demand
+    :param on_demand: enable remote_glance_import_on_demand: True for
+        every node, or the names of the nodes that import on demand
     :param edge_flavor: the nodes' paste flavor (as Lab's)
     :param edge_options: ``{section: {key: value}}`` for every node
     :param node_workers: gunicorn workers of each node
@@ -533,7 +534,7 @@ class EdgeSiteLab(lab_module.LabBase):
                 flavor=self.edge_flavor, workers=self.node_workers,
                 backend_options=lab_module.cache_options(
                     self.cache_dir(index), self.cache_max_size,
-                    self.on_demand),
+                    self.on_demand is True or name in (self.on_demand or ())),
                 options=lab_module._merge(
                     {'database': {'connection': self.db.url}},
                     self.edge_options)))

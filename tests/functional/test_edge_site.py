@@ -365,10 +365,13 @@ class TestSiteDatabaseUnderConcurrency(SiteTestCase):
 class TestHalfWritten(SiteTestCase):
     """A node, or a CLI, killed between an image's row and its tags and
     members: what remains is repaired by ``glance-remote sync``.
+
+    Only edge-1 imports on demand: the CLI's first look at an image on
+    another node is a plain 404, so the CLI writes the image itself.
     """
 
-    LAB = {'nodes': 3, 'on_demand': True, 'edge_flavor': 'trusted'}
-    MEMBERS = 60
+    LAB = {'nodes': 3, 'on_demand': ('edge-1',), 'edge_flavor': 'trusted'}
+    MEMBERS = 40
     ATTEMPTS = 5   # a kill that misses the window is tried again
 
     def many_members_image(self):
@@ -384,18 +387,33 @@ class TestHalfWritten(SiteTestCase):
                 glance.image_members.update(central.id, project, status)
         return central, members
 
+    def kill_node(self, node):
+        """SIGKILL the node's process group (master and workers at once),
+        then reap it.
+        """
+        os.killpg(node.proc.pid, signal.SIGKILL)
+        node.stop()
+
     def live_members(self, image_id):
         return self.rows('SELECT COUNT(*) FROM image_members WHERE '
                          'image_id = %s AND deleted = 0', image_id)[0][0]
 
-    def kill_when_row_appears(self, image_id, kill, timeout=60):
-        """Poll the site's database; run *kill* as soon as the image row
-        of *image_id* exists. Returns the live members at the kill.
+    def kill_when_row_appears(self, image_id, kill, timeout=60,
+                              table='images', column='id'):
+        """Poll the site's database; run *kill* as soon as a row of
+        *table* for *image_id* exists. Returns the live members at the
+        kill.
         """
+        # One connection for the whole poll: a new one costs ~50 ms.
+        connection = self.lab.db.connect(self.lab.db.database)
+        self.addCleanup(connection.close)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.rows('SELECT COUNT(*) FROM images WHERE id = %s',
-                         image_id)[0][0]:
+            with connection.cursor() as cursor:
+                cursor.execute('SELECT COUNT(*) FROM %s WHERE %s = %%s'
+                               % (table, column), (image_id,))
+                found = cursor.fetchone()[0]
+            if found:
                 kill()
                 return self.live_members(image_id)
             time.sleep(0.005)
@@ -409,7 +427,7 @@ class TestHalfWritten(SiteTestCase):
                 [lambda: self.node_glance(node).images.get(central.id)],))
             asked.start()
             at_kill = self.kill_when_row_appears(
-                central.id, lambda: node.kill())
+                central.id, lambda: self.kill_node(node))
             asked.join(60)
             if at_kill < self.MEMBERS:
                 break
@@ -429,7 +447,7 @@ class TestHalfWritten(SiteTestCase):
                           location=self.location_of(central.id))
 
     def test_cli_killed_during_sync_then_sync_repairs(self):
-        node, other = self.lab.nodes[0], self.lab.nodes[1]
+        node, other = self.lab.nodes[1], self.lab.nodes[2]
         central, members = self.many_members_image()
         code, results, stderr = self.cli(node, 'import', central.id)
         self.assertEqual(0, code, (results, stderr))
@@ -447,13 +465,18 @@ class TestHalfWritten(SiteTestCase):
             self.cli_command(node, 'sync'), env=self.cli_env(node),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)
+        connection = self.lab.db.connect(self.lab.db.database)
+        self.addCleanup(connection.close)
         try:
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and process.poll() is None:
-                if self.rows("SELECT COUNT(*) FROM image_members WHERE "
-                             "image_id = %s AND deleted = 0 AND member "
-                             "LIKE 'site-%%'", central.id)[0][0]:
-                    break
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT COUNT(*) FROM image_members WHERE image_id = "
+                        "%s AND deleted = 0 AND member LIKE 'site-%%'",
+                        (central.id,))
+                    if cursor.fetchone()[0]:
+                        break
                 time.sleep(0.005)
             os.killpg(process.pid, signal.SIGKILL)
         finally:
@@ -471,20 +494,48 @@ class TestHalfWritten(SiteTestCase):
                           members=changed,
                           location=self.location_of(central.id))
 
-    def test_cli_killed_during_an_import_then_import_repairs(self):
-        node = self.lab.nodes[0]
-        central, members = self.many_members_image()
-        process = subprocess.Popen(
-            self.cli_command(node, 'import', central.id),
+    def start_import(self, node, image_id):
+        return subprocess.Popen(
+            self.cli_command(node, 'import', image_id),
             env=self.cli_env(node), stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def kill_import(self, node, image_id, **where):
+        """Start ``glance-remote import`` at *node* and SIGKILL it when the
+        row named by *where* appears; the live members then.
+        """
+        process = self.start_import(node, image_id)
         try:
-            self.kill_when_row_appears(
-                central.id, lambda: os.killpg(process.pid, signal.SIGKILL))
+            left = self.kill_when_row_appears(
+                image_id, lambda: os.killpg(process.pid, signal.SIGKILL),
+                **where)
         finally:
             process.wait(30)
         self.assertEqual(-signal.SIGKILL, process.returncode)
-        self.assertLess(self.live_members(central.id), self.MEMBERS)
+        self.assertEqual(left, self.live_members(image_id))
+        self.assertLess(left, self.MEMBERS)
+        return left
+
+    def test_cli_killed_during_an_import_then_sync_repairs(self):
+        central, members = self.many_members_image()
+        # Killed once the location is written: the members are part way.
+        self.kill_import(self.lab.nodes[1], central.id,
+                         table='image_locations', column='image_id')
+        code, results, stderr = self.cli(self.lab.nodes[2], 'sync')
+        self.assertEqual(0, code, (results, stderr))
+        self.assertEqual('updated', results[central.id]['result'])
+        self.assert_whole(central.id, tags=('gold', 'linux'),
+                          members=members,
+                          location=self.location_of(central.id))
+
+    def test_cli_killed_before_the_location_then_import_repairs(self):
+        central, members = self.many_members_image()
+        self.kill_import(self.lab.nodes[1], central.id)
+        # A queued image with central's ID and no location is not an
+        # imported image yet: sync leaves it, import completes it.
+        code, results, stderr = self.cli(self.lab.nodes[2], 'sync')
+        self.assertEqual(0, code, (results, stderr))
+        self.assertNotIn(central.id, results)
         code, results, stderr = self.cli(self.lab.nodes[2], 'import',
                                          central.id)
         self.assertEqual(0, code, (results, stderr))
@@ -492,6 +543,8 @@ class TestHalfWritten(SiteTestCase):
         self.assert_whole(central.id, tags=('gold', 'linux'),
                           members=members,
                           location=self.location_of(central.id))
+        self.assertEqual('active', self.node_glance(
+            self.lab.nodes[0]).images.get(central.id).status)
 
 
 class TestDatabaseRestartUnderLoad(SiteTestCase):
