@@ -61,6 +61,10 @@ CHECKPOINT_BYTES = 256 * 1024 * 1024
 MAX_TAKEOVERS = 1
 # Seconds the cache is bypassed after the disk refused a write.
 CACHE_BACKOFF = 60
+# Seconds between touches of a fill's file while it makes progress that
+# does not grow the file (skipping a prefix, hashing): followers in every
+# process take a change of its (size, mtime) as a sign of life.
+TOUCH_INTERVAL = 1.0
 
 STARTED, RUNNING, COMPLETE, NO_ROOM = 'started', 'running', 'complete', \
     'no-room'
@@ -93,6 +97,8 @@ class _Fill:
         self.file = file
         self.written = start
         self.resent = 0
+        self.touched_at = 0.0
+        self.touch_failed = False
         self.fetch_done = False
         self.done = False
         self.digest = None
@@ -106,6 +112,18 @@ class _Fill:
                 self.written = written
             self.fetch_done = self.fetch_done or fetch_done
             self.cond.notify_all()
+
+
+class _Tally:
+    """A running sum, for callbacks that report amounts."""
+
+    __slots__ = ('total',)
+
+    def __init__(self):
+        self.total = 0
+
+    def add(self, amount):
+        self.total += amount
 
 
 class _Follower:
@@ -292,7 +310,9 @@ class ReadThrough:
         except BaseException:
             os.close(fd)
             raise
-        if offset + length <= available:
+        # A prefix is not verified: the last byte waits for the verdict
+        # (_follow), as for a whole image.
+        if offset + length <= min(available, record.size - HOLD_BACK):
             self.cache.count(hits=1)
             return self._serve_file(fd, None, offset, length)
         os.close(fd)
@@ -337,10 +357,10 @@ class ReadThrough:
         :param skip_to_offset: see upstream.Central.open_data (False:
             None when central serves no ranges)
         """
-        resent = []
+        resent = _Tally()
         try:
             data = self.central.open_data(record, offset, length,
-                                          on_skip=resent.append,
+                                          on_skip=resent.add,
                                           skip_to_offset=skip_to_offset)
         except exceptions.UpstreamStreamError:
             raise
@@ -363,7 +383,7 @@ class ReadThrough:
                 yield chunk
         finally:
             self.cache.count(bytes_from_central=received,
-                             bytes_resent=sum(resent))
+                             bytes_resent=resent.total)
 
     def _stream_error(self, record, error):
         """The IOError to raise for *error*, an UpstreamError met after the
@@ -451,7 +471,15 @@ class ReadThrough:
             fill.thread = threading.Thread(
                 target=self._run_fill, args=(fill, fd, stream),
                 name='fill-%s' % image_id, daemon=True)
-            fill.thread.start()
+            try:
+                fill.thread.start()
+            except RuntimeError as e:
+                # No thread to run the fill (the process has none left):
+                # end it here, the prefix kept; the read passes through.
+                LOG.error('cache: fill of image %s not started: %s',
+                          image_id, e)
+                self._abandon(fill, fd, stream)
+                return NO_ROOM
             started = True
             return STARTED
         finally:
@@ -459,18 +487,47 @@ class ReadThrough:
                 lock.unlock()
                 lock.close()
 
-    @staticmethod
-    def _skipped(fill, fd, count):
+    def _skipped(self, fill, fd, count):
         """A fill resuming from a central without ranges dropped *count*
-        bytes it holds already: touch the file, which tells followers in
-        every process that it is alive (see _follow_fill).
+        bytes it holds already; it is alive all the same (_touch).
         """
         fill.resent += count
+        self._touch(fill, fd)
+
+    @staticmethod
+    def _touch(fill, fd):
+        """Show followers in every process that the fill is alive though
+        its file does not grow: change the file's mtime, at most every
+        TOUCH_INTERVAL seconds (see _follow_fill).
+        """
+        now = time.monotonic()
+        if now - fill.touched_at < TOUCH_INTERVAL:
+            return
+        fill.touched_at = now
         try:
             os.utime(fd)
         except OSError as e:
-            LOG.debug('touching the fill of %s failed: %s',
-                      fill.expected.image_id, e)
+            if not fill.touch_failed:
+                fill.touch_failed = True
+                LOG.debug('touching the fill of %s failed: %s',
+                          fill.expected.image_id, e)
+        fill.advance()
+
+    def _abandon(self, fill, fd, stream):
+        """Undo a fill registered but never started; the caller releases
+        its lock.
+        """
+        with self._fills_lock:
+            self._fills.pop(fill.expected.image_id, None)
+        for step in (getattr(stream, 'close', None),
+                     functools.partial(os.close, fd)):
+            if step is not None:
+                try:
+                    step()
+                except Exception:
+                    LOG.exception('cache: abandoning the fill of %s',
+                                  fill.expected.image_id)
+        fill.done = True
         fill.advance()
 
     def _run_fill(self, fill, fd, stream):
@@ -586,6 +643,10 @@ class ReadThrough:
                         break
                     hasher.update(block)
                     pos += len(block)
+                    # Hashing may lag the network (a fast link, a large
+                    # image): followers waiting for the verdict must see
+                    # that it goes on.
+                    self._touch(fill, fd)
         except OSError as e:
             LOG.warning('cache: hashing image %s failed: %s',
                         fill.expected.image_id, e)
@@ -707,8 +768,10 @@ class ReadThrough:
                     verified = True
                     continue
                 with fill.cond:
-                    if (fill.written <= pos and not fill.verified and
-                            not fill.done):
+                    # Wait for bytes, or, at the held-back byte, for the
+                    # verdict (the fill notifies both).
+                    if ((fill.written <= pos or pos >= limit) and
+                            not fill.verified and not fill.done):
                         fill.cond.wait(0.5)
                 self._check_stall(image_id, last_progress)
                 continue

@@ -35,6 +35,10 @@ MAX_REDIRECTS = 3
 # Records remembered in memory per backend, least recently used dropped.
 RECORD_MEMO_SIZE = 1024
 
+# Seconds between warnings that central serves no ranges (each worker
+# learns it again every remote_glance_range_recheck seconds).
+RANGE_WARNING_INTERVAL = 3600
+
 LOG = logging.getLogger(__name__)
 
 _USERINFO = re.compile(r'(//)[^/@\s]*@')
@@ -140,6 +144,7 @@ class Central:
         # When central last refused (or ignored) a Range request; None
         # while it has served every range asked.
         self._ranges_refused_at = None
+        self._range_warned_at = None
 
     @classmethod
     def from_conf(cls, conf, backend, breaker_state=None):
@@ -327,47 +332,60 @@ class Central:
         last = offset + length - 1
         url = '/v2/images/%s/file' % record.id
         resp = None
-        if (offset, length) != (0, size) and self.serves_ranges:
+        ranged = (offset, length) != (0, size) and self.serves_ranges
+        if ranged:
             resp = self._get(url, (206, 200, 400), record.id,
                              headers={'Range': 'bytes=%d-%d' % (offset, last)},
                              stream=True, request_id=request_id)
-            if resp.status_code != 206:
-                self._learn_no_ranges(record.id, resp.status_code)
-                if resp.status_code == 400 or not skip_to_offset:
-                    resp.close()
-                    resp = None
-                    if not skip_to_offset:
-                        return None
-        elif (offset, length) != (0, size) and not skip_to_offset:
+            if resp.status_code == 400:
+                # Glance's answer when the image's store cannot read from
+                # an offset (StoreRandomGetNotSupported).
+                resp.close()
+                resp = None
+                self._learn_no_ranges(record.id, 'answered HTTP 400 to')
+        if resp is None and (offset, length) != (0, size) and (
+                not skip_to_offset):
             return None
-        skip = 0
-        if resp is None or resp.status_code == 200:
-            skip = offset
-            if resp is None:
-                resp = self._get(url, (200,), record.id, stream=True,
-                                 request_id=request_id)
+        if resp is None:
+            resp = self._get(url, (200,), record.id, stream=True,
+                             request_id=request_id)
         try:
             self._check_data_headers(resp, record, offset, last, length,
                                      whole=resp.status_code == 200)
         except Exception:
             resp.close()
             raise
+        skip = 0
+        if resp.status_code == 200 and (offset, length) != (0, size):
+            if ranged:
+                # A whole image where a range was asked: a proxy, or a
+                # server, ignoring Range.
+                self._learn_no_ranges(record.id, 'ignored (HTTP 200)')
+            if not skip_to_offset:
+                resp.close()
+                return None
+            skip = offset
         return streams.Chunks(self._stream(resp, record.id, length, skip,
                                            on_skip),
                               resp.close, name='image %s' % record.id)
 
-    def _learn_no_ranges(self, image_id, status):
-        """Remember that central serves whole images only; say so when it
-        is news.
+    def _learn_no_ranges(self, image_id, answer):
+        """Remember that central serves whole images only; say so once per
+        RANGE_WARNING_INTERVAL.
         """
-        if self.serves_ranges:
-            LOG.warning(
-                'remote-glance backend %r: central answered HTTP %d to a '
-                'Range request for image %s: its store cannot read from an '
-                'offset. Reads that start past byte 0 read the image from '
-                'the start and skip to the offset; asking again in %d s',
-                self.backend, status, image_id, self._range_recheck)
-        self._ranges_refused_at = self._clock()
+        now = self._clock()
+        self._ranges_refused_at = now
+        warned = self._range_warned_at
+        log = LOG.debug
+        if warned is None or now - warned >= RANGE_WARNING_INTERVAL:
+            self._range_warned_at = now
+            log = LOG.warning
+        log('remote-glance backend %r: central %s a Range request for image '
+            '%s: it serves whole images only (a store that cannot read from '
+            'an offset, such as rbd, swift, s3 or http). Reads that start '
+            'past byte 0 read the image from the start and skip to the '
+            'offset; ranges are tried again in %d s',
+            self.backend, answer, image_id, self._range_recheck)
 
     def _check_data_headers(self, resp, record, offset, last, length, whole):
         """Check that *resp* declares what was asked: the whole image

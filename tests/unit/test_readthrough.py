@@ -396,6 +396,7 @@ class TestCentralWithoutRanges(ReadThroughTestCase):
         # Dropping the prefix again takes longer than the stall timeout;
         # touching the file keeps followers from giving up.
         self.reader.stall_timeout = 0.3
+        self.patch(readthrough, 'TOUCH_INTERVAL', 0.05)
         self.central.fail_at = 120 * KiB
         self.first_call_only()
         self.assertRaises(exceptions.UpstreamError, self.read_all)
@@ -406,6 +407,136 @@ class TestCentralWithoutRanges(ReadThroughTestCase):
             readers = [pool.submit(self.read_all) for _ in range(3)]
             self.assertEqual([self.data] * 3, [r.result() for r in readers])
         self.assertEqual(120 * KiB, self.central.skipped)
+
+
+class _SlowHasher:
+    """hashlib's hasher, 0.1 s a block: hashing that lags the network."""
+
+    real_new = staticmethod(hashlib.new)
+
+    def __init__(self, algo):
+        self._hasher = self.real_new(algo)
+
+    def update(self, block):
+        time.sleep(0.1)
+        self._hasher.update(block)
+
+    def hexdigest(self):
+        return self._hasher.hexdigest()
+
+
+class TestHashingLagsTheNetwork(ReadThroughTestCase):
+    """The whole image has landed; its hash is not done yet."""
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(fixtures.MockPatchObject(readthrough.hashlib, 'new',
+                                                 _SlowHasher))
+
+    def test_followers_wait_for_the_verdict_longer_than_the_stall(self):
+        # 13 blocks of 16 KiB at 0.1 s: 1.3 s of hashing, stall 0.5 s.
+        self.reader.stall_timeout = 0.5
+        self.patch(readthrough, 'TOUCH_INTERVAL', 0.05)
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            readers = [pool.submit(self.read_all) for _ in range(3)]
+            self.assertEqual([self.data] * 3, [r.result() for r in readers])
+
+    def whole_file_unverified(self, record):
+        """Start a whole read of *record*; return once the fill's file is
+        whole and its hash not done. Returns the future of that read.
+        """
+        pool = concurrent.futures.ThreadPoolExecutor(1)
+        self.addCleanup(pool.shutdown)
+        first = pool.submit(drain, self.read(record=record))
+        partial = self.cache.data_path(IMAGE, partial=True)
+        deadline = time.monotonic() + 10
+        while not (os.path.exists(partial) and
+                   os.path.getsize(partial) == self.SIZE):
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.01)
+        return first
+
+    def test_a_range_to_the_last_byte_is_not_served_from_the_file(self):
+        # Central serves ranges: the tail comes from it, not from the
+        # unverified file.
+        first = self.whole_file_unverified(self.record)
+        self.assertEqual(self.data[-10:], self.read_all(
+            offset=self.SIZE - 10, length=10))
+        self.assertIn((self.SIZE - 10, 10), self.central.calls)
+        self.assertIsNone(first.result()[1])
+
+    def test_a_range_to_the_last_byte_waits_for_the_verdict(self):
+        # Central serves no ranges: the tail follows the fill, and the
+        # image fails verification.
+        self.central.serves_ranges = False
+        lying = record_of(self.data, os_hash_value='0' * 128)
+        first = self.whole_file_unverified(lying)
+        received, error = drain(self.read(record=lying,
+                                          offset=self.SIZE - 10))
+        self.assertIsInstance(error, exceptions.CacheIntegrityError)
+        self.assertLess(len(received), 10)
+        self.assertIsInstance(first.result()[1],
+                              exceptions.CacheIntegrityError)
+        self.assertEqual([(0, self.SIZE)], self.central.calls)
+
+
+class TestRangeFollowerWhoseCacheFails(ReadThroughTestCase):
+    """A range follows the fill (central serves no ranges) and the cache
+    fails under it after its first bytes.
+    """
+
+    def read_until_the_cache_fails(self, record, offset, length):
+        self.central.serves_ranges = False
+        self.central.fail_at = 64 * KiB
+        self.heal_after_first_call()
+        chunks = self.read(record=record, offset=offset, length=length)
+        first = next(chunks)
+        self.useFixture(fixtures.MockPatchObject(
+            self.cache, 'lock', side_effect=exceptions.CacheError('gone')))
+        received, error = drain(chunks)
+        return first + received, error
+
+    def test_a_range_to_the_end_verifies_from_byte_0(self):
+        got, error = self.read_until_the_cache_fails(
+            self.record, 16 * KiB, self.SIZE - 16 * KiB)
+        self.assertIsNone(error)
+        self.assertEqual(self.data[16 * KiB:], got)
+
+    def test_a_range_to_the_end_of_a_wrong_image_ends_short(self):
+        lying = record_of(self.data, os_hash_value='0' * 128)
+        got, error = self.read_until_the_cache_fails(
+            lying, 16 * KiB, self.SIZE - 16 * KiB)
+        self.assertIsInstance(error, exceptions.CacheIntegrityError)
+        self.assertEqual(self.SIZE - 16 * KiB - readthrough.HOLD_BACK,
+                         len(got))
+
+    def test_a_range_before_the_end_passes_through(self):
+        got, error = self.read_until_the_cache_fails(
+            self.record, 16 * KiB, 100 * KiB)
+        self.assertIsNone(error)
+        self.assertEqual(self.data[16 * KiB:116 * KiB], got)
+
+
+class TestNoThreadForTheFill(ReadThroughTestCase):
+
+    def test_the_read_passes_through_and_nothing_is_left_open(self):
+        start = threading.Thread.start
+
+        def refuse_fills(thread):
+            if thread.name.startswith('fill-'):
+                raise RuntimeError("can't start new thread")
+            return start(thread)
+        before = open_fds()
+        with fixtures.MockPatchObject(threading.Thread, 'start',
+                                      refuse_fills):
+            self.assertEqual(self.data, self.read_all())
+        self.assertEqual(before, open_fds())
+        self.assertEqual({}, self.reader._fills)
+        self.assertEqual(0, self.central.open_streams)
+        self.assertIn('not started', self.log.output)
+        # The fill lock was released: the next read fills the cache.
+        self.assertEqual(self.data, self.read_all())
+        self.assertTrue(self.wait_committed())
 
 
 class TestPassThrough(ReadThroughTestCase):

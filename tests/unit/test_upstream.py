@@ -7,6 +7,7 @@ import io
 import json
 import socket
 
+import fixtures
 from glance_store import exceptions as gs_exceptions
 from keystoneauth1 import adapter as ks_adapter
 from keystoneauth1 import noauth
@@ -341,6 +342,7 @@ class TestCentralWithoutRanges(CentralTestCase):
         self.assertEqual(['bytes=300-799', None], self.file_requests())
         self.assertFalse(self.client.serves_ranges)
         self.assertIn('answered HTTP 400 to a Range request', self.log.output)
+        self.assertIn('serves whole images only', self.log.output)
 
     def test_an_ignored_range_uses_that_very_answer(self):
         self.serve(200)
@@ -354,7 +356,7 @@ class TestCentralWithoutRanges(CentralTestCase):
         for offset in (10, 20):
             b''.join(self.client.open_data(self.record, offset, 5))
         self.assertEqual(['bytes=10-14', None, None], self.file_requests())
-        self.assertEqual(1, self.log.output.count('to a Range request'))
+        self.assertEqual(1, self.log.output.count('a Range request'))
         self.now += self.client._range_recheck
         self.assertTrue(self.client.serves_ranges)
         b''.join(self.client.open_data(self.record, 30, 5))
@@ -388,3 +390,31 @@ class TestCentralWithoutRanges(CentralTestCase):
                                                 skip_to_offset=False))
         # Learned from the first: the second asked nothing.
         self.assertEqual(['bytes=10-14'], self.file_requests())
+
+    def test_an_ignored_range_with_a_wrong_length_teaches_nothing(self):
+        self.central.get('%s/v2/images/%s/file' % (base.CENTRAL, IMAGE),
+                         content=self.DATA, headers={'Content-Length': '5'})
+        self.assertRaises(exceptions.UpstreamProtocolError,
+                          self.client.open_data, self.record, 10, 5)
+        self.assertTrue(self.client.serves_ranges)
+
+    def test_an_ignored_range_without_skip_to_offset_is_closed(self):
+        self.serve(200)
+        closed = []
+        self.useFixture(fixtures.MockPatch(
+            'requests.Response.close', lambda resp: closed.append(resp)))
+        self.assertIsNone(self.client.open_data(self.record, 10, 5,
+                                                skip_to_offset=False))
+        self.assertEqual(1, len(closed))
+
+    def test_the_warning_is_rate_limited_even_without_a_recheck(self):
+        self.client._range_recheck = 0
+        self.serve(400)
+        for offset in (10, 20, 30):
+            b''.join(self.client.open_data(self.record, offset, 5))
+        self.assertEqual(['bytes=10-14', None, 'bytes=20-24', None,
+                          'bytes=30-34', None], self.file_requests())
+        self.assertEqual(1, self.log.output.count('serves whole images'))
+        self.now += upstream.RANGE_WARNING_INTERVAL
+        b''.join(self.client.open_data(self.record, 40, 5))
+        self.assertEqual(2, self.log.output.count('serves whole images'))
