@@ -14,7 +14,9 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -272,6 +274,52 @@ class LabTestCase(testtools.TestCase):
         return [entry for entry in entries
                 if (method is None or entry.method == method) and
                 (path_part is None or path_part in entry.path)]
+
+
+class CephTestMixin:
+    """Starts a single-node Ceph (tests.ceph) before the class's lab and
+    stops it after; skips, naming what is missing, only where Ceph is not
+    installed. A class says what its lab gets with lab_options().
+    """
+
+    CEPH_POOLS = ('images',)
+
+    @classmethod
+    def lab_options(cls, cluster):
+        """Keyword arguments merged into LAB once *cluster* runs."""
+        raise NotImplementedError
+
+    @classmethod
+    def setUpClass(cls):
+        from tests import ceph
+        reason = ceph.unavailable_reason()
+        if reason:
+            raise cls.skipException(reason)
+        ceph.link_bindings(sys.executable)
+        cls.ceph_root = tempfile.mkdtemp(prefix='gsr-ceph-')
+        cls.cluster = ceph.CephCluster(os.path.join(cls.ceph_root, 'ceph'),
+                                       pools=cls.CEPH_POOLS)
+        try:
+            cls.cluster.start()
+            cls.LAB = dict(cls.LAB, **cls.lab_options(cls.cluster))
+            super().setUpClass()
+        except BaseException:
+            cls._stop_ceph()
+            raise
+
+    @classmethod
+    def _stop_ceph(cls):
+        try:
+            cls.cluster.stop()
+        finally:
+            shutil.rmtree(cls.ceph_root, ignore_errors=True)
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            cls._stop_ceph()
 
 
 class CacheTestCase(LabTestCase):

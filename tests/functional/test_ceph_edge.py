@@ -21,7 +21,6 @@ import os
 import shutil
 import struct
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -65,45 +64,19 @@ def qcow2_bytes(size=2 * MiB, virtual_size=64 * MiB):
     return bytes(data)
 
 
-class CephEdge:
-    """Starts a Ceph cluster (pools ``images`` and ``vms``) before the lab;
-    the edge gets an rbd backend on ``images`` (edge_backends).
+class CephEdge(base.CephTestMixin):
+    """The cluster has pools ``images`` and ``vms``; the edge gets an rbd
+    backend on ``images`` (edge_backends).
     """
 
+    CEPH_POOLS = ('images', 'vms')
     WEIGHT = None
     BACKEND_OPTIONS = None
 
     @classmethod
-    def setUpClass(cls):
-        reason = ceph.unavailable_reason()
-        if reason:
-            raise cls.skipException(reason)
-        ceph.link_bindings(sys.executable)
-        cls.ceph_root = tempfile.mkdtemp(prefix='gsr-ceph-edge-')
-        cls.cluster = ceph.CephCluster(os.path.join(cls.ceph_root, 'ceph'),
-                                       pools=('images', 'vms'))
-        try:
-            cls.cluster.start()
-            cls.LAB = dict(cls.LAB, edge_options=edge_backends(
-                cls.cluster, cls.WEIGHT, cls.BACKEND_OPTIONS))
-            super().setUpClass()
-        except BaseException:
-            cls._stop_ceph()
-            raise
-
-    @classmethod
-    def _stop_ceph(cls):
-        try:
-            cls.cluster.stop()
-        finally:
-            shutil.rmtree(cls.ceph_root, ignore_errors=True)
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            super().tearDownClass()
-        finally:
-            cls._stop_ceph()
+    def lab_options(cls, cluster):
+        return {'edge_options': edge_backends(cluster, cls.WEIGHT,
+                                              cls.BACKEND_OPTIONS)}
 
     # -- Ceph as nova sees it ------------------------------------------------
 
