@@ -159,7 +159,7 @@ class Bench:
                 ['local:file', 'central:remote-glance',
                  'wan:remote-glance', 'relay:remote-glance',
                  'soak:remote-glance'] +
-                ['%s:remote-glance' % name for name in ceph_backends])},
+                self.ceph.backends(ceph_backends))},
             'relay': {'auth_type': 'none',
                       'endpoint_override': central.url},
             'soak': {'auth_type': 'none', 'endpoint_override': central.url,

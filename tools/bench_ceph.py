@@ -9,7 +9,12 @@ Rows, side by side in the same run as the rest of the benchmark:
   (ratio to it);
 * a miss cut half way by the link: the follower takes the fill over, and
   since a central on RBD serves no ranges, central sends the image again
-  from byte 0; the bytes it re-sent and the time against a clean miss.
+  from byte 0; the bytes it re-sent and the time against a clean miss;
+* the edge's own Ceph (the DCN shape): Glance's copy-image of a linked
+  image into the edge's rbd backend (``edge-rbd``, same cluster, its own
+  pool), against a direct download of the same image, and a copy-on-write
+  clone of its snapshot into a ``vms`` pool, as nova's rbd image backend
+  clones.
 
 Skipped, with the reason in the results, where Ceph is not installed.
 """
@@ -19,6 +24,8 @@ import statistics
 import sys
 import time
 
+import requests
+
 from glance_store_remote import cache as cache_module
 from tests import ceph
 from tests import faults
@@ -26,6 +33,8 @@ from tests import lab as lab_module
 
 MiB = 1024 * 1024
 BACKEND = 'rbd-central'
+EDGE_STORE = 'edge-rbd'
+COPY_TIMEOUT = 1800  # seconds for one copy-image
 
 
 class CephRows:
@@ -46,8 +55,8 @@ class CephRows:
             return {}
         ceph.link_bindings(sys.executable)
         self.cluster = ceph.CephCluster(
-            os.path.join(root, 'ceph'),
-            memstore_bytes=3 * self.bench.size + 512 * MiB).start()
+            os.path.join(root, 'ceph'), pools=('images', 'edge', 'vms'),
+            memstore_bytes=4 * self.bench.size + 512 * MiB).start()
         self.central = lab_module.GlanceServer(
             'central-rbd', os.path.join(root, 'central-rbd'), threads=32,
             policy=lab_module.ADMIN_EVERYONE,
@@ -56,10 +65,19 @@ class CephRows:
         self.central.start()
         self.proxy = faults.FaultyCentral(self.central.url).start()
         self.cache_dir = os.path.join(root, 'rbd-cache')
+        edge_store = ceph.rbd_backend_options(self.cluster, EDGE_STORE,
+                                              pool='edge', default=False)
         return {BACKEND: {
             'auth_type': 'none', 'endpoint_override': self.proxy.url,
             'timeout': 60, 'remote_glance_cache_dir': self.cache_dir,
-            'remote_glance_cache_max_size': 64 * 1024 * MiB}}
+            'remote_glance_cache_max_size': 64 * 1024 * MiB},
+            EDGE_STORE: edge_store[EDGE_STORE]}
+
+    @staticmethod
+    def backends(options):
+        """enabled_backends entries for the options start() returned."""
+        return ['%s:%s' % (name, 'rbd' if name == EDGE_STORE
+                           else 'remote-glance') for name in options]
 
     def stop(self):
         for part in (self.proxy, self.central, self.cluster):
@@ -112,6 +130,75 @@ class CephRows:
             'direct_mib_s': direct, 'miss_mib_s': ours,
             'miss_vs_direct': ours / direct, 'cut_seconds': cut_seconds,
             'clean_miss_seconds': clean, 'resent_bytes': resent}
+        self.copy_rows(headers, timed)
+
+    def copy_rows(self, headers, timed):
+        """copy-image into the edge's rbd store, and a clone of it."""
+        bench = self.bench
+        image = bench.central_image(bench.size, 'bench-copy')
+        direct = statistics.median(
+            timed(bench.url(bench.lab.central, image.id))
+            for _ in range(bench.args.trials))
+        copies, clones = [], []
+        for _ in range(bench.args.trials):
+            edge_id = bench.link(image.id)
+            bench.evict(image.id)
+            copies.append(self.copy_image(edge_id, headers))
+            clones.append(self.clone(edge_id))
+        copy = statistics.median(copies)
+        bench.row('copy-image into the edge\'s RBD (vs direct download)',
+                  copy, 's', copy / direct,
+                  'through the cache: one read from central')
+        bench.row('  copy-on-write clone of its snapshot, as nova does',
+                  statistics.median(clones) * 1000, 'ms')
+        bench.results['ceph'].update(
+            direct_download_seconds=direct, copy_seconds=copies,
+            clone_seconds=clones)
+
+    def copy_image(self, edge_id, headers):
+        """Seconds from Glance's copy-image request to the store listed."""
+        edge = self.bench.lab.edge
+        url = '%s/v2/images/%s' % (edge.url, edge_id)
+        started = time.perf_counter()
+        answer = requests.post(url + '/import', headers=headers, json={
+            'method': {'name': 'copy-image'}, 'stores': [EDGE_STORE]},
+            timeout=60)
+        if answer.status_code != 202:
+            raise RuntimeError('copy-image: %s %s' % (answer.status_code,
+                                                      answer.text[:300]))
+        deadline = time.monotonic() + COPY_TIMEOUT
+        while time.monotonic() < deadline:
+            record = requests.get(url, headers=headers, timeout=60).json()
+            if EDGE_STORE in (record.get('stores') or '').split(','):
+                return time.perf_counter() - started
+            if EDGE_STORE in (record.get('os_glance_failed_import') or ''):
+                raise RuntimeError('copy-image of %s failed' % edge_id)
+            time.sleep(0.05)
+        raise RuntimeError('copy-image of %s: no copy after %d s'
+                           % (edge_id, COPY_TIMEOUT))
+
+    def clone(self, edge_id):
+        """Seconds of a copy-on-write clone of the image's snapshot in the
+        edge pool into ``vms`` (nova's RBDDriver.clone), clone removed.
+        """
+        import rados
+        import rbd
+        client = rados.Rados(conffile=self.cluster.conf_file,
+                             rados_id='admin',
+                             conf={'keyring': self.cluster.admin_keyring})
+        client.connect(timeout=30)
+        try:
+            with client.open_ioctx('edge') as source, \
+                    client.open_ioctx('vms') as target:
+                name = 'bench-clone-%s' % edge_id
+                started = time.perf_counter()
+                rbd.RBD().clone(source, edge_id, 'snap', target, name,
+                                features=rbd.RBD_FEATURE_LAYERING)
+                seconds = time.perf_counter() - started
+                rbd.RBD().remove(target, name)
+                return seconds
+        finally:
+            client.shutdown()
 
 
 def wait_for_fill(store, image_id, timeout=60):
