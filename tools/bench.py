@@ -249,6 +249,19 @@ class Bench:
 
     # -- measurements --------------------------------------------------------
 
+    def timed(self, url, hdrs=None, verify=None):
+        """Seconds of one whole download of the benchmark's size."""
+        seconds, status, received, error = get(url, hdrs, verify=verify)
+        if status != 200 or received != self.size or error:
+            raise RuntimeError('%s: %s %s %s' % (url, status, received,
+                                                 error))
+        return seconds
+
+    def run_ceph_only(self):
+        """--only ceph: the Ceph rows alone (tools/bench_ceph.py)."""
+        self.start()
+        self.ceph.run(identity_headers(), self.timed)
+
     def run(self):
         self.start()
         self.say('uploading %d MiB to central and to the edge\'s local store'
@@ -257,13 +270,7 @@ class Bench:
         edge_id = self.link(image.id)
         local_id = self.local_image(self.size)
         headers = identity_headers()
-
-        def timed(url, hdrs=None, verify=None):
-            seconds, status, received, error = get(url, hdrs, verify=verify)
-            if status != 200 or received != self.size or error:
-                raise RuntimeError('%s: %s %s %s' % (url, status, received,
-                                                     error))
-            return seconds
+        timed = self.timed
 
         def ours_miss():
             self.evict(image.id)
@@ -724,13 +731,19 @@ def main():
     parser.add_argument('--trials', type=int, default=3)
     parser.add_argument('--soak-seconds', type=int, default=60,
                         help='length of the soak, in seconds (default 60)')
+    parser.add_argument('--only', choices=('ceph',),
+                        help='run only these rows and print them (nothing '
+                        'is written)')
     parser.add_argument('--wan-mib-s', type=int, default=100,
                         help='WAN-like link speed for the second '
                         'concurrency run, in MiB/s (default 100)')
     bench = Bench(parser.parse_args())
     try:
-        bench.run()
-        bench.write()
+        if bench.args.only == 'ceph':
+            bench.run_ceph_only()
+        else:
+            bench.run()
+            bench.write()
     finally:
         bench.stop()
     return 0
