@@ -301,7 +301,74 @@ Related options:
 """),
 ]
 
-store_opts = store_opts + cache_opts + copy_opts
+site_opts = [
+    cfg.StrOpt(
+        'remote_glance_coordination_url',
+        help="""
+Coordinator of this edge site, as a tooz backend URL (e.g.
+``etcd3+http://127.0.0.1:2379``). Unset: every node of the site fills its
+cache by itself, as a single node does.
+
+An edge site that runs glance-api on several nodes, each with its own cache,
+would otherwise pull an image from central once per node. With a
+coordinator, the nodes take a per-image lock of the site: the node that gets
+it reads the image from central; the others read it from that node over the
+site's network (``remote-glance-peer`` paste filter), and every node still
+verifies the whole image against central's record before it keeps or
+releases it. When the coordinator cannot be reached, each node falls back to
+filling by itself (logged once) until it returns. Needs the Python package
+tooz (``pip install glance-store-remote[site]``) and the driver of the
+coordinator (etcd3gw for etcd).
+
+Possible values:
+    * A tooz backend URL; default unset (no site coordination).
+
+Related options:
+    * remote_glance_peer_url
+    * remote_glance_peer_secret
+"""),
+    cfg.URIOpt(
+        'remote_glance_peer_url',
+        schemes=['http', 'https'],
+        help="""
+URL at which the other nodes of the site reach this node's glance-api, for
+peer reads. Unset: Glance's ``worker_self_reference_url``.
+
+Advertised to the site through the coordinator; the other nodes read images
+this node holds or is filling at
+``<url>/remote-glance/peer/<backend>/<central image id>``. Give the node's
+own address on the site network, not the site's load balancer.
+
+Possible values:
+    * An http or https URL; default unset (worker_self_reference_url).
+
+Related options:
+    * remote_glance_coordination_url
+    * worker_self_reference_url
+"""),
+    cfg.StrOpt(
+        'remote_glance_peer_secret',
+        secret=True,
+        help="""
+Key shared by the nodes of the site, that authenticates peer reads.
+
+Each peer read carries an HMAC-SHA256 of its method, path and expiry under
+this key; the ``remote-glance-peer`` filter refuses (403) every request
+without a valid, unexpired one before Glance sees it. Only nodes that know
+the key can read images from each other this way: give the same random
+value (e.g. 32 bytes from ``openssl rand -hex 32``) to every node of the
+site and to no one else. Never logged.
+
+Possible values:
+    * A string of at least 16 characters; default unset (peer reads
+      refused). Required when remote_glance_coordination_url is set.
+
+Related options:
+    * remote_glance_coordination_url
+"""),
+]
+
+store_opts = store_opts + cache_opts + copy_opts + site_opts
 
 
 def register_keystoneauth_opts(conf, group):

@@ -1,0 +1,570 @@
+"""Peer reads: the nodes of an edge site read images from each other.
+
+* ``PeerFilter`` (paste ``[filter:remote-glance-peer]``, placed first in the
+  edge's pipeline: a peer carries no Keystone token) answers
+  ``GET``/``HEAD /remote-glance/peer/<backend>/<central image id>`` with this
+  node's bytes of that image: a complete entry, or the partial file of a
+  fill in progress, streamed as it grows (unverified: the reader verifies
+  the whole image against central's record itself, so nothing is held
+  back here). Range requests are served for resumes. Every request must
+  carry ``X-Remote-Glance-Peer-Auth: <expiry>:<hex HMAC-SHA256 of
+  "METHOD\\nPATH\\nEXPIRY">`` under the backend's
+  ``remote_glance_peer_secret``; anything else is answered 403 here and
+  never reaches Glance. Other paths pass through untouched.
+* ``Peer``: the client side, a data source with the contract of
+  upstream.Central.open_data.
+* ``SiteSource``: where a fill reads an image from (readthrough.py's one
+  hook): from central while holding the site's lock of the image
+  (coordination.py), else from the node that holds or fills it, falling
+  back to central when that node fails or lied.
+
+The secret is never logged nor put in an answer or an error.
+"""
+
+import hashlib
+import hmac
+import logging
+import os
+import re
+import threading
+import time
+
+import urllib3
+import webob
+
+from glance_store_remote import coordination
+from glance_store_remote import exceptions
+from glance_store_remote import streams
+
+LOG = logging.getLogger(__name__)
+
+PREFIX = '/remote-glance/peer/'
+AUTH_HEADER = 'X-Remote-Glance-Peer-Auth'
+STATE_HEADER = 'X-Remote-Glance-Peer-State'
+# Seconds a signed request stays valid; a server refuses an expiry further
+# than MAX_EXPIRY in its future (a replayable request lives that long).
+SIGNATURE_TTL = 60
+MAX_EXPIRY = 300
+# Seconds a peer server waits for a fill it streams that makes no progress.
+STALL_TIMEOUT = 30
+POLL_INTERVAL = 0.01
+# Seconds a reader waits for a peer to show the image another node locked.
+FIND_TIMEOUT = 5.0
+# Seconds a peer whose bytes failed verification is not read from again.
+DISTRUST_SECONDS = 600
+CONNECT_TIMEOUT = 3
+
+_PATH = re.compile(r'^/remote-glance/peer/(?P<backend>[A-Za-z0-9_-]{1,255})/'
+                   r'(?P<id>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-'
+                   r'[0-9a-f]{12})$')
+_RANGE = re.compile(r'^bytes=(\d+)-(\d*)$')
+
+
+def peer_path(backend, image_id):
+    return '%s%s/%s' % (PREFIX, backend, image_id)
+
+
+def sign(secret, method, path, expiry):
+    """The hex HMAC-SHA256 of a peer request."""
+    message = ('%s\n%s\n%d' % (method, path, expiry)).encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def auth_header(secret, method, path, now=None):
+    expiry = int(now if now is not None else time.time()) + SIGNATURE_TTL
+    return '%d:%s' % (expiry, sign(secret, method, path, expiry))
+
+
+def check_auth(secret, method, path, header, now=None):
+    """Whether *header* authenticates *method* on *path* now. Constant-time
+    in the signature; never raises.
+    """
+    if not secret or not header:
+        return False
+    expiry, _, given = header.partition(':')
+    if not expiry.isdigit() or len(expiry) > 12:
+        return False
+    expiry = int(expiry)
+    now = int(now if now is not None else time.time())
+    if expiry < now or expiry > now + MAX_EXPIRY:
+        return False
+    return hmac.compare_digest(sign(secret, method, path, expiry).encode(),
+                               given.encode('ascii', 'replace'))
+
+
+# -- server side -------------------------------------------------------------
+
+
+def _peer_stores():
+    from glance_store_remote import store as store_module
+    return store_module.backend_stores()
+
+
+class PeerFilter:
+    """WSGI middleware; see the module docstring.
+
+    :param find_stores: callable() -> {backend: Store} (this glance-api's
+        remote-glance stores by default)
+    """
+
+    def __init__(self, app, find_stores=None, chunk_size=1024 * 1024):
+        self.app = app
+        self._find_stores = find_stores or _peer_stores
+        self.chunk_size = chunk_size
+
+    def __call__(self, environ, start_response):
+        path = environ.get('PATH_INFO', '')
+        if not path.startswith(PREFIX):
+            return self.app(environ, start_response)
+        return self._answer(webob.Request(environ))(environ, start_response)
+
+    def _answer(self, request):
+        match = _PATH.match(request.path_info)
+        store = None
+        if match is not None:
+            store = self._find_stores().get(match['backend'])
+        secret = _secret_of(store)
+        # Refused alike whether the backend exists or not: an
+        # unauthenticated caller learns nothing.
+        if request.method not in ('GET', 'HEAD') or not check_auth(
+                secret, request.method, request.path_info,
+                request.headers.get(AUTH_HEADER)):
+            LOG.warning('peer read refused (no valid signature): %s %s '
+                        'from %s', request.method, request.path_info[:300],
+                        request.remote_addr)
+            return webob.Response(status=403, content_type='text/plain',
+                                  body=b'peer read refused\n')
+        cache = getattr(store, 'cache', None)
+        image_id = match['id']
+        if cache is None:
+            return _not_found()
+        return self._serve(request, cache, image_id)
+
+    def _serve(self, request, cache, image_id):
+        opened = None
+        try:
+            opened = cache.open_complete(image_id)
+        except exceptions.CacheError:
+            opened = None
+        if opened is not None:
+            fd, lock, record = opened
+            release = [lock.close] if lock is not None else []
+            state = 'complete'
+        else:
+            fd = _open_partial(cache, image_id)
+            if fd is None:
+                return _not_found()
+            record = cache.stored_record(image_id)
+            if record is None or not _fill_running(cache, image_id):
+                os.close(fd)
+                return _not_found()
+            release = []
+            state = 'filling'
+        release.insert(0, lambda: os.close(fd))
+        size = record['size']
+        start, end = 0, size
+        status = 200
+        wanted = request.headers.get('Range')
+        if wanted:
+            found = _RANGE.match(wanted.strip())
+            if found is None or int(found[1]) >= size or (
+                    found[2] and int(found[2]) < int(found[1])):
+                _release(release)
+                return webob.Response(status=416, headers={
+                    'Content-Range': 'bytes */%d' % size})
+            start = int(found[1])
+            end = min(size, int(found[2]) + 1) if found[2] else size
+            status = 206
+        headers = {STATE_HEADER: state, 'Content-Length': str(end - start),
+                   'Content-Type': 'application/octet-stream'}
+        if status == 206:
+            headers['Content-Range'] = 'bytes %d-%d/%d' % (start, end - 1,
+                                                           size)
+        if request.method == 'HEAD':
+            _release(release)
+            return webob.Response(status=status, headers=headers)
+        body = streams.Chunks(
+            self._read(cache, image_id, fd, start, end, state == 'filling'),
+            *release, name='peer read of image %s' % image_id)
+        response = webob.Response(status=status, app_iter=body)
+        response.headers.update(headers)
+        return response
+
+    def _read(self, cache, image_id, fd, pos, end, growing):
+        """The file's bytes [pos, end); a growing (partial) file is followed
+        until the fill writing it stops: then the answer ends short.
+        """
+        last_progress = time.monotonic()
+        while pos < end:
+            available = os.fstat(fd).st_size
+            if available > pos:
+                chunk = os.pread(fd, min(self.chunk_size, available - pos,
+                                         end - pos), pos)
+                if chunk:
+                    pos += len(chunk)
+                    last_progress = time.monotonic()
+                    yield chunk
+                    continue
+            if not growing:
+                break
+            if not _fill_running(cache, image_id):
+                if os.fstat(fd).st_size > pos:
+                    continue
+                break
+            if time.monotonic() - last_progress > STALL_TIMEOUT:
+                break
+            time.sleep(POLL_INTERVAL)
+        if pos < end:
+            LOG.info('peer read of image %s ends short at byte %d of %d: the '
+                     'fill stopped', image_id, pos, end)
+
+
+def _secret_of(store):
+    if store is None:
+        return None
+    try:
+        return store.conf[store.backend_group].remote_glance_peer_secret
+    except Exception:
+        return None
+
+
+def _not_found():
+    return webob.Response(status=404, content_type='text/plain',
+                          body=b'image not held here\n')
+
+
+def _open_partial(cache, image_id):
+    for partial in (True, False):
+        try:
+            return os.open(cache.data_path(image_id, partial), os.O_RDONLY)
+        except OSError:
+            continue
+    return None
+
+
+def _fill_running(cache, image_id):
+    """Whether a process of this node holds the image's fill lock."""
+    try:
+        lock = cache.lock(image_id, 'fill')
+    except exceptions.CacheError:
+        return False
+    try:
+        if lock.try_lock():
+            lock.unlock()
+            return False
+        return True
+    finally:
+        lock.close()
+
+
+def _release(steps):
+    for step in steps:
+        try:
+            step()
+        except Exception:
+            LOG.exception('peer read: releasing')
+
+
+def filter_factory(global_conf, **local_conf):
+    """Paste entry point: ``paste.filter_factory =
+    glance_store_remote.peers:filter_factory``.
+    """
+    def peer_filter(app):
+        return PeerFilter(app)
+    return peer_filter
+
+
+# -- client side -------------------------------------------------------------
+
+
+class _Pool:
+    """A urllib3 pool per process (connections must not cross a fork)."""
+
+    def __init__(self):
+        self._pid = None
+        self._pool = None
+        self._lock = threading.Lock()
+
+    def get(self):
+        with self._lock:
+            if self._pid != os.getpid():
+                self._pool = urllib3.PoolManager(num_pools=16, maxsize=8)
+                self._pid = os.getpid()
+            return self._pool
+
+
+_POOL = _Pool()
+
+
+class Peer:
+    """Read access to one other node of the site.
+
+    :param backend: the backend group name (the same on every node)
+    :param url: the node's peer URL
+    :param secret: the site's remote_glance_peer_secret
+    :param timeout: seconds a read may wait for a byte
+    """
+
+    def __init__(self, backend, url, secret, chunk_size, timeout):
+        self.backend = backend
+        self.url = url.rstrip('/')
+        self._secret = secret
+        self.chunk_size = chunk_size
+        self.timeout = timeout
+
+    def __repr__(self):
+        return '<Peer %s>' % self.url
+
+    def _request(self, method, image_id, headers=None):
+        path = peer_path(self.backend, image_id)
+        headers = dict(headers or {})
+        headers[AUTH_HEADER] = auth_header(self._secret, method, path)
+        return _POOL.get().request(
+            method, self.url + path, headers=headers, preload_content=False,
+            retries=False, redirect=False,
+            timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT,
+                                    read=self.timeout))
+
+    def state(self, image_id):
+        """'complete', 'filling' or None (not held, or not reachable)."""
+        try:
+            resp = self._request('HEAD', image_id)
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            LOG.debug('peer %s not reachable: %s', self.url, e)
+            return None
+        try:
+            if resp.status != 200:
+                return None
+            return resp.headers.get(STATE_HEADER)
+        finally:
+            resp.release_conn()
+
+    def open_data(self, record, offset=0, length=None):
+        """*length* bytes of the image from *offset*, as
+        upstream.Central.open_data: a streams.Chunks of exactly that many
+        bytes, or an IOError (UpstreamStreamError) part way; it closes the
+        response even if never started.
+
+        :raises UpstreamUnavailable: the peer cannot serve (before any byte)
+        """
+        size = record.size
+        if length is None:
+            length = size - offset
+        if not length:
+            return streams.empty()
+        headers = {}
+        if (offset, length) != (0, size):
+            headers['Range'] = 'bytes=%d-%d' % (offset, offset + length - 1)
+        try:
+            resp = self._request('GET', record.id, headers)
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise exceptions.UpstreamUnavailable(
+                self.backend, 'peer %s cannot serve image %s' % (
+                    self.url, record.id), detail=str(e)) from None
+        expected_status = 206 if headers else 200
+        if resp.status != expected_status or resp.headers.get(
+                'Content-Length') != str(length):
+            status = resp.status
+            resp.release_conn()
+            raise exceptions.UpstreamUnavailable(
+                self.backend, 'peer %s answered HTTP %d for image %s' % (
+                    self.url, status, record.id))
+        return streams.Chunks(self._stream(resp, record.id, length),
+                              resp.release_conn,
+                              name='peer read of image %s' % record.id)
+
+    def _stream(self, resp, image_id, length):
+        done = 0
+        try:
+            while done < length:
+                try:
+                    chunk = resp.read(min(self.chunk_size, length - done))
+                except (urllib3.exceptions.HTTPError, OSError,
+                        ValueError) as e:
+                    raise exceptions.UpstreamStreamError(
+                        self.backend, 'image %s: peer %s failed after %d of '
+                        '%d bytes: %s' % (image_id, self.url, done, length,
+                                          e)) from None
+                if not chunk:
+                    raise exceptions.UpstreamStreamError(
+                        self.backend, 'image %s: peer %s ended after %d of '
+                        '%d bytes' % (image_id, self.url, done, length))
+                done += len(chunk)
+                yield chunk
+        finally:
+            if done < length:
+                # Not reusable: drop the connection.
+                resp.close()
+
+
+# -- where a fill reads from --------------------------------------------------
+
+
+class SiteSource:
+    """Chooses the source of a fill for a node of a coordinated site.
+
+    :param site: a coordination.Site
+    :param central: the upstream.Central
+    :param secret: the site's peer secret
+    :param make_peer: callable(url) -> a Peer (for tests)
+    """
+
+    def __init__(self, site, central, secret, chunk_size, timeout,
+                 make_peer=None, clock=time.monotonic):
+        self.site = site
+        self.central = central
+        self.backend = central.backend
+        self._clock = clock
+        self._make_peer = make_peer or (lambda url: Peer(
+            self.backend, url, secret, chunk_size, timeout))
+        self._distrusted = {}
+
+    def open_fill(self, record, offset, length, on_skip=None):
+        """The stream a fill of *record* reads [offset, offset+length)
+        from, with the contract of upstream.Central.open_data; its close()
+        releases the site lock if this node took it.
+
+        :raises UpstreamError: neither a peer nor central can serve
+        """
+        image_id = record.id
+        try:
+            lock = self.site.try_lock(image_id)
+            locked = lock is not None
+        except coordination.Unavailable:
+            return self.central.open_data(record, offset, length,
+                                          on_skip=on_skip)
+        # Holding the lock, look for a complete copy only; else another
+        # node holds the lock: it fills, or has just filled (give it a few
+        # seconds to show).
+        deadline = self._clock() + (0 if locked else FIND_TIMEOUT)
+        while True:
+            peer = self._find(image_id, complete_only=locked)
+            if peer is not None or self._clock() >= deadline:
+                break
+            time.sleep(0.1)
+        if peer is not None:
+            if lock is not None:
+                lock.release()
+                lock = None
+            try:
+                data = peer.open_data(record, offset, length)
+            except exceptions.UpstreamError as e:
+                LOG.warning('cache: image %s: %s; reading it from central '
+                            'instead', image_id, e)
+            else:
+                LOG.info('cache: image %s: filling from peer %s', image_id,
+                         peer.url)
+                return _FillStream(self, record, offset, length, on_skip,
+                                   data, peer, None)
+        if not locked:
+            LOG.info('cache: image %s: the site lock is held but no peer '
+                     'shows the image; reading it from central', image_id)
+            try:
+                lock = self.site.try_lock(image_id)
+            except coordination.Unavailable:
+                lock = None
+        try:
+            data = self.central.open_data(record, offset, length,
+                                          on_skip=on_skip)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        if lock is not None:
+            # The other nodes read the image from this one meanwhile.
+            try:
+                self.site.advertise(image_id)
+            except coordination.Unavailable:
+                pass
+        return _FillStream(self, record, offset, length, on_skip, data, None,
+                           lock)
+
+    def _find(self, image_id, complete_only):
+        """A Peer that holds the image complete, else (unless
+        *complete_only*) the one that reads it from central, or None.
+
+        Only a node that says it reads the image from central counts as
+        filling: a node waiting for a source of its own also shows a
+        partial file, and two of them reading each other would wait until
+        their timeouts.
+        """
+        try:
+            members = self.site.members()
+        except coordination.Unavailable:
+            return None
+        now = self._clock()
+        filling = None
+        for url in sorted(members):
+            if self._distrusted.get(url, 0) > now:
+                continue
+            peer = self._make_peer(url)
+            state = peer.state(image_id)
+            if state == 'complete':
+                return peer
+            if (state == 'filling' and filling is None and
+                    image_id in members[url]):
+                filling = peer
+        return None if complete_only else filling
+
+    def distrust(self, peer, image_id):
+        """*peer* sent bytes of *image_id* that failed verification."""
+        self._distrusted[peer.url] = self._clock() + DISTRUST_SECONDS
+        LOG.error('cache: image %s read from peer %s does not match '
+                  'central\'s record; that peer is not read from for %d s',
+                  image_id, peer.url, DISTRUST_SECONDS)
+
+
+class _FillStream:
+    """A fill's source: a peer's bytes (the rest from central if the peer
+    fails part way) or central's; releases the site lock at close.
+    """
+
+    def __init__(self, source, record, offset, length, on_skip, data, peer,
+                 lock):
+        self._source = source
+        self._record = record
+        self._on_skip = on_skip
+        self._data = data
+        self.peer = peer
+        self._lock = lock
+        self._chunks = self._run(offset, offset + length)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._chunks)
+
+    def _run(self, pos, end):
+        try:
+            for chunk in self._data:
+                pos += len(chunk)
+                yield chunk
+            return
+        except exceptions.UpstreamStreamError as e:
+            if self.peer is None:
+                raise
+            LOG.warning('cache: %s; the rest comes from central', e)
+        self._data.close()
+        self._data = self._source.central.open_data(
+            self._record, pos, end - pos, on_skip=self._on_skip)
+        yield from self._data
+
+    def verify_failed(self):
+        """The fill's bytes did not match central's record."""
+        if self.peer is not None:
+            self._source.distrust(self.peer, self._record.id)
+
+    def close(self):
+        try:
+            self._chunks.close()
+            self._data.close()
+        finally:
+            if self._lock is not None:
+                try:
+                    self._source.site.advertise(self._record.id,
+                                                filling=False)
+                except coordination.Unavailable:
+                    pass
+                self._lock.release()
+                self._lock = None
