@@ -149,9 +149,13 @@ class ReadThrough:
         progress before giving up
     """
 
-    def __init__(self, cache, central, chunk_size, stall_timeout):
+    def __init__(self, cache, central, chunk_size, stall_timeout,
+                 site=None):
         self.cache = cache
         self.central = central
+        # A peers.SiteSource when the node belongs to a coordinated site:
+        # where fills read from (see _open_fill_source).
+        self.site = site
         self.chunk_size = chunk_size
         self.stall_timeout = stall_timeout
         self._fills = {}
@@ -449,7 +453,7 @@ class ReadThrough:
                              (stat.st_dev, stat.st_ino))
                 stream = iter(())
                 if start < expected.size:
-                    stream = self.central.open_data(
+                    stream = self._open_fill_source(
                         record, start, expected.size - start,
                         on_skip=functools.partial(self._skipped, fill, fd))
             except BaseException as e:
@@ -486,6 +490,16 @@ class ReadThrough:
             if not started:
                 lock.unlock()
                 lock.close()
+
+    def _open_fill_source(self, record, offset, length, on_skip):
+        """Central's stream of the bytes a fill needs or, in a coordinated
+        site, the site's choice between central and a peer (same contract,
+        see peers.SiteSource).
+        """
+        if self.site is None:
+            return self.central.open_data(record, offset, length,
+                                          on_skip=on_skip)
+        return self.site.open_fill(record, offset, length, on_skip=on_skip)
 
     def _skipped(self, fill, fd, count):
         """A fill resuming from a central without ranges dropped *count*
@@ -554,6 +568,10 @@ class ReadThrough:
                 hasher.join()
             if outcome == cache_module.FILLING:
                 outcome = self._verify_and_commit(fill, fd)
+            if outcome == cache_module.VERIFY_FAILED and hasattr(
+                    stream, 'verify_failed'):
+                # A peer's bytes: the site reads that peer no more.
+                stream.verify_failed()
         except Exception:
             LOG.exception('cache: fill of image %s failed', image_id)
             outcome = cache_module.WRITE_FAILED

@@ -206,7 +206,8 @@ class Store(driver.Store):
         if self._cache is not None:
             self._readthrough = readthrough.ReadThrough(
                 self._cache, self._central, group.remote_glance_chunk_size,
-                stall_timeout=2 * (group.timeout or 60) + 5)
+                stall_timeout=2 * (group.timeout or 60) + 5,
+                site=self._site_source(group))
         try:
             self._auto_copy = store_copy.auto_copy_from_conf(
                 self.conf, backend, self._cache,
@@ -215,6 +216,48 @@ class Store(driver.Store):
             raise gs_exceptions.BadStoreConfiguration(store_name=backend,
                                                       reason=str(e))
         super().configure(re_raise_bsc=re_raise_bsc)
+
+    def _site_source(self, group):
+        """The peers.SiteSource of a coordinated site, or None (unset
+        remote_glance_coordination_url: the node fills by itself).
+
+        :raises BadStoreConfiguration: coordination without tooz, a peer
+            secret or a peer URL
+        """
+        if not group.remote_glance_coordination_url:
+            return None
+        from glance_store_remote import coordination
+        from glance_store_remote import peers
+        backend = self.backend_group
+        try:
+            coordination.check_installed()
+        except ImportError as e:
+            raise gs_exceptions.BadStoreConfiguration(store_name=backend,
+                                                      reason=str(e))
+        secret = group.remote_glance_peer_secret
+        if not secret or len(secret) < 16:
+            raise gs_exceptions.BadStoreConfiguration(
+                store_name=backend, reason='remote_glance_coordination_url '
+                'needs remote_glance_peer_secret (at least 16 characters, '
+                'the same on every node of the site)')
+        peer_url = group.remote_glance_peer_url or getattr(
+            self.conf, 'worker_self_reference_url', None)
+        if not peer_url:
+            raise gs_exceptions.BadStoreConfiguration(
+                store_name=backend, reason='remote_glance_coordination_url '
+                'needs remote_glance_peer_url (or worker_self_reference_url)'
+                ': the URL at which the other nodes reach this one')
+        site = coordination.Site(backend,
+                                 group.remote_glance_coordination_url,
+                                 peer_url)
+        return peers.SiteSource(site, self._central, secret,
+                                group.remote_glance_chunk_size,
+                                timeout=group.timeout or 60)
+
+    @property
+    def cache(self):
+        """This backend's cache.Cache, or None."""
+        return self._cache
 
     def get_size(self, location, context=None):
         """Size of the central image, once the requester may link it.

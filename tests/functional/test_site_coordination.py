@@ -1,0 +1,286 @@
+"""Site coordination against REAL parts: three edge glance-api nodes behind
+haproxy on one MariaDB, the lab's central, and an etcd through which the
+nodes coordinate their fills (tooz's etcd3gw driver); edge-1 advertises a
+proxy of the test's as its peer URL, honest until a test makes it lie.
+
+What is proved here: concurrent first reads of an image spread over the
+site make central send it once, and every client gets central's bytes; a
+peer that lies is caught by the reader's verification, nothing wrong is
+kept or served complete, and the reader then reads central; with etcd
+stopped each node fills by itself (logged once) and reads stay correct,
+and coordination resumes when etcd returns; the peer endpoint refuses
+requests without a valid signature.
+"""
+
+import hashlib
+import http.client
+import http.server
+import os
+import threading
+import time
+import urllib.parse
+
+import requests
+from testtools import content
+
+from glance_store_remote import coordination
+from glance_store_remote import peers
+from tests.functional import test_edge_site as edge_site
+from tests import lab as lab_module
+
+SIZE = 4 * 1024 * 1024 + 13
+
+
+class LyingProxy:
+    """Forwards GET and HEAD to *target* (a node); while ``lie`` is set,
+    flips the first byte of every body it forwards.
+    """
+
+    def __init__(self, port, target):
+        self.port = port
+        self.url = 'http://%s:%d' % (lab_module.HOST, port)
+        self.target = urllib.parse.urlsplit(target)
+        self.lie = False
+        self.server = None
+
+    def start(self):
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = 'HTTP/1.1'
+
+            def log_message(self, *args):
+                pass
+
+            def do_HEAD(self):
+                self._forward(body=False)
+
+            def do_GET(self):
+                self._forward(body=True)
+
+            def _forward(self, body):
+                connection = http.client.HTTPConnection(
+                    proxy.target.hostname, proxy.target.port, timeout=60)
+                try:
+                    connection.request(self.command, self.path,
+                                       headers=dict(self.headers))
+                    answer = connection.getresponse()
+                    self.send_response(answer.status)
+                    for key, value in answer.getheaders():
+                        if key.lower() not in ('connection',
+                                               'transfer-encoding'):
+                            self.send_header(key, value)
+                    self.send_header('Connection', 'close')
+                    self.end_headers()
+                    first = True
+                    while body:
+                        chunk = answer.read(65536)
+                        if not chunk:
+                            break
+                        if first and proxy.lie:
+                            chunk = bytes([chunk[0] ^ 0xff]) + chunk[1:]
+                        first = False
+                        self.wfile.write(chunk)
+                finally:
+                    connection.close()
+                    self.close_connection = True
+
+        self.server = http.server.ThreadingHTTPServer(
+            (lab_module.HOST, self.port), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever,
+                         daemon=True).start()
+
+    def stop(self):
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+class TestSiteCoordination(edge_site.SiteTestCase):
+
+    PROXY_PORT = lab_module.free_port()
+    LAB = {'coordination': True,
+           'peer_urls': {'edge-1': 'http://%s:%d' % (lab_module.HOST,
+                                                     PROXY_PORT)}}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.proxy = LyingProxy(cls.PROXY_PORT, cls.lab.node('edge-1').url)
+        cls.proxy.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proxy.stop()
+        super().tearDownClass()
+
+    def setUp(self):
+        super().setUp()
+        if not self.lab.etcd.running:
+            self.lab.etcd.start()
+        self.proxy.lie = False
+        self.addCleanup(setattr, self.proxy, 'lie', False)
+
+    def _attach_logs(self, exc_info):
+        super()._attach_logs(exc_info)
+        self.addDetail('etcd-log', content.text_content(
+            self.lab.etcd.log_tail(40)))
+
+    # -- helpers -----------------------------------------------------------
+
+    def linked(self, size=SIZE):
+        central, data = self.central_image(size=size)
+        edge = self.link_with_patch(central.id)
+        return central, edge, data
+
+    def node_fetch(self, server, image_id):
+        """GET the image at *server*: (status, bytes received, error)."""
+        session = server.session(lab_module.ADMIN)
+        response = session.get('%s/v2/images/%s/file' % (server.url,
+                                                         image_id),
+                               stream=True, raise_exc=False, timeout=120)
+        chunks, error = [], None
+        try:
+            for chunk in response.iter_content(1 << 20):
+                chunks.append(chunk)
+        except requests.RequestException as e:
+            error = e
+        finally:
+            response.close()
+            session.session.close()
+        return response.status_code, b''.join(chunks), error
+
+    def central_file_gets(self, central_id):
+        return self.central_requests(
+            method='GET', path_part='/%s/file' % central_id)
+
+    def wait_site_fills_done(self):
+        for index in range(len(self.lab.nodes)):
+            self.wait_fills_done(cache_dir=self.lab.cache_dir(index))
+
+    def log_count(self, node, text):
+        return node.log_text().count(text)
+
+    def first_reads_everywhere(self, edge_id):
+        """Two direct reads on each node and three through the balancer,
+        all at once; each result checked against central's hash.
+        """
+        targets = list(self.lab.nodes) * 2 + [self.lab.balancer] * 3
+        return self.together([
+            (lambda t=t: self.node_fetch(t, edge_id)) for t in targets])
+
+    def assert_all_good(self, results, data):
+        digest = hashlib.sha512(data).hexdigest()
+        for status, received, error in results:
+            self.assertEqual((200, None), (status, error))
+            self.assertEqual(digest, hashlib.sha512(received).hexdigest())
+
+    # -- one pull per site -------------------------------------------------
+
+    def test_concurrent_first_reads_over_the_site_pull_central_once(self):
+        central, edge, data = self.linked()
+        peer_fills = sum(self.log_count(node, 'filling from peer')
+                         for node in self.lab.nodes)
+        results = self.first_reads_everywhere(edge.id)
+        self.assert_all_good(results, data)
+        self.wait_site_fills_done()
+        gets = self.central_file_gets(central.id)
+        whole = [g for g in gets if g.status in ('200', '206')]
+        # A Range probe answered 400 sends no image bytes.
+        self.assertEqual(1, len(whole), gets)
+        sent = sum(int(g.sent) for g in whole if g.sent.isdigit())
+        self.addDetail('central-sent', content.text_content(
+            '%d bytes in %d GET(s) for a %d-byte image; all: %s' % (
+                sent, len(whole), SIZE, gets)))
+        self.assertEqual(SIZE, sent)
+        # Every node keeps a verified copy; two of them got it from a peer.
+        for index in range(len(self.lab.nodes)):
+            with open('%s/entries/%s.data' % (self.lab.cache_dir(index),
+                                              central.id), 'rb') as f:
+                self.assertEqual(central.os_hash_value,
+                                 hashlib.sha512(f.read()).hexdigest())
+        self.assertEqual(peer_fills + 2, sum(
+            self.log_count(node, 'filling from peer')
+            for node in self.lab.nodes))
+
+    # -- a lying peer ------------------------------------------------------
+
+    def test_a_lying_peer_is_caught_and_central_serves_the_reader(self):
+        central, edge, data = self.linked(size=1024 * 1024 + 5)
+        edge1, edge2 = self.lab.node('edge-1'), self.lab.node('edge-2')
+        self.assertEqual(200, self.node_fetch(edge1, edge.id)[0])
+        self.wait_site_fills_done()
+        self.proxy.lie = True
+        mismatch = "does not match central's record"
+        before = self.log_count(edge2, mismatch)
+        status, received, error = self.node_fetch(edge2, edge.id)
+        # Never complete-looking: a short body.
+        self.assertLess(len(received), len(data))
+        self.assertEqual(before + 1, self.log_count(edge2, mismatch))
+        self.wait_site_fills_done()
+        cache2 = self.lab.cache_dir(1)
+        self.assertFalse(os.path.exists('%s/entries/%s.data' % (
+            cache2, central.id)))
+        # The next read skips the liar: central's bytes, kept.
+        self.assert_all_good([self.node_fetch(edge2, edge.id)], data)
+        self.wait_site_fills_done()
+        self.assertEqual(2, len([g for g in self.central_file_gets(
+            central.id) if g.status == '200']))
+        with open('%s/entries/%s.data' % (cache2, central.id), 'rb') as f:
+            self.assertEqual(data, f.read())
+
+    # -- the coordinator fails ---------------------------------------------
+
+    def test_etcd_stopped_then_started_again(self):
+        failed, back = 'site coordinator failed', 'site coordinator is back'
+        before = {n.name: self.log_count(n, failed) for n in self.lab.nodes}
+        self.lab.etcd.stop()
+        for _ in range(2):
+            central, edge, data = self.linked(size=1024 * 1024 + 3)
+            results = self.together([
+                (lambda n=n: self.node_fetch(n, edge.id))
+                for n in self.lab.nodes])
+            self.assert_all_good(results, data)
+            self.wait_site_fills_done()
+        # Logged once per node for the whole outage.
+        self.assertEqual({name: count + 1 for name, count in before.items()},
+                         {n.name: self.log_count(n, failed)
+                          for n in self.lab.nodes})
+        self.lab.etcd.start()
+        time.sleep(coordination.RETRY_INTERVAL + 1)
+        central, edge, data = self.linked()
+        self.assert_all_good(self.first_reads_everywhere(edge.id), data)
+        self.wait_site_fills_done()
+        self.assertEqual(1, len([g for g in self.central_file_gets(
+            central.id) if g.status == '200']))
+        for node in self.lab.nodes:
+            self.assertIn(back, node.log_text(), node.name)
+
+    # -- the peer endpoint -------------------------------------------------
+
+    def test_peer_requests_without_a_valid_signature_get_403(self):
+        central, edge, data = self.linked(size=64 * 1024)
+        node = self.lab.node('edge-2')
+        self.assertEqual(200, self.node_fetch(node, edge.id)[0])
+        self.wait_site_fills_done()
+        path = peers.peer_path('central', central.id)
+        url = node.url + path
+        good = peers.auth_header(self.lab.peer_secret, 'GET', path)
+        expiry = good.partition(':')[0]
+        for headers in ({}, {peers.AUTH_HEADER: expiry + ':' + '0' * 64},
+                        {peers.AUTH_HEADER: peers.auth_header(
+                            'not-the-site-secret', 'GET', path)},
+                        {peers.AUTH_HEADER: peers.auth_header(
+                            self.lab.peer_secret, 'HEAD', path)}):
+            response = requests.get(url, headers=headers, timeout=30)
+            self.assertEqual(403, response.status_code, headers)
+            self.assertNotIn(self.lab.peer_secret, response.text)
+        # The site's own signature is served (the image's bytes).
+        response = requests.get(url, headers={peers.AUTH_HEADER: good},
+                                timeout=30)
+        self.assertEqual((200, data), (response.status_code,
+                                       response.content))
+        for part in [self.lab.central] + self.lab.nodes:
+            self.assertNotIn(self.lab.peer_secret, part.log_text(),
+                             part.name)

@@ -1,0 +1,539 @@
+"""Unit tests of peers.py: the signature, the peer filter on a real cache
+(served by a loopback wsgiref server for the client), the Peer client and
+SiteSource's choice of a fill's source, and readthrough's hook.
+"""
+
+import hashlib
+import os
+import socketserver
+import sys
+import threading
+import time
+from unittest import mock
+import wsgiref.simple_server
+
+import fixtures
+from glance_store import exceptions as gs_exceptions
+from oslo_config import cfg
+import testtools
+import webob
+
+from glance_store_remote import cache
+from glance_store_remote import coordination
+from glance_store_remote import exceptions
+from glance_store_remote import peers
+from glance_store_remote import readthrough
+from tests.unit import base
+from tests.unit import test_readthrough as rt
+
+SECRET = 'a-site-secret-0123456789'
+IMAGE = rt.IMAGE
+KiB = 1024
+
+
+class FakeStore:
+    def __init__(self, cache_, secret=SECRET):
+        self.cache = cache_
+        self.backend_group = 'central'
+        group = mock.Mock(remote_glance_peer_secret=secret)
+        self.conf = {'central': group}
+
+
+class _Quiet(wsgiref.simple_server.WSGIRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+class _Server(socketserver.ThreadingMixIn, wsgiref.simple_server.WSGIServer):
+    daemon_threads = True
+
+
+def app(environ, start_response):
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return [b'glance']
+
+
+class PeerTestCase(testtools.TestCase):
+
+    SIZE = 300 * KiB
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(fixtures.Timeout(60, gentle=True))
+        self.log = self.useFixture(fixtures.FakeLogger(level='DEBUG'))
+        self.data = os.urandom(self.SIZE)
+        self.record = rt.record_of(self.data)
+        self.cache = cache.Cache(self.useFixture(fixtures.TempDir()).path,
+                                 4 * 1024 * KiB)
+        self.filter = peers.PeerFilter(
+            app, find_stores=lambda: {'central': FakeStore(self.cache)},
+            chunk_size=64 * KiB)
+
+    def fill_complete(self):
+        reader = readthrough.ReadThrough(self.cache, rt.FakeCentral(
+            self.data), chunk_size=64 * KiB, stall_timeout=5)
+        self.assertEqual(self.data, b''.join(reader.read(
+            self.record, 0, self.SIZE)))
+        reader.wait_for_fills(10)
+        self.assertTrue(os.path.exists(self.cache.data_path(IMAGE)))
+
+    def request(self, method='GET', secret=SECRET, path=None, **headers):
+        path = path or peers.peer_path('central', IMAGE)
+        if secret is not None:
+            headers[peers.AUTH_HEADER] = peers.auth_header(secret, method,
+                                                           path)
+        request = webob.Request.blank(path, method=method, headers=headers)
+        return request.get_response(self.filter)
+
+    def serve(self):
+        server = wsgiref.simple_server.make_server(
+            '127.0.0.1', 0, self.filter, server_class=_Server,
+            handler_class=_Quiet)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+        return 'http://127.0.0.1:%d' % server.server_port
+
+    def partial_fill(self, upto):
+        """A fill in progress: the fill lock held, *upto* bytes written."""
+        lock = self.cache.lock(IMAGE, 'fill')
+        self.assertTrue(lock.try_lock())
+        self.addCleanup(lock.close)
+        expected = cache.expected_from_record(self.record.raw)
+        self.assertTrue(self.cache.reserve(expected, self.record.raw))
+        with open(self.cache.data_path(IMAGE, partial=True), 'wb') as f:
+            f.write(self.data[:upto])
+        return lock
+
+
+class TestSignature(testtools.TestCase):
+
+    PATH = peers.peer_path('central', IMAGE)
+
+    def test_a_fresh_signature_is_accepted(self):
+        header = peers.auth_header(SECRET, 'GET', self.PATH)
+        self.assertTrue(peers.check_auth(SECRET, 'GET', self.PATH, header))
+
+    def test_another_secret_method_or_path_is_refused(self):
+        header = peers.auth_header(SECRET, 'GET', self.PATH)
+        self.assertFalse(peers.check_auth(SECRET + 'x', 'GET', self.PATH,
+                                          header))
+        self.assertFalse(peers.check_auth(SECRET, 'HEAD', self.PATH, header))
+        self.assertFalse(peers.check_auth(SECRET, 'GET', self.PATH + 'x',
+                                          header))
+
+    def test_expired_or_far_future_signatures_are_refused(self):
+        now = time.time()
+        old = peers.auth_header(SECRET, 'GET', self.PATH,
+                                now=now - peers.SIGNATURE_TTL - 5)
+        self.assertFalse(peers.check_auth(SECRET, 'GET', self.PATH, old,
+                                          now=now))
+        far = now + peers.MAX_EXPIRY + 10
+        header = '%d:%s' % (far, peers.sign(SECRET, 'GET', self.PATH, far))
+        self.assertFalse(peers.check_auth(SECRET, 'GET', self.PATH, header,
+                                          now=now))
+
+    def test_malformed_headers_and_no_secret_are_refused(self):
+        for header in (None, '', 'x', '12', 'abc:def', ':', '1:\u00e9'):
+            self.assertFalse(peers.check_auth(SECRET, 'GET', self.PATH,
+                                              header))
+        header = peers.auth_header(SECRET, 'GET', self.PATH)
+        self.assertFalse(peers.check_auth(None, 'GET', self.PATH, header))
+
+
+class TestFilter(PeerTestCase):
+
+    def test_other_paths_reach_glance(self):
+        response = webob.Request.blank('/v2/images').get_response(
+            self.filter)
+        self.assertEqual(b'glance', response.body)
+
+    def test_unsigned_or_wrongly_signed_requests_get_403(self):
+        for secret in (None, 'another-secret-0123456789'):
+            response = self.request(secret=secret)
+            self.assertEqual(403, response.status_int)
+            self.assertNotIn(b'glance', response.body)
+        self.fill_complete()
+        self.assertEqual(403, self.request(secret='wrong').status_int)
+        # A backend without a secret serves no peer reads at all.
+        self.filter._find_stores = lambda: {
+            'central': FakeStore(self.cache, secret=None)}
+        self.assertEqual(403, self.request().status_int)
+        self.assertNotIn(SECRET, self.log.output)
+
+    def test_other_methods_and_unknown_backends_get_403(self):
+        self.fill_complete()
+        self.assertEqual(403, self.request(method='DELETE').status_int)
+        path = peers.peer_path('other', IMAGE)
+        self.assertEqual(403, self.request(path=path).status_int)
+
+    def test_a_complete_entry_is_served_whole_and_by_range(self):
+        self.fill_complete()
+        response = self.request()
+        self.assertEqual((200, self.data),
+                         (response.status_int, response.body))
+        self.assertEqual('complete', response.headers[peers.STATE_HEADER])
+        response = self.request(Range='bytes=1000-')
+        self.assertEqual((206, self.data[1000:]),
+                         (response.status_int, response.body))
+        self.assertEqual('bytes 1000-%d/%d' % (self.SIZE - 1, self.SIZE),
+                         response.headers['Content-Range'])
+        response = self.request(Range='bytes=10-19')
+        self.assertEqual(self.data[10:20], response.body)
+        self.assertEqual(416, self.request(
+            Range='bytes=%d-' % self.SIZE).status_int)
+        head = self.request(method='HEAD')
+        self.assertEqual((200, str(self.SIZE), 'complete'), (
+            head.status_int, head.headers['Content-Length'],
+            head.headers[peers.STATE_HEADER]))
+
+    def test_an_image_not_held_is_404(self):
+        self.assertEqual(404, self.request().status_int)
+        # A partial left by a dead fill is not offered.
+        lock = self.partial_fill(1000)
+        lock.unlock()
+        self.assertEqual(404, self.request().status_int)
+
+    def test_a_fill_in_progress_is_streamed_as_it_grows(self):
+        lock = self.partial_fill(100 * KiB)
+        self.assertEqual('filling', self.request(
+            method='HEAD').headers[peers.STATE_HEADER])
+
+        def grow():
+            time.sleep(0.2)
+            with open(self.cache.data_path(IMAGE, partial=True), 'ab') as f:
+                f.write(self.data[100 * KiB:])
+        threading.Thread(target=grow, daemon=True).start()
+        response = self.request()
+        self.assertEqual('filling', response.headers[peers.STATE_HEADER])
+        self.assertEqual(self.data, response.body)
+        lock.unlock()
+
+    def test_a_fill_that_stops_ends_the_answer_short(self):
+        lock = self.partial_fill(100 * KiB)
+
+        def stop():
+            time.sleep(0.2)
+            lock.unlock()
+        threading.Thread(target=stop, daemon=True).start()
+        response = self.request()
+        body = b''.join(response.app_iter)
+        self.assertEqual(self.data[:100 * KiB], body)
+        self.assertIn('ends short', self.log.output)
+
+
+class TestPeerClient(PeerTestCase):
+
+    def peer(self, url, secret=SECRET):
+        return peers.Peer('central', url, secret, chunk_size=64 * KiB,
+                          timeout=10)
+
+    def test_reads_the_whole_image_and_ranges(self):
+        self.fill_complete()
+        peer = self.peer(self.serve())
+        self.assertEqual('complete', peer.state(IMAGE))
+        self.assertEqual(self.data, b''.join(peer.open_data(self.record)))
+        self.assertEqual(self.data[5000:9000], b''.join(
+            peer.open_data(self.record, 5000, 4000)))
+
+    def test_a_wrong_secret_or_an_image_not_held_is_unavailable(self):
+        url = self.serve()
+        self.assertIsNone(self.peer(url).state(IMAGE))
+        self.assertRaises(exceptions.UpstreamUnavailable,
+                          self.peer(url).open_data, self.record)
+        self.fill_complete()
+        wrong = self.peer(url, secret='another-secret-0123456')
+        self.assertIsNone(wrong.state(IMAGE))
+        e = self.assertRaises(exceptions.UpstreamUnavailable,
+                              wrong.open_data, self.record)
+        self.assertIn('HTTP 403', str(e))
+        self.assertNotIn('another-secret', str(e) + self.log.output)
+
+    def test_a_peer_that_stops_part_way_raises_an_ioerror(self):
+        lock = self.partial_fill(100 * KiB)
+        peer = self.peer(self.serve())
+        data = peer.open_data(self.record)
+        got = next(data)
+        lock.unlock()
+        received, error = rt.drain(data)
+        self.assertIsInstance(error, IOError)
+        # What came is the file's prefix; the rest never looks complete.
+        self.assertTrue(self.data[:100 * KiB].startswith(got + received))
+
+    def test_an_unreachable_peer_is_unavailable(self):
+        peer = self.peer('http://127.0.0.1:9')
+        self.assertIsNone(peer.state(IMAGE))
+        self.assertRaises(exceptions.UpstreamUnavailable, peer.open_data,
+                          self.record)
+
+
+class FakePeer:
+    def __init__(self, url, state, data, fail_at=None):
+        self.url = url
+        self._state = state
+        self.data = data
+        self.fail_at = fail_at
+        self.reads = []
+
+    def state(self, image_id):
+        return self._state
+
+    def open_data(self, record, offset=0, length=None):
+        self.reads.append((offset, length))
+        if self._state is None:
+            raise exceptions.UpstreamUnavailable('central', 'not held')
+        return self._chunks(offset, offset + length)
+
+    def _chunks(self, pos, end):
+        while pos < end:
+            if self.fail_at is not None and pos >= self.fail_at:
+                raise exceptions.UpstreamStreamError('central', 'peer died')
+            stop = min(end, pos + 8 * KiB)
+            if self.fail_at is not None:
+                stop = min(stop, max(self.fail_at, pos + 1))
+            yield self.data[pos:stop]
+            pos = stop
+
+
+class TestSiteSource(testtools.TestCase):
+
+    SIZE = 100 * KiB
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(fixtures.Timeout(60, gentle=True))
+        self.log = self.useFixture(fixtures.FakeLogger(level='INFO'))
+        self.url = 'file://' + self.useFixture(fixtures.TempDir()).path
+        self.data = os.urandom(self.SIZE)
+        self.record = rt.record_of(self.data)
+        self.central = rt.FakeCentral(self.data)
+        self.peers = {}
+        self.useFixture(fixtures.MockPatchObject(peers, 'FIND_TIMEOUT', 0.3))
+
+    def site(self, peer_url):
+        site = coordination.Site('central', self.url, peer_url)
+        site.peer_urls()  # joins
+        self.addCleanup(site.stop)
+        return site
+
+    def source(self, site):
+        return peers.SiteSource(site, self.central, SECRET, 64 * KiB, 10,
+                                make_peer=lambda url: self.peers[url])
+
+    def test_the_lock_holder_reads_central_and_releases_at_close(self):
+        me, other = self.site('http://me'), self.site('http://other')
+        self.peers['http://other'] = FakePeer('http://other', None, b'')
+        stream = self.source(me).open_fill(self.record, 0, self.SIZE)
+        self.assertIsNone(other.try_lock(IMAGE))
+        self.assertEqual(self.data, b''.join(stream))
+        stream.close()
+        self.assertEqual([(0, self.SIZE)], self.central.calls)
+        lock = other.try_lock(IMAGE)
+        self.assertIsNotNone(lock)
+        lock.release()
+
+    def test_a_node_without_the_lock_reads_the_filling_peer(self):
+        me, other = self.site('http://me'), self.site('http://other')
+        self.peers['http://other'] = peer = FakePeer(
+            'http://other', 'filling', self.data)
+        held = other.try_lock(IMAGE)
+        self.addCleanup(held.release)
+        other.advertise(IMAGE)
+        stream = self.source(me).open_fill(self.record, 10, self.SIZE - 10)
+        self.assertEqual(self.data[10:], b''.join(stream))
+        stream.close()
+        self.assertEqual([], self.central.calls)
+        self.assertEqual([(10, self.SIZE - 10)], peer.reads)
+
+    def test_a_peer_filling_without_the_lock_is_not_read(self):
+        # Both wait for a source: reading each other would only time out.
+        me, other = self.site('http://me'), self.site('http://other')
+        self.peers['http://other'] = peer = FakePeer(
+            'http://other', 'filling', self.data)
+        held = other.try_lock(IMAGE)
+        held.release()
+        third = self.site('http://third')
+        held = third.try_lock(IMAGE)
+        self.addCleanup(held.release)
+        self.peers['http://third'] = FakePeer('http://third', None, b'')
+        stream = self.source(me).open_fill(self.record, 0, self.SIZE)
+        self.assertEqual(self.data, b''.join(stream))
+        self.assertEqual([], peer.reads)
+        self.assertEqual(1, len(self.central.calls))
+
+    def test_the_filler_advertises_itself_until_the_stream_closes(self):
+        me, other = self.site('http://me'), self.site('http://other')
+        self.peers['http://other'] = FakePeer('http://other', None, b'')
+        stream = self.source(me).open_fill(self.record, 0, self.SIZE)
+        self.assertEqual({'http://me': {IMAGE}}, other.members())
+        b''.join(stream)
+        stream.close()
+        self.assertEqual({'http://me': set()}, other.members())
+
+    def test_the_lock_holder_prefers_a_complete_copy_of_a_peer(self):
+        me, _ = self.site('http://me'), self.site('http://other')
+        self.peers['http://other'] = FakePeer('http://other', 'complete',
+                                              self.data)
+        stream = self.source(me).open_fill(self.record, 0, self.SIZE)
+        self.assertEqual(self.data, b''.join(stream))
+        self.assertEqual([], self.central.calls)
+
+    def test_a_peer_failing_part_way_leaves_the_rest_to_central(self):
+        me, _ = self.site('http://me'), self.site('http://other')
+        self.peers['http://other'] = FakePeer(
+            'http://other', 'complete', self.data, fail_at=30 * KiB)
+        stream = self.source(me).open_fill(self.record, 0, self.SIZE)
+        self.assertEqual(self.data, b''.join(stream))
+        self.assertEqual([(30 * KiB, self.SIZE - 30 * KiB)],
+                         self.central.calls)
+        self.assertIn('the rest comes from central', self.log.output)
+
+    def test_a_lock_held_with_no_peer_showing_falls_back_to_central(self):
+        me, other = self.site('http://me'), self.site('http://other')
+        self.peers['http://other'] = FakePeer('http://other', None, b'')
+        held = other.try_lock(IMAGE)
+        self.addCleanup(held.release)
+        stream = self.source(me).open_fill(self.record, 0, self.SIZE)
+        self.assertEqual(self.data, b''.join(stream))
+        self.assertEqual(1, len(self.central.calls))
+        self.assertIn('no peer shows the image', self.log.output)
+
+    def test_an_unavailable_coordinator_means_central(self):
+        me = self.site('http://me')
+        me.try_lock = mock.Mock(side_effect=coordination.Unavailable('x'))
+        stream = self.source(me).open_fill(self.record, 0, self.SIZE)
+        self.assertEqual(self.data, b''.join(stream))
+        self.assertEqual(1, len(self.central.calls))
+
+    def test_central_refusing_releases_the_lock(self):
+        me, other = self.site('http://me'), self.site('http://other')
+        self.peers['http://other'] = FakePeer('http://other', None, b'')
+        self.central.down = True
+        self.assertRaises(exceptions.UpstreamUnavailable,
+                          self.source(me).open_fill, self.record, 0,
+                          self.SIZE)
+        lock = other.try_lock(IMAGE)
+        self.assertIsNotNone(lock)
+        lock.release()
+
+
+class TestReadThroughHook(testtools.TestCase):
+    """A fill of a coordinated node through readthrough.py."""
+
+    SIZE = 200 * KiB
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(fixtures.Timeout(60, gentle=True))
+        self.log = self.useFixture(fixtures.FakeLogger(level='INFO'))
+        url = 'file://' + self.useFixture(fixtures.TempDir()).path
+        self.data = os.urandom(self.SIZE)
+        self.record = rt.record_of(self.data)
+        self.central = rt.FakeCentral(self.data)
+        lie = bytearray(self.data)
+        lie[1234] ^= 0xff
+        self.liar = FakePeer('http://liar', 'complete', bytes(lie))
+        me = coordination.Site('central', url, 'http://me')
+        liar_site = coordination.Site('central', url, 'http://liar')
+        for site in (liar_site, me):
+            site.peer_urls()  # joins (the liar first: me sees it)
+            self.addCleanup(site.stop)
+        self.source = peers.SiteSource(me, self.central, SECRET, 64 * KiB,
+                                       10, make_peer=lambda url: self.liar)
+        self.cache = cache.Cache(self.useFixture(fixtures.TempDir()).path,
+                                 4 * 1024 * KiB)
+        self.reader = readthrough.ReadThrough(
+            self.cache, self.central, chunk_size=16 * KiB, stall_timeout=5,
+            site=self.source)
+
+    def read(self):
+        return rt.drain(self.reader.read(self.record, 0, self.SIZE))
+
+    def wait_fill_threads(self):
+        """Join the fill threads: a fill leaves wait_for_fills' list before
+        it releases its lock, and a reader arriving in between would follow
+        the failed fill (and share its verdict).
+        """
+        self.reader.wait_for_fills(10)
+        rt.open_fds()
+
+    def test_a_lying_peer_is_caught_then_central_serves(self):
+        received, error = self.read()
+        self.assertIsInstance(error, exceptions.CacheIntegrityError)
+        # Never complete-looking: at most all but the held-back byte (none
+        # when the fill was discarded before the reader's first byte).
+        self.assertLess(len(received), self.SIZE)
+        self.wait_fill_threads()
+        self.assertFalse(os.path.exists(self.cache.data_path(IMAGE)))
+        self.assertIn('that peer is not read from', self.log.output)
+        self.assertEqual([], self.central.calls)
+        # The next read skips the liar: central's bytes, committed.
+        received, error = self.read()
+        self.assertEqual(None, error)
+        self.assertTrue(received == self.data)
+        self.reader.wait_for_fills(10)
+        self.assertEqual([(0, self.SIZE)], self.central.calls)
+        with open(self.cache.data_path(IMAGE), 'rb') as f:
+            self.assertEqual(hashlib.sha512(self.data).hexdigest(),
+                             hashlib.sha512(f.read()).hexdigest())
+
+    def test_an_honest_peer_fills_the_cache_without_central(self):
+        self.liar.data = self.data
+        received, error = self.read()
+        self.assertEqual((self.data, None), (received, error))
+        self.reader.wait_for_fills(10)
+        self.assertTrue(os.path.exists(self.cache.data_path(IMAGE)))
+        self.assertEqual([], self.central.calls)
+
+
+class TestStoreConfiguration(base.StoreTestCase):
+    """store.py's hook: a coordinated site is configured, or refused with
+    a clear reason.
+    """
+
+    def site_store(self, **options):
+        folder = self.useFixture(fixtures.TempDir()).path
+        return self.make_store(
+            auth_type='none', endpoint_override=base.CENTRAL,
+            remote_glance_cache_dir=folder,
+            remote_glance_coordination_url='file://' + folder, **options)
+
+    def test_off_by_default(self):
+        self.assertIsNone(self.make_cached_store()._readthrough.site)
+
+    def test_a_site_reads_through_a_site_source(self):
+        store_ = self.site_store(remote_glance_peer_secret=SECRET,
+                                 remote_glance_peer_url='http://node-1:9292')
+        source = store_._readthrough.site
+        self.assertIsInstance(source, peers.SiteSource)
+        self.assertEqual('http://node-1:9292', source.site.peer_url)
+
+    def test_the_peer_url_defaults_to_worker_self_reference_url(self):
+        self.conf.register_opt(cfg.StrOpt('worker_self_reference_url'))
+        self.config_fixture.config(
+            worker_self_reference_url='http://node-2:9292')
+        store_ = self.site_store(remote_glance_peer_secret=SECRET)
+        self.assertEqual('http://node-2:9292',
+                         store_._readthrough.site.site.peer_url)
+
+    def test_refused_without_a_secret_a_long_enough_one_or_a_peer_url(self):
+        for options, words in (
+                ({}, 'needs remote_glance_peer_secret'),
+                ({'remote_glance_peer_secret': 'short'},
+                 'needs remote_glance_peer_secret'),
+                ({'remote_glance_peer_secret': SECRET},
+                 'needs remote_glance_peer_url')):
+            e = self.assertRaises(gs_exceptions.BadStoreConfiguration,
+                                  self.site_store, **options)
+            self.assertIn(words, str(e))
+            self.assertNotIn(SECRET, str(e))
+
+    def test_refused_without_tooz(self):
+        with mock.patch.dict(sys.modules, {'tooz': None,
+                                           'tooz.coordination': None}):
+            e = self.assertRaises(
+                gs_exceptions.BadStoreConfiguration, self.site_store,
+                remote_glance_peer_secret=SECRET,
+                remote_glance_peer_url='http://node-1:9292')
+        self.assertIn('needs the Python package tooz', str(e))
