@@ -661,8 +661,12 @@ class TestCacheFailingUnderAReader(ReadThroughTestCase):
         # commits. Its verdict speaks of another file.
         good = self.data
         self.central.data = os.urandom(self.SIZE)
+        # The fill waits after its first chunk until the reader has opened
+        # its file (else the fill can fail and be discarded first).
+        self.central.hold_at = self.central.chunk
         stale = self.read()
-        received = 0
+        received = len(next(stale))
+        self.central.resume.set()
         while received < self.SIZE - readthrough.HOLD_BACK:
             received += len(next(stale))
         self.reader.wait_for_fills(10)
