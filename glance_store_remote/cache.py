@@ -407,6 +407,22 @@ class Cache:
             raise exceptions.CacheError('cache lock of %s: %s'
                                         % (image_id, e))
 
+    def fill_locked(self, image_id):
+        """Whether a process holds the image's fill lock (a fill runs).
+
+        Cost: one open and one non-blocking flock.
+
+        :raises CacheError: the lock file cannot be created or opened
+        """
+        lock = self.lock(image_id, 'fill')
+        try:
+            if lock.try_lock():
+                lock.unlock()
+                return False
+            return True
+        finally:
+            lock.close()
+
     def _check_layout(self):
         path = os.path.join(self.root, 'layout')
         try:

@@ -245,16 +245,9 @@ def _open_partial(cache, image_id):
 def _fill_running(cache, image_id):
     """Whether a process of this node holds the image's fill lock."""
     try:
-        lock = cache.lock(image_id, 'fill')
+        return cache.fill_locked(image_id)
     except exceptions.CacheError:
         return False
-    try:
-        if lock.try_lock():
-            lock.unlock()
-            return False
-        return True
-    finally:
-        lock.close()
 
 
 def _release(steps):

@@ -326,14 +326,7 @@ class ReadThrough:
         fill = self._fills.get(image_id)
         if fill is not None and not fill.done:
             return True
-        lock = self.cache.lock(image_id, 'fill')
-        try:
-            if lock.try_lock():
-                lock.unlock()
-                return False
-            return True
-        finally:
-            lock.close()
+        return self.cache.fill_locked(image_id)
 
     # -- pass-through --------------------------------------------------------
 

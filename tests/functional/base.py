@@ -198,13 +198,16 @@ class LabTestCase(testtools.TestCase):
             hashlib.new(central_image.os_hash_algo, data).hexdigest())
         return data
 
-    def fetch(self, image_id, identity=lab_module.ADMIN, **headers):
-        """GET the image data at the edge, streaming; a failure part way is
-        returned, not raised: (response, bytes received, error or None).
+    def fetch(self, image_id, identity=lab_module.ADMIN, server=None,
+              **headers):
+        """GET the image data at the edge (or *server*), streaming; a
+        failure part way is returned, not raised: (response, bytes
+        received, error or None).
         """
-        session = self.edge_session(identity)
+        server = server or self.lab.edge
+        session = server.session(identity)
         response = session.get(
-            '%s/v2/images/%s/file' % (self.lab.edge.url, image_id),
+            '%s/v2/images/%s/file' % (server.url, image_id),
             headers=headers, stream=True, raise_exc=False, timeout=120)
         chunks = []
         error = None

@@ -136,20 +136,8 @@ class TestSiteCoordination(edge_site.SiteTestCase):
 
     def node_fetch(self, server, image_id):
         """GET the image at *server*: (status, bytes received, error)."""
-        session = server.session(lab_module.ADMIN)
-        response = session.get('%s/v2/images/%s/file' % (server.url,
-                                                         image_id),
-                               stream=True, raise_exc=False, timeout=120)
-        chunks, error = [], None
-        try:
-            for chunk in response.iter_content(1 << 20):
-                chunks.append(chunk)
-        except requests.RequestException as e:
-            error = e
-        finally:
-            response.close()
-            session.session.close()
-        return response.status_code, b''.join(chunks), error
+        response, received, error = self.fetch(image_id, server=server)
+        return response.status_code, received, error
 
     def central_file_gets(self, central_id):
         return self.central_requests(

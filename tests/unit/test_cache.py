@@ -199,6 +199,17 @@ class TestLocks(CacheTestCase):
         self.addCleanup(reader.close)
         self.assertEqual(cache.VERIFY_FAILED, reader.read_outcome())
 
+    def test_fill_locked_says_whether_a_fill_holds_the_lock(self):
+        self.assertFalse(self.cache.fill_locked('a'))
+        filler = self.cache.lock('a', 'fill')
+        self.addCleanup(filler.close)
+        self.assertTrue(filler.try_lock())
+        self.assertTrue(self.cache.fill_locked('a'))
+        filler.unlock()
+        self.assertFalse(self.cache.fill_locked('a'))
+        # Looking never takes the lock from a filler.
+        self.assertTrue(filler.try_lock())
+
     def test_read_locks_share(self):
         one, two = self.cache.lock('a', 'read'), self.cache.lock('a', 'read')
         self.addCleanup(one.close)
