@@ -4,6 +4,7 @@ command's output captured."""
 
 import io
 import os
+from unittest import mock
 
 import fixtures
 import testtools
@@ -29,3 +30,13 @@ class CliTestCase(testtools.TestCase):
 
     def run_cli(self, *args):
         return main.main(['--config-file', self.config] + list(args))
+
+    def mock_central(self):
+        """Make the command's central a mock (``self.central``) that fails
+        the test if image data is asked of it.
+        """
+        self.central = mock.Mock(backend='c')
+        self.central.open_data.side_effect = AssertionError('data asked')
+        self.useFixture(fixtures.MonkeyPatch(
+            'glance_store_remote.cmd.main._central',
+            lambda *args, **kwargs: self.central))

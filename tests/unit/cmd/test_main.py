@@ -138,11 +138,7 @@ class TestCacheCommands(cli_base.CliTestCase):
 
     def setUp(self):
         super().setUp()
-        self.central = mock.Mock(backend='c')
-        self.central.open_data.side_effect = AssertionError('data asked')
-        self.useFixture(fixtures.MonkeyPatch(
-            'glance_store_remote.cmd.main._central',
-            lambda *args, **kwargs: self.central))
+        self.mock_central()
 
     def test_prefetch_of_an_empty_image_succeeds_with_nothing_to_cache(self):
         self.central.fetch_record.return_value = upstream.ImageRecord({

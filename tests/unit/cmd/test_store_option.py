@@ -139,11 +139,7 @@ class TestStoreCommandLine(cli_base.CliTestCase):
 
     def setUp(self):
         super().setUp()
-        self.central = mock.Mock(backend='c')
-        self.central.open_data.side_effect = AssertionError('data asked')
-        self.useFixture(fixtures.MonkeyPatch(
-            'glance_store_remote.cmd.main._central',
-            lambda *args, **kwargs: self.central))
+        self.mock_central()
         self.useFixture(fixtures.MonkeyPatch(
             'glance_store_remote.cmd.main._edge_adapter',
             lambda args: mock.Mock()))
