@@ -237,6 +237,16 @@ class TestSiteCoordination(edge_site.SiteTestCase):
                           for n in self.lab.nodes})
         self.lab.etcd.start()
         time.sleep(coordination.RETRY_INTERVAL + 1)
+        # A node reconnects at its next fill: one read on each node, one
+        # after the other, then every node has said it is back.
+        _, warm, warm_data = self.linked(size=64 * 1024 + 1)
+        for node in self.lab.nodes:
+            self.assert_all_good([self.node_fetch(node, warm.id)], warm_data)
+        self.wait_site_fills_done()
+        deadline = time.monotonic() + 60
+        while not all(back in node.log_text() for node in self.lab.nodes):
+            self.assertLess(time.monotonic(), deadline, 'not back')
+            time.sleep(0.2)
         central, edge, data = self.linked()
         self.assert_all_good(self.first_reads_everywhere(edge.id), data)
         self.wait_site_fills_done()
