@@ -50,6 +50,7 @@ import threading
 import time
 import weakref
 
+from glance_store_remote import cache_fs
 from glance_store_remote import exceptions
 
 LOG = logging.getLogger(__name__)
@@ -373,6 +374,7 @@ class Cache:
         self._clock = clock
         self._local = threading.local()
         try:
+            cache_fs.check(root)  # before creating anything: see cache_fs
             os.makedirs(root, DIR_MODE, exist_ok=True)
             for sub in ('entries', 'partial', 'locks'):
                 os.makedirs(os.path.join(root, sub), DIR_MODE, exist_ok=True)

@@ -157,7 +157,10 @@ directory, also while central is unreachable. Without one, every read goes
 to central and nothing is available during a WAN outage. Give each
 remote-glance backend its own directory, shared by all glance-api workers
 of the node, on a local filesystem. glance-api refuses to start if the
-directory cannot be created or used.
+directory cannot be created or used, or if it is on a network or cluster
+filesystem (NFS, CIFS, CephFS, GlusterFS, Lustre, sshfs, ...), where the
+cache's SQLite index and locks are not safe; an unknown filesystem type is
+used with a warning naming it.
 
 Possible values:
     * An absolute path; default unset (no cache).
