@@ -160,6 +160,17 @@ class Site:
             LOG.debug('site coordinator still failing: %s',
                       upstream.redact(str(error)))
 
+    def join_in_background(self):
+        """Join the site now, without waiting (at start): the other nodes
+        then agree on the membership before this node's first fill.
+        """
+        def join():
+            try:
+                self._get()
+            except Unavailable:
+                pass
+        threading.Thread(target=join, name='site-join', daemon=True).start()
+
     @property
     def available(self):
         """False during a failure episode (until the next retry works)."""

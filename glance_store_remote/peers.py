@@ -23,6 +23,7 @@ The secret is never logged nor put in an answer or an error.
 
 import hashlib
 import hmac
+import json
 import logging
 import os
 import re
@@ -35,6 +36,7 @@ import webob
 from glance_store_remote import coordination
 from glance_store_remote import exceptions
 from glance_store_remote import streams
+from glance_store_remote import upstream
 
 LOG = logging.getLogger(__name__)
 
@@ -56,7 +58,7 @@ CONNECT_TIMEOUT = 3
 
 _PATH = re.compile(r'^/remote-glance/peer/(?P<backend>[A-Za-z0-9_-]{1,255})/'
                    r'(?P<id>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-'
-                   r'[0-9a-f]{12})$')
+                   r'[0-9a-f]{12})(?:/(?P<what>record|central-record))?$')
 _RANGE = re.compile(r'^bytes=(\d+)-(\d*)$')
 
 
@@ -136,8 +138,12 @@ class PeerFilter:
                                   body=b'peer read refused\n')
         cache = getattr(store, 'cache', None)
         image_id = match['id']
+        if match['what'] == 'central-record':
+            return _central_record(store, image_id)
         if cache is None:
             return _not_found()
+        if match['what'] == 'record':
+            return _held_record(cache, image_id)
         return self._serve(request, cache, image_id)
 
     def _serve(self, request, cache, image_id):
@@ -233,6 +239,48 @@ def _not_found():
                           body=b'image not held here\n')
 
 
+def _json(raw):
+    return webob.Response(status=200, content_type='application/json',
+                          charset='utf-8', body=json.dumps(raw).encode())
+
+
+def _held_record(cache, image_id):
+    """Central's record of an image this node holds complete or fills
+    now (what a node of the site needs to read it from here while
+    central is cut); 404 otherwise.
+    """
+    try:
+        record = cache.stored_record(image_id)
+        held = record is not None and (
+            os.path.exists(cache.data_path(image_id)) or
+            cache.fill_locked(image_id))
+    except exceptions.CacheError:
+        held = False
+    return _json(record) if held else _not_found()
+
+
+def _central_record(store, image_id):
+    """Central's record of an image as this node knows it (its memo, else
+    one GET to central): the site asks central about an image through one
+    node (SiteSource.central_record). Never relayed further, so differing
+    views of the site cannot make a loop.
+    """
+    central = getattr(store, 'central', None)
+    if central is None:
+        return _not_found()
+    try:
+        record = central.record(image_id, relay=False)
+    except exceptions.UpstreamNotFound:
+        return webob.Response(status=404, content_type='text/plain',
+                              headers={STATE_HEADER: 'unknown'},
+                              body=b'central has no such image\n')
+    except exceptions.UpstreamError as e:
+        LOG.info('peer record request for image %s: %s', image_id, e)
+        return webob.Response(status=503, content_type='text/plain',
+                              body=b'central cannot be asked now\n')
+    return _json(record.raw)
+
+
 def _open_partial(cache, image_id):
     for partial in (True, False):
         try:
@@ -289,6 +337,13 @@ class _Pool:
 _POOL = _Pool()
 
 
+class PeerUnreachable(Exception):
+    """A peer could not be asked (down, or not answering as a peer)."""
+
+    def __init__(self, url, why):
+        super().__init__('peer %s cannot be asked: %s' % (url, why))
+
+
 class Peer:
     """Read access to one other node of the site.
 
@@ -308,8 +363,10 @@ class Peer:
     def __repr__(self):
         return '<Peer %s>' % self.url
 
-    def _request(self, method, image_id, headers=None):
+    def _request(self, method, image_id, headers=None, what=None):
         path = peer_path(self.backend, image_id)
+        if what:
+            path += '/' + what
         headers = dict(headers or {})
         headers[AUTH_HEADER] = auth_header(self._secret, method, path)
         return _POOL.get().request(
@@ -331,6 +388,60 @@ class Peer:
             return resp.headers.get(STATE_HEADER)
         finally:
             resp.release_conn()
+
+    def held_record(self, image_id):
+        """Central's record of an image the peer holds or fills, else None
+        (not held, or the peer cannot be reached).
+        """
+        try:
+            resp = self._request('GET', image_id, what='record')
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            LOG.debug('peer %s not reachable: %s', self.url, e)
+            return None
+        try:
+            if resp.status != 200:
+                return None
+            return self._parse_record(resp, image_id)
+        except exceptions.UpstreamError as e:
+            LOG.warning('peer %s: %s', self.url, e)
+            return None
+        finally:
+            resp.release_conn()
+
+    def central_record(self, image_id):
+        """Central's record of *image_id* asked through the peer.
+
+        :raises UpstreamNotFound: central has no such active image
+        :raises PeerUnreachable: the peer could not be asked
+        :raises UpstreamUnavailable: the peer could not ask central
+        """
+        try:
+            resp = self._request('GET', image_id, what='central-record')
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise PeerUnreachable(self.url, e) from None
+        try:
+            if resp.status == 200:
+                return self._parse_record(resp, image_id)
+            if (resp.status == 404 and
+                    resp.headers.get(STATE_HEADER) == 'unknown'):
+                raise exceptions.UpstreamNotFound(
+                    self.backend, 'central has no active image %s'
+                    % image_id)
+            if resp.status == 503:
+                raise exceptions.UpstreamUnavailable(
+                    self.backend, 'central cannot be asked about image %s '
+                    'now' % image_id, detail='as seen by peer %s' % self.url)
+            raise PeerUnreachable(self.url, 'HTTP %d' % resp.status)
+        finally:
+            resp.release_conn()
+
+    def _parse_record(self, resp, image_id):
+        body = resp.read(upstream.MAX_RECORD_BYTES + 1)
+        if len(body) > upstream.MAX_RECORD_BYTES:
+            raise exceptions.UpstreamProtocolError(
+                self.backend, 'peer sent a record of image %s larger than '
+                '%d bytes' % (image_id, upstream.MAX_RECORD_BYTES))
+        return upstream.ImageRecord.from_body(self.backend, image_id, body)
 
     def open_data(self, record, offset=0, length=None):
         """*length* bytes of the image from *offset*, as
@@ -471,6 +582,49 @@ class SiteSource:
                 pass
         return _FillStream(self, record, offset, length, on_skip, data, None,
                            lock)
+
+    def held_record(self, image_id):
+        """Central's record of an image some other node of the site holds
+        or fills, or None: what lets any node serve, while central is cut,
+        an image one node holds.
+
+        Cost: one request per member, until one holds it.
+        """
+        try:
+            members = self.site.members()
+        except coordination.Unavailable:
+            return None
+        for url in sorted(members):
+            record = self._make_peer(url).held_record(image_id)
+            if record is not None:
+                LOG.info('cache: image %s: record from peer %s (central '
+                         'cannot be asked)', image_id, url)
+                return record
+        return None
+
+    def central_record(self, image_id, fetch):
+        """Central's record of *image_id* asked once for the site: through
+        the node that answers for the image (rendezvous hashing over the
+        members, so every node picks the same one while they agree on the
+        membership), or with *fetch* (callable(image_id) -> ImageRecord) when
+        that is this node, the coordinator is down or that node cannot be
+        asked.
+
+        :raises UpstreamNotFound, UpstreamUnavailable, UpstreamProtocolError
+        """
+        try:
+            urls = list(self.site.members()) + [self.site.peer_url]
+        except coordination.Unavailable:
+            return fetch(image_id)
+        owner = max(urls, key=lambda url: hashlib.sha256(
+            ('%s %s' % (url, image_id)).encode()).digest())
+        if owner == self.site.peer_url:
+            return fetch(image_id)
+        try:
+            return self._make_peer(owner).central_record(image_id)
+        except PeerUnreachable as e:
+            LOG.info('cache: image %s: %s; asking central', image_id, e)
+            return fetch(image_id)
 
     def _find(self, image_id, complete_only):
         """A Peer that holds the image complete, else (unless

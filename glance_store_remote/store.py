@@ -250,9 +250,14 @@ class Store(driver.Store):
         site = coordination.Site(backend,
                                  group.remote_glance_coordination_url,
                                  peer_url)
-        return peers.SiteSource(site, self._central, secret,
-                                group.remote_glance_chunk_size,
-                                timeout=group.timeout or 60)
+        source = peers.SiteSource(site, self._central, secret,
+                                  group.remote_glance_chunk_size,
+                                  timeout=group.timeout or 60)
+        # The site asks central about an image once (not once per worker of
+        # every node).
+        self._central.record_relay = source.central_record
+        site.join_in_background()
+        return source
 
     @property
     def cache(self):
@@ -370,8 +375,16 @@ class Store(driver.Store):
             kept = self._readthrough.stored_record(image_id)
             if kept is not None:
                 return upstream.ImageRecord(kept)
-        return self._central.record(image_id,
-                                    request_id=_request_id(context))
+        try:
+            return self._central.record(image_id,
+                                        request_id=_request_id(context))
+        except exceptions.UpstreamUnavailable:
+            # Central cut: another node of the site may hold the image.
+            site = self._readthrough and self._readthrough.site
+            held = site.held_record(image_id) if site is not None else None
+            if held is None:
+                raise
+            return held
 
     def delete(self, location, context=None):
         """Release what this edge holds for the location; central is never

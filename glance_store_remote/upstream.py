@@ -27,6 +27,9 @@ from glance_store_remote import streams
 # A Glance image record is a few KiB; 128 properties of 255 characters stay
 # far below this. Anything larger is not a record we will parse.
 MAX_RECORD_BYTES = 1024 * 1024
+# Seconds a record miss waits for another thread asking about the same
+# image before it asks itself.
+RECORD_WAIT = 30
 
 # Same-origin redirects followed before giving up; a redirect to another
 # origin is refused at once.
@@ -140,6 +143,12 @@ class Central:
         self._clock = clock
         self._memo = collections.OrderedDict()
         self._memo_lock = threading.Lock()
+        # image ID -> Event set when the thread asking about it is done.
+        self._asking = {}
+        self._record_wait = RECORD_WAIT
+        # callable(image_id, fetch) -> ImageRecord: how a coordinated site
+        # asks central about an image once (peers.SiteSource).
+        self.record_relay = None
         self._range_recheck = range_recheck
         # When central last refused (or ignored) a Range request; None
         # while it has served every range asked.
@@ -184,26 +193,62 @@ class Central:
 
     # -- records ---------------------------------------------------------
 
-    def record(self, image_id, request_id=None):
-        """Central's record of *image_id*, reused for ``record_ttl`` seconds.
+    def record(self, image_id, request_id=None, relay=True):
+        """Central's record of *image_id*, reused for ``record_ttl`` seconds
+        (an unknown ID too). Concurrent misses of one process wait for one
+        answer; in a coordinated site (``record_relay``, set by the store)
+        a miss asks the one node of the site that answers for the image,
+        unless *relay* is False (that node's own requests).
 
-        Cost: one GET to central on a miss; a dict lookup otherwise.
+        Cost: one GET to central (or to a peer) on a miss; a dict lookup
+        otherwise.
 
         :raises UpstreamNotFound, UpstreamUnavailable, UpstreamProtocolError
         """
-        now = self._clock()
-        with self._memo_lock:
-            found = self._memo.get(image_id)
-            if found is not None and now - found[0] < self._record_ttl:
+        while True:
+            with self._memo_lock:
+                found = self._memo.get(image_id)
+                if found is not None and (
+                        self._clock() - found[0] < self._record_ttl):
+                    self._memo.move_to_end(image_id)
+                    if isinstance(found[1], exceptions.UpstreamNotFound):
+                        raise found[1].with_traceback(None)
+                    return found[1]
+                waiting = self._asking.get(image_id)
+                if waiting is None:
+                    waiting = self._asking[image_id] = threading.Event()
+                    break
+            # Another thread asks now: take its answer (or ask ourselves
+            # if it failed).
+            answered = waiting.wait(self._record_wait)
+            with self._memo_lock:
+                if not answered or image_id not in self._memo:
+                    waiting = None
+                    break
+        try:
+            now = self._clock()
+            try:
+                if relay and self.record_relay is not None:
+                    answer = self.record_relay(image_id, self.fetch_record)
+                else:
+                    answer = self.fetch_record(image_id,
+                                               request_id=request_id)
+            except exceptions.UpstreamNotFound as e:
+                answer = e
+            with self._memo_lock:
+                self._memo[image_id] = (now, answer)
                 self._memo.move_to_end(image_id)
-                return found[1]
-        record = self.fetch_record(image_id, request_id=request_id)
-        with self._memo_lock:
-            self._memo[image_id] = (now, record)
-            self._memo.move_to_end(image_id)
-            while len(self._memo) > RECORD_MEMO_SIZE:
-                self._memo.popitem(last=False)
-        return record
+                while len(self._memo) > RECORD_MEMO_SIZE:
+                    self._memo.popitem(last=False)
+        finally:
+            if waiting is not None:
+                with self._memo_lock:
+                    if self._asking.get(image_id) is waiting:
+                        del self._asking[image_id]
+                waiting.set()
+        if isinstance(answer, exceptions.UpstreamNotFound):
+            raise answer
+        return answer
 
     def forget(self, image_id):
         """Drop the remembered record of *image_id*, if any."""

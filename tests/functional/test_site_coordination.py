@@ -12,10 +12,12 @@ and coordination resumes when etcd returns; the peer endpoint refuses
 requests without a valid signature.
 """
 
+import concurrent.futures
 import hashlib
 import http.client
 import http.server
 import os
+import signal
 import threading
 import time
 import urllib.parse
@@ -100,7 +102,7 @@ class LyingProxy:
 class TestSiteCoordination(edge_site.SiteTestCase):
 
     PROXY_PORT = lab_module.free_port()
-    LAB = {'coordination': True,
+    LAB = {'coordination': True, 'on_demand': True,
            'peer_urls': {'edge-1': 'http://%s:%d' % (lab_module.HOST,
                                                      PROXY_PORT)}}
 
@@ -254,6 +256,121 @@ class TestSiteCoordination(edge_site.SiteTestCase):
             central.id) if g.status == '200']))
         for node in self.lab.nodes:
             self.assertIn(back, node.log_text(), node.name)
+
+    # -- a node dies mid-fill ----------------------------------------------
+
+    def wait_partial(self, index, image_id, at_least, timeout=60):
+        path = '%s/partial/%s.data' % (self.lab.cache_dir(index), image_id)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if os.path.exists(path) and os.path.getsize(path) >= at_least:
+                return os.path.getsize(path)
+            time.sleep(0.01)
+        self.fail('%s did not reach %d bytes' % (path, at_least))
+
+    def test_a_node_killed_mid_fill_the_others_take_over(self):
+        size = 32 * 1024 * 1024 + 9
+        central, edge, data = self.linked(size=size)
+        edge1, edge2, edge3 = self.lab.nodes
+        # edge-1 fills from central; central freezes part way, so the fill
+        # is held mid-image while the others read it from edge-1.
+        first = self.together_later(lambda: self.node_fetch(edge1, edge.id))
+        self.wait_partial(0, central.id, 1)
+        self.lab.central.freeze()
+        self.addCleanup(self.lab.central.thaw)
+        held = self.wait_partial(0, central.id, 1)
+        others = [self.together_later(lambda n=n: self.node_fetch(n, edge.id))
+                  for n in (edge2, edge3)]
+        # Both followers read edge-1's partial file.
+        for index in (1, 2):
+            self.wait_partial(index, central.id, held)
+        self.kill_node(edge1)
+        self.lab.central.thaw()
+        status, received, error = first.result(timeout=120)
+        self.assertLess(len(received), size)
+        digest = hashlib.sha512(data).hexdigest()
+        for future in others:
+            status, received, error = future.result(timeout=120)
+            self.assertEqual((200, None), (status, error))
+            self.assertEqual(digest, hashlib.sha512(received).hexdigest())
+        for index in (1, 2):
+            self.wait_fills_done(cache_dir=self.lab.cache_dir(index))
+            with open('%s/entries/%s.data' % (self.lab.cache_dir(index),
+                                              central.id), 'rb') as f:
+                self.assertEqual(digest, hashlib.sha512(f.read()).hexdigest())
+        # Central re-sent only the rest, to each follower: no second read
+        # from byte 0.
+        gets = [g for g in self.central_file_gets(central.id)
+                if g.status in ('200', '206')]
+        self.addDetail('central-gets', content.text_content(repr(gets)))
+        self.assertEqual(1, len([g for g in gets if g.status == '200']))
+        resumed = [g for g in gets if g.status == '206']
+        self.assertTrue(resumed, gets)
+        for g in resumed:
+            self.assertGreaterEqual(int(g.range.split('=')[1].split('-')[0]),
+                                    held, g)
+
+    def together_later(self, call):
+        pool = concurrent.futures.ThreadPoolExecutor(1)
+        self.addCleanup(pool.shutdown)
+        return pool.submit(call)
+
+    def kill_node(self, node):
+        os.killpg(node.proc.pid, signal.SIGKILL)
+        node.stop()
+
+    # -- central asked once per site ---------------------------------------
+
+    def record_gets(self, central_id):
+        """The edges' GETs of central's record of *central_id*."""
+        return [g for g in self.central_requests(method='GET')
+                if g.path.endswith('/images/%s' % central_id) and
+                g.agent.startswith('glance-store-remote')]
+
+    def test_concurrent_first_shows_ask_central_once_per_site(self):
+        # On-demand: 9 concurrent image-shows by central ID, 3 per node.
+        central, data = self.central_image(size=64 * 1024 + 7)
+        calls = [lambda n=n: self.node_glance(n).images.get(central.id).id
+                 for n in self.lab.nodes for _ in range(3)]
+        self.assertEqual([central.id] * 9, self.together(calls))
+        gets = self.record_gets(central.id)
+        self.assertEqual(1, len(gets), gets)
+        # An ID central does not know: 404 everywhere, central asked once.
+        unknown = '00000000-0000-4000-8000-%012x' % int(time.time())
+        calls = [lambda n=n: self.node_status(n, unknown)
+                 for n in self.lab.nodes for _ in range(3)]
+        self.assertEqual([404] * 9, self.together(calls))
+        self.assertEqual(1, len(self.record_gets(unknown)))
+
+    def node_status(self, node, image_id):
+        return node.session(lab_module.ADMIN).get(
+            '%s/v2/images/%s' % (node.url, image_id), raise_exc=False,
+            timeout=60).status_code
+
+    # -- offline: the site serves what one node holds ----------------------
+
+    def test_central_cut_any_node_serves_what_one_node_holds(self):
+        central, edge, data = self.linked(size=1024 * 1024 + 11)
+        _, other, _ = self.linked(size=64 * 1024)
+        edge2 = self.lab.node('edge-2')
+        self.assert_all_good([self.node_fetch(edge2, edge.id)], data)
+        self.wait_site_fills_done()
+        self.lab.central.stop()
+        self.addCleanup(self.start_central)
+        targets = [n for n in self.lab.nodes if n is not edge2] + [
+            self.lab.balancer] * 3
+        self.assert_all_good(self.together([
+            (lambda t=t: self.node_fetch(t, edge.id)) for t in targets]),
+            data)
+        self.wait_site_fills_done()
+        # Every node now holds it, verified; central sent it once.
+        for index in range(len(self.lab.nodes)):
+            with open('%s/entries/%s.data' % (self.lab.cache_dir(index),
+                                              central.id), 'rb') as f:
+                self.assertEqual(data, f.read())
+        # What no node holds stays unavailable, at once.
+        for node in self.lab.nodes:
+            self.assertEqual(503, self.node_fetch(node, other.id)[0])
 
     # -- the peer endpoint -------------------------------------------------
 

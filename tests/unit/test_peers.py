@@ -32,8 +32,9 @@ KiB = 1024
 
 
 class FakeStore:
-    def __init__(self, cache_, secret=SECRET):
+    def __init__(self, cache_, secret=SECRET, central=None):
         self.cache = cache_
+        self.central = central
         self.backend_group = 'central'
         group = mock.Mock(remote_glance_peer_secret=secret)
         self.conf = {'central': group}
@@ -105,6 +106,22 @@ class PeerTestCase(testtools.TestCase):
         with open(self.cache.data_path(IMAGE, partial=True), 'wb') as f:
             f.write(self.data[:upto])
         return lock
+
+
+class RecordCentral:
+    """upstream.Central's record(): *answer* is an ImageRecord or an
+    exception to raise; remembers how it was asked.
+    """
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.asked = []
+
+    def record(self, image_id, relay=True):
+        self.asked.append((image_id, relay))
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
 
 
 class TestSignature(testtools.TestCase):
@@ -223,6 +240,81 @@ class TestFilter(PeerTestCase):
         self.assertIn('ends short', self.log.output)
 
 
+class TestRecordEndpoints(PeerTestCase):
+    """``.../<id>/record`` (what this node holds) and
+    ``.../<id>/central-record`` (central's record through this node).
+    """
+
+    def path(self, what):
+        return peers.peer_path('central', IMAGE) + '/' + what
+
+    def use_central(self, answer):
+        central = RecordCentral(answer)
+        self.filter._find_stores = lambda: {
+            'central': FakeStore(self.cache, central=central)}
+        return central
+
+    def test_the_held_record_of_a_complete_image_or_a_running_fill(self):
+        self.assertEqual(404, self.request(path=self.path('record'))
+                         .status_int)
+        lock = self.partial_fill(10 * KiB)
+        response = self.request(path=self.path('record'))
+        self.assertEqual((200, self.record.raw),
+                         (response.status_int, response.json))
+        # A partial file with no fill running is not offered.
+        lock.unlock()
+        self.assertEqual(404, self.request(path=self.path('record'))
+                         .status_int)
+        self.fill_complete()
+        self.assertEqual(self.record.raw,
+                         self.request(path=self.path('record')).json)
+
+    def test_central_record_asks_this_node_central_without_relaying(self):
+        central = self.use_central(self.record)
+        response = self.request(path=self.path('central-record'))
+        self.assertEqual((200, self.record.raw),
+                         (response.status_int, response.json))
+        self.assertEqual([(IMAGE, False)], central.asked)
+
+    def test_central_record_errors(self):
+        self.use_central(exceptions.UpstreamNotFound('central', 'gone'))
+        response = self.request(path=self.path('central-record'))
+        self.assertEqual((404, 'unknown'), (
+            response.status_int, response.headers.get(peers.STATE_HEADER)))
+        self.use_central(exceptions.UpstreamUnavailable(
+            'central', 'down', detail='http://central.internal:9292'))
+        response = self.request(path=self.path('central-record'))
+        self.assertEqual(503, response.status_int)
+        self.assertNotIn(b'central.internal', response.body)
+
+    def test_record_paths_need_the_signature_too(self):
+        self.use_central(self.record)
+        self.fill_complete()
+        for what in ('record', 'central-record'):
+            self.assertEqual(403, self.request(
+                path=self.path(what), secret=None).status_int)
+            self.assertEqual(403, self.request(
+                path=self.path(what),
+                secret='not-the-secret-01234').status_int)
+
+    def test_the_client_side(self):
+        central = self.use_central(self.record)
+        peer = peers.Peer('central', self.serve(), SECRET, 64 * KiB, 10)
+        self.assertIsNone(peer.held_record(IMAGE))
+        self.assertEqual(self.record.raw, peer.central_record(IMAGE).raw)
+        self.fill_complete()
+        self.assertEqual(self.record.raw, peer.held_record(IMAGE).raw)
+        central.answer = exceptions.UpstreamNotFound('central', 'gone')
+        self.assertRaises(exceptions.UpstreamNotFound, peer.central_record,
+                          IMAGE)
+        central.answer = exceptions.UpstreamUnavailable('central', 'down')
+        self.assertRaises(exceptions.UpstreamUnavailable,
+                          peer.central_record, IMAGE)
+        gone = peers.Peer('central', 'http://127.0.0.1:9', SECRET, KiB, 10)
+        self.assertRaises(peers.PeerUnreachable, gone.central_record, IMAGE)
+        self.assertIsNone(gone.held_record(IMAGE))
+
+
 class TestPeerClient(PeerTestCase):
 
     def peer(self, url, secret=SECRET):
@@ -269,12 +361,23 @@ class TestPeerClient(PeerTestCase):
 
 
 class FakePeer:
-    def __init__(self, url, state, data, fail_at=None):
+    def __init__(self, url, state, data, fail_at=None, record=None):
         self.url = url
         self._state = state
         self.data = data
         self.fail_at = fail_at
         self.reads = []
+        self.record = record
+        self.asked = []
+
+    def held_record(self, image_id):
+        return self.record if self._state else None
+
+    def central_record(self, image_id):
+        self.asked.append(image_id)
+        if self.record is None:
+            raise peers.PeerUnreachable(self.url, 'down')
+        return self.record
 
     def state(self, image_id):
         return self._state
@@ -405,6 +508,53 @@ class TestSiteSource(testtools.TestCase):
         stream = self.source(me).open_fill(self.record, 0, self.SIZE)
         self.assertEqual(self.data, b''.join(stream))
         self.assertEqual(1, len(self.central.calls))
+
+    def test_every_node_asks_central_about_an_image_through_one_node(self):
+        urls = ['http://node-%d' % n for n in range(3)]
+        sites = [self.site(url) for url in urls]
+        for url in urls:
+            self.peers[url] = FakePeer(url, None, b'', record=self.record)
+        fetched = []
+
+        def fetch(image_id):
+            fetched.append(image_id)
+            return self.record
+        for site in sites:
+            self.assertIs(self.record, self.source(site).central_record(
+                IMAGE, fetch))
+        asked = [url for url in urls if self.peers[url].asked]
+        # The owner fetched itself; the other two asked the owner.
+        self.assertEqual(1, len(fetched))
+        self.assertEqual(1, len(asked))
+        self.assertEqual(2, len(self.peers[asked[0]].asked))
+
+    def test_an_owner_that_cannot_be_asked_means_central(self):
+        me = self.site('http://me')
+        others = [self.site('http://other-%d' % n) for n in range(4)]
+        for site in others:
+            self.peers[site.peer_url] = FakePeer(site.peer_url, None, b'')
+        fetched = []
+        source = self.source(me)
+        for n in range(8):
+            # Over several IDs the owner is sometimes another node.
+            image_id = '%08d-0000-4000-8000-000000000000' % n
+            record = source.central_record(
+                image_id, lambda i: fetched.append(i) or self.record)
+            self.assertIs(self.record, record)
+        self.assertEqual(8, len(fetched))
+        self.assertIn('cannot be asked', self.log.output)
+
+    def test_the_record_of_an_image_another_node_holds(self):
+        me, _, _ = (self.site('http://me'), self.site('http://a'),
+                    self.site('http://b'))
+        self.peers['http://a'] = FakePeer('http://a', None, b'')
+        self.peers['http://b'] = FakePeer('http://b', 'complete', self.data,
+                                          record=self.record)
+        self.assertIs(self.record, self.source(me).held_record(IMAGE))
+        self.peers['http://b']._state = None
+        self.assertIsNone(self.source(me).held_record(IMAGE))
+        me.members = mock.Mock(side_effect=coordination.Unavailable('x'))
+        self.assertIsNone(self.source(me).held_record(IMAGE))
 
     def test_central_refusing_releases_the_lock(self):
         me, other = self.site('http://me'), self.site('http://other')

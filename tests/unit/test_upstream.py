@@ -6,6 +6,8 @@ import gc
 import io
 import json
 import socket
+import threading
+import time
 
 import fixtures
 from glance_store import exceptions as gs_exceptions
@@ -86,6 +88,83 @@ class TestRecord(CentralTestCase):
             ids.append(body['id'])
             self.client.record(body['id'])
         self.assertEqual(ids[1:], list(self.client._memo))
+
+
+class TestRecordSingleFlight(CentralTestCase):
+    """Central is asked about an image once per ttl, however many threads
+    ask at once, an unknown ID included; a coordinated site asks through
+    its relay.
+    """
+
+    def slow_record(self, status=200):
+        body = base.record(image_id=IMAGE, size=10)
+        started = threading.Event()
+
+        def answer(request, context):
+            started.set()
+            time.sleep(0.3)
+            context.status_code = status
+            return json.dumps(body)
+        self.central.get('%s/v2/images/%s' % (base.CENTRAL, IMAGE),
+                         text=answer)
+        return started
+
+    def ask_together(self, count=5):
+        results = []
+
+        def ask():
+            try:
+                results.append(self.client.record(IMAGE).id)
+            except exceptions.UpstreamError as e:
+                results.append(type(e))
+        threads = [threading.Thread(target=ask) for _ in range(count)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        return results
+
+    def test_concurrent_misses_ask_central_once(self):
+        self.slow_record()
+        self.assertEqual([IMAGE] * 5, self.ask_together())
+        self.assertEqual(1, self.central.call_count)
+
+    def test_an_unknown_id_is_remembered_for_the_ttl(self):
+        self.slow_record(status=404)
+        self.assertEqual([exceptions.UpstreamNotFound] * 5,
+                         self.ask_together())
+        self.assertRaises(exceptions.UpstreamNotFound, self.client.record,
+                          IMAGE)
+        self.assertEqual(1, self.central.call_count)
+        self.client.forget(IMAGE)
+        self.assertRaises(exceptions.UpstreamNotFound, self.client.record,
+                          IMAGE)
+        self.assertEqual(2, self.central.call_count)
+
+    def test_a_failure_is_not_remembered(self):
+        self.slow_record(status=503)
+        # Two threads: three failures in a row would open the breaker.
+        results = self.ask_together(2)
+        self.assertEqual([exceptions.UpstreamUnavailable] * 2, results)
+        # Each waiter asked again after the failure it waited for.
+        self.assertLessEqual(2, self.central.call_count)
+        self.slow_record()
+        self.assertEqual(IMAGE, self.client.record(IMAGE).id)
+
+    def test_the_relay_answers_unless_told_not_to(self):
+        self.serve_record(image_id=IMAGE, size=10)
+        asked = []
+
+        def relay(image_id, fetch):
+            asked.append(image_id)
+            return fetch(image_id)
+        self.client.record_relay = relay
+        self.assertEqual(IMAGE, self.client.record(IMAGE).id)
+        self.assertEqual([IMAGE], asked)
+        self.client.forget(IMAGE)
+        self.assertEqual(IMAGE, self.client.record(IMAGE, relay=False).id)
+        self.assertEqual([IMAGE], asked)
+        self.assertEqual(2, self.central.call_count)
 
 
 class TestData(CentralTestCase):
