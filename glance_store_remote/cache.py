@@ -397,6 +397,13 @@ class Cache:
         return os.path.join(self.root, 'partial' if partial else 'entries',
                             image_id + '.json')
 
+    @property
+    def lock_dir(self):
+        """The folder of the cache's lock files (wan.py keeps the node's
+        slots of reads from central there too).
+        """
+        return os.path.join(self.root, 'locks')
+
     def lock(self, image_id, kind):
         """The ``fill`` or ``read`` FileLock of an image (caller closes).
 

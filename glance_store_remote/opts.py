@@ -371,7 +371,71 @@ Related options:
 """),
 ]
 
-store_opts = store_opts + cache_opts + copy_opts + site_opts
+wan_opts = [
+    cfg.IntOpt(
+        'remote_glance_max_fills',
+        default=0,
+        min=0,
+        max=1000,
+        help="""
+Images read from central at the same time, at most: per site when
+remote_glance_coordination_url is set, else per node.
+
+The WAN link to central is usually an edge site's narrowest. Every read of
+image data from central (a cache fill, a read that passes the cache by, a
+range) first takes one of this many slots: locks of the site's coordinator,
+or lock files in this node's cache directory (shared by its glance-api
+workers and ``glance-remote prefetch``). A read that finds none free waits
+up to remote_glance_fill_slot_wait seconds, then is answered 503 (nothing is
+written; the client may retry). While the coordinator is down each node
+applies the cap by itself. Reads from the site's other nodes do not count.
+
+Possible values:
+    * 0 (no cap; the default) or a number of reads, up to 1000.
+
+Related options:
+    * remote_glance_max_bandwidth
+    * remote_glance_fill_slot_wait
+    * remote_glance_coordination_url
+"""),
+    cfg.IntOpt(
+        'remote_glance_max_bandwidth',
+        default=0,
+        min=0,
+        help="""
+Bytes per second read from central, at most, in all (per site or per node,
+as remote_glance_max_fills).
+
+Each of the remote_glance_max_fills slots reads at most this divided by
+their number (without remote_glance_max_fills: each read, at most this).
+A share a slot leaves unused is not lent to the others, so the sum never
+exceeds the cap; set remote_glance_max_fills to 1 to give one read the whole
+link. E.g. 62500000 for 500 Mbit/s.
+
+Possible values:
+    * 0 (no cap; the default) or bytes per second.
+
+Related options:
+    * remote_glance_max_fills
+"""),
+    cfg.IntOpt(
+        'remote_glance_fill_slot_wait',
+        default=60,
+        min=0,
+        max=3600,
+        help="""
+How long a read waits for a free slot of remote_glance_max_fills, in seconds,
+before it is answered 503 (central unavailable).
+
+Possible values:
+    * 0 to 3600 seconds; default 60.
+
+Related options:
+    * remote_glance_max_fills
+"""),
+]
+
+store_opts = store_opts + cache_opts + copy_opts + site_opts + wan_opts
 
 
 def register_keystoneauth_opts(conf, group):

@@ -32,6 +32,7 @@ from glance_store_remote import readthrough
 from glance_store_remote import record_rules
 from glance_store_remote import store_copy
 from glance_store_remote import upstream
+from glance_store_remote import wan
 
 LOG = logging.getLogger(__name__)
 
@@ -150,6 +151,7 @@ class Store(driver.Store):
     def __init__(self, conf, backend=None):
         super().__init__(conf, backend=backend)
         self._central = None
+        self._data_source = None
         self._cache = None
         self._readthrough = None
         self._auto_copy = None
@@ -203,11 +205,21 @@ class Store(driver.Store):
         except Exception as e:
             raise gs_exceptions.BadStoreConfiguration(
                 store_name=backend, reason=upstream.redact(str(e)))
+        site = self._site(group) if self._cache is not None else None
+        try:
+            # Central's data behind the WAN limits (wan.py).
+            self._data_source = wan.gate_from_conf(
+                self._central, group, self._cache and self._cache.lock_dir,
+                site)
+        except ValueError as e:
+            raise gs_exceptions.BadStoreConfiguration(store_name=backend,
+                                                      reason=str(e))
         if self._cache is not None:
             self._readthrough = readthrough.ReadThrough(
-                self._cache, self._central, group.remote_glance_chunk_size,
+                self._cache, self._data_source,
+                group.remote_glance_chunk_size,
                 stall_timeout=2 * (group.timeout or 60) + 5,
-                site=self._site_source(group))
+                site=self._site_source(group, site))
         try:
             self._auto_copy = store_copy.auto_copy_from_conf(
                 self.conf, backend, self._cache,
@@ -217,8 +229,8 @@ class Store(driver.Store):
                                                       reason=str(e))
         super().configure(re_raise_bsc=re_raise_bsc)
 
-    def _site_source(self, group):
-        """The peers.SiteSource of a coordinated site, or None (unset
+    def _site(self, group):
+        """This node's coordination.Site, or None (unset
         remote_glance_coordination_url: the node fills by itself).
 
         :raises BadStoreConfiguration: coordination without tooz, a peer
@@ -227,7 +239,6 @@ class Store(driver.Store):
         if not group.remote_glance_coordination_url:
             return None
         from glance_store_remote import coordination
-        from glance_store_remote import peers
         backend = self.backend_group
         try:
             coordination.check_installed()
@@ -247,10 +258,17 @@ class Store(driver.Store):
                 store_name=backend, reason='remote_glance_coordination_url '
                 'needs remote_glance_peer_url (or worker_self_reference_url)'
                 ': the URL at which the other nodes reach this one')
-        site = coordination.Site(backend,
+        return coordination.Site(backend,
                                  group.remote_glance_coordination_url,
                                  peer_url)
-        source = peers.SiteSource(site, self._central, secret,
+
+    def _site_source(self, group, site):
+        """The peers.SiteSource of the node's *site*, or None."""
+        if site is None:
+            return None
+        from glance_store_remote import peers
+        source = peers.SiteSource(site, self._data_source,
+                                  group.remote_glance_peer_secret,
                                   group.remote_glance_chunk_size,
                                   timeout=group.timeout or 60)
         # The site asks central about an image once (not once per worker of
@@ -350,7 +368,7 @@ class Store(driver.Store):
             if self._readthrough is not None:
                 data = self._readthrough.read(record, offset, length)
             else:
-                data = self._central.open_data(
+                data = self._data_source.open_data(
                     record, offset, length, request_id=_request_id(context))
         if self._auto_copy is not None and length and length == record.size:
             # remote_glance_copy_to_store: a whole read queues the copy.

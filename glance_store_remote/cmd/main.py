@@ -39,6 +39,7 @@ from glance_store_remote import record_rules
 from glance_store_remote import store as store_module
 from glance_store_remote import store_copy
 from glance_store_remote import upstream
+from glance_store_remote import wan
 
 DEFAULT_CONFIG_FILE = '/etc/glance/glance-api.conf'
 DRIVER_NAME = 'remote-glance'
@@ -418,19 +419,46 @@ def _prefetch(args, conf, backend, image_ids):
     store = _cache(conf, backend)
     group = conf[backend]
     central = _central(conf, backend, breaker.IndexState(store, backend))
+    site = _wan_site(group, backend)
+    try:
+        # Within the site's (or node's) WAN limits, as glance-api.
+        source = wan.gate_from_conf(central, group, store.lock_dir, site)
+    except ValueError as e:
+        raise UsageError('[%s] %s' % (backend, e))
     reader = readthrough.ReadThrough(
-        store, central, group.remote_glance_chunk_size,
+        store, source, group.remote_glance_chunk_size,
         stall_timeout=2 * (group.timeout or 60) + 5)
     results = []
-    for image_id in image_ids:
-        try:
-            results.append((image_id,) + _prefetch_one(
-                args, store, central, reader, image_id))
-        except exceptions.RemoteGlanceError as e:
-            if not args.json:
-                print('%s failed: %s' % (image_id, e))
-            results.append((image_id, 'failed', str(e)))
+    try:
+        for image_id in image_ids:
+            try:
+                results.append((image_id,) + _prefetch_one(
+                    args, store, central, reader, image_id))
+            except exceptions.RemoteGlanceError as e:
+                if not args.json:
+                    print('%s failed: %s' % (image_id, e))
+                results.append((image_id, 'failed', str(e)))
+    finally:
+        if site is not None:
+            site.stop()
     return results
+
+
+def _wan_site(group, backend):
+    """The site whose slots of reads from central a prefetch takes
+    (remote_glance_max_fills with a coordinator), or None. The CLI is no
+    peer: it advertises no peer URL.
+    """
+    if not (group.remote_glance_coordination_url and
+            group.remote_glance_max_fills):
+        return None
+    from glance_store_remote import coordination
+    try:
+        coordination.check_installed()
+    except ImportError as e:
+        raise UsageError(str(e))
+    return coordination.Site(backend, group.remote_glance_coordination_url,
+                             None)
 
 
 def _prefetch_one(args, store, central, reader, image_id):

@@ -1,0 +1,194 @@
+"""WAN protection: how many images an edge reads from central at once, and
+how fast.
+
+An edge site's link to central is usually its narrowest: a burst of first
+boots of different images, or a prefetch run, must not fill it. Two limits
+apply to every read of image data from central (a fill of the cache, a read
+that passes the cache by, a range):
+
+* ``remote_glance_max_fills`` reads at once. Each read takes a slot first:
+  a lock ``remote-glance.<backend>.wan-slot-<k>`` of the site's coordinator
+  when the site is coordinated (the cap is the site's), else a ``flock`` on
+  ``locks/wan-slot-<k>`` in the node's cache directory (the node's cap,
+  shared by its glance-api workers and the CLI). When the coordinator
+  fails, each node falls back to its own slots: the site may then read up
+  to that many images per node. A read that finds no free slot waits, up to
+  ``remote_glance_fill_slot_wait`` seconds, then fails as central being
+  unavailable (503): the client may retry, nothing was written.
+* ``remote_glance_max_bandwidth`` bytes per second in all: each slot reads
+  at most this divided by the number of slots (one slot: the whole of it),
+  paced after each chunk. A share a slot leaves unused is not given to the
+  others: simple, and the sum never exceeds the cap.
+
+Reads from the site's peers are not limited: they cross the site's own
+network, not the WAN.
+"""
+
+import fcntl
+import logging
+import os
+import time
+
+from glance_store_remote import coordination
+from glance_store_remote import exceptions
+from glance_store_remote import streams
+
+LOG = logging.getLogger(__name__)
+
+# Seconds between two looks for a free slot.
+POLL_INTERVAL = 0.2
+# A pacing that fell this many seconds behind (a slow central) starts
+# again from now rather than catch up in a burst.
+MAX_LAG = 1.0
+SLOT_MODE = 0o640
+
+
+class Slots:
+    """At most *count* reads from central at once.
+
+    :param backend: the backend group name
+    :param count: the number of slots (1 or more)
+    :param lock_dir: the folder of this node's slot files
+    :param site: a coordination.Site, whose locks are the slots while its
+        coordinator works; None: this node's slots only
+    """
+
+    def __init__(self, backend, count, lock_dir, site=None,
+                 clock=time.monotonic):
+        self.backend = backend
+        self.count = count
+        self.lock_dir = lock_dir
+        self.site = site
+        self._clock = clock
+
+    def acquire(self, timeout):
+        """Wait up to *timeout* seconds for a free slot.
+
+        :returns: a callable that frees the slot, or None (none was free)
+        """
+        deadline = self._clock() + timeout
+        while True:
+            release = self._try()
+            if release is not None:
+                return release
+            if self._clock() >= deadline:
+                return None
+            time.sleep(POLL_INTERVAL)
+
+    def _try(self):
+        """A free slot's release, or None. The site's slots while its
+        coordinator works (all taken: None, the node's own must not be
+        used), else the node's.
+        """
+        if self.site is not None:
+            try:
+                for index in range(self.count):
+                    lock = self.site.try_lock('wan-slot-%d' % index)
+                    if lock is not None:
+                        return lock.release
+                return None
+            except coordination.Unavailable:
+                pass
+        for index in range(self.count):
+            path = os.path.join(self.lock_dir, 'wan-slot-%d' % index)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, SLOT_MODE)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            return lambda fd=fd: os.close(fd)
+        return None
+
+
+class Gate:
+    """upstream.Central as the cache and the site read it: the same
+    interface, with open_data() behind the slots and the pacing. Every
+    other attribute is central's own.
+
+    :param central: the upstream.Central
+    :param slots: a Slots, or None (no cap on reads at once)
+    :param bandwidth: bytes per second in all, or 0 (no cap)
+    :param wait: seconds a read waits for a slot
+    """
+
+    def __init__(self, central, slots, bandwidth, wait):
+        self._central = central
+        self._slots = slots
+        self._rate = bandwidth / (slots.count if slots else 1)
+        self._wait = wait
+
+    def __getattr__(self, name):
+        return getattr(self._central, name)
+
+    def open_data(self, record, offset=0, length=None, **kwargs):
+        """As upstream.Central.open_data; first takes a slot (the returned
+        stream frees it when closed).
+
+        :raises UpstreamUnavailable: no slot came free in time
+        """
+        release = None
+        if self._slots is not None:
+            release = self._slots.acquire(self._wait)
+            if release is None:
+                raise exceptions.UpstreamUnavailable(
+                    self._central.backend, 'image %s: this edge already '
+                    'reads %d images from central at once; try again later'
+                    % (record.id, self._slots.count))
+        try:
+            data = self._central.open_data(record, offset, length, **kwargs)
+        except BaseException:
+            if release is not None:
+                release()
+            raise
+        if data is None:
+            if release is not None:
+                release()
+            return None
+        chunks = self._paced(data) if self._rate else data
+        return streams.Chunks(chunks, data.close,
+                              *([release] if release else []),
+                              name='image %s from central' % record.id)
+
+    def _paced(self, data):
+        """*data*'s chunks at no more than the slot's rate."""
+        rate = self._rate
+        start = time.monotonic()
+        done = 0
+        for chunk in data:
+            yield chunk
+            done += len(chunk)
+            now = time.monotonic()
+            ahead = start + done / rate - now
+            if ahead > 0:
+                time.sleep(ahead)
+            elif ahead < -MAX_LAG:
+                start, done = now, 0
+
+
+def gate_from_conf(central, group, lock_dir, site=None):
+    """The Gate of a backend group's options, or *central* itself when
+    neither limit is set.
+
+    :param lock_dir: the node's slot folder (the cache's locks folder), or
+        None without a cache
+    :raises ValueError: remote_glance_max_fills on a node with neither a
+        cache directory nor a coordinated site
+    """
+    count = group.remote_glance_max_fills
+    bandwidth = group.remote_glance_max_bandwidth
+    if not count and not bandwidth:
+        return central
+    slots = None
+    if count:
+        if lock_dir is None:
+            raise ValueError('remote_glance_max_fills needs '
+                             'remote_glance_cache_dir (where the node keeps '
+                             'its slots)')
+        slots = Slots(central.backend, count, lock_dir, site)
+    LOG.info('remote-glance backend %s: at most %s reads from central at '
+             'once%s, %s', central.backend, count or 'unlimited',
+             ' per site' if site is not None and count else '',
+             '%d bytes/s in all' % bandwidth if bandwidth
+             else 'no bandwidth cap')
+    return Gate(central, slots, bandwidth, group.remote_glance_fill_slot_wait)

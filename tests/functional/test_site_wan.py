@@ -1,0 +1,88 @@
+"""The site's WAN limits against REAL parts: three edge glance-api nodes
+behind haproxy on one MariaDB, coordinated through a real etcd, with
+``remote_glance_max_fills = 1`` and a bandwidth cap.
+
+What is proved here: while one node reads an image from central, a read of
+another image from central on ANOTHER node waits for the site's one slot
+and, when it does not come free in time, is answered 503 with a message
+that says why (nothing is kept); once the first read ends, the second image
+is served whole. Reads of what the site holds never wait.
+"""
+
+import concurrent.futures
+import hashlib
+import os
+import time
+
+from testtools import content
+
+from tests.functional import test_edge_site as edge_site
+
+MiB = 1024 * 1024
+# 32 MiB at 4 MiB/s: the first read holds the site's slot for 8 s or more
+# (the pacing never lets it go faster), the second waits 1 s for it.
+BANDWIDTH = 4 * MiB
+BIG = 32 * MiB + 5
+
+
+class TestSiteWanLimits(edge_site.SiteTestCase):
+
+    LAB = {'coordination': True,
+           'edge_options': {'central': {
+               'remote_glance_max_fills': 1,
+               'remote_glance_max_bandwidth': BANDWIDTH,
+               'remote_glance_fill_slot_wait': 1}}}
+
+    def linked(self, size):
+        central, data = self.central_image(size=size)
+        return central, self.link_with_patch(central.id), data
+
+    def node_fetch(self, node, image_id):
+        response, received, error = self.fetch(image_id, server=node)
+        return response.status_code, received, error
+
+    def wait_partial(self, index, image_id, timeout=60):
+        path = '%s/partial/%s.data' % (self.lab.cache_dir(index), image_id)
+        deadline = time.monotonic() + timeout
+        while not (os.path.exists(path) and os.path.getsize(path)):
+            self.assertLess(time.monotonic(), deadline, path)
+            time.sleep(0.01)
+
+    def test_one_read_from_central_at_a_time_for_the_whole_site(self):
+        big, big_edge, big_data = self.linked(BIG)
+        small, small_edge, small_data = self.linked(64 * 1024 + 3)
+        edge1, edge2, _ = self.lab.nodes
+        pool = concurrent.futures.ThreadPoolExecutor(1)
+        self.addCleanup(pool.shutdown)
+        first = pool.submit(self.node_fetch, edge1, big_edge.id)
+        self.wait_partial(0, big.id)
+        # edge-2 has slots of its own, but the cap is the site's.
+        status, received, error = self.node_fetch(edge2, small_edge.id)
+        text = received.decode('utf-8', 'replace')
+        self.addDetail('refused', content.text_content(text))
+        self.assertEqual(503, status)
+        self.assertIn('reads 1 images from central at once; try again '
+                      'later', text)
+        self.assertNotIn(self.lab.central.url, text)
+        self.assertFalse(os.path.exists('%s/entries/%s.data' % (
+            self.lab.cache_dir(1), small.id)))
+        status, received, error = first.result(timeout=120)
+        self.assertEqual((200, None), (status, error))
+        self.assertEqual(hashlib.sha512(big_data).hexdigest(),
+                         hashlib.sha512(received).hexdigest())
+        self.wait_fills_done(cache_dir=self.lab.cache_dir(0))
+        # The slot is free again: the small image is served whole.
+        status, received, error = self.node_fetch(edge2, small_edge.id)
+        self.assertEqual((200, small_data, None), (status, received, error))
+        # What the site holds is served by a peer, not limited by the WAN
+        # slot: edge-3 reads the big image while edge-1 reads another one
+        # from central.
+        self.wait_fills_done(cache_dir=self.lab.cache_dir(1))
+        other, other_edge, other_data = self.linked(BIG)
+        busy = pool.submit(self.node_fetch, edge1, other_edge.id)
+        self.wait_partial(0, other.id)
+        status, received, error = self.node_fetch(self.lab.nodes[2],
+                                                  big_edge.id)
+        self.assertEqual((200, None), (status, error))
+        self.assertEqual(big_data, received)
+        self.assertEqual(200, busy.result(timeout=120)[0])

@@ -1,0 +1,214 @@
+"""Unit tests of wan.py: the slots of reads from central (the node's flock
+files, and the site's locks through tooz's file driver standing in for
+etcd, which the functional site tier runs for real), the gate in front of
+central, and the pacing (with a fake clock: no test asserts wall time).
+"""
+
+import os
+import threading
+from unittest import mock
+
+import fixtures
+from oslo_config import cfg
+import testtools
+
+from glance_store_remote import coordination
+from glance_store_remote import exceptions
+from glance_store_remote import opts
+from glance_store_remote import wan
+from tests.unit import test_readthrough as rt
+
+KiB = 1024
+
+
+class SlotsTestCase(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(fixtures.Timeout(60, gentle=True))
+        self.log = self.useFixture(fixtures.FakeLogger(level='INFO'))
+        self.lock_dir = self.useFixture(fixtures.TempDir()).path
+        self.useFixture(fixtures.MockPatchObject(wan, 'POLL_INTERVAL', 0.01))
+
+
+class TestNodeSlots(SlotsTestCase):
+
+    def test_at_most_count_reads_hold_a_slot(self):
+        slots = wan.Slots('central', 2, self.lock_dir)
+        first, second = slots.acquire(0), slots.acquire(0)
+        self.assertIsNotNone(first)
+        self.assertIsNotNone(second)
+        self.assertIsNone(slots.acquire(0))
+        # Another Slots of the node (another worker, the CLI) sees them.
+        self.assertIsNone(wan.Slots('central', 2, self.lock_dir).acquire(0))
+        first()
+        third = slots.acquire(0)
+        self.assertIsNotNone(third)
+        second()
+        third()
+        self.assertEqual(['wan-slot-0', 'wan-slot-1'],
+                         sorted(os.listdir(self.lock_dir)))
+
+    def test_a_waiting_read_takes_the_slot_freed_meanwhile(self):
+        slots = wan.Slots('central', 1, self.lock_dir)
+        held = slots.acquire(0)
+        timer = threading.Timer(0.1, held)
+        timer.start()
+        self.addCleanup(timer.cancel)
+        release = slots.acquire(30)
+        self.assertIsNotNone(release)
+        release()
+
+    def test_a_slot_of_a_process_that_died_is_free(self):
+        slots = wan.Slots('central', 1, self.lock_dir)
+        pid = os.fork()
+        if pid == 0:  # the child takes the slot and dies holding it
+            slots.acquire(0)
+            os._exit(0)
+        os.waitpid(pid, 0)
+        release = slots.acquire(0)
+        self.assertIsNotNone(release)
+        release()
+
+
+class TestSiteSlots(SlotsTestCase):
+
+    def site(self, peer_url):
+        site = coordination.Site('central', self.url, peer_url)
+        self.addCleanup(site.stop)
+        return site
+
+    def setUp(self):
+        super().setUp()
+        self.url = 'file://' + self.useFixture(fixtures.TempDir()).path
+
+    def test_the_cap_is_the_sites(self):
+        one = wan.Slots('central', 1, self.lock_dir, self.site('http://a'))
+        other_dir = self.useFixture(fixtures.TempDir()).path
+        two = wan.Slots('central', 1, other_dir, self.site('http://b'))
+        held = one.acquire(0)
+        self.assertIsNotNone(held)
+        # Another node, with free slots of its own, waits for the site's.
+        self.assertIsNone(two.acquire(0))
+        held()
+        release = two.acquire(0)
+        self.assertIsNotNone(release)
+        release()
+
+    def test_a_coordinator_down_means_the_nodes_own_slots(self):
+        site = self.site('http://a')
+        site.try_lock = mock.Mock(side_effect=coordination.Unavailable('x'))
+        slots = wan.Slots('central', 1, self.lock_dir, site)
+        held = slots.acquire(0)
+        self.assertIsNotNone(held)
+        self.assertIsNone(slots.acquire(0))
+        held()
+
+
+class TestGate(SlotsTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.data = os.urandom(100 * KiB)
+        self.record = rt.record_of(self.data)
+        self.central = rt.FakeCentral(self.data)
+
+    def gate(self, count=1, bandwidth=0, wait=0):
+        slots = wan.Slots('central', count, self.lock_dir) if count else None
+        return wan.Gate(self.central, slots, bandwidth, wait)
+
+    def test_a_read_holds_its_slot_until_its_stream_closes(self):
+        gate = self.gate()
+        stream = gate.open_data(self.record)
+        e = self.assertRaises(exceptions.UpstreamUnavailable,
+                              gate.open_data, self.record)
+        self.assertIn('already reads 1 images from central at once',
+                      str(e))
+        self.assertEqual(self.data, b''.join(stream))
+        stream = gate.open_data(self.record, 10, 20)
+        self.assertEqual(self.data[10:30], b''.join(stream))
+        self.assertEqual(0, self.central.open_streams)
+        # Closed before its first chunk: freed too.
+        gate.open_data(self.record).close()
+        gate.open_data(self.record).close()
+
+    def test_central_refusing_frees_the_slot(self):
+        gate = self.gate()
+        self.central.down = True
+        self.assertRaises(exceptions.UpstreamUnavailable, gate.open_data,
+                          self.record)
+        self.central.down = False
+        gate.open_data(self.record).close()
+
+    def test_no_read_from_byte_zero_frees_the_slot(self):
+        gate = self.gate()
+        self.central.serves_ranges = False
+        self.assertIsNone(gate.open_data(self.record, 10, 20,
+                                         skip_to_offset=False))
+        gate.open_data(self.record).close()
+
+    def test_everything_else_is_centrals(self):
+        gate = self.gate()
+        self.assertEqual('central', gate.backend)
+        self.assertIs(self.central.calls, gate.calls)
+
+    def test_each_slot_reads_its_share_of_the_bandwidth(self):
+        clock = FakeClock()
+        self.useFixture(fixtures.MockPatchObject(wan, 'time', clock))
+        # 2 slots share 20 KiB/s: 10 KiB/s each; 100 KiB take 10 s.
+        stream = self.gate(count=2, bandwidth=20 * KiB).open_data(
+            self.record)
+        self.assertEqual(self.data, b''.join(stream))
+        self.assertAlmostEqual(10.0, clock.now, places=3)
+
+    def test_a_slow_central_is_not_made_up_for_by_a_burst(self):
+        clock = FakeClock()
+        self.useFixture(fixtures.MockPatchObject(wan, 'time', clock))
+        stream = self.gate(count=0, bandwidth=80 * KiB).open_data(
+            self.record)
+        received = next(stream)
+        clock.now += 5  # central stalled for 5 s
+        received += b''.join(stream)
+        self.assertEqual(self.data, received)
+        # The rest (92 KiB) at 80 KiB/s after the stall, not at once.
+        self.assertAlmostEqual(5 + 92 / 80, clock.now, places=3)
+
+
+class FakeClock:
+    """Stands in for the time module in wan.py."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+class TestFromConf(testtools.TestCase):
+
+    def group(self, **values):
+        conf = cfg.ConfigOpts()
+        conf.register_opts(opts.wan_opts, group='central')
+        conf([])
+        for name, value in values.items():
+            conf.set_override(name, value, group='central')
+        return conf.central
+
+    def test_no_limit_is_central_itself(self):
+        central = rt.FakeCentral(b'')
+        self.assertIs(central, wan.gate_from_conf(central, self.group(),
+                                                  '/nowhere'))
+
+    def test_max_fills_needs_a_lock_folder(self):
+        self.assertRaises(ValueError, wan.gate_from_conf,
+                          rt.FakeCentral(b''),
+                          self.group(remote_glance_max_fills=2), None)
+
+    def test_bandwidth_alone_needs_no_slots(self):
+        gate = wan.gate_from_conf(
+            rt.FakeCentral(b''),
+            self.group(remote_glance_max_bandwidth=1000), None)
+        self.assertIsInstance(gate, wan.Gate)
