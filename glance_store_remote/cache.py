@@ -60,8 +60,9 @@ LAYOUT_TEXT = 'glance-store-remote cache layout %d\n' % LAYOUT_VERSION
 
 # bytes_resent: bytes central sent again before the offset a read needed,
 # because it serves no byte ranges (upstream.Central.serves_ranges).
+# bytes_from_peers: bytes fills read from other nodes of the site.
 COUNTERS = ('hits', 'misses', 'coalesced', 'bytes_from_central',
-            'bytes_resent', 'bytes_from_cache', 'resumes',
+            'bytes_from_peers', 'bytes_resent', 'bytes_from_cache', 'resumes',
             'verification_failures', 'evictions', 'passthrough')
 
 # A fill's outcome, kept in the first bytes of its lock file so that it can

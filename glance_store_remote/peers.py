@@ -674,6 +674,7 @@ class _FillStream:
         self._data = data
         self.peer = peer
         self._lock = lock
+        self.bytes_from_peer = 0
         self._chunks = self._run(offset, offset + length)
 
     def __iter__(self):
@@ -683,9 +684,12 @@ class _FillStream:
         return next(self._chunks)
 
     def _run(self, pos, end):
+        from_peer = self.peer is not None
         try:
             for chunk in self._data:
                 pos += len(chunk)
+                if from_peer:
+                    self.bytes_from_peer += len(chunk)
                 yield chunk
             return
         except exceptions.UpstreamStreamError as e:

@@ -97,6 +97,8 @@ class _Fill:
         self.file = file
         self.written = start
         self.resent = 0
+        # The stream it reads (peers._FillStream counts a peer's bytes).
+        self.source = None
         self.touched_at = 0.0
         self.touch_failed = False
         self.fetch_done = False
@@ -540,6 +542,7 @@ class ReadThrough:
     def _run_fill(self, fill, fd, stream):
         expected = fill.expected
         image_id = expected.image_id
+        fill.source = stream
         hasher = threading.Thread(target=self._hash, args=(fill, fd),
                                   name='hash-%s' % image_id, daemon=True)
         hasher.start()
@@ -582,13 +585,16 @@ class ReadThrough:
         and counted.
         """
         image_id = fill.expected.image_id
+        from_peers = getattr(fill.source, 'bytes_from_peer', 0)
         steps = [lambda: fill.lock.write_outcome(outcome)]
         if outcome in (cache_module.WRITE_FAILED,
                        cache_module.VERIFY_FAILED):
             steps.append(lambda: self.cache.discard_partial(image_id))
         steps += [lambda: os.close(fd),
                   lambda: self.cache.count(
-                      bytes_from_central=fill.written - fill.start,
+                      bytes_from_central=fill.written - fill.start - (
+                          from_peers),
+                      bytes_from_peers=from_peers,
                       bytes_resent=fill.resent,
                       verification_failures=int(
                           outcome == cache_module.VERIFY_FAILED))]

@@ -25,6 +25,7 @@ import urllib.parse
 import requests
 from testtools import content
 
+from glance_store_remote import cache as cache_module
 from glance_store_remote import coordination
 from glance_store_remote import peers
 from tests.functional import test_edge_site as edge_site
@@ -168,13 +169,30 @@ class TestSiteCoordination(edge_site.SiteTestCase):
 
     # -- one pull per site -------------------------------------------------
 
+    def site_counters(self, *names):
+        """The sum over the nodes of each counter in *names*."""
+        totals = dict.fromkeys(names, 0)
+        for index in range(len(self.lab.nodes)):
+            counters = cache_module.Cache(self.lab.cache_dir(index),
+                                          1).counters()
+            for name in names:
+                totals[name] += counters[name]
+        return totals
+
     def test_concurrent_first_reads_over_the_site_pull_central_once(self):
         central, edge, data = self.linked()
         peer_fills = sum(self.log_count(node, 'filling from peer')
                          for node in self.lab.nodes)
+        counted = ('bytes_from_central', 'bytes_from_peers')
+        before = self.site_counters(*counted)
         results = self.first_reads_everywhere(edge.id)
         self.assert_all_good(results, data)
         self.wait_site_fills_done()
+        after = self.site_counters(*counted)
+        self.assertEqual({'bytes_from_central': SIZE,
+                          'bytes_from_peers': 2 * SIZE},
+                         {name: after[name] - before[name]
+                          for name in counted})
         gets = self.central_file_gets(central.id)
         whole = [g for g in gets if g.status in ('200', '206')]
         # A Range probe answered 400 sends no image bytes.
