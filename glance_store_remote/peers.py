@@ -59,11 +59,18 @@ CONNECT_TIMEOUT = 3
 _PATH = re.compile(r'^/remote-glance/peer/(?P<backend>[A-Za-z0-9_-]{1,255})/'
                    r'(?P<id>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-'
                    r'[0-9a-f]{12})(?:/(?P<what>record|central-record))?$')
+# The node's cache as a whole: ``glance-remote cache list/stats --site``.
+_VIEW_PATH = re.compile(r'^/remote-glance/peer/(?P<backend>[A-Za-z0-9_-]'
+                        r'{1,255})/cache$')
 _RANGE = re.compile(r'^bytes=(\d+)-(\d*)$')
 
 
 def peer_path(backend, image_id):
     return '%s%s/%s' % (PREFIX, backend, image_id)
+
+
+def cache_view_path(backend):
+    return '%s%s/cache' % (PREFIX, backend)
 
 
 def sign(secret, method, path, expiry):
@@ -121,7 +128,8 @@ class PeerFilter:
         return self._answer(webob.Request(environ))(environ, start_response)
 
     def _answer(self, request):
-        match = _PATH.match(request.path_info)
+        match = (_PATH.match(request.path_info) or
+                 _VIEW_PATH.match(request.path_info))
         store = None
         if match is not None:
             store = self._find_stores().get(match['backend'])
@@ -137,6 +145,8 @@ class PeerFilter:
             return webob.Response(status=403, content_type='text/plain',
                                   body=b'peer read refused\n')
         cache = getattr(store, 'cache', None)
+        if match.re is _VIEW_PATH:
+            return _cache_view(cache) if cache is not None else _not_found()
         image_id = match['id']
         if match['what'] == 'central-record':
             return _central_record(store, image_id)
@@ -242,6 +252,26 @@ def _not_found():
 def _json(raw):
     return webob.Response(status=200, content_type='application/json',
                           charset='utf-8', body=json.dumps(raw).encode())
+
+
+def cache_view(cache):
+    """This node's entries and stats, as ``glance-remote cache list``
+    and ``stats`` show them.
+    """
+    return {'entries': [{'image_id': e.image_id, 'size': e.size,
+                         'state': e.state, 'pinned': bool(e.pinned),
+                         'last_access': e.last_access}
+                        for e in reversed(cache.entries())],
+            'stats': cache.stats()}
+
+
+def _cache_view(cache):
+    try:
+        return _json(cache_view(cache))
+    except exceptions.CacheError as e:
+        LOG.warning('peer cache view: %s', e)
+        return webob.Response(status=503, content_type='text/plain',
+                              body=b'cache cannot be read now\n')
 
 
 def _held_record(cache, image_id):
@@ -364,7 +394,8 @@ class Peer:
         return '<Peer %s>' % self.url
 
     def _request(self, method, image_id, headers=None, what=None):
-        path = peer_path(self.backend, image_id)
+        path = (peer_path(self.backend, image_id) if image_id
+                else cache_view_path(self.backend))
         if what:
             path += '/' + what
         headers = dict(headers or {})
@@ -432,6 +463,25 @@ class Peer:
                     self.backend, 'central cannot be asked about image %s '
                     'now' % image_id, detail='as seen by peer %s' % self.url)
             raise PeerUnreachable(self.url, 'HTTP %d' % resp.status)
+        finally:
+            resp.release_conn()
+
+    def cache_view(self):
+        """The peer's entries and stats (see cache_view()).
+
+        :raises PeerUnreachable: the peer could not be asked
+        """
+        try:
+            resp = self._request('GET', None)
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise PeerUnreachable(self.url, e) from None
+        try:
+            if resp.status != 200:
+                raise PeerUnreachable(self.url, 'HTTP %d' % resp.status)
+            try:
+                return json.loads(resp.read())
+            except ValueError:
+                raise PeerUnreachable(self.url, 'not JSON') from None
         finally:
             resp.release_conn()
 

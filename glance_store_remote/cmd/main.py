@@ -126,6 +126,8 @@ def _when(timestamp):
 
 
 def cmd_cache_list(args, conf, backend):
+    if args.site:
+        return _site_cache_list(args, conf, backend)
     rows = [{'image_id': e.image_id,
              'size': e.size,
              'state': e.state,
@@ -196,6 +198,8 @@ def cmd_cache_verify(args, conf, backend):
 
 
 def cmd_cache_stats(args, conf, backend):
+    if args.site:
+        return _site_cache_stats(args, conf, backend)
     store = _cache(conf, backend)
     stats = store.stats()
     group = conf[backend]
@@ -207,6 +211,85 @@ def cmd_cache_stats(args, conf, backend):
                  breaker_seconds_to_probe=round(remaining, 1))
     _emit(args, stats, '\n'.join('%-24s %s' % (key, stats[key])
                                  for key in sorted(stats)))
+
+
+def _site_views(conf, backend):
+    """{peer URL: the node's cache view, or None (not reachable)} of every
+    node of the site, asked over the peer path (peers.cache_view).
+    """
+    from glance_store_remote import coordination
+    from glance_store_remote import peers
+    group = conf[backend]
+    if not group.remote_glance_coordination_url:
+        raise UsageError('--site: [%s] remote_glance_coordination_url is '
+                         'not set: this node belongs to no site' % backend)
+    try:
+        coordination.check_installed()
+    except ImportError as e:
+        raise UsageError(str(e))
+    site = coordination.Site(backend, group.remote_glance_coordination_url,
+                             None)
+    try:
+        members = site.members()
+    except coordination.Unavailable as e:
+        raise UsageError('--site: the site coordinator cannot be used: %s'
+                         % upstream.redact(str(e)))
+    finally:
+        site.stop()
+    views = {}
+    for url in sorted(members):
+        peer = peers.Peer(backend, url, group.remote_glance_peer_secret,
+                          group.remote_glance_chunk_size,
+                          timeout=group.timeout or 60)
+        try:
+            views[url] = peer.cache_view()
+        except peers.PeerUnreachable as e:
+            print('glance-remote: %s' % e, file=sys.stderr)
+            views[url] = None
+    if not views:
+        raise UsageError('--site: no node of the site is running')
+    return views
+
+
+def _site_cache_list(args, conf, backend):
+    views = _site_views(conf, backend)
+    rows = sorted(
+        (dict(entry, node=url, last_access=_when(entry['last_access']))
+         for url, view in views.items() if view
+         for entry in view['entries']),
+        key=lambda row: row['last_access'], reverse=True)
+    lines = ['%-36s %14s  %-8s %-6s %-20s %s' % (
+        'IMAGE', 'BYTES', 'STATE', 'PINNED', 'LAST ACCESS', 'NODE')]
+    lines += ['%-36s %14d  %-8s %-6s %-20s %s' % (
+        r['image_id'], r['size'], r['state'], 'yes' if r['pinned'] else '',
+        r['last_access'], r['node']) for r in rows]
+    lines += ['%s: not reachable' % url
+              for url, view in views.items() if view is None]
+    _emit(args, rows, '\n'.join(lines))
+    if None in views.values():
+        raise Failed()
+
+
+def _site_cache_stats(args, conf, backend):
+    views = _site_views(conf, backend)
+    nodes = {url: view and view['stats'] for url, view in views.items()}
+    total = {}
+    for stats in filter(None, nodes.values()):
+        for key, value in stats.items():
+            total[key] = total.get(key, 0) + value
+    # Images held somewhere in the site, each counted once.
+    total['site_images'] = len({
+        e['image_id'] for view in views.values() if view
+        for e in view['entries'] if e['state'] == 'complete'})
+    lines = ['%-24s %s' % (key, total[key]) for key in sorted(total)]
+    for url, stats in nodes.items():
+        lines.append('')
+        lines.append(url if stats else '%s: not reachable' % url)
+        lines += ['  %-22s %s' % (key, stats[key])
+                  for key in sorted(stats or ())]
+    _emit(args, {'site': total, 'nodes': nodes}, '\n'.join(lines))
+    if None in nodes.values():
+        raise Failed()
 
 
 class Failed(Exception):
@@ -635,9 +718,12 @@ def _add_cache_commands(sub):
         'cache', help="inspect and manage the backend's local cache")
     commands = cache_parser.add_subparsers(dest='cache_command',
                                            required=True)
-    commands.add_parser(
-        'list', help='entries, most recently used first'
-    ).set_defaults(func=cmd_cache_list)
+    site_help = ('every node of the site (asked over the peer path; needs '
+                 'remote_glance_coordination_url and the peer secret)')
+    command = commands.add_parser(
+        'list', help='entries, most recently used first')
+    command.add_argument('--site', action='store_true', help=site_help)
+    command.set_defaults(func=cmd_cache_list)
     for name, func, text in (
             ('pin', cmd_cache_pin, 'never evict these images'),
             ('unpin', cmd_cache_unpin, 'let these images be evicted again'),
@@ -655,9 +741,10 @@ def _add_cache_commands(sub):
     verify.add_argument('--fix', action='store_true',
                         help='remove the entries that fail')
     verify.set_defaults(func=cmd_cache_verify)
-    commands.add_parser(
-        'stats', help='counters, sizes and the circuit breaker'
-    ).set_defaults(func=cmd_cache_stats)
+    command = commands.add_parser(
+        'stats', help='counters, sizes and the circuit breaker')
+    command.add_argument('--site', action='store_true', help=site_help)
+    command.set_defaults(func=cmd_cache_stats)
 
 
 def main(argv=None):

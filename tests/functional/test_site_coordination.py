@@ -16,8 +16,10 @@ import concurrent.futures
 import hashlib
 import http.client
 import http.server
+import json
 import os
 import signal
+import subprocess
 import threading
 import time
 import urllib.parse
@@ -389,6 +391,47 @@ class TestSiteCoordination(edge_site.SiteTestCase):
         # What no node holds stays unavailable, at once.
         for node in self.lab.nodes:
             self.assertEqual(503, self.node_fetch(node, other.id)[0])
+
+    # -- the site's view of its caches --------------------------------------
+
+    def test_cache_list_and_stats_of_the_whole_site(self):
+        central, edge, data = self.linked(size=64 * 1024 + 1)
+        edge2 = self.lab.node('edge-2')
+        self.assertEqual(200, self.node_fetch(edge2, edge.id)[0])
+        self.wait_site_fills_done()
+        # Run on edge-1, which does not hold the image.
+        result = subprocess.run(
+            self.cli_command(self.lab.node('edge-1'), 'cache', 'list',
+                             '--site'),
+            capture_output=True, text=True, timeout=120,
+            env=self.cli_env(edge2))
+        self.assertEqual(0, result.returncode, result.stderr)
+        rows = [r for r in json.loads(result.stdout)
+                if r['image_id'] == central.id]
+        self.assertEqual([(edge2.url, 'complete', len(data))],
+                         [(r['node'], r['state'], r['size']) for r in rows])
+        result = subprocess.run(
+            self.cli_command(self.lab.node('edge-3'), 'cache', 'stats',
+                             '--site'),
+            capture_output=True, text=True, timeout=120,
+            env=self.cli_env(edge2))
+        self.assertEqual(0, result.returncode, result.stderr)
+        stats = json.loads(result.stdout)
+        self.assertEqual(3, len(stats['nodes']))
+        self.assertEqual(
+            sum(node['bytes_from_central']
+                for node in stats['nodes'].values()),
+            stats['site']['bytes_from_central'])
+        self.assertGreaterEqual(stats['site']['site_images'], 1)
+        # A node that is down is named, and the exit code says so.
+        self.kill_node(self.lab.node('edge-3'))
+        result = subprocess.run(
+            self.cli_command(edge2, 'cache', 'stats', '--site'),
+            capture_output=True, text=True, timeout=120,
+            env=self.cli_env(edge2))
+        self.assertEqual(1, result.returncode)
+        self.assertIn('cannot be asked', result.stderr)
+        self.assertNotIn(self.lab.peer_secret, result.stdout + result.stderr)
 
     # -- the peer endpoint -------------------------------------------------
 

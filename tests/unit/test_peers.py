@@ -315,6 +315,28 @@ class TestRecordEndpoints(PeerTestCase):
         self.assertIsNone(gone.held_record(IMAGE))
 
 
+class TestCacheView(PeerTestCase):
+    """``.../<backend>/cache``: the node's entries and stats, for
+    ``glance-remote cache list/stats --site``.
+    """
+
+    def test_entries_and_stats_signed_only(self):
+        self.fill_complete()
+        path = peers.cache_view_path('central')
+        self.assertEqual(403, self.request(path=path, secret=None)
+                         .status_int)
+        view = self.request(path=path).json
+        self.assertEqual([(IMAGE, 'complete', self.SIZE)], [
+            (e['image_id'], e['state'], e['size']) for e in view['entries']])
+        self.assertEqual(1, view['stats']['complete_entries'])
+        peer = peers.Peer('central', self.serve(), SECRET, 64 * KiB, 10)
+        self.assertEqual(view, peer.cache_view())
+        wrong = peers.Peer('central', peer.url, 'another-secret-0123456',
+                           64 * KiB, 10)
+        e = self.assertRaises(peers.PeerUnreachable, wrong.cache_view)
+        self.assertIn('HTTP 403', str(e))
+
+
 class TestPeerClient(PeerTestCase):
 
     def peer(self, url, secret=SECRET):
