@@ -369,6 +369,23 @@ Possible values:
 Related options:
     * remote_glance_coordination_url
 """),
+    cfg.StrOpt(
+        'remote_glance_peer_ca_file',
+        help="""
+CA bundle that signs the certificates of the site's https peer URLs, as a
+path to a PEM file.
+
+Peer reads over https are always verified (there is no switch to turn that
+off); unset, against the system's CAs. Peers reached over http (a site's
+internal network, as glance-api's own worker_self_reference_url usually is)
+need nothing.
+
+Possible values:
+    * A path to a PEM file; default unset (the system's CAs).
+
+Related options:
+    * remote_glance_peer_url
+"""),
 ]
 
 wan_opts = [

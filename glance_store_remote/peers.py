@@ -349,19 +349,27 @@ def filter_factory(global_conf, **local_conf):
 
 
 class _Pool:
-    """A urllib3 pool per process (connections must not cross a fork)."""
+    """urllib3 pools of a process (connections must not cross a fork), one
+    per CA bundle. TLS peers are always verified: with *ca_file*, against
+    it, else against the system's CAs.
+    """
 
     def __init__(self):
         self._pid = None
-        self._pool = None
+        self._pools = {}
         self._lock = threading.Lock()
 
-    def get(self):
+    def get(self, ca_file=None):
         with self._lock:
             if self._pid != os.getpid():
-                self._pool = urllib3.PoolManager(num_pools=16, maxsize=8)
+                self._pools = {}
                 self._pid = os.getpid()
-            return self._pool
+            pool = self._pools.get(ca_file)
+            if pool is None:
+                pool = self._pools[ca_file] = urllib3.PoolManager(
+                    num_pools=16, maxsize=8, cert_reqs='CERT_REQUIRED',
+                    ca_certs=ca_file)
+            return pool
 
 
 _POOL = _Pool()
@@ -381,14 +389,18 @@ class Peer:
     :param url: the node's peer URL
     :param secret: the site's remote_glance_peer_secret
     :param timeout: seconds a read may wait for a byte
+    :param ca_file: CA bundle that signs https peer URLs (None: the
+        system's)
     """
 
-    def __init__(self, backend, url, secret, chunk_size, timeout):
+    def __init__(self, backend, url, secret, chunk_size, timeout,
+                 ca_file=None):
         self.backend = backend
         self.url = url.rstrip('/')
         self._secret = secret
         self.chunk_size = chunk_size
         self.timeout = timeout
+        self._ca_file = ca_file
 
     def __repr__(self):
         return '<Peer %s>' % self.url
@@ -400,7 +412,7 @@ class Peer:
             path += '/' + what
         headers = dict(headers or {})
         headers[AUTH_HEADER] = auth_header(self._secret, method, path)
-        return _POOL.get().request(
+        return _POOL.get(self._ca_file).request(
             method, self.url + path, headers=headers, preload_content=False,
             retries=False, redirect=False,
             timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT,
@@ -564,13 +576,13 @@ class SiteSource:
     """
 
     def __init__(self, site, central, secret, chunk_size, timeout,
-                 make_peer=None, clock=time.monotonic):
+                 make_peer=None, clock=time.monotonic, ca_file=None):
         self.site = site
         self.central = central
         self.backend = central.backend
         self._clock = clock
         self._make_peer = make_peer or (lambda url: Peer(
-            self.backend, url, secret, chunk_size, timeout))
+            self.backend, url, secret, chunk_size, timeout, ca_file))
         self._distrusted = {}
 
     def open_fill(self, record, offset, length, on_skip=None):

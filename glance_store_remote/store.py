@@ -270,7 +270,8 @@ class Store(driver.Store):
         source = peers.SiteSource(site, self._data_source,
                                   group.remote_glance_peer_secret,
                                   group.remote_glance_chunk_size,
-                                  timeout=group.timeout or 60)
+                                  timeout=group.timeout or 60,
+                                  ca_file=group.remote_glance_peer_ca_file)
         # The site asks central about an image once (not once per worker of
         # every node).
         self._central.record_relay = source.central_record

@@ -240,7 +240,8 @@ def _site_views(conf, backend):
     for url in sorted(members):
         peer = peers.Peer(backend, url, group.remote_glance_peer_secret,
                           group.remote_glance_chunk_size,
-                          timeout=group.timeout or 60)
+                          timeout=group.timeout or 60,
+                          ca_file=group.remote_glance_peer_ca_file)
         try:
             views[url] = peer.cache_view()
         except peers.PeerUnreachable as e:

@@ -6,6 +6,7 @@ SiteSource's choice of a fill's source, and readthrough's hook.
 import hashlib
 import os
 import socketserver
+import ssl
 import sys
 import threading
 import time
@@ -335,6 +336,41 @@ class TestCacheView(PeerTestCase):
                            64 * KiB, 10)
         e = self.assertRaises(peers.PeerUnreachable, wrong.cache_view)
         self.assertIn('HTTP 403', str(e))
+
+
+class TestTLSPeers(PeerTestCase):
+    """A peer URL over https is verified: against remote_glance_peer_ca_file
+    when set, else the system's CAs (which do not know the lab's CA).
+    """
+
+    def serve_tls(self):
+        from tests import lab
+        folder = self.useFixture(fixtures.TempDir()).path
+        ca_file, cert_file, key_file, other_ca = lab.make_tls(folder)
+        server = wsgiref.simple_server.make_server(
+            '127.0.0.1', 0, self.filter, server_class=_Server,
+            handler_class=_Quiet)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert_file, key_file)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+        return 'https://127.0.0.1:%d' % server.server_port, ca_file, other_ca
+
+    def test_verified_against_the_ca_file_or_refused(self):
+        self.fill_complete()
+        url, ca_file, other_ca = self.serve_tls()
+        good = peers.Peer('central', url, SECRET, 64 * KiB, 10, ca_file)
+        self.assertEqual('complete', good.state(IMAGE))
+        self.assertEqual(self.data, b''.join(good.open_data(self.record)))
+        for ca in (None, other_ca):
+            peer = peers.Peer('central', url, SECRET, 64 * KiB, 10, ca)
+            self.assertIsNone(peer.state(IMAGE))
+            e = self.assertRaises(exceptions.UpstreamUnavailable,
+                                  peer.open_data, self.record)
+            self.assertIn('CERTIFICATE_VERIFY_FAILED', str(e))
 
 
 class TestPeerClient(PeerTestCase):
