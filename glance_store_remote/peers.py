@@ -33,6 +33,7 @@ import time
 import urllib3
 import webob
 
+from glance_store_remote import cache as cache_module
 from glance_store_remote import coordination
 from glance_store_remote import exceptions
 from glance_store_remote import streams
@@ -55,13 +56,15 @@ FIND_TIMEOUT = 5.0
 # Seconds a peer whose bytes failed verification is not read from again.
 DISTRUST_SECONDS = 600
 CONNECT_TIMEOUT = 3
+# Seconds a site-wide cache verify waits for a node's report.
+VERIFY_TIMEOUT = 3600
 
 _PATH = re.compile(r'^/remote-glance/peer/(?P<backend>[A-Za-z0-9_-]{1,255})/'
                    r'(?P<id>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-'
                    r'[0-9a-f]{12})(?:/(?P<what>record|central-record))?$')
 # The node's cache as a whole: ``glance-remote cache list/stats --site``.
 _VIEW_PATH = re.compile(r'^/remote-glance/peer/(?P<backend>[A-Za-z0-9_-]'
-                        r'{1,255})/cache$')
+                        r'{1,255})/cache(?P<verify>/verify)?$')
 _RANGE = re.compile(r'^bytes=(\d+)-(\d*)$')
 
 
@@ -69,8 +72,8 @@ def peer_path(backend, image_id):
     return '%s%s/%s' % (PREFIX, backend, image_id)
 
 
-def cache_view_path(backend):
-    return '%s%s/cache' % (PREFIX, backend)
+def cache_view_path(backend, verify=False):
+    return '%s%s/cache%s' % (PREFIX, backend, '/verify' if verify else '')
 
 
 def sign(secret, method, path, expiry):
@@ -146,7 +149,10 @@ class PeerFilter:
                                   body=b'peer read refused\n')
         cache = getattr(store, 'cache', None)
         if match.re is _VIEW_PATH:
-            return _cache_view(cache) if cache is not None else _not_found()
+            if cache is None:
+                return _not_found()
+            return _cache_view(cache_verify if match['verify']
+                               else cache_view, cache)
         image_id = match['id']
         if match['what'] == 'central-record':
             return _central_record(store, image_id)
@@ -265,9 +271,19 @@ def cache_view(cache):
             'stats': cache.stats()}
 
 
-def _cache_view(cache):
+def cache_verify(cache):
+    """This node's ``glance-remote cache verify`` report (without fix:
+    removing is done on the node itself).
+    """
+    return {'report': [
+        {'image_id': image_id, 'problem': problem,
+         'unchecked': isinstance(problem, cache_module.Unchecked)}
+        for image_id, problem in cache.verify()]}
+
+
+def _cache_view(view, cache):
     try:
-        return _json(cache_view(cache))
+        return _json(view(cache))
     except exceptions.CacheError as e:
         LOG.warning('peer cache view: %s', e)
         return webob.Response(status=503, content_type='text/plain',
@@ -406,17 +422,19 @@ class Peer:
         return '<Peer %s>' % self.url
 
     def _request(self, method, image_id, headers=None, what=None):
-        path = (peer_path(self.backend, image_id) if image_id
-                else cache_view_path(self.backend))
+        path = peer_path(self.backend, image_id)
         if what:
             path += '/' + what
+        return self._signed(method, path, headers)
+
+    def _signed(self, method, path, headers=None, read_timeout=None):
         headers = dict(headers or {})
         headers[AUTH_HEADER] = auth_header(self._secret, method, path)
         return _POOL.get(self._ca_file).request(
             method, self.url + path, headers=headers, preload_content=False,
             retries=False, redirect=False,
             timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT,
-                                    read=self.timeout))
+                                    read=read_timeout or self.timeout))
 
     def state(self, image_id):
         """'complete', 'filling' or None (not held, or not reachable)."""
@@ -478,13 +496,17 @@ class Peer:
         finally:
             resp.release_conn()
 
-    def cache_view(self):
-        """The peer's entries and stats (see cache_view()).
+    def cache_view(self, verify=False):
+        """The peer's entries and stats (see cache_view()) or, with
+        *verify*, its verify report (cache_verify(): it re-hashes every
+        complete entry, so this waits as long as that takes).
 
         :raises PeerUnreachable: the peer could not be asked
         """
         try:
-            resp = self._request('GET', None)
+            resp = self._signed(
+                'GET', cache_view_path(self.backend, verify),
+                read_timeout=VERIFY_TIMEOUT if verify else None)
         except (urllib3.exceptions.HTTPError, OSError) as e:
             raise PeerUnreachable(self.url, e) from None
         try:

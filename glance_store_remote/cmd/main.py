@@ -22,6 +22,7 @@ credentials. Subcommands:
 """
 
 import argparse
+import concurrent.futures
 import datetime
 import json
 import sys
@@ -177,6 +178,8 @@ def cmd_cache_verify(args, conf, backend):
     """Exit 1 when an entry is bad. An entry whose hash this host refuses
     (md5 under FIPS) is listed as unchecked, neither bad nor removed.
     """
+    if args.site:
+        return _site_cache_verify(args, conf, backend)
     report = _cache(conf, backend).verify(fix=args.fix)
     unchecked = [(i, p) for i, p in report if isinstance(p, cache.Unchecked)]
     bad = [(i, p) for i, p in report
@@ -213,9 +216,10 @@ def cmd_cache_stats(args, conf, backend):
                                  for key in sorted(stats)))
 
 
-def _site_views(conf, backend):
+def _site_views(conf, backend, verify=False):
     """{peer URL: the node's cache view, or None (not reachable)} of every
-    node of the site, asked over the peer path (peers.cache_view).
+    node of the site, asked over the peer path (peers.cache_view), all
+    nodes at once; with *verify*, each node's verify report.
     """
     from glance_store_remote import coordination
     from glance_store_remote import peers
@@ -236,17 +240,20 @@ def _site_views(conf, backend):
                          % upstream.redact(str(e)))
     finally:
         site.stop()
-    views = {}
-    for url in sorted(members):
+
+    def ask(url):
         peer = peers.Peer(backend, url, group.remote_glance_peer_secret,
                           group.remote_glance_chunk_size,
                           timeout=group.timeout or 60,
                           ca_file=group.remote_glance_peer_ca_file)
         try:
-            views[url] = peer.cache_view()
+            return peer.cache_view(verify=verify)
         except peers.PeerUnreachable as e:
             print('glance-remote: %s' % e, file=sys.stderr)
-            views[url] = None
+            return None
+    urls = sorted(members)
+    with concurrent.futures.ThreadPoolExecutor(max(1, len(urls))) as pool:
+        views = dict(zip(urls, pool.map(ask, urls)))
     if not views:
         raise UsageError('--site: no node of the site is running')
     return views
@@ -290,6 +297,31 @@ def _site_cache_stats(args, conf, backend):
                   for key in sorted(stats or ())]
     _emit(args, {'site': total, 'nodes': nodes}, '\n'.join(lines))
     if None in nodes.values():
+        raise Failed()
+
+
+def _site_cache_verify(args, conf, backend):
+    if args.fix:
+        raise UsageError('--site does not remove entries: run cache verify '
+                         '--fix on the node that holds a bad one')
+    views = _site_views(conf, backend, verify=True)
+    rows = [dict(item, node=url) for url, view in views.items() if view
+            for item in view['report']]
+    bad = [r for r in rows if r['problem'] and not r['unchecked']]
+    unchecked = [r for r in rows if r['unchecked']]
+    _emit(args, {'checked': len(rows) - len(unchecked),
+                 'bad': bad, 'unchecked': unchecked,
+                 'unreachable': [u for u, v in views.items() if v is None]},
+          '\n'.join(
+              ['%s %s on %s' % (r['image_id'], r['problem'] or 'ok',
+                                r['node']) for r in rows] +
+              ['%s: not reachable' % url
+               for url, view in views.items() if view is None] +
+              ['%d entries checked on %d nodes, %d bad, %d could not be '
+               'checked' % (len(rows) - len(unchecked),
+                            sum(v is not None for v in views.values()),
+                            len(bad), len(unchecked))]))
+    if bad or None in views.values():
         raise Failed()
 
 
@@ -741,6 +773,7 @@ def _add_cache_commands(sub):
         'with them')
     verify.add_argument('--fix', action='store_true',
                         help='remove the entries that fail')
+    verify.add_argument('--site', action='store_true', help=site_help)
     verify.set_defaults(func=cmd_cache_verify)
     command = commands.add_parser(
         'stats', help='counters, sizes and the circuit breaker')

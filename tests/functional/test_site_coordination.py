@@ -423,6 +423,29 @@ class TestSiteCoordination(edge_site.SiteTestCase):
                 for node in stats['nodes'].values()),
             stats['site']['bytes_from_central'])
         self.assertGreaterEqual(stats['site']['site_images'], 1)
+        # A byte flipped in edge-2's copy: verify --site, run on edge-1,
+        # names the image and the node; the fix is edge-2's own.
+        path = '%s/entries/%s.data' % (self.lab.cache_dir(1), central.id)
+        with open(path, 'r+b') as f:
+            first = f.read(1)
+            f.seek(0)
+            f.write(bytes([first[0] ^ 0xff]))
+        result = subprocess.run(
+            self.cli_command(self.lab.node('edge-1'), 'cache', 'verify',
+                             '--site'),
+            capture_output=True, text=True, timeout=300,
+            env=self.cli_env(edge2))
+        self.assertEqual(1, result.returncode, result.stderr)
+        report = json.loads(result.stdout)
+        self.assertEqual([(central.id, edge2.url)], [
+            (r['image_id'], r['node']) for r in report['bad']])
+        self.assertEqual([], report['unreachable'])
+        result = subprocess.run(
+            self.cli_command(edge2, 'cache', 'verify', '--fix'),
+            capture_output=True, text=True, timeout=300,
+            env=self.cli_env(edge2))
+        self.assertEqual(1, result.returncode, result.stderr)
+        self.assertFalse(os.path.exists(path))
         # A node that is down is named, and the exit code says so.
         self.kill_node(self.lab.node('edge-3'))
         result = subprocess.run(

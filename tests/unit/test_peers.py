@@ -337,6 +337,20 @@ class TestCacheView(PeerTestCase):
         e = self.assertRaises(peers.PeerUnreachable, wrong.cache_view)
         self.assertIn('HTTP 403', str(e))
 
+    def test_verify_reports_without_removing(self):
+        self.fill_complete()
+        with open(self.cache.data_path(IMAGE), 'r+b') as f:
+            f.write(b'\0' if self.data[0] else b'\1')
+        peer = peers.Peer('central', self.serve(), SECRET, 64 * KiB, 10)
+        report = peer.cache_view(verify=True)['report']
+        self.assertEqual([IMAGE], [r['image_id'] for r in report
+                                   if r['problem']])
+        self.assertFalse(report[0]['unchecked'])
+        self.assertTrue(os.path.exists(self.cache.data_path(IMAGE)))
+        self.assertEqual(403, self.request(
+            path=peers.cache_view_path('central', verify=True),
+            secret=None).status_int)
+
 
 class TestTLSPeers(PeerTestCase):
     """A peer URL over https is verified: against remote_glance_peer_ca_file
