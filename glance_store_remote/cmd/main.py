@@ -622,6 +622,65 @@ def cmd_sync(args, conf, backend):
         print('glance-remote: central is unreachable; nothing was changed: '
               '%s' % e, file=sys.stderr)
         raise Failed()
+    lock = _site_sync_lock(conf, backend)
+    if lock is _ANOTHER_SYNC:
+        print('glance-remote: another node of the site is running sync now; '
+              'nothing was done here (the site shares one database, so that '
+              'sync covers it)', file=sys.stderr)
+        _report(args, [], 0)
+        return
+    try:
+        _sync(args, conf, backend, central)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+_ANOTHER_SYNC = object()
+
+
+def _site_sync_lock(conf, backend):
+    """The site's sync lock, taken: the nodes of a site share one
+    database, and two syncs at once could both add a tag or a member
+    Glance then keeps twice. None when the node belongs to no site or the
+    coordinator cannot be used (the sync runs unserialized, and says so);
+    _ANOTHER_SYNC when another sync holds it.
+    """
+    group = conf[backend]
+    if not group.remote_glance_coordination_url:
+        return None
+    from glance_store_remote import coordination
+    try:
+        coordination.check_installed()
+    except ImportError as e:
+        raise UsageError(str(e))
+    site = coordination.Site(backend, group.remote_glance_coordination_url,
+                             None)
+    try:
+        lock = site.try_lock('sync')
+    except coordination.Unavailable as e:
+        print('glance-remote: the site coordinator cannot be used (%s); '
+              'syncing without the site lock' % upstream.redact(str(e)),
+              file=sys.stderr)
+        site.stop()
+        return None
+    if lock is None:
+        site.stop()
+        return _ANOTHER_SYNC
+    return _SiteSyncLock(site, lock)
+
+
+class _SiteSyncLock:
+    def __init__(self, site, lock):
+        self._site = site
+        self._lock = lock
+
+    def release(self):
+        self._lock.release()
+        self._site.stop()
+
+
+def _sync(args, conf, backend, central):
     importer = catalog.Importer(
         central, _edge(args), backend,
         record_rules.CopyRules.from_conf(conf, backend))

@@ -483,3 +483,37 @@ class TestSiteCoordination(edge_site.SiteTestCase):
         for part in [self.lab.central] + self.lab.nodes:
             self.assertNotIn(self.lab.peer_secret, part.log_text(),
                              part.name)
+
+
+class TestSiteSync(edge_site.SiteTestCase):
+    """``glance-remote sync`` takes the site's lock: the nodes share one
+    database, and two syncs at once could each add a tag or member row.
+    (Unauthenticated edges: the CLI talks to the edge API.)
+    """
+
+    LAB = {'coordination': True, 'edge_flavor': 'trusted'}
+
+    # -- one sync at a time for the site -----------------------------------
+
+    def test_a_sync_while_another_node_syncs_does_nothing(self):
+        # The test holds the site's sync lock, as a sync on another node
+        # would.
+        site = coordination.Site('central', self.lab.etcd.tooz_url, None)
+        self.addCleanup(site.stop)
+        lock = site.try_lock('sync')
+        self.assertIsNotNone(lock)
+        node = self.lab.node('edge-1')
+        code, results, stderr = self.cli(node, 'sync')
+        self.assertEqual((0, {}), (code, results), stderr)
+        self.assertIn('another node of the site is running sync', stderr)
+        lock.release()
+        central, data = self.central_image(size=1024)
+        self.assertEqual(0, self.cli(node, 'import', central.id)[0])
+        code, results, stderr = self.cli(node, 'sync')
+        self.assertEqual(0, code, stderr)
+        self.assertIn(central.id, results)
+        self.assertNotIn('another node', stderr)
+        # The lock is free again once a sync ends.
+        lock = site.try_lock('sync')
+        self.assertIsNotNone(lock)
+        lock.release()
