@@ -227,12 +227,7 @@ def _site_views(conf, backend, verify=False):
     if not group.remote_glance_coordination_url:
         raise UsageError('--site: [%s] remote_glance_coordination_url is '
                          'not set: this node belongs to no site' % backend)
-    try:
-        coordination.check_installed()
-    except ImportError as e:
-        raise UsageError(str(e))
-    site = coordination.Site(backend, group.remote_glance_coordination_url,
-                             None)
+    site = _cli_site(group, backend)
     try:
         members = site.members()
     except coordination.Unavailable as e:
@@ -568,6 +563,13 @@ def _wan_site(group, backend):
     if not (group.remote_glance_coordination_url and
             group.remote_glance_max_fills):
         return None
+    return _cli_site(group, backend)
+
+
+def _cli_site(group, backend):
+    """This run's coordination.Site (the caller stops it): a member of
+    the site without a peer URL, so no node ever reads from it.
+    """
     from glance_store_remote import coordination
     try:
         coordination.check_installed()
@@ -650,12 +652,7 @@ def _site_sync_lock(conf, backend):
     if not group.remote_glance_coordination_url:
         return None
     from glance_store_remote import coordination
-    try:
-        coordination.check_installed()
-    except ImportError as e:
-        raise UsageError(str(e))
-    site = coordination.Site(backend, group.remote_glance_coordination_url,
-                             None)
+    site = _cli_site(group, backend)
     try:
         lock = site.try_lock('sync')
     except coordination.Unavailable as e:

@@ -394,27 +394,29 @@ class TestSiteCoordination(edge_site.SiteTestCase):
 
     # -- the site's view of its caches --------------------------------------
 
+    def site_cli(self, node, *args):
+        """glance-remote with *node*'s configuration (a
+        CompletedProcess).
+        """
+        return subprocess.run(self.cli_command(node, *args),
+                              capture_output=True, text=True, timeout=300,
+                              env=self.cli_env(node))
+
     def test_cache_list_and_stats_of_the_whole_site(self):
         central, edge, data = self.linked(size=64 * 1024 + 1)
         edge2 = self.lab.node('edge-2')
         self.assertEqual(200, self.node_fetch(edge2, edge.id)[0])
         self.wait_site_fills_done()
         # Run on edge-1, which does not hold the image.
-        result = subprocess.run(
-            self.cli_command(self.lab.node('edge-1'), 'cache', 'list',
-                             '--site'),
-            capture_output=True, text=True, timeout=120,
-            env=self.cli_env(edge2))
+        result = self.site_cli(self.lab.node('edge-1'), 'cache', 'list',
+                               '--site')
         self.assertEqual(0, result.returncode, result.stderr)
         rows = [r for r in json.loads(result.stdout)
                 if r['image_id'] == central.id]
         self.assertEqual([(edge2.url, 'complete', len(data))],
                          [(r['node'], r['state'], r['size']) for r in rows])
-        result = subprocess.run(
-            self.cli_command(self.lab.node('edge-3'), 'cache', 'stats',
-                             '--site'),
-            capture_output=True, text=True, timeout=120,
-            env=self.cli_env(edge2))
+        result = self.site_cli(self.lab.node('edge-3'), 'cache', 'stats',
+                               '--site')
         self.assertEqual(0, result.returncode, result.stderr)
         stats = json.loads(result.stdout)
         self.assertEqual(3, len(stats['nodes']))
@@ -430,28 +432,19 @@ class TestSiteCoordination(edge_site.SiteTestCase):
             first = f.read(1)
             f.seek(0)
             f.write(bytes([first[0] ^ 0xff]))
-        result = subprocess.run(
-            self.cli_command(self.lab.node('edge-1'), 'cache', 'verify',
-                             '--site'),
-            capture_output=True, text=True, timeout=300,
-            env=self.cli_env(edge2))
+        result = self.site_cli(self.lab.node('edge-1'), 'cache', 'verify',
+                               '--site')
         self.assertEqual(1, result.returncode, result.stderr)
         report = json.loads(result.stdout)
         self.assertEqual([(central.id, edge2.url)], [
             (r['image_id'], r['node']) for r in report['bad']])
         self.assertEqual([], report['unreachable'])
-        result = subprocess.run(
-            self.cli_command(edge2, 'cache', 'verify', '--fix'),
-            capture_output=True, text=True, timeout=300,
-            env=self.cli_env(edge2))
+        result = self.site_cli(edge2, 'cache', 'verify', '--fix')
         self.assertEqual(1, result.returncode, result.stderr)
         self.assertFalse(os.path.exists(path))
         # A node that is down is named, and the exit code says so.
         self.kill_node(self.lab.node('edge-3'))
-        result = subprocess.run(
-            self.cli_command(edge2, 'cache', 'stats', '--site'),
-            capture_output=True, text=True, timeout=120,
-            env=self.cli_env(edge2))
+        result = self.site_cli(edge2, 'cache', 'stats', '--site')
         self.assertEqual(1, result.returncode)
         self.assertIn('cannot be asked', result.stderr)
         self.assertNotIn(self.lab.peer_secret, result.stdout + result.stderr)
