@@ -47,6 +47,12 @@ class UpstreamNotFound(UpstreamError):
     """Central has no image with that ID (or does not show it to us)."""
 
 
+class UpstreamNotActive(UpstreamNotFound):
+    """Central has the image, but not active (queued, saving,
+    deactivated): no data to read now, and soon perhaps.
+    """
+
+
 class UpstreamUnavailable(UpstreamError):
     """Central cannot be used now: unreachable, timing out, 5xx, or refusing
     our credentials. Worth retrying later.

@@ -44,6 +44,7 @@ LOG = logging.getLogger(__name__)
 PREFIX = '/remote-glance/peer/'
 AUTH_HEADER = 'X-Remote-Glance-Peer-Auth'
 STATE_HEADER = 'X-Remote-Glance-Peer-State'
+ANSWER_HEADER = 'X-Remote-Glance-Peer-Answer'
 # Seconds a signed request stays valid; a server refuses an expiry further
 # than MAX_EXPIRY in its future (a replayable request lives that long).
 SIGNATURE_TTL = 60
@@ -58,13 +59,16 @@ DISTRUST_SECONDS = 600
 CONNECT_TIMEOUT = 3
 # Seconds a site-wide cache verify waits for a node's report.
 VERIFY_TIMEOUT = 3600
+# Bytes of a signed answer read at most: a record (as central's), a view.
+MAX_ANSWER_BYTES = 1024 * 1024 + 1024
+MAX_VIEW_BYTES = 64 * 1024 * 1024
 
 _PATH = re.compile(r'^/remote-glance/peer/(?P<backend>[A-Za-z0-9_-]{1,255})/'
                    r'(?P<id>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-'
-                   r'[0-9a-f]{12})(?:/(?P<what>record|central-record))?$')
+                   r'[0-9a-f]{12})(?:/(?P<what>record|central-record))?\Z')
 # The node's cache as a whole: ``glance-remote cache list/stats --site``.
 _VIEW_PATH = re.compile(r'^/remote-glance/peer/(?P<backend>[A-Za-z0-9_-]'
-                        r'{1,255})/cache(?P<verify>/verify)?$')
+                        r'{1,255})/cache(?P<verify>/verify)?\Z')
 _RANGE = re.compile(r'^bytes=(\d+)-(\d*)$')
 
 
@@ -85,6 +89,17 @@ def sign(secret, method, path, expiry):
 def auth_header(secret, method, path, now=None):
     expiry = int(now if now is not None else time.time()) + SIGNATURE_TTL
     return '%d:%s' % (expiry, sign(secret, method, path, expiry))
+
+
+def answer_mac(secret, request_auth, status, body):
+    """The hex HMAC-SHA256 that signs a peer's answer (other than image
+    bytes, which the reader verifies against the record): its status and
+    body, bound to the request's own signature, so that an answer cannot be
+    forged, altered or replayed for another request.
+    """
+    message = ('answer\n%s\n%d\n' % (request_auth, status)).encode() + (
+        hashlib.sha256(body).hexdigest().encode())
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
 def check_auth(secret, method, path, header, now=None):
@@ -147,20 +162,20 @@ class PeerFilter:
                         request.remote_addr)
             return webob.Response(status=403, content_type='text/plain',
                                   body=b'peer read refused\n')
-        cache = getattr(store, 'cache', None)
-        if match.re is _VIEW_PATH:
+        if match.re is _PATH and not match['what']:
+            cache = getattr(store, 'cache', None)
             if cache is None:
                 return _not_found()
-            return _cache_view(cache_verify if match['verify']
-                               else cache_view, cache)
-        image_id = match['id']
-        if match['what'] == 'central-record':
-            return _central_record(store, image_id)
-        if cache is None:
-            return _not_found()
-        if match['what'] == 'record':
-            return _held_record(cache, image_id)
-        return self._serve(request, cache, image_id)
+            return self._serve(request, cache, match['id'])
+        # A record or a view: GET only, and the answer is signed.
+        if request.method != 'GET':
+            return webob.Response(status=405, content_type='text/plain',
+                                  body=b'GET only\n')
+        response = _small_answer(store, match)
+        response.headers[ANSWER_HEADER] = answer_mac(
+            secret, request.headers[AUTH_HEADER], response.status_int,
+            response.body)
+        return response
 
     def _serve(self, request, cache, image_id):
         opened = None
@@ -271,6 +286,41 @@ def cache_view(cache):
             'stats': cache.stats()}
 
 
+def _small_answer(store, match):
+    """The answer to a request for a record or a cache view."""
+    cache = getattr(store, 'cache', None)
+    if match.re is _VIEW_PATH:
+        if cache is None:
+            return _not_found()
+        if match['verify']:
+            return _verify_once(cache)
+        return _cache_view(cache_view, cache)
+    if match['what'] == 'central-record':
+        return _central_record(store, match['id'])
+    if cache is None:
+        return _not_found()
+    return _held_record(cache, match['id'])
+
+
+def _verify_once(cache):
+    """One verify at a time on this node, whoever asks (a replayed request
+    cannot pile them up).
+    """
+    try:
+        lock = cache.lock('site-verify', 'lock')
+    except exceptions.CacheError as e:
+        LOG.warning('peer cache verify: %s', e)
+        return webob.Response(status=503, content_type='text/plain',
+                              body=b'cache cannot be read now\n')
+    try:
+        if not lock.try_lock():
+            return webob.Response(status=409, content_type='text/plain',
+                                  body=b'a verify runs on this node now\n')
+        return _cache_view(cache_verify, cache)
+    finally:
+        lock.close()
+
+
 def cache_verify(cache):
     """This node's ``glance-remote cache verify`` report (without fix:
     removing is done on the node itself).
@@ -316,6 +366,11 @@ def _central_record(store, image_id):
         return _not_found()
     try:
         record = central.record(image_id, relay=False)
+        age = central.record_age(image_id)
+    except exceptions.UpstreamNotActive:
+        return webob.Response(status=404, content_type='text/plain',
+                              headers={STATE_HEADER: 'not-active'},
+                              body=b'central image not active\n')
     except exceptions.UpstreamNotFound:
         return webob.Response(status=404, content_type='text/plain',
                               headers={STATE_HEADER: 'unknown'},
@@ -324,7 +379,7 @@ def _central_record(store, image_id):
         LOG.info('peer record request for image %s: %s', image_id, e)
         return webob.Response(status=503, content_type='text/plain',
                               body=b'central cannot be asked now\n')
-    return _json(record.raw)
+    return _json({'record': record.raw, 'age': age})
 
 
 def _open_partial(cache, image_id):
@@ -421,20 +476,18 @@ class Peer:
     def __repr__(self):
         return '<Peer %s>' % self.url
 
-    def _request(self, method, image_id, headers=None, what=None):
+    def _request(self, method, image_id, headers=None):
+        """An image's bytes or state (not signed: the reader verifies the
+        bytes against the record).
+        """
         path = peer_path(self.backend, image_id)
-        if what:
-            path += '/' + what
-        return self._signed(method, path, headers)
-
-    def _signed(self, method, path, headers=None, read_timeout=None):
         headers = dict(headers or {})
         headers[AUTH_HEADER] = auth_header(self._secret, method, path)
         return _POOL.get(self._ca_file).request(
             method, self.url + path, headers=headers, preload_content=False,
             retries=False, redirect=False,
             timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT,
-                                    read=read_timeout or self.timeout))
+                                    read=self.timeout))
 
     def state(self, image_id):
         """'complete', 'filling' or None (not held, or not reachable)."""
@@ -450,51 +503,89 @@ class Peer:
         finally:
             resp.release_conn()
 
-    def held_record(self, image_id):
-        """Central's record of an image the peer holds or fills, else None
-        (not held, or the peer cannot be reached).
-        """
-        try:
-            resp = self._request('GET', image_id, what='record')
-        except (urllib3.exceptions.HTTPError, OSError) as e:
-            LOG.debug('peer %s not reachable: %s', self.url, e)
-            return None
-        try:
-            if resp.status != 200:
-                return None
-            return self._parse_record(resp, image_id)
-        except exceptions.UpstreamError as e:
-            LOG.warning('peer %s: %s', self.url, e)
-            return None
-        finally:
-            resp.release_conn()
+    def _ask(self, path, read_timeout=None, limit=MAX_ANSWER_BYTES):
+        """GET a record or a view: (status, state header, body), once the
+        answer's signature checks out.
 
-    def central_record(self, image_id):
-        """Central's record of *image_id* asked through the peer.
-
-        :raises UpstreamNotFound: central has no such active image
-        :raises PeerUnreachable: the peer could not be asked
-        :raises UpstreamUnavailable: the peer could not ask central
+        :raises PeerUnreachable: not asked, not read whole, too large, or
+            not signed by the site (a forged or altered answer)
         """
+        headers = {AUTH_HEADER: auth_header(self._secret, 'GET', path)}
         try:
-            resp = self._request('GET', image_id, what='central-record')
+            resp = _POOL.get(self._ca_file).request(
+                'GET', self.url + path, headers=headers,
+                preload_content=False, retries=False, redirect=False,
+                timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT,
+                                        read=read_timeout or self.timeout))
         except (urllib3.exceptions.HTTPError, OSError) as e:
             raise PeerUnreachable(self.url, e) from None
         try:
-            if resp.status == 200:
-                return self._parse_record(resp, image_id)
-            if (resp.status == 404 and
-                    resp.headers.get(STATE_HEADER) == 'unknown'):
-                raise exceptions.UpstreamNotFound(
-                    self.backend, 'central has no active image %s'
-                    % image_id)
-            if resp.status == 503:
-                raise exceptions.UpstreamUnavailable(
-                    self.backend, 'central cannot be asked about image %s '
-                    'now' % image_id, detail='as seen by peer %s' % self.url)
-            raise PeerUnreachable(self.url, 'HTTP %d' % resp.status)
+            body = resp.read(limit + 1)
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            resp.close()
+            raise PeerUnreachable(self.url, e) from None
         finally:
             resp.release_conn()
+        if len(body) > limit:
+            raise PeerUnreachable(self.url, 'answer larger than %d bytes'
+                                  % limit)
+        if resp.status == 403:
+            raise PeerUnreachable(self.url, 'HTTP 403: the peer refused our '
+                                  'signature (is remote_glance_peer_secret '
+                                  'the same on every node?)')
+        expected = answer_mac(self._secret, headers[AUTH_HEADER],
+                              resp.status, body)
+        if not hmac.compare_digest(expected,
+                                   resp.headers.get(ANSWER_HEADER, '')):
+            LOG.error('peer %s: an answer not signed by the site (HTTP %d '
+                      'to %s); ignored', self.url, resp.status, path)
+            raise PeerUnreachable(self.url, 'answer not signed by the site')
+        return resp.status, resp.headers.get(STATE_HEADER), body
+
+    def held_record(self, image_id):
+        """Central's record of an image the peer holds or fills, else None
+        (not held, the peer cannot be asked, or its answer is not right).
+        """
+        try:
+            status, _, body = self._ask(
+                peer_path(self.backend, image_id) + '/record')
+            if status != 200:
+                return None
+            return upstream.ImageRecord.from_body(self.backend, image_id,
+                                                  body)
+        except (PeerUnreachable, exceptions.UpstreamError) as e:
+            LOG.info('peer %s: no record of image %s: %s', self.url,
+                     image_id, e)
+            return None
+
+    def central_record(self, image_id):
+        """Central's record of *image_id* asked through the peer, and its
+        age there in seconds.
+
+        :raises UpstreamNotFound: central has no such image (remembered)
+        :raises UpstreamNotActive: central has it, not active
+        :raises PeerUnreachable: the peer could not be asked, or could not
+            ask central
+        """
+        status, state, body = self._ask(
+            peer_path(self.backend, image_id) + '/central-record')
+        if status == 404 and state == 'unknown':
+            raise exceptions.UpstreamNotFound(
+                self.backend, 'central has no image %s' % image_id)
+        if status == 404 and state == 'not-active':
+            raise exceptions.UpstreamNotActive(
+                self.backend, 'central image %s is not active' % image_id)
+        if status != 200:
+            raise PeerUnreachable(self.url, 'HTTP %d' % status)
+        try:
+            answer = json.loads(body)
+            age = float(answer['age'])
+            record = upstream.ImageRecord.from_body(
+                self.backend, image_id, json.dumps(answer['record']))
+        except (ValueError, KeyError, TypeError,
+                exceptions.UpstreamError) as e:
+            raise PeerUnreachable(self.url, 'a malformed record: %s' % e)
+        return record, max(0.0, age)
 
     def cache_view(self, verify=False):
         """The peer's entries and stats (see cache_view()) or, with
@@ -503,29 +594,20 @@ class Peer:
 
         :raises PeerUnreachable: the peer could not be asked
         """
+        status, _, body = self._ask(
+            cache_view_path(self.backend, verify),
+            read_timeout=VERIFY_TIMEOUT if verify else None,
+            limit=MAX_VIEW_BYTES)
+        if status != 200:
+            raise PeerUnreachable(self.url, 'HTTP %d: %s' % (
+                status, body[:200].decode('utf-8', 'replace').strip()))
         try:
-            resp = self._signed(
-                'GET', cache_view_path(self.backend, verify),
-                read_timeout=VERIFY_TIMEOUT if verify else None)
-        except (urllib3.exceptions.HTTPError, OSError) as e:
-            raise PeerUnreachable(self.url, e) from None
-        try:
-            if resp.status != 200:
-                raise PeerUnreachable(self.url, 'HTTP %d' % resp.status)
-            try:
-                return json.loads(resp.read())
-            except ValueError:
-                raise PeerUnreachable(self.url, 'not JSON') from None
-        finally:
-            resp.release_conn()
-
-    def _parse_record(self, resp, image_id):
-        body = resp.read(upstream.MAX_RECORD_BYTES + 1)
-        if len(body) > upstream.MAX_RECORD_BYTES:
-            raise exceptions.UpstreamProtocolError(
-                self.backend, 'peer sent a record of image %s larger than '
-                '%d bytes' % (image_id, upstream.MAX_RECORD_BYTES))
-        return upstream.ImageRecord.from_body(self.backend, image_id, body)
+            view = json.loads(body)
+        except ValueError:
+            view = None
+        if not isinstance(view, dict):
+            raise PeerUnreachable(self.url, 'not a view')
+        return view
 
     def open_data(self, record, offset=0, length=None):
         """*length* bytes of the image from *offset*, as
@@ -598,9 +680,14 @@ class SiteSource:
     """
 
     def __init__(self, site, central, secret, chunk_size, timeout,
-                 make_peer=None, clock=time.monotonic, ca_file=None):
+                 make_peer=None, clock=time.monotonic, ca_file=None,
+                 find_timeout=None):
         self.site = site
         self.central = central
+        # How long a node waits for the lock holder to show the image: a
+        # few seconds, plus the WAN slot wait the holder may spend first.
+        self.find_timeout = (FIND_TIMEOUT if find_timeout is None
+                             else find_timeout)
         self.backend = central.backend
         self._clock = clock
         self._make_peer = make_peer or (lambda url: Peer(
@@ -624,11 +711,13 @@ class SiteSource:
         # Holding the lock, look for a complete copy only; else another
         # node holds the lock: it fills, or has just filled (give it a few
         # seconds to show).
-        deadline = self._clock() + (0 if locked else FIND_TIMEOUT)
+        deadline = self._clock() + (0 if locked else self.find_timeout)
         while True:
             peer = self._find(image_id, complete_only=locked)
             if peer is not None or self._clock() >= deadline:
                 break
+            if on_skip is not None:
+                on_skip(0)  # alive, for the followers of this fill
             time.sleep(0.1)
         if peer is not None:
             if lock is not None:
@@ -687,28 +776,28 @@ class SiteSource:
         return None
 
     def central_record(self, image_id, fetch):
-        """Central's record of *image_id* asked once for the site: through
-        the node that answers for the image (rendezvous hashing over the
-        members, so every node picks the same one while they agree on the
-        membership), or with *fetch* (callable(image_id) -> ImageRecord) when
-        that is this node, the coordinator is down or that node cannot be
-        asked.
+        """Central's record of *image_id* asked once for the site, and its
+        age in seconds: through the node that answers for the image
+        (rendezvous hashing over the members, so every node picks the same
+        one while they agree on the membership), or with *fetch*
+        (callable(image_id) -> ImageRecord) when that is this node, the
+        coordinator is down, or that node cannot be asked or cannot ask
+        central itself (this node may still reach it).
 
         :raises UpstreamNotFound, UpstreamUnavailable, UpstreamProtocolError
         """
         try:
             urls = list(self.site.members()) + [self.site.peer_url]
         except coordination.Unavailable:
-            return fetch(image_id)
+            return fetch(image_id), 0.0
         owner = max(urls, key=lambda url: hashlib.sha256(
             ('%s %s' % (url, image_id)).encode()).digest())
-        if owner == self.site.peer_url:
-            return fetch(image_id)
-        try:
-            return self._make_peer(owner).central_record(image_id)
-        except PeerUnreachable as e:
-            LOG.info('cache: image %s: %s; asking central', image_id, e)
-            return fetch(image_id)
+        if owner != self.site.peer_url:
+            try:
+                return self._make_peer(owner).central_record(image_id)
+            except PeerUnreachable as e:
+                LOG.info('cache: image %s: %s; asking central', image_id, e)
+        return fetch(image_id), 0.0
 
     def _find(self, image_id, complete_only):
         """A Peer that holds the image complete, else (unless

@@ -48,6 +48,7 @@ from glance_store_remote import cache as cache_module
 from glance_store_remote import exceptions
 from glance_store_remote import streams
 from glance_store_remote import upstream
+from glance_store_remote import wan
 
 LOG = logging.getLogger(__name__)
 
@@ -273,8 +274,13 @@ class ReadThrough:
             return served
         data = self._from_central(record, offset, length, mid_stream=False,
                                   skip_to_offset=False)
-        status = self._start_background_fill(expected, record)
-        if data is not None:
+        if data is None:
+            status = self._start_background_fill(expected, record)
+        else:
+            # This read may hold a slot of the WAN limits: the fill takes a
+            # second one only if free, never waits for it (wan.py).
+            with wan.without_waiting():
+                self._start_background_fill(expected, record)
             return data
         # Central serves no ranges: rather than reading the image from byte
         # 0 twice, follow the fill.
@@ -592,8 +598,8 @@ class ReadThrough:
             steps.append(lambda: self.cache.discard_partial(image_id))
         steps += [lambda: os.close(fd),
                   lambda: self.cache.count(
-                      bytes_from_central=fill.written - fill.start - (
-                          from_peers),
+                      bytes_from_central=max(
+                          0, fill.written - fill.start - from_peers),
                       bytes_from_peers=from_peers,
                       bytes_resent=fill.resent,
                       verification_failures=int(

@@ -271,7 +271,11 @@ class Store(driver.Store):
                                   group.remote_glance_peer_secret,
                                   group.remote_glance_chunk_size,
                                   timeout=group.timeout or 60,
-                                  ca_file=group.remote_glance_peer_ca_file)
+                                  ca_file=group.remote_glance_peer_ca_file,
+                                  find_timeout=peers.FIND_TIMEOUT + (
+                                      group.remote_glance_fill_slot_wait
+                                      if group.remote_glance_max_fills
+                                      else 0))
         # The site asks central about an image once (not once per worker of
         # every node).
         self._central.record_relay = source.central_record

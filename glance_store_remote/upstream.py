@@ -115,7 +115,7 @@ class ImageRecord:
                             status=raw.get('status')))
         status = raw.get('status')
         if status != 'active':
-            raise exceptions.UpstreamNotFound(
+            raise exceptions.UpstreamNotActive(
                 backend, 'central image %s is %s, not active'
                 % (image_id, status))
         size = raw.get('size')
@@ -125,6 +125,35 @@ class ImageRecord:
                 backend, 'central record of image %s has no valid size '
                 '(%r)' % (image_id, size))
         return cls(raw)
+
+
+class _Asking:
+    """One thread's question to central about an image; the threads that
+    ask the same meanwhile wait for its answer.
+    """
+
+    __slots__ = ('done', 'answer')
+
+    def __init__(self):
+        self.done = threading.Event()
+        self.answer = None
+
+
+def _fresh(error):
+    """A copy of *error* without its traceback (which would keep the
+    request's frames alive), to keep or hand to another thread.
+    """
+    clone = type(error).__new__(type(error))
+    clone.args = error.args
+    clone.__dict__.update(error.__dict__)
+    return clone
+
+
+def _given(answer):
+    """*answer* returned, or raised as a fresh exception."""
+    if isinstance(answer, exceptions.UpstreamError):
+        raise _fresh(answer)
+    return answer
 
 
 class Central:
@@ -195,60 +224,73 @@ class Central:
 
     def record(self, image_id, request_id=None, relay=True):
         """Central's record of *image_id*, reused for ``record_ttl`` seconds
-        (an unknown ID too). Concurrent misses of one process wait for one
-        answer; in a coordinated site (``record_relay``, set by the store)
-        a miss asks the one node of the site that answers for the image,
-        unless *relay* is False (that node's own requests).
+        (an unknown ID too). Concurrent misses of one process share one
+        answer, a failure included; in a coordinated site
+        (``record_relay``, set by the store) a miss asks the one node of
+        the site that answers for the image, unless *relay* is False (that
+        node's own requests).
 
         Cost: one GET to central (or to a peer) on a miss; a dict lookup
         otherwise.
 
         :raises UpstreamNotFound, UpstreamUnavailable, UpstreamProtocolError
         """
-        while True:
-            with self._memo_lock:
-                found = self._memo.get(image_id)
-                if found is not None and (
-                        self._clock() - found[0] < self._record_ttl):
-                    self._memo.move_to_end(image_id)
-                    if isinstance(found[1], exceptions.UpstreamNotFound):
-                        raise found[1].with_traceback(None)
-                    return found[1]
-                waiting = self._asking.get(image_id)
-                if waiting is None:
-                    waiting = self._asking[image_id] = threading.Event()
-                    break
-            # Another thread asks now: take its answer (or ask ourselves
-            # if it failed).
-            answered = waiting.wait(self._record_wait)
-            with self._memo_lock:
-                if not answered or image_id not in self._memo:
-                    waiting = None
-                    break
+        with self._memo_lock:
+            found = self._memo.get(image_id)
+            if found is not None and (
+                    self._clock() - found[0] < self._record_ttl):
+                self._memo.move_to_end(image_id)
+                return _given(found[1])
+            asking = self._asking.get(image_id)
+            leader = asking is None
+            if leader:
+                asking = self._asking[image_id] = _Asking()
+        if not leader:
+            if asking.done.wait(self._record_wait):
+                return _given(asking.answer)
+            # The asker hangs: ask too, on our own.
+            asking = _Asking()
         try:
-            now = self._clock()
+            fetched_at = self._clock()
             try:
                 if relay and self.record_relay is not None:
-                    answer = self.record_relay(image_id, self.fetch_record)
+                    answer, age = self.record_relay(image_id,
+                                                    self.fetch_record)
+                    fetched_at -= age
                 else:
                     answer = self.fetch_record(image_id,
                                                request_id=request_id)
-            except exceptions.UpstreamNotFound as e:
-                answer = e
-            with self._memo_lock:
-                self._memo[image_id] = (now, answer)
-                self._memo.move_to_end(image_id)
-                while len(self._memo) > RECORD_MEMO_SIZE:
-                    self._memo.popitem(last=False)
-        finally:
-            if waiting is not None:
+            except exceptions.UpstreamError as e:
+                answer = _fresh(e)
+            # Only a record, or an ID central does not know, is remembered
+            # (not an image that is not active yet, nor a failure).
+            if not isinstance(answer, exceptions.UpstreamError) or (
+                    type(answer) is exceptions.UpstreamNotFound):
                 with self._memo_lock:
-                    if self._asking.get(image_id) is waiting:
-                        del self._asking[image_id]
-                waiting.set()
-        if isinstance(answer, exceptions.UpstreamNotFound):
-            raise answer
-        return answer
+                    self._memo[image_id] = (fetched_at, answer)
+                    self._memo.move_to_end(image_id)
+                    while len(self._memo) > RECORD_MEMO_SIZE:
+                        self._memo.popitem(last=False)
+        except BaseException as e:
+            answer = exceptions.UpstreamUnavailable(
+                self.backend, 'reading about image %s failed' % image_id,
+                detail='%s: %s' % (type(e).__name__, redact(str(e))))
+            raise
+        finally:
+            asking.answer = answer
+            with self._memo_lock:
+                if self._asking.get(image_id) is asking:
+                    del self._asking[image_id]
+            asking.done.set()
+        return _given(answer)
+
+    def record_age(self, image_id):
+        """Seconds since the remembered answer about *image_id* was
+        fetched (0 when none is remembered).
+        """
+        with self._memo_lock:
+            found = self._memo.get(image_id)
+        return max(0.0, self._clock() - found[0]) if found else 0.0
 
     def forget(self, image_id):
         """Drop the remembered record of *image_id*, if any."""

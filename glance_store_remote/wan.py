@@ -24,9 +24,13 @@ Reads from the site's peers are not limited: they cross the site's own
 network, not the WAN.
 """
 
+import collections
+import contextlib
 import fcntl
 import logging
 import os
+import random
+import threading
 import time
 
 from glance_store_remote import coordination
@@ -35,12 +39,36 @@ from glance_store_remote import streams
 
 LOG = logging.getLogger(__name__)
 
-# Seconds between two looks for a free slot.
+# Seconds between two looks for a free slot: the node's (a flock) and the
+# site's (each look makes the coordinator grant a lease).
 POLL_INTERVAL = 0.2
+SITE_POLL_INTERVAL = 0.5
+# A slot's share of the bandwidth must bring a chunk within this many
+# seconds: a fill that shows no progress for longer looks stalled to the
+# readers that follow it (peers give up after 30 s).
+MAX_CHUNK_SECONDS = 10
 # A pacing that fell this many seconds behind (a slow central) starts
 # again from now rather than catch up in a burst.
 MAX_LAG = 1.0
 SLOT_MODE = 0o640
+
+
+_LOCAL = threading.local()
+
+
+@contextlib.contextmanager
+def without_waiting():
+    """Reads from central opened in this block (in this thread) take a slot
+    only if one is free: for a read that holds a slot already and starts
+    another (a range read warming the cache), which must never wait for a
+    second slot while holding the first.
+    """
+    before = getattr(_LOCAL, 'not_waiting', False)
+    _LOCAL.not_waiting = True
+    try:
+        yield
+    finally:
+        _LOCAL.not_waiting = before
 
 
 class Slots:
@@ -51,6 +79,11 @@ class Slots:
     :param lock_dir: the folder of this node's slot files
     :param site: a coordination.Site, whose locks are the slots while its
         coordinator works; None: this node's slots only
+
+    Inside without_waiting() a read takes a slot only if one is free. The
+    site's slots are polled by one thread per process at a time (each try
+    costs the coordinator a lease), trying one slot at random each time;
+    the others of the process queue behind it, first come, first served.
     """
 
     def __init__(self, backend, count, lock_dir, site=None,
@@ -60,45 +93,90 @@ class Slots:
         self.lock_dir = lock_dir
         self.site = site
         self._clock = clock
+        self._queue = collections.deque()       # waiting threads, in order
+        self._cond = threading.Condition()
+        self._warned = False
 
-    def acquire(self, timeout):
-        """Wait up to *timeout* seconds for a free slot.
+    def acquire(self, timeout, on_wait=None):
+        """Wait up to *timeout* seconds for a free slot, calling *on_wait()*
+        after each look (a fill shows it is alive).
 
         :returns: a callable that frees the slot, or None (none was free)
         """
+        if getattr(_LOCAL, 'not_waiting', False):
+            timeout = 0
+        with self._cond:
+            ticket = object()
+            self._queue.append(ticket)
         deadline = self._clock() + timeout
-        while True:
-            release = self._try()
-            if release is not None:
-                return release
-            if self._clock() >= deadline:
-                return None
-            time.sleep(POLL_INTERVAL)
+        try:
+            while True:
+                with self._cond:
+                    # Only the first in line looks (the site's slots cost
+                    # a lease per try); the others wait their turn.
+                    first = self._queue[0] is ticket
+                    left = deadline - self._clock()
+                    if not first and left > 0:
+                        self._cond.wait(min(POLL_INTERVAL, left))
+                        first = self._queue[0] is ticket
+                release = self._try() if first else None
+                if release is not None:
+                    return release
+                if self._clock() >= deadline:
+                    return None
+                if on_wait is not None:
+                    on_wait()
+                if first:
+                    time.sleep(SITE_POLL_INTERVAL if self._site_up()
+                               else POLL_INTERVAL)
+        finally:
+            with self._cond:
+                self._queue.remove(ticket)
+                self._cond.notify_all()
+
+    def _site_up(self):
+        return self.site is not None and self.site.available
 
     def _try(self):
         """A free slot's release, or None. The site's slots while its
-        coordinator works (all taken: None, the node's own must not be
-        used), else the node's.
+        coordinator works (one at random; all taken or not: None, the
+        node's own must not be used), else the node's.
         """
         if self.site is not None:
             try:
-                for index in range(self.count):
-                    lock = self.site.try_lock('wan-slot-%d' % index)
-                    if lock is not None:
-                        return lock.release
-                return None
+                lock = self.site.try_lock(
+                    'wan-slot-%d' % random.randrange(self.count))
+                return lock.release if lock is not None else None
             except coordination.Unavailable:
                 pass
         for index in range(self.count):
             path = os.path.join(self.lock_dir, 'wan-slot-%d' % index)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, SLOT_MODE)
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, SLOT_MODE)
+            except OSError as e:
+                return self._unusable(e)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
                 continue
+            except OSError as e:
+                os.close(fd)
+                return self._unusable(e)
             return lambda fd=fd: os.close(fd)
         return None
+
+    def _unusable(self, error):
+        """The node's slot files cannot be used: the read goes on without
+        a slot (the cap never fails a read central can serve); said once.
+        """
+        if not self._warned:
+            self._warned = True
+            LOG.error('remote-glance backend %s: the slot files in %s '
+                      'cannot be used (%s): reads from central are not '
+                      'capped until that is fixed', self.backend,
+                      self.lock_dir, error)
+        return lambda: None
 
 
 class Gate:
@@ -129,7 +207,9 @@ class Gate:
         """
         release = None
         if self._slots is not None:
-            release = self._slots.acquire(self._wait)
+            on_skip = kwargs.get('on_skip')
+            release = self._slots.acquire(
+                self._wait, on_wait=on_skip and (lambda: on_skip(0)))
             if release is None:
                 raise exceptions.UpstreamUnavailable(
                     self._central.backend, 'image %s: this edge already '
@@ -172,13 +252,25 @@ def gate_from_conf(central, group, lock_dir, site=None):
 
     :param lock_dir: the node's slot folder (the cache's locks folder), or
         None without a cache
-    :raises ValueError: remote_glance_max_fills on a node with neither a
-        cache directory nor a coordinated site
+    :raises ValueError: remote_glance_max_fills without a cache directory
+        (where the node keeps its slots, also the fall-back of a site);
+        a bandwidth share too small for remote_glance_chunk_size
     """
     count = group.remote_glance_max_fills
     bandwidth = group.remote_glance_max_bandwidth
     if not count and not bandwidth:
         return central
+    rate = bandwidth / (count or 1)
+    if bandwidth and group.remote_glance_chunk_size / rate > (
+            MAX_CHUNK_SECONDS):
+        raise ValueError(
+            'remote_glance_max_bandwidth %d over %d slot(s) gives each read '
+            '%d bytes/s: a chunk of remote_glance_chunk_size (%d bytes) '
+            'would take more than %d s, and the readers that follow a fill '
+            'would take it for stalled; lower remote_glance_chunk_size or '
+            'remote_glance_max_fills' % (
+                bandwidth, count or 1, rate, group.remote_glance_chunk_size,
+                MAX_CHUNK_SECONDS))
     slots = None
     if count:
         if lock_dir is None:

@@ -227,12 +227,17 @@ def _site_views(conf, backend, verify=False):
     if not group.remote_glance_coordination_url:
         raise UsageError('--site: [%s] remote_glance_coordination_url is '
                          'not set: this node belongs to no site' % backend)
+    if not group.remote_glance_peer_secret:
+        raise UsageError('--site: [%s] remote_glance_peer_secret is not '
+                         'set: the nodes answer only signed requests'
+                         % backend)
     site = _cli_site(group, backend)
     try:
         members = site.members()
     except coordination.Unavailable as e:
-        raise UsageError('--site: the site coordinator cannot be used: %s'
-                         % upstream.redact(str(e)))
+        print('glance-remote: --site: the site coordinator cannot be used: '
+              '%s' % upstream.redact(str(e)), file=sys.stderr)
+        raise Failed()
     finally:
         site.stop()
 
@@ -250,7 +255,9 @@ def _site_views(conf, backend, verify=False):
     with concurrent.futures.ThreadPoolExecutor(max(1, len(urls))) as pool:
         views = dict(zip(urls, pool.map(ask, urls)))
     if not views:
-        raise UsageError('--site: no node of the site is running')
+        print('glance-remote: --site: no node of the site is running',
+              file=sys.stderr)
+        raise Failed()
     return views
 
 

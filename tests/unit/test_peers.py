@@ -124,6 +124,9 @@ class RecordCentral:
             raise self.answer
         return self.answer
 
+    def record_age(self, image_id):
+        return 7.5
+
 
 class TestSignature(testtools.TestCase):
 
@@ -273,7 +276,7 @@ class TestRecordEndpoints(PeerTestCase):
     def test_central_record_asks_this_node_central_without_relaying(self):
         central = self.use_central(self.record)
         response = self.request(path=self.path('central-record'))
-        self.assertEqual((200, self.record.raw),
+        self.assertEqual((200, {'record': self.record.raw, 'age': 7.5}),
                          (response.status_int, response.json))
         self.assertEqual([(IMAGE, False)], central.asked)
 
@@ -287,6 +290,51 @@ class TestRecordEndpoints(PeerTestCase):
         response = self.request(path=self.path('central-record'))
         self.assertEqual(503, response.status_int)
         self.assertNotIn(b'central.internal', response.body)
+
+    def test_answers_are_signed_and_a_forged_one_is_refused(self):
+        self.use_central(self.record)
+        self.fill_complete()
+        path = self.path('record')
+        auth = peers.auth_header(SECRET, 'GET', path)
+        response = webob.Request.blank(
+            path, headers={peers.AUTH_HEADER: auth}).get_response(
+                self.filter)
+        self.assertEqual(peers.answer_mac(SECRET, auth, 200, response.body),
+                         response.headers[peers.ANSWER_HEADER])
+        # A man in the middle changes the size and hash in the answer.
+        honest = self.filter
+
+        def app(environ, start_response):
+            answer = webob.Request(environ).get_response(honest)
+            if answer.status_int == 200:
+                answer.body = answer.body.replace(
+                    self.record.os_hash_value.encode(), b'0' * 128)
+            return answer(environ, start_response)
+        self.filter = app
+        peer = peers.Peer('central', self.serve(), SECRET, 64 * KiB, 10)
+        self.assertIsNone(peer.held_record(IMAGE))
+        e = self.assertRaises(peers.PeerUnreachable, peer.central_record,
+                              IMAGE)
+        self.assertIn('not signed by the site', str(e))
+        self.assertIn('not signed by the site', self.log.output)
+
+    def test_records_and_views_are_get_only(self):
+        self.fill_complete()
+        for path in (self.path('record'), self.path('central-record'),
+                     peers.cache_view_path('central'),
+                     peers.cache_view_path('central', verify=True)):
+            self.assertEqual(405, self.request('HEAD', path=path)
+                             .status_int)
+
+    def test_one_verify_at_a_time_on_a_node(self):
+        self.fill_complete()
+        busy = self.cache.lock('site-verify', 'lock')
+        self.addCleanup(busy.close)
+        self.assertTrue(busy.try_lock())
+        path = peers.cache_view_path('central', verify=True)
+        self.assertEqual(409, self.request(path=path).status_int)
+        busy.unlock()
+        self.assertEqual(200, self.request(path=path).status_int)
 
     def test_record_paths_need_the_signature_too(self):
         self.use_central(self.record)
@@ -302,15 +350,19 @@ class TestRecordEndpoints(PeerTestCase):
         central = self.use_central(self.record)
         peer = peers.Peer('central', self.serve(), SECRET, 64 * KiB, 10)
         self.assertIsNone(peer.held_record(IMAGE))
-        self.assertEqual(self.record.raw, peer.central_record(IMAGE).raw)
+        record, age = peer.central_record(IMAGE)
+        self.assertEqual((self.record.raw, 7.5), (record.raw, age))
         self.fill_complete()
         self.assertEqual(self.record.raw, peer.held_record(IMAGE).raw)
         central.answer = exceptions.UpstreamNotFound('central', 'gone')
         self.assertRaises(exceptions.UpstreamNotFound, peer.central_record,
                           IMAGE)
-        central.answer = exceptions.UpstreamUnavailable('central', 'down')
-        self.assertRaises(exceptions.UpstreamUnavailable,
+        central.answer = exceptions.UpstreamNotActive('central', 'queued')
+        self.assertRaises(exceptions.UpstreamNotActive,
                           peer.central_record, IMAGE)
+        # The peer cannot ask central: this node asks itself.
+        central.answer = exceptions.UpstreamUnavailable('central', 'down')
+        self.assertRaises(peers.PeerUnreachable, peer.central_record, IMAGE)
         gone = peers.Peer('central', 'http://127.0.0.1:9', SECRET, KiB, 10)
         self.assertRaises(peers.PeerUnreachable, gone.central_record, IMAGE)
         self.assertIsNone(gone.held_record(IMAGE))
@@ -449,7 +501,7 @@ class FakePeer:
         self.asked.append(image_id)
         if self.record is None:
             raise peers.PeerUnreachable(self.url, 'down')
-        return self.record
+        return self.record, 2.0
 
     def state(self, image_id):
         return self._state
@@ -593,7 +645,7 @@ class TestSiteSource(testtools.TestCase):
             return self.record
         for site in sites:
             self.assertIs(self.record, self.source(site).central_record(
-                IMAGE, fetch))
+                IMAGE, fetch)[0])
         asked = [url for url in urls if self.peers[url].asked]
         # The owner fetched itself; the other two asked the owner.
         self.assertEqual(1, len(fetched))
@@ -610,9 +662,9 @@ class TestSiteSource(testtools.TestCase):
         for n in range(8):
             # Over several IDs the owner is sometimes another node.
             image_id = '%08d-0000-4000-8000-000000000000' % n
-            record = source.central_record(
+            record, age = source.central_record(
                 image_id, lambda i: fetched.append(i) or self.record)
-            self.assertIs(self.record, record)
+            self.assertEqual((self.record, 0.0), (record, age))
         self.assertEqual(8, len(fetched))
         self.assertIn('cannot be asked', self.log.output)
 

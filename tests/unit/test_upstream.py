@@ -141,15 +141,44 @@ class TestRecordSingleFlight(CentralTestCase):
                           IMAGE)
         self.assertEqual(2, self.central.call_count)
 
-    def test_a_failure_is_not_remembered(self):
+    def test_a_failure_is_shared_by_those_asking_then_not_remembered(self):
         self.slow_record(status=503)
-        # Two threads: three failures in a row would open the breaker.
-        results = self.ask_together(2)
-        self.assertEqual([exceptions.UpstreamUnavailable] * 2, results)
-        # Each waiter asked again after the failure it waited for.
-        self.assertLessEqual(2, self.central.call_count)
+        results = self.ask_together(4)
+        self.assertEqual([exceptions.UpstreamUnavailable] * 4, results)
+        self.assertEqual(1, self.central.call_count)
         self.slow_record()
         self.assertEqual(IMAGE, self.client.record(IMAGE).id)
+        self.assertEqual(2, self.central.call_count)
+
+    def test_with_no_ttl_those_asking_together_still_share_one_answer(self):
+        self.client._record_ttl = 0
+        self.slow_record()
+        self.assertEqual([IMAGE] * 5, self.ask_together())
+        self.assertEqual(1, self.central.call_count)
+        # And nothing is reused afterwards.
+        self.client.record(IMAGE)
+        self.assertEqual(2, self.central.call_count)
+
+    def test_an_image_not_active_is_not_remembered(self):
+        body = base.record(image_id=IMAGE, size=10, status='queued')
+        self.serve_record(body)
+        for _ in range(2):
+            self.assertRaises(exceptions.UpstreamNotActive,
+                              self.client.record, IMAGE)
+        self.assertEqual(2, self.central.call_count)
+
+    def test_each_raise_is_a_fresh_exception_without_old_frames(self):
+        self.serve_record(http_status=404, image_id=IMAGE, size=10)
+        raised = []
+        for _ in range(2):
+            try:
+                self.client.record(IMAGE)
+            except exceptions.UpstreamNotFound as e:
+                raised.append(e)
+        self.assertIsNot(raised[0], raised[1])
+        self.assertEqual(str(raised[0]), str(raised[1]))
+        stored = self.client._memo[IMAGE][1]
+        self.assertIsNone(stored.__traceback__)
 
     def test_the_relay_answers_unless_told_not_to(self):
         self.serve_record(image_id=IMAGE, size=10)
@@ -157,7 +186,7 @@ class TestRecordSingleFlight(CentralTestCase):
 
         def relay(image_id, fetch):
             asked.append(image_id)
-            return fetch(image_id)
+            return fetch(image_id), 0.0
         self.client.record_relay = relay
         self.assertEqual(IMAGE, self.client.record(IMAGE).id)
         self.assertEqual([IMAGE], asked)

@@ -6,6 +6,7 @@ central, and the pacing (with a fake clock: no test asserts wall time).
 
 import os
 import threading
+import time
 from unittest import mock
 
 import fixtures
@@ -49,15 +50,71 @@ class TestNodeSlots(SlotsTestCase):
         self.assertEqual(['wan-slot-0', 'wan-slot-1'],
                          sorted(os.listdir(self.lock_dir)))
 
+    def in_thread(self, call):
+        result = []
+        thread = threading.Thread(target=lambda: result.append(call()))
+        thread.start()
+        thread.join(30)
+        return result[0]
+
     def test_a_waiting_read_takes_the_slot_freed_meanwhile(self):
         slots = wan.Slots('central', 1, self.lock_dir)
-        held = slots.acquire(0)
+        held = self.in_thread(lambda: slots.acquire(0))
         timer = threading.Timer(0.1, held)
         timer.start()
         self.addCleanup(timer.cancel)
-        release = slots.acquire(30)
+        waits = []
+        release = slots.acquire(30, on_wait=lambda: waits.append(1))
         self.assertIsNotNone(release)
+        self.assertTrue(waits)
         release()
+
+    def test_without_waiting_a_slot_is_taken_only_if_free(self):
+        # A range read holding a slot starts a background fill: with one
+        # slot the fill is not started, at once (no hold-and-wait).
+        slots = wan.Slots('central', 1, self.lock_dir)
+        held = slots.acquire(0)
+        with wan.without_waiting():
+            self.assertIsNone(slots.acquire(30))
+        held()
+        # With two, it takes the second.
+        slots = wan.Slots('central', 2, self.lock_dir)
+        first = slots.acquire(0)
+        with wan.without_waiting():
+            second = slots.acquire(30)
+        self.assertIsNotNone(second)
+        first()
+        second()
+
+    def test_waiting_reads_are_served_in_order(self):
+        slots = wan.Slots('central', 1, self.lock_dir)
+        held = self.in_thread(lambda: slots.acquire(0))
+        order = []
+
+        def wait(name):
+            release = slots.acquire(30)
+            order.append(name)
+            release()
+        threads = []
+        for name in ('a', 'b', 'c'):
+            threads.append(threading.Thread(target=wait, args=(name,)))
+            threads[-1].start()
+            # Each is in line before the next comes.
+            while len(slots._queue) < len(threads):
+                time.sleep(0.001)
+        held()
+        for thread in threads:
+            thread.join(30)
+        self.assertEqual(['a', 'b', 'c'], order)
+
+    def test_unusable_slot_files_do_not_fail_reads(self):
+        # A 'folder' that is a file (root ignores permissions).
+        not_a_folder = os.path.join(self.lock_dir, 'file')
+        open(not_a_folder, 'w').close()
+        slots = wan.Slots('central', 1, not_a_folder)
+        self.assertIsNotNone(slots.acquire(0))
+        self.assertIsNotNone(slots.acquire(0))
+        self.assertIn('cannot be used', self.log.output)
 
     def test_a_slot_of_a_process_that_died_is_free(self):
         slots = wan.Slots('central', 1, self.lock_dir)
@@ -191,7 +248,7 @@ class TestFromConf(testtools.TestCase):
 
     def group(self, **values):
         conf = cfg.ConfigOpts()
-        conf.register_opts(opts.wan_opts, group='central')
+        conf.register_opts(opts.store_opts, group='central')
         conf([])
         for name, value in values.items():
             conf.set_override(name, value, group='central')
@@ -210,5 +267,13 @@ class TestFromConf(testtools.TestCase):
     def test_bandwidth_alone_needs_no_slots(self):
         gate = wan.gate_from_conf(
             rt.FakeCentral(b''),
-            self.group(remote_glance_max_bandwidth=1000), None)
+            self.group(remote_glance_max_bandwidth=1000000), None)
         self.assertIsInstance(gate, wan.Gate)
+
+    def test_a_share_too_small_for_a_chunk_is_refused(self):
+        # 4 MiB chunks at 100 KB/s a slot: 42 s a chunk.
+        e = self.assertRaises(
+            ValueError, wan.gate_from_conf, rt.FakeCentral(b''),
+            self.group(remote_glance_max_bandwidth=400000,
+                       remote_glance_max_fills=4), '/tmp')
+        self.assertIn('lower remote_glance_chunk_size', str(e))
