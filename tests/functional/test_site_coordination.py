@@ -105,7 +105,9 @@ class LyingProxy:
 class TestSiteCoordination(edge_site.SiteTestCase):
 
     PROXY_PORT = lab_module.free_port()
+    # A timeout longer than a test's freeze of central (the lab's is 5 s).
     LAB = {'coordination': True, 'on_demand': True,
+           'edge_options': {'central': {'timeout': 30}},
            'peer_urls': {'edge-1': 'http://%s:%d' % (lab_module.HOST,
                                                      PROXY_PORT)}}
 
@@ -290,21 +292,27 @@ class TestSiteCoordination(edge_site.SiteTestCase):
 
     def test_a_node_killed_mid_fill_the_others_take_over(self):
         size = 32 * 1024 * 1024 + 9
-        central, edge, data = self.linked(size=size)
+        # Imported on demand, not linked: a link makes Glance hash the
+        # image in the background, a read of its own racing this test's.
+        central, data = self.central_image(size=size)
+        # edge-3 fills (edge-1 advertises the test's proxy, which another
+        # test may have made a node distrust).
         edge1, edge2, edge3 = self.lab.nodes
-        # edge-1 fills from central; central freezes part way, so the fill
-        # is held mid-image while the others read it from edge-1.
-        first = self.together_later(lambda: self.node_fetch(edge1, edge.id))
-        self.wait_partial(0, central.id, 1)
+        self.node_glance(edge3).images.get(central.id)
+        # edge-3 fills from central; central freezes part way (for less
+        # than the nodes' timeout), so the fill is held mid-image while the
+        # others read it from edge-3.
+        first = self.together_later(lambda: self.node_fetch(edge3,
+                                                            central.id))
+        self.wait_partial(2, central.id, 1)
         self.lab.central.freeze()
         self.addCleanup(self.lab.central.thaw)
-        held = self.wait_partial(0, central.id, 1)
-        others = [self.together_later(lambda n=n: self.node_fetch(n, edge.id))
-                  for n in (edge2, edge3)]
-        # Both followers read edge-1's partial file.
-        for index in (1, 2):
+        held = self.wait_partial(2, central.id, 1)
+        others = [self.together_later(lambda n=n: self.node_fetch(
+            n, central.id)) for n in (edge1, edge2)]
+        for index in (0, 1):
             self.wait_partial(index, central.id, held)
-        self.kill_node(edge1)
+        self.kill_node(edge3)
         self.lab.central.thaw()
         status, received, error = first.result(timeout=120)
         self.assertLess(len(received), size)
@@ -313,7 +321,7 @@ class TestSiteCoordination(edge_site.SiteTestCase):
             status, received, error = future.result(timeout=120)
             self.assertEqual((200, None), (status, error))
             self.assertEqual(digest, hashlib.sha512(received).hexdigest())
-        for index in (1, 2):
+        for index in (0, 1):
             self.wait_fills_done(cache_dir=self.lab.cache_dir(index))
             with open('%s/entries/%s.data' % (self.lab.cache_dir(index),
                                               central.id), 'rb') as f:
