@@ -15,7 +15,9 @@ Rows, side by side in one run, with one image of ``--size-mib`` (at most
 * the time the site takes to pull once again after etcd returns from an
   outage;
 * one miss through the site against a direct download from central, both
-  through the same shaped WAN (100 MiB/s and 1 Gbit/s).
+  through the same shaped WAN (100 MiB/s and 1 Gbit/s); for context, the
+  same miss at one node (no haproxy) and through the per-node site (no
+  coordinator).
 
 Shaping: the section runs in a network namespace of its own
 (``ip netns add``, its ``lo`` up): a child process started with ``ip netns
@@ -519,23 +521,35 @@ class SiteBench:
     # -- 4. one miss through the WAN against a direct download -------------
 
     def wan_miss(self):
-        record, edge_id = self.linked(self.size, 'wan')
-        direct_url = self.url(self.lab.central, record.id)
+        """A direct download from central, then a miss through the
+        coordinated site's haproxy, at its node-3 directly, and through
+        the per-node site's haproxy, alternating, at each WAN speed.
+        """
+        per_node, site = self.labs
+        images = {}
+        for lab in self.labs:
+            self.use(lab)
+            images[lab] = self.linked(self.size, 'wan')
+        record, edge_id = images[site]
+        variants = {
+            'direct': (site, self.url(site.central, record.id)),
+            'site': (site, self.url(site.edge, edge_id)),
+            'node': (site, self.url(site.nodes[2], edge_id)),
+            'per_node': (per_node, self.url(per_node.edge,
+                                            images[per_node][1]))}
+        hdrs = {'direct': {'User-Agent': CLIENT_AGENT}}
         self.results['wan'] = {}
         for rate in (WAN, GBIT):
-            self.shaper.set({self.lab.central.port: rate})
-            times = {'direct': [], 'site': [], 'node': []}
-            firsts = {'direct': [], 'site': [], 'node': []}
-            hdrs = {'direct': {'User-Agent': CLIENT_AGENT}}
-            urls = {'direct': direct_url,
-                    'site': self.url(self.lab.edge, edge_id),
-                    'node': self.url(self.lab.nodes[2], edge_id)}
+            self.shaper.set({lab.central.port: rate for lab in self.labs})
+            times = {v: [] for v in variants}
+            firsts = {v: [] for v in variants}
             for _ in range(self.trials):
-                for variant in ('direct', 'site', 'node'):
+                for variant, (lab, url) in variants.items():
+                    self.use(lab)
+                    image = images[lab][0]
                     if variant != 'direct':
-                        self.evict(record.id)
-                    seconds, problem = boot(urls[variant], record,
-                                            hdrs.get(variant),
+                        self.evict(image.id)
+                    seconds, problem = boot(url, image, hdrs.get(variant),
                                             firsts[variant])
                     if problem:
                         raise RuntimeError('%s at %d B/s: %s' % (
@@ -543,28 +557,29 @@ class SiteBench:
                     times[variant].append(seconds)
             speed = {v: self.size / MiB / statistics.median(t)
                      for v, t in times.items()}
-            link = self.shaper.describe(rate)
-            self.row('WAN %s: direct from central, verified' % link,
-                     speed['direct'], 'MiB/s')
             extra = {v: statistics.median(t) - statistics.median(
                 times['direct']) for v, t in times.items()}
             first = {v: statistics.median(t) - statistics.median(
                 firsts['direct']) for v, t in firsts.items()}
-            self.row('WAN %s: one miss via the site front (vs direct)'
-                     % link, speed['site'], 'MiB/s',
-                     speed['site'] / speed['direct'],
-                     'goal >= 0.97; %+.2f s, first 4 MiB %+.2f s' % (
-                         extra['site'], first['site']))
-            self.row('WAN %s: one miss at a node (vs direct)' % link,
-                     speed['node'], 'MiB/s',
-                     speed['node'] / speed['direct'],
-                     'no haproxy; %+.2f s, first 4 MiB %+.2f s' % (
-                         extra['node'], first['node']))
+            link = self.shaper.describe(rate)
+            self.row('WAN %s: direct from central, verified' % link,
+                     speed['direct'], 'MiB/s')
+            for variant, name, note in (
+                    ('site', 'one miss via the site front', 'goal >= 0.97'),
+                    ('node', 'one miss at a node', 'no haproxy'),
+                    ('per_node', 'one miss, per-node site',
+                     'no coordinator')):
+                self.row('WAN %s: %s (vs direct)' % (link, name),
+                         speed[variant], 'MiB/s',
+                         speed[variant] / speed['direct'],
+                         '%s; %+.2f s, first 4 MiB %+.2f s' % (
+                             note, extra[variant], first[variant]))
             self.results['wan'][str(rate)] = {
                 'link_bytes_s': rate, 'median_mib_s': speed,
                 'trials_s': times, 'first_4mib_s': firsts,
-                'site_vs_direct': speed['site'] / speed['direct'],
-                'node_vs_direct': speed['node'] / speed['direct']}
+                'vs_direct': {v: speed[v] / speed['direct']
+                              for v in variants}}
+        self.use(site)
 
     # -- the section -------------------------------------------------------
 
@@ -580,8 +595,6 @@ class SiteBench:
         boots = self.boot_trials()
         per_node, site = boots['per_node'], boots['site']
         self.results['boots'] = boots
-        self.labs.pop(0).stop()
-        self.use(self.labs[0])
         self.boot_rows('per-node caches', per_node)
         self.boot_rows('coordinated site', site)
         self.row('central bytes, coordinated site / per-node',
@@ -590,8 +603,10 @@ class SiteBench:
                  '24 boots (8 a node) of one image')
         self.row('24 boots wall, coordinated site / per-node',
                  site['wall_s'] / per_node['wall_s'], '')
-        self.peer_vs_central()
         self.wan_miss()
+        self.labs.pop(0).stop()
+        self.use(self.labs[0])
+        self.peer_vs_central()
         self.etcd_recovery()
         self.results['load_after'] = load()
         self.say('load average after: %s' % self.results['load_after'])
