@@ -80,16 +80,19 @@ def load():
     return '%.1f %.1f %.1f' % os.getloadavg()
 
 
-def boot(url, record, hdrs=None, first_bytes=None):
+def boot(url, record, hdrs=None, first_bytes=None, last_bytes=None):
     """One whole GET of *url*, hashed as it arrives; returns (seconds,
     problem or None). A boot is good when the bytes match *record*.
 
     :param first_bytes: a list to which the seconds to the first 4 MiB are
         appended
+    :param last_bytes: a list to which the seconds the last 4 MiB took
+        are appended (from the end of the block before them)
     """
     hasher = hashlib.new(record.os_hash_algo)
     received = 0
     started = time.perf_counter()
+    before_last = last = started
     try:
         with requests.get(url, headers=dict(hdrs or headers()),
                           stream=True, timeout=600) as response:
@@ -98,14 +101,17 @@ def boot(url, record, hdrs=None, first_bytes=None):
                 block = read(READ)
                 if not block:
                     break
+                before_last, last = last, time.perf_counter()
                 if not received and first_bytes is not None:
-                    first_bytes.append(time.perf_counter() - started)
+                    first_bytes.append(last - started)
                 received += len(block)
                 hasher.update(block)
             status = response.status_code
     except (requests.RequestException, OSError) as e:
         return time.perf_counter() - started, type(e).__name__
     seconds = time.perf_counter() - started
+    if last_bytes is not None:
+        last_bytes.append(last - before_last)
     if status != 200:
         return seconds, 'status %s' % status
     if received != record.size:
@@ -549,6 +555,7 @@ class SiteBench:
             self.shaper.set({lab.central.port: rate for lab in self.labs})
             times = {v: [] for v in variants}
             firsts = {v: [] for v in variants}
+            lasts = {v: [] for v in variants}
             for _ in range(self.trials):
                 for variant, (lab, url) in variants.items():
                     self.use(lab)
@@ -556,7 +563,7 @@ class SiteBench:
                     if variant != 'direct':
                         self.evict(image.id)
                     seconds, problem = boot(url, image, hdrs.get(variant),
-                                            firsts[variant])
+                                            firsts[variant], lasts[variant])
                     if problem:
                         raise RuntimeError('%s at %d B/s: %s' % (
                             variant, rate, problem))
@@ -567,6 +574,8 @@ class SiteBench:
                 times['direct']) for v, t in times.items()}
             first = {v: statistics.median(t) - statistics.median(
                 firsts['direct']) for v, t in firsts.items()}
+            final = {v: statistics.median(t) - statistics.median(
+                lasts['direct']) for v, t in lasts.items()}
             link = self.shaper.describe(rate)
             self.row('WAN %s: direct from central, verified' % link,
                      speed['direct'], 'MiB/s')
@@ -578,11 +587,13 @@ class SiteBench:
                 self.row('WAN %s: %s (vs direct)' % (link, name),
                          speed[variant], 'MiB/s',
                          speed[variant] / speed['direct'],
-                         '%s; %+.2f s, first 4 MiB %+.2f s' % (
-                             note, extra[variant], first[variant]))
+                         '%s; %+.2f s: first 4 MiB %+.2f, last %+.2f' % (
+                             note, extra[variant], first[variant],
+                             final[variant]))
             self.results['wan'][str(rate)] = {
                 'link_bytes_s': rate, 'median_mib_s': speed,
                 'trials_s': times, 'first_4mib_s': firsts,
+                'last_4mib_s': lasts,
                 'vs_direct': {v: speed[v] / speed['direct']
                               for v in variants}}
         self.use(site)
