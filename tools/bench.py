@@ -48,6 +48,7 @@ sys.path.insert(0, ROOT)
 from glance_store_remote import cache as cache_module  # noqa: E402
 from tests import lab as lab_module  # noqa: E402
 from tools import bench_ceph  # noqa: E402
+from tools import bench_site  # noqa: E402
 
 MiB = 1024 * 1024
 READ = 4 * MiB
@@ -122,6 +123,7 @@ class Bench:
         self.lab = None
         self.alt = None
         self.ceph = bench_ceph.CephRows(self)
+        self.site = bench_site.SiteRows(self)
 
     # -- setup ---------------------------------------------------------------
 
@@ -345,6 +347,7 @@ class Bench:
         self.outage(headers)
         self.killed_mid_miss(headers)
         self.ceph.run(headers, timed)
+        self.site.run()
 
     def evict(self, central_id, store=None):
         """Evict an image, waiting for readers that are still closing."""
@@ -731,9 +734,10 @@ def main():
     parser.add_argument('--trials', type=int, default=3)
     parser.add_argument('--soak-seconds', type=int, default=60,
                         help='length of the soak, in seconds (default 60)')
-    parser.add_argument('--only', choices=('ceph',),
-                        help='run only these rows and print them (nothing '
-                        'is written)')
+    parser.add_argument('--only', choices=('ceph', 'site'),
+                        help='run only these rows and print them (ceph: '
+                        'nothing is written; site: its rows are merged '
+                        'into results.json)')
     parser.add_argument('--wan-mib-s', type=int, default=100,
                         help='WAN-like link speed for the second '
                         'concurrency run, in MiB/s (default 100)')
@@ -741,6 +745,9 @@ def main():
     try:
         if bench.args.only == 'ceph':
             bench.run_ceph_only()
+        elif bench.args.only == 'site':
+            bench.site.run()
+            bench.site.write()
         else:
             bench.run()
             bench.write()
