@@ -98,7 +98,7 @@ class _Fill:
         self.file = file
         self.written = start
         self.resent = 0
-        # The stream it reads (peers._FillStream counts a peer's bytes).
+        # The stream it reads (site_source._FillStream counts a peer's bytes).
         self.source = None
         self.touched_at = 0.0
         self.touch_failed = False
@@ -156,7 +156,7 @@ class ReadThrough:
                  site=None):
         self.cache = cache
         self.central = central
-        # A peers.SiteSource when the node belongs to a coordinated site:
+        # A site_source.SiteSource when the node belongs to a coordinated site:
         # where fills read from (see _open_fill_source).
         self.site = site
         self.chunk_size = chunk_size
@@ -495,7 +495,7 @@ class ReadThrough:
     def _open_fill_source(self, record, offset, length, on_skip):
         """Central's stream of the bytes a fill needs or, in a coordinated
         site, the site's choice between central and a peer (same contract,
-        see peers.SiteSource).
+        see site_source.SiteSource).
         """
         if self.site is None:
             return self.central.open_data(record, offset, length,

@@ -263,19 +263,17 @@ class Store(driver.Store):
                                  peer_url)
 
     def _site_source(self, group, site):
-        """The peers.SiteSource of the node's *site*, or None."""
+        """The site_source.SiteSource of the node's *site*, or None."""
         if site is None:
             return None
-        from glance_store_remote import peers
-        source = peers.SiteSource(site, self._data_source,
-                                  group.remote_glance_peer_secret,
-                                  group.remote_glance_chunk_size,
-                                  timeout=group.timeout or 60,
-                                  ca_file=group.remote_glance_peer_ca_file,
-                                  find_timeout=peers.FIND_TIMEOUT + (
-                                      group.remote_glance_fill_slot_wait
-                                      if group.remote_glance_max_fills
-                                      else 0))
+        from glance_store_remote import site_source
+        source = site_source.SiteSource(
+            site, self._data_source, group.remote_glance_peer_secret,
+            group.remote_glance_chunk_size, timeout=group.timeout or 60,
+            ca_file=group.remote_glance_peer_ca_file,
+            find_timeout=site_source.FIND_TIMEOUT + (
+                group.remote_glance_fill_slot_wait
+                if group.remote_glance_max_fills else 0))
         # The site asks central about an image once (not once per worker of
         # every node).
         self._central.record_relay = source.central_record

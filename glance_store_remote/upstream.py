@@ -176,7 +176,7 @@ class Central:
         self._asking = {}
         self._record_wait = RECORD_WAIT
         # callable(image_id, fetch) -> ImageRecord: how a coordinated site
-        # asks central about an image once (peers.SiteSource).
+        # asks central about an image once (site_source.SiteSource).
         self.record_relay = None
         self._range_recheck = range_recheck
         # When central last refused (or ignored) a Range request; None
