@@ -48,6 +48,7 @@ sys.path.insert(0, ROOT)
 from glance_store_remote import cache as cache_module  # noqa: E402
 from tests import lab as lab_module  # noqa: E402
 from tools import bench_ceph  # noqa: E402
+from tools import bench_nova  # noqa: E402
 
 MiB = 1024 * 1024
 READ = 4 * MiB
@@ -731,7 +732,7 @@ def main():
     parser.add_argument('--trials', type=int, default=3)
     parser.add_argument('--soak-seconds', type=int, default=60,
                         help='length of the soak, in seconds (default 60)')
-    parser.add_argument('--only', choices=('ceph',),
+    parser.add_argument('--only', choices=('ceph', 'nova'),
                         help='run only these rows and print them (nothing '
                         'is written)')
     parser.add_argument('--wan-mib-s', type=int, default=100,
@@ -741,6 +742,8 @@ def main():
     try:
         if bench.args.only == 'ceph':
             bench.run_ceph_only()
+        elif bench.args.only == 'nova':
+            bench_nova.run(bench.args)
         else:
             bench.run()
             bench.write()

@@ -19,10 +19,13 @@ import shutil
 import subprocess
 import sys
 import venv
+import zlib
 
 PACKAGES = ('nova==34.0.0', 'openstack-placement==16.0.0', 'libvirt-python',
-            'gunicorn')
-MARKER = 'glance-store-remote-nova-ready'
+            'gunicorn', 'PyMySQL')
+# Names the package list: a virtualenv built from another list is rebuilt.
+MARKER = 'glance-store-remote-nova-ready-%08x' % zlib.crc32(
+    ' '.join(PACKAGES).encode())
 
 
 def buildable():

@@ -22,6 +22,7 @@ import subprocess
 import time
 import uuid
 
+import fixtures
 import testtools
 from testtools import content
 
@@ -31,6 +32,7 @@ from tests import nova
 MICROVERSION = '2.95'     # networks='none' needs 2.37; aggregate images 2.81
 BOOT_TIMEOUT = 240        # seconds for a server to leave BUILD
 NOT_A_HANG = 120          # the bound a failing boot must end within
+TEST_TIMEOUT = 900        # a test boots up to three servers
 MiB = 1024 * 1024
 USER = 'alice'            # a member of project-a: boots servers
 OPERATOR = 'operator'     # admin: images, flavors, aggregates
@@ -55,6 +57,10 @@ class NovaEdgeTestCase(base.LabTestCase):
         os.makedirs(cls.work)
         cls._flavors = {}
         cls._cached = {}
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(fixtures.Timeout(TEST_TIMEOUT, gentle=True))
 
     # -- clients ---------------------------------------------------------
 
@@ -317,7 +323,9 @@ class TestNovaAtTheEdge(NovaEdgeTestCase):
             self.edge_glance_as(USER).images.get(edge.id).min_ram))
         for flavor, message in (
                 (self.flavor(ram=512, disk=1),
-                 "Flavor's disk is too small for requested image."),
+                 "Flavor's disk is smaller than the minimum size specified "
+                 "in image metadata. Flavor disk is 1073741824 bytes, "
+                 "minimum size is 2147483648 bytes."),
                 (self.flavor(ram=128, disk=2),
                  "Flavor's memory is too small for requested image.")):
             answer = self.create_server(edge.id, flavor=flavor,
