@@ -39,6 +39,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -271,12 +272,16 @@ class Libvirtd(site.Daemon):
 class PythonService(site.Daemon):
     """A command of nova's virtualenv (nova-conductor, ...)."""
 
-    def __init__(self, root, name, argv, env=None, url=None):
+    def __init__(self, root, name, argv, env=None, url=None, logs=()):
         self.name = name
         super().__init__(root)
         self.argv = argv
         self.env = env or {}
         self.url = url
+        self.logs = tuple(logs)
+
+    def log_files(self):
+        return (self.out_file,) + self.logs
 
     def command(self):
         return _env_command(self.env, self.argv)
@@ -387,10 +392,24 @@ def _launch(daemon):
         raise
 
 
-def _wait_ready(daemon, timeout=site.READY_TIMEOUT):
-    """The second half: wait until *daemon* serves; stop it on failure."""
+def _wait_ready(daemon, timeout=site.READY_TIMEOUT, relaunch=False):
+    """The second half: wait until *daemon* serves; stop it on failure.
+
+    :param relaunch: launch it once more if it exited (seen once: a
+        nova-conductor exiting 1 at start on a loaded machine); the first
+        exit's log tail goes to stderr
+    """
     try:
-        daemon._wait_ready(timeout)
+        try:
+            daemon._wait_ready(timeout)
+        except site.SiteError as e:
+            if not relaunch or daemon.running:
+                raise
+            print('%s exited at start; launching it again. %s' % (
+                daemon.name, e), file=sys.stderr)
+            daemon.stop()
+            _launch(daemon)
+            daemon._wait_ready(timeout)
     except BaseException:
         daemon.stop()
         raise
@@ -684,7 +703,8 @@ class NovaLab(keystone.KeystoneLab):
             self.services[name] = PythonService(
                 os.path.join(self.root, name), name,
                 [os.path.join(self.bin, name), '--config-file',
-                 self.nova_conf])
+                 self.nova_conf],
+                logs=[os.path.join(self.nova_root, 'log', name + '.log')])
         # nova-compute waits 10 s for a conductor that does not answer yet:
         # it starts once the conductor is up.
         compute = self.services.pop('nova-compute')
@@ -692,7 +712,7 @@ class NovaLab(keystone.KeystoneLab):
         for daemon in daemons:
             _launch(daemon)
         for daemon in daemons:
-            _wait_ready(daemon, SETUP_TIMEOUT)
+            _wait_ready(daemon, SETUP_TIMEOUT, relaunch=True)
         self._wait_service('nova-conductor')
         self.services['nova-compute'] = compute
         _launch(compute)
