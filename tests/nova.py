@@ -32,6 +32,7 @@ its domains ``gsr-<lab>-<n>`` and only ever touches those; a second
 libvirtd on the machine makes start() fail (libvirtd's own pid-file lock).
 """
 
+import glob
 import http.server
 import json
 import os
@@ -52,6 +53,7 @@ from tests import site
 HOST = lab_module.HOST
 NOVA_PYTHON_ENV = 'GSR_NOVA_PYTHON'
 RABBITMQ_SERVER = '/usr/lib/rabbitmq/bin/rabbitmq-server'
+QEMU_LOGS = '/var/log/libvirt/qemu'
 # Debian package of each binary the tier needs, as .ci/run installs them.
 BINARIES = {'epmd': 'erlang-base', 'libvirtd': 'libvirt-daemon-system',
             'virtlogd': 'libvirt-daemon-system', 'virsh': 'libvirt-clients',
@@ -267,6 +269,12 @@ class Libvirtd(site.Daemon):
             except Exception:
                 pass
         super().stop(grace)
+        # qemu's console logs of the lab's domains (libvirt keeps them).
+        for name in glob.glob(os.path.join(QEMU_LOGS, self.prefix + '*')):
+            try:
+                os.remove(name)
+            except OSError:
+                pass
 
 
 class PythonService(site.Daemon):
