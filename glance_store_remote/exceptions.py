@@ -43,6 +43,17 @@ class UpstreamError(RemoteGlanceError):
                          else '%s (%s)' % (self.public, detail))
 
 
+def not_held_here(image_id):
+    """What a client reading the data of central image *image_id* is told
+    when central cannot be used and the edge does not hold the image: the
+    image and the reason in a user's words (nova puts this in the fault of
+    a server that cannot boot), nothing of central's address, no quotes
+    (Glance HTML-escapes them in its error bodies).
+    """
+    return ('image %s is not available at this edge now: central cannot be '
+            'reached and the image is not held here' % image_id)
+
+
 class UpstreamNotFound(UpstreamError):
     """Central has no image with that ID (or does not show it to us)."""
 

@@ -122,6 +122,20 @@ def _glance_store_errors(table=_TO_GLANCE_STORE):
         raise
 
 
+@contextlib.contextmanager
+def _not_held_here(location):
+    """A read that needs central while it cannot be used tells the client
+    (a user whose server fails to boot) which image and why, in words;
+    the reason central could not be used stays in the edge's log.
+    """
+    try:
+        yield
+    except exceptions.UpstreamUnavailable as e:
+        e.public = exceptions.not_held_here(
+            location.store_location.image_id)
+        raise
+
+
 class StoreLocation(gs_location.StoreLocation):
     """``remote-glance://<backend>/<central-image-uuid>``."""
 
@@ -364,7 +378,7 @@ class Store(driver.Store):
 
         :returns: (iterator of bytes, number of bytes it yields)
         """
-        with _glance_store_errors():
+        with _glance_store_errors(), _not_held_here(location):
             record = self._record(location, context)
             length = (chunk_size if chunk_size is not None
                       else record.size - offset)

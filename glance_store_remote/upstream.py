@@ -364,9 +364,10 @@ class Central:
         try:
             body = resp.raw.read(MAX_RECORD_BYTES + 1, decode_content=True)
         except (urllib3.exceptions.HTTPError, OSError) as e:
+            # The transport's words may name central's endpoint: log only.
             raise exceptions.UpstreamUnavailable(
-                self.backend, 'reading about image %s failed: %s'
-                % (image_id, redact(str(e))))
+                self.backend, 'reading about image %s failed' % image_id,
+                detail=redact(str(e)))
         finally:
             resp.close()
         if len(body) > MAX_RECORD_BYTES:

@@ -48,6 +48,7 @@ sys.path.insert(0, ROOT)
 from glance_store_remote import cache as cache_module  # noqa: E402
 from tests import lab as lab_module  # noqa: E402
 from tools import bench_ceph  # noqa: E402
+from tools import bench_nova  # noqa: E402
 from tools import bench_site  # noqa: E402
 
 MiB = 1024 * 1024
@@ -734,9 +735,9 @@ def main():
     parser.add_argument('--trials', type=int, default=3)
     parser.add_argument('--soak-seconds', type=int, default=60,
                         help='length of the soak, in seconds (default 60)')
-    parser.add_argument('--only', choices=('ceph', 'site'),
-                        help='run only these rows and print them (ceph: '
-                        'nothing is written; site: its rows are merged '
+    parser.add_argument('--only', choices=('ceph', 'nova', 'site'),
+                        help='run only these rows and print them (ceph, '
+                        'nova: nothing is written; site: its rows are merged '
                         'into results.json)')
     parser.add_argument('--wan-mib-s', type=int, default=100,
                         help='WAN-like link speed for the second '
@@ -748,6 +749,8 @@ def main():
         elif bench.args.only == 'site':
             bench.site.run()
             bench.site.write()
+        elif bench.args.only == 'nova':
+            bench_nova.run(bench.args)
         else:
             bench.run()
             bench.write()

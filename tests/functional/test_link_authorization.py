@@ -202,8 +202,11 @@ class TestFreshAuthorization(AuthorizationTestCase):
         # Neither answer names central's internal endpoint; the log does.
         download, body, _ = self.fetch(never_read, identity=BOB)
         self.assertEqual(503, download.status_code)
+        self.assertIn('central is unavailable', response.text)
+        # The download names central's image (the location's), and why.
+        self.assertIn('image %s is not available at this edge now'
+                      % uncached.id, body.decode())
         for text in (response.text, body.decode()):
-            self.assertIn('central is unavailable', text)
             self.assertNotIn(self.lab.central.url.split('//')[1], text)
         self.assertIn(self.lab.central.url.split('//')[1],
                       self.lab.edge.log_text())

@@ -236,8 +236,25 @@ class TestGet(base.StoreTestCase):
     def test_central_down_is_remote_service_unavailable(self):
         body = self.serve_record()
         self.serve_data(body['id'], b'', status=503)
-        self.assertRaises(gs_exceptions.RemoteServiceUnavailable,
-                          self.store.get, self.location(body['id']))
+        error = self.assertRaises(gs_exceptions.RemoteServiceUnavailable,
+                                  self.store.get, self.location(body['id']))
+        self.assertEqual(exceptions.not_held_here(body['id']), error.msg)
+
+    def test_unreachable_central_at_read_names_the_image_not_central(self):
+        # What nova's fault shows for a server that cannot boot: the image
+        # and why, in words; the transport's text only in the edge log.
+        self.central.get('%s/v2/images/%s' % (base.CENTRAL, IMAGE),
+                         exc=requests.exceptions.ConnectionError(
+                             'cannot reach https://central.invalid:9292/x'))
+        error = self.assertRaises(gs_exceptions.RemoteServiceUnavailable,
+                                  self.store.get, self.location(IMAGE))
+        self.assertEqual(
+            'image %s is not available at this edge now: central cannot be '
+            'reached and the image is not held here' % IMAGE, error.msg)
+        self.assertNotIn('central.invalid', str(error))
+        self.assertNotIn("'", error.msg)
+        self.assertIn('central.invalid', self.log.output)
+        self.assertIn('central is unavailable', self.log.output)
 
     def test_stream_failure_is_an_ioerror_for_glance_retries(self):
         body = self.serve_record(size=100)

@@ -55,6 +55,20 @@ class TestRecord(CentralTestCase):
         self.assertRaises(exceptions.UpstreamProtocolError,
                           self.client.fetch_record, IMAGE)
 
+    def test_record_read_failure_keeps_the_transport_text_for_the_log(self):
+        class Failing(io.RawIOBase):
+            def readinto(self, buffer):
+                raise OSError('connection to https://central.invalid:9292 '
+                              'reset')
+
+        self.central.get('%s/v2/images/%s' % (base.CENTRAL, IMAGE),
+                         body=Failing())
+        error = self.assertRaises(exceptions.UpstreamUnavailable,
+                                  self.client.fetch_record, IMAGE)
+        self.assertEqual("remote-glance backend 'central': reading about "
+                         "image %s failed" % IMAGE, error.public)
+        self.assertIn('central.invalid', str(error))
+
     def test_bad_sizes_are_protocol_errors(self):
         for size in (-1, None, '1024', 1.5, True, False):
             self.serve_record(image_id=IMAGE, size=size)

@@ -1,0 +1,58 @@
+"""Build (once) a virtualenv with nova 34 and placement 16 (the OpenStack
+release of Glance 33), for the functional tests' nova tier. Prints the
+virtualenv's python.
+
+Nova gets a virtualenv of its own, outside tox's: it pins its own
+libraries (oslo.messaging, os-vif, libvirt-python, ...) that the Glance
+servers of the other tiers never need, and a Glance upgrade in the
+functional virtualenv must not move nova. ``libvirt-python`` is built
+from source by pip: it needs Debian's ``libvirt-dev`` and ``pkg-config``
+(.ci/run installs them with the nova tier's packages). Without them this
+script still builds nothing and exits 0 printing nothing, so that the
+tier can skip and name what is missing.
+
+    python tools/nova_env.py DIR
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import venv
+import zlib
+
+PACKAGES = ('nova==34.0.0', 'openstack-placement==16.0.0', 'libvirt-python',
+            'gunicorn', 'PyMySQL')
+# Names the package list: a virtualenv built from another list is rebuilt.
+MARKER = 'glance-store-remote-nova-ready-%08x' % zlib.crc32(
+    ' '.join(PACKAGES).encode())
+
+
+def buildable():
+    """libvirt-python builds only with libvirt's headers and pkg-config."""
+    if not shutil.which('pkg-config'):
+        return False
+    return subprocess.run(['pkg-config', '--exists', 'libvirt'],
+                          capture_output=True).returncode == 0
+
+
+def main(argv):
+    folder = os.path.abspath(argv[1])
+    python = os.path.join(folder, 'bin', 'python')
+    marker = os.path.join(folder, MARKER)
+    if not os.path.exists(marker):
+        if not buildable():
+            print('nova virtualenv not built: libvirt-dev and pkg-config '
+                  'are missing', file=sys.stderr)
+            return 0
+        venv.create(folder, with_pip=True, clear=True)
+        subprocess.run([python, '-m', 'pip', 'install', '--quiet',
+                        '--disable-pip-version-check'] + list(PACKAGES),
+                       check=True, stdout=sys.stderr)
+        open(marker, 'w').close()
+    print(python)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv))
