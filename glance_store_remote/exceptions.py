@@ -70,6 +70,13 @@ class UpstreamUnavailable(UpstreamError):
     """
 
 
+class UpstreamBusy(UpstreamUnavailable):
+    """The edge reads as many images from central at once as it may
+    (remote_glance_max_fills, wan.py): try again later. Its message is
+    already the client's.
+    """
+
+
 class UpstreamProtocolError(UpstreamError):
     """Central answered something we must not trust: a malformed or
     oversized record, a wrong status, a length that disagrees, a redirect to

@@ -130,6 +130,8 @@ def _not_held_here(location):
     """
     try:
         yield
+    except exceptions.UpstreamBusy:
+        raise
     except exceptions.UpstreamUnavailable as e:
         e.public = exceptions.not_held_here(
             location.store_location.image_id)

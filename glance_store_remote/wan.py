@@ -211,10 +211,10 @@ class Gate:
             release = self._slots.acquire(
                 self._wait, on_wait=on_skip and (lambda: on_skip(0)))
             if release is None:
-                raise exceptions.UpstreamUnavailable(
-                    self._central.backend, 'image %s: this edge already '
-                    'reads %d images from central at once; try again later'
-                    % (record.id, self._slots.count))
+                raise exceptions.UpstreamBusy(
+                    self._central.backend, 'image %s cannot be read now: '
+                    'this edge already reads %d images from central at '
+                    'once; try again later' % (record.id, self._slots.count))
         try:
             data = self._central.open_data(record, offset, length, **kwargs)
         except BaseException:

@@ -177,7 +177,7 @@ class TestGate(SlotsTestCase):
     def test_a_read_holds_its_slot_until_its_stream_closes(self):
         gate = self.gate()
         stream = gate.open_data(self.record)
-        e = self.assertRaises(exceptions.UpstreamUnavailable,
+        e = self.assertRaises(exceptions.UpstreamBusy,
                               gate.open_data, self.record)
         self.assertIn('already reads 1 images from central at once',
                       str(e))
