@@ -210,8 +210,14 @@ class KeystoneLab(lab_module.LabBase):
         domain = admin.domains.find(name=DOMAIN)
         for name in {project for _, project, _ in USERS.values()}:
             self.projects[name] = admin.projects.create(name, domain).id
+        self.create_users(admin, domain, USERS)
+
+    def create_users(self, admin, domain, users):
+        """Create *users* ({name: (password, project, roles)}) in *domain*,
+        each granted its roles in its project (one of self.projects).
+        """
         roles = {role.name: role for role in admin.roles.list()}
-        for name, (password, project, granted) in USERS.items():
+        for name, (password, project, granted) in users.items():
             user = admin.users.create(name, domain=domain, password=password,
                                       default_project=self.projects[project])
             for role in granted:

@@ -49,6 +49,7 @@ import requests
 from tests import keystone
 from tests import lab as lab_module
 from tests import site
+from tests import web_server
 
 HOST = lab_module.HOST
 NOVA_PYTHON_ENV = 'GSR_NOVA_PYTHON'
@@ -349,39 +350,25 @@ class _NeutronHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-class NeutronStandIn:
+class NeutronStandIn(web_server.LoopbackServer):
     """A loopback STAND-IN for neutron (not neutron-server): empty lists for
     the ports, security groups, networks and extensions nova asks for with
     ``networks='none'``. ``asked`` keeps (method, path) of every request.
     """
 
-    def __init__(self):
-        self._server = None
-        self._thread = None
-        self.url = None
+    name = 'neutron-stand-in'
 
     @property
     def asked(self):
         return self._server.asked if self._server else []
 
-    def start(self):
-        self._server = http.server.ThreadingHTTPServer(
-            (HOST, 0), _NeutronHandler)
-        self._server.daemon_threads = True
-        self._server.asked = []
-        self.url = 'http://%s:%d' % (HOST, self._server.server_address[1])
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name='neutron-stand-in',
-            daemon=True)
-        self._thread.start()
-        return self
+    def handler(self):
+        return _NeutronHandler
 
-    def stop(self):
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-            self._thread.join(10)
+    def start(self):
+        super().start()
+        self._server.asked = []
+        return self
 
 
 def _launch(daemon):
@@ -532,13 +519,7 @@ class NovaLab(keystone.KeystoneLab):
     def _provision_nova(self):
         admin = self.keystone.admin()
         domain = admin.domains.find(name=keystone.DOMAIN)
-        roles = {role.name: role for role in admin.roles.list()}
-        for name, (password, project, granted) in SERVICE_USERS.items():
-            user = admin.users.create(name, domain=domain, password=password,
-                                      default_project=self.projects[project])
-            for role in granted:
-                admin.roles.grant(roles[role], user=user,
-                                  project=self.projects[project])
+        self.create_users(admin, domain, SERVICE_USERS)
         for kind, name, url in (('compute', 'nova', self.nova_url),
                                 ('placement', 'placement',
                                  self.placement_url),

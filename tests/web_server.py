@@ -25,24 +25,29 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-class ImageWebServer:
+class LoopbackServer:
+    """A threading HTTP server of the test process on a free loopback
+    port, serving *handler*; stopped with stop(), also at exit.
+    """
 
-    def __init__(self, root):
-        self.root = root
-        os.makedirs(root, exist_ok=True)
+    name = 'loopback-server'
+
+    def __init__(self):
         self._server = None
         self._thread = None
         self.port = self.url = None
 
+    def handler(self):
+        raise NotImplementedError
+
     def start(self):
-        handler = functools.partial(_QuietHandler, directory=self.root)
         self._server = http.server.ThreadingHTTPServer(
-            (lab_module.HOST, 0), handler)
+            (lab_module.HOST, 0), self.handler())
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self.url = 'http://%s:%d' % (lab_module.HOST, self.port)
         self._thread = threading.Thread(target=self._server.serve_forever,
-                                        name='image-web-server', daemon=True)
+                                        name=self.name, daemon=True)
         self._thread.start()
         atexit.register(self.stop)
         return self
@@ -53,6 +58,19 @@ class ImageWebServer:
             server.shutdown()
             server.server_close()
             self._thread.join(10)
+
+
+class ImageWebServer(LoopbackServer):
+
+    name = 'image-web-server'
+
+    def __init__(self, root):
+        super().__init__()
+        self.root = root
+        os.makedirs(root, exist_ok=True)
+
+    def handler(self):
+        return functools.partial(_QuietHandler, directory=self.root)
 
     def publish(self, data):
         """Keep *data* as a new file; return (its URL, Glance's validation

@@ -18,8 +18,12 @@ import os
 import shutil
 import subprocess
 import sys
-import venv
 import zlib
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))))
+
+from tools import venv_once  # noqa: E402
 
 PACKAGES = ('nova==34.0.0', 'openstack-placement==16.0.0', 'libvirt-python',
             'gunicorn', 'PyMySQL')
@@ -37,20 +41,12 @@ def buildable():
 
 
 def main(argv):
-    folder = os.path.abspath(argv[1])
-    python = os.path.join(folder, 'bin', 'python')
-    marker = os.path.join(folder, MARKER)
-    if not os.path.exists(marker):
-        if not buildable():
-            print('nova virtualenv not built: libvirt-dev and pkg-config '
-                  'are missing', file=sys.stderr)
-            return 0
-        venv.create(folder, with_pip=True, clear=True)
-        subprocess.run([python, '-m', 'pip', 'install', '--quiet',
-                        '--disable-pip-version-check'] + list(PACKAGES),
-                       check=True, stdout=sys.stderr)
-        open(marker, 'w').close()
-    print(python)
+    marker = os.path.join(os.path.abspath(argv[1]), MARKER)
+    if not os.path.exists(marker) and not buildable():
+        print('nova virtualenv not built: libvirt-dev and pkg-config '
+              'are missing', file=sys.stderr)
+        return 0
+    print(venv_once.build_once(argv[1], PACKAGES, MARKER))
     return 0
 
 

@@ -8,25 +8,19 @@ without ``oslo.db<18`` its db_sync fails.
 """
 
 import os
-import subprocess
 import sys
-import venv
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))))
+
+from tools import venv_once  # noqa: E402
 
 PACKAGES = ('glance==30.2.0', 'oslo.db<18', 'SQLAlchemy<2.1', 'gunicorn')
 MARKER = 'glance-store-remote-older-glance-ready'
 
 
 def main(argv):
-    folder = os.path.abspath(argv[1])
-    python = os.path.join(folder, 'bin', 'python')
-    marker = os.path.join(folder, MARKER)
-    if not os.path.exists(marker):
-        venv.create(folder, with_pip=True, clear=True)
-        subprocess.run([python, '-m', 'pip', 'install', '--quiet',
-                        '--disable-pip-version-check'] + list(PACKAGES),
-                       check=True, stdout=sys.stderr)
-        open(marker, 'w').close()
-    print(python)
+    print(venv_once.build_once(argv[1], PACKAGES, MARKER))
     return 0
 
 
