@@ -48,6 +48,7 @@ sys.path.insert(0, ROOT)
 from glance_store_remote import cache as cache_module  # noqa: E402
 from tests import lab as lab_module  # noqa: E402
 from tools import bench_ceph  # noqa: E402
+from tools import bench_data  # noqa: E402
 from tools import bench_nova  # noqa: E402
 from tools import bench_site  # noqa: E402
 
@@ -101,14 +102,8 @@ def identity_headers():
 
 
 def random_file(folder, size):
-    path = os.path.join(folder, 'image-%d.raw' % size)
-    with open(path, 'wb') as f:
-        left = size
-        while left:
-            block = os.urandom(min(64 * MiB, left))
-            f.write(block)
-            left -= len(block)
-    return path
+    return bench_data.random_file(
+        os.path.join(folder, 'image-%d.raw' % size), size)
 
 
 class Bench:

@@ -52,6 +52,7 @@ import requests  # noqa: E402
 
 from glance_store_remote import cache as cache_module  # noqa: E402
 from tests import lab as lab_module  # noqa: E402
+from tools import bench_data  # noqa: E402
 
 MiB = 1024 * 1024
 READ = 4 * MiB
@@ -245,13 +246,8 @@ class SiteBench:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def central_image(self, size, name):
-        path = os.path.join(self.tmp, 'image.raw')
-        with open(path, 'wb') as f:
-            left = size
-            while left:
-                block = os.urandom(min(64 * MiB, left))
-                f.write(block)
-                left -= len(block)
+        path = bench_data.random_file(os.path.join(self.tmp, 'image.raw'),
+                                      size)
         client = self.lab.central.glance()
         image = client.images.create(name=name, disk_format='raw',
                                      container_format='bare')
