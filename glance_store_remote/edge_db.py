@@ -17,6 +17,11 @@ _COUNT_LIVE_LOCATIONS = (
     "AND deleted = :deleted AND status = 'active'")
 
 
+_LIVE_IMAGES_AT = (
+    "SELECT DISTINCT image_id FROM image_locations WHERE value = :uri "
+    "AND deleted = :deleted AND status = 'active'")
+
+
 def _engine():
     from glance.db.sqlalchemy import api as db_api
     return db_api.get_engine()
@@ -39,6 +44,21 @@ def count_live_locations(uri):
     except Exception as e:
         LOG.debug('edge database not readable here: %s', e)
         return None
+
+
+def live_images_at(uri):
+    """The IDs of the edge images with a live location *uri* (an empty
+    list when the edge database cannot be read).
+    """
+    try:
+        import sqlalchemy
+        with _engine().connect() as connection:
+            return sorted(row[0] for row in connection.execute(
+                sqlalchemy.text(_LIVE_IMAGES_AT),
+                {'uri': uri, 'deleted': False}))
+    except Exception as e:
+        LOG.debug('edge database not readable here: %s', e)
+        return []
 
 
 class EdgeRecords:

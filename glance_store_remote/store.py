@@ -133,8 +133,12 @@ def _not_held_here(location):
     except exceptions.UpstreamBusy:
         raise
     except exceptions.UpstreamUnavailable as e:
+        central_id = location.store_location.image_id
+        # The edge image the user asked for, when only one uses this
+        # location (a link may give it an ID of its own).
+        users = edge_db.live_images_at(location.get_store_uri())
         e.public = exceptions.not_held_here(
-            location.store_location.image_id)
+            central_id, users[0] if len(users) == 1 else None)
         raise
 
 

@@ -10,7 +10,7 @@ from glance_store_remote import edge_db
 URI = 'remote-glance://central/3f1c4a0e-8a2b-4d7e-9c55-0a1b2c3d4e5f'
 
 
-class TestCountLiveLocations(testtools.TestCase):
+class TestLiveLocations(testtools.TestCase):
 
     def setUp(self):
         super().setUp()
@@ -43,3 +43,11 @@ class TestCountLiveLocations(testtools.TestCase):
             'glance_store_remote.edge_db._engine',
             side_effect=RuntimeError('no engine here')))
         self.assertIsNone(edge_db.count_live_locations(URI))
+
+    def test_the_live_images_at_a_location(self):
+        self.assertEqual(['a', 'b'], edge_db.live_images_at(URI))
+        self.assertEqual([], edge_db.live_images_at('remote-glance://x'))
+        self.useFixture(fixtures.MockPatch(
+            'glance_store_remote.edge_db._engine',
+            side_effect=RuntimeError('no engine here')))
+        self.assertEqual([], edge_db.live_images_at(URI))

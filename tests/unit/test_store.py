@@ -256,6 +256,27 @@ class TestGet(base.StoreTestCase):
         self.assertIn('central.invalid', self.log.output)
         self.assertIn('central is unavailable', self.log.output)
 
+    def test_the_fault_names_the_edge_image_a_link_gave_its_own_id(self):
+        body = self.serve_record()
+        self.serve_data(body['id'], b'', status=503)
+        edge_id = str(uuid.uuid4())
+        users = self.useFixture(fixtures.MockPatch(
+            'glance_store_remote.edge_db.live_images_at',
+            return_value=[edge_id])).mock
+        error = self.assertRaises(gs_exceptions.RemoteServiceUnavailable,
+                                  self.store.get, self.location(body['id']))
+        self.assertEqual(exceptions.not_held_here(body['id'], edge_id),
+                         error.msg)
+        self.assertIn('image %s (central image %s) is not available'
+                      % (edge_id, body['id']), error.msg)
+        users.assert_called_once_with('remote-glance://central/%s'
+                                      % body['id'])
+        # Two edge images use the location: central's ID alone.
+        users.return_value = [edge_id, str(uuid.uuid4())]
+        error = self.assertRaises(gs_exceptions.RemoteServiceUnavailable,
+                                  self.store.get, self.location(body['id']))
+        self.assertEqual(exceptions.not_held_here(body['id']), error.msg)
+
     def test_stream_failure_is_an_ioerror_for_glance_retries(self):
         body = self.serve_record(size=100)
         self.serve_data(body['id'], io.BytesIO(b'y' * 60),
