@@ -169,7 +169,9 @@ class Site:
                 self._get()
             except Unavailable:
                 pass
-        threading.Thread(target=join, name='site-join', daemon=True).start()
+        thread = threading.Thread(target=join, name='site-join', daemon=True)
+        thread.start()
+        return thread
 
     @property
     def available(self):

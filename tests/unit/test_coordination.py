@@ -79,6 +79,14 @@ class TestLocksAndMembers(SiteTestCase):
         a.try_lock('img').release()
         self.assertIsNot(first, a._coordinator)
 
+    def test_a_node_joins_in_the_background_at_start(self):
+        a, b = self.site('http://a'), self.site('http://b')
+        thread = b.join_in_background()
+        thread.join(30)
+        self.assertFalse(thread.is_alive())
+        # b is a member before it ever filled or asked anything.
+        self.assertEqual(['http://b'], a.peer_urls())
+
     def test_repr_never_shows_the_url(self):
         site = self.site('http://a', url='etcd3+http://user:pw@h:2379')
         self.assertNotIn('pw', repr(site))

@@ -315,6 +315,13 @@ class TestStoreConfiguration(base.StoreTestCase):
     a clear reason.
     """
 
+    def setUp(self):
+        super().setUp()
+        # No coordinator left running after the test (its files and threads
+        # would outlive it in this process): coordination's tests join.
+        self.joins = self.useFixture(fixtures.MockPatchObject(
+            coordination.Site, 'join_in_background')).mock
+
     def site_store(self, **options):
         folder = self.useFixture(fixtures.TempDir()).path
         return self.make_store(
@@ -331,6 +338,10 @@ class TestStoreConfiguration(base.StoreTestCase):
         source = store_._readthrough.site
         self.assertIsInstance(source, site_source.SiteSource)
         self.assertEqual('http://node-1:9292', source.site.peer_url)
+        # It joins the site at start, and asks central through it.
+        self.joins.assert_called_once_with()
+        self.assertEqual(source.central_record,
+                         store_.central.record_relay)
 
     def test_the_peer_url_defaults_to_worker_self_reference_url(self):
         self.conf.register_opt(cfg.StrOpt('worker_self_reference_url'))
