@@ -47,14 +47,13 @@ def not_held_here(image_id, edge_image_id=None):
     """What a client reading the data of central image *image_id* is told
     when central cannot be used and the edge does not hold the image: the
     image (the edge's ID the user knows, when it differs from central's)
-    and the reason in a user's words (nova puts this in the fault of a
-    server that cannot boot), nothing of central's address, no quotes
-    (Glance HTML-escapes them in its error bodies).
+    and the reason in a user's words, nothing of central's address, no
+    quotes (Glance HTML-escapes them in its error bodies). Short: nova keeps
+    255 characters of a fault, its own words first.
     """
-    named = image_id if edge_image_id in (None, image_id) else (
-        '%s (central image %s)' % (edge_image_id, image_id))
     return ('image %s is not available at this edge now: central cannot be '
-            'reached and the image is not held here' % named)
+            'reached and the image is not held here'
+            % (edge_image_id or image_id))
 
 
 class UpstreamNotFound(UpstreamError):
