@@ -115,16 +115,27 @@ def record_of(data, **fields):
     return upstream.ImageRecord(raw)
 
 
-def open_fds():
+def open_fds(under=None):
     """Open descriptors once fill threads have ended (a fill leaves the
     list wait_for_fills reads before its thread closes its lock and index
-    connection) and garbage is collected.
+    connection) and garbage is collected; with *under*, only those of files
+    below that folder.
     """
     for thread in threading.enumerate():
         if thread.name.startswith(('fill-', 'hash-')):
             thread.join(10)
     gc.collect()
-    return len(os.listdir('/proc/self/fd'))
+    names = os.listdir('/proc/self/fd')
+    if under is None:
+        return len(names)
+    count = 0
+    for name in names:
+        try:
+            target = os.readlink(os.path.join('/proc/self/fd', name))
+        except OSError:
+            continue
+        count += target.startswith(os.path.realpath(under) + os.sep)
+    return count
 
 
 def drain(chunks):
@@ -526,11 +537,13 @@ class TestNoThreadForTheFill(ReadThroughTestCase):
             if thread.name.startswith('fill-'):
                 raise RuntimeError("can't start new thread")
             return start(thread)
-        before = open_fds()
+        # The descriptors of this cache's files (the process's others may
+        # come and go with other tests' threads in the same worker).
+        before = open_fds(self.cache.root)
         with fixtures.MockPatchObject(threading.Thread, 'start',
                                       refuse_fills):
             self.assertEqual(self.data, self.read_all())
-        self.assertEqual(before, open_fds())
+        self.assertEqual(before, open_fds(self.cache.root))
         self.assertEqual({}, self.reader._fills)
         self.assertEqual(0, self.central.open_streams)
         self.assertIn('not started', self.log.output)
