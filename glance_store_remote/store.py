@@ -106,6 +106,19 @@ def parse_location(uri, backend):
     return match['image_id']
 
 
+def linked_central_images(edge_record):
+    """The central image IDs that the live remote-glance locations of an
+    edge record (edge_db.EdgeRecords.get) name, in any backend.
+    """
+    linked = set()
+    for loc in edge_record.get('locations') or ():
+        url = loc.get('url')
+        match = _LOCATION.fullmatch(url) if isinstance(url, str) else None
+        if match and loc.get('status', 'active') == 'active':
+            linked.add(match['image_id'])
+    return linked
+
+
 @contextlib.contextmanager
 def _glance_store_errors(table=_TO_GLANCE_STORE):
     """Re-raise this package's errors as the glance_store exception Glance
@@ -315,9 +328,11 @@ class Store(driver.Store):
         ``remote_glance_record_ttl``; never the copy kept with the cache),
         with an accepted membership for a shared image. When the
         ``remote-glance-record-copy`` filter names the edge image
-        (link_scope.py), its data fields must agree with central's, and the
-        authorized link is reported so that central's record is copied once
-        Glance has accepted it. Nothing is written here.
+        (link_scope.py), its data fields must agree with central's, every
+        other remote-glance location of it (live in the edge database, or
+        authorized earlier in the same request) must name the same central
+        image, and the authorized link is reported so that central's record
+        is copied once Glance has accepted it. Nothing is written here.
 
         Cost: one GET to central for the record and, for a shared image, one
         for the membership, the first time in a request.
@@ -371,6 +386,21 @@ class Store(driver.Store):
             raise exceptions.LinkRefused(
                 'edge image %s is not visible to project %s' % (
                     scope.edge_image_id, project))
+        # One edge image is one central image: its record (size, checksum,
+        # the copied properties) can describe only one, and a client
+        # verifies what any of its locations serves against that record.
+        # Glance asks about a request's locations one after the other, so
+        # the links authorized earlier in this request count as the
+        # edge image's own.
+        others = linked_central_images(edge) | {
+            linked for _, linked in scope.links()}
+        others.discard(central_id)
+        if others:
+            raise exceptions.LinkRefused(
+                'edge image %s already links central image %s; all its '
+                'remote-glance locations must name that image, not %s' % (
+                    scope.edge_image_id, ', '.join(sorted(others)),
+                    central_id))
         conflicts = record_rules.data_conflicts(record, edge)
         if conflicts:
             raise exceptions.LinkRefused(

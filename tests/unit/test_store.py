@@ -461,6 +461,63 @@ class TestLinkAuthorization(base.StoreTestCase):
         self.assertEqual([], self.links)
         self.assertIn('does not match edge image edge-1', self.log.output)
 
+    def scoped(self):
+        """A request of p1 about edge-1; returns (context, links)."""
+        context = base.Context('p1')
+        links = []
+        link_scope.open_scope(context, 'edge-1',
+                              lambda *link: links.append(link))
+        return context, links
+
+    def test_one_request_linking_two_central_images_refuses_the_second(self):
+        # One PATCH with two links: neither is in the edge database yet.
+        self.edge()
+        first, second = self.serve_record(), self.serve_record()
+        context, links = self.scoped()
+        self.assertEqual(1024, self.store.get_size(
+            self.location(first['id']), context=context))
+        for _ in range(3):
+            self.assertRaises(gs_exceptions.NotFound, self.store.get_size,
+                              self.location(second['id']), context=context)
+        # The first is still the one Glance may accept with it, alone.
+        self.assertEqual(1024, self.store.get_size(
+            self.location(first['id']), context=context))
+        self.assertEqual([first['id']], [link[2] for link in links])
+        self.assertIn('edge image edge-1 already links central image %s; '
+                      'all its remote-glance locations must name that '
+                      'image, not %s' % (first['id'], second['id']),
+                      self.log.output)
+
+    def test_an_edge_image_that_links_one_central_image_refuses_another(self):
+        linked, other = self.serve_record(), self.serve_record()
+        for url in ('remote-glance://central/%s' % linked['id'],
+                    # Another remote-glance backend counts too.
+                    'remote-glance://other/%s' % linked['id']):
+            self.edge(locations=[{'url': url, 'status': 'active'}])
+            context, links = self.scoped()
+            self.assertRaises(gs_exceptions.NotFound, self.store.get_size,
+                              self.location(other['id']), context=context)
+            self.assertEqual([], links)
+
+    def test_the_same_central_image_again_is_accepted(self):
+        # E.g. the remote-glance location was removed (Glance keeps it as
+        # deleted or pending_delete) and is added again, beside a copy of
+        # the image in another store.
+        linked, other = self.serve_record(), self.serve_record()
+        removed = {'url': 'remote-glance://central/%s' % other['id'],
+                   'status': 'pending_delete'}
+        for locations in (
+                [{'url': 'rbd://fsid/images/edge-1/snap', 'status': 'active'},
+                 {'url': 'remote-glance://central/%s' % linked['id'],
+                  'status': 'active'}],
+                [{'url': 'rbd://fsid/images/edge-1/snap', 'status': 'active'},
+                 removed]):
+            self.edge(locations=locations)
+            context, links = self.scoped()
+            self.assertEqual(1024, self.store.get_size(
+                self.location(linked['id']), context=context))
+            self.assertEqual([linked['id']], [link[2] for link in links])
+
 
 class FakeEdge:
     """The edge database: one image 'edge-1' of project p1."""
