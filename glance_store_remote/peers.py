@@ -6,17 +6,34 @@
   node's bytes of that image: a complete entry, or the partial file of a
   fill in progress, streamed as it grows (unverified: the reader verifies
   the whole image against central's record itself, so nothing is held
-  back here). Range requests are served for resumes. Every request must
-  carry ``X-Remote-Glance-Peer-Auth: <expiry>:<hex HMAC-SHA256 of
-  "METHOD\\nPATH\\nEXPIRY">`` under the backend's
-  ``remote_glance_peer_secret``; anything else is answered 403 here and
-  never reaches Glance. Other paths pass through untouched.
-  The same filter answers, signed, central's record of an image the node
-  holds (``.../record``) or as the node knows it (``.../central-record``),
-  and the node's cache view (``.../cache``, ``.../cache/verify``).
+  back here). Range requests are served for resumes.
+  The same filter answers central's record of an image the node holds
+  (``.../record``) or as the node knows it (``.../central-record``), and
+  the node's cache view (``.../cache``, ``.../cache/verify``).
+  Other paths pass through untouched.
 * ``Peer``: the client side, a data source with the contract of
   upstream.Central.open_data, and the records and views.
 
+What a node trusts (doc/source/admin/ha-site.rst):
+
+* a request, only when ``X-Remote-Glance-Peer-Auth: <expiry>:<nonce>:<hex
+  HMAC-SHA256>`` under the backend's ``remote_glance_peer_secret`` covers
+  its method, THIS node's peer URL, its path, its Range header, the expiry
+  (at most MAX_EXPIRY seconds ahead) and a nonce never seen before on this
+  node (the nonces are remembered until their expiry, in the cache's lock
+  folder: every worker process of the node sees them). A signature is
+  good for one request to one node;
+* a request only when it reaches the node directly: one that names another
+  host than the node's peer URL, or that a proxy or balancer forwarded
+  (``X-Forwarded-For``, ``Forwarded``, ``Via``...), is refused, so the
+  peer path is never an API of the site's VIP;
+* an answer (status, state, length, range, and the body of a record or a
+  view) only when ``X-Remote-Glance-Peer-Answer`` signs it for the request
+  it answers. Image bytes are not signed: every byte a peer sends goes into
+  a fill that verifies the whole image against central's record.
+
+Anything refused is answered 403 here and never reaches Glance; refusals
+are logged at most once per REFUSAL_LOG_INTERVAL, with their count.
 Where a fill reads from, and how the site asks central once, is
 site_source.py's.
 
@@ -29,8 +46,10 @@ import json
 import logging
 import os
 import re
+import secrets
 import threading
 import time
+import urllib.parse
 
 import urllib3
 import webob
@@ -46,10 +65,21 @@ PREFIX = '/remote-glance/peer/'
 AUTH_HEADER = 'X-Remote-Glance-Peer-Auth'
 STATE_HEADER = 'X-Remote-Glance-Peer-State'
 ANSWER_HEADER = 'X-Remote-Glance-Peer-Answer'
+# The headers of an answer its signature covers (with its status and, for
+# a record or a view, its body).
+SIGNED_HEADERS = (STATE_HEADER, 'Content-Length', 'Content-Range')
+# Headers a proxy or balancer adds: a peer request carrying one did not
+# come straight from a node of the site.
+PROXY_HEADERS = ('X-Forwarded-For', 'X-Forwarded-Host', 'X-Forwarded-Proto',
+                 'X-Real-IP', 'Forwarded', 'Via')
 # Seconds a signed request stays valid; a server refuses an expiry further
-# than MAX_EXPIRY in its future (a replayable request lives that long).
-SIGNATURE_TTL = 60
-MAX_EXPIRY = 300
+# than MAX_EXPIRY in its future (allowing for the nodes' clocks to differ).
+# A nonce is remembered until its expiry, so no request is served twice.
+SIGNATURE_TTL = 10
+MAX_EXPIRY = 30
+# Seconds between two warnings about refused peer requests (each says how
+# many were refused since the last).
+REFUSAL_LOG_INTERVAL = 60
 # Seconds a peer server waits for a fill it streams that makes no progress.
 STALL_TIMEOUT = 30
 POLL_INTERVAL = 0.01
@@ -66,7 +96,9 @@ _PATH = re.compile(r'^/remote-glance/peer/(?P<backend>[A-Za-z0-9_-]{1,255})/'
 # The node's cache as a whole: ``glance-remote cache list/stats --site``.
 _VIEW_PATH = re.compile(r'^/remote-glance/peer/(?P<backend>[A-Za-z0-9_-]'
                         r'{1,255})/cache(?P<verify>/verify)?\Z')
-_RANGE = re.compile(r'^bytes=(\d+)-(\d*)$')
+_RANGE = re.compile(r'^bytes=([0-9]+)-([0-9]*)\Z')
+# ASCII digits only: str.isdigit() also takes '²', which int() refuses.
+_AUTH = re.compile(r'^([0-9]{1,12}):([0-9a-f]{32}):([0-9a-f]{64})\Z')
 
 
 def peer_path(backend, image_id):
@@ -77,43 +109,173 @@ def cache_view_path(backend, verify=False):
     return '%s%s/cache%s' % (PREFIX, backend, '/verify' if verify else '')
 
 
-def sign(secret, method, path, expiry):
-    """The hex HMAC-SHA256 of a peer request."""
-    message = ('%s\n%s\n%d' % (method, path, expiry)).encode()
+def target_of(url):
+    """A node's peer URL as signatures name it."""
+    return (url or '').strip().rstrip('/')
+
+
+def sign(secret, method, target, path, range_header, expiry, nonce):
+    """The hex HMAC-SHA256 of a peer request to the node at *target*."""
+    message = '\n'.join(('peer-request-v2', method, target_of(target), path,
+                         range_header or '', '%d' % expiry, nonce)).encode()
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
-def auth_header(secret, method, path, now=None):
+def auth_header(secret, method, path, target, range_header=None, now=None):
+    """The header value that signs one request, to the node whose peer URL
+    is *target*, with a fresh nonce.
+    """
     expiry = int(now if now is not None else time.time()) + SIGNATURE_TTL
-    return '%d:%s' % (expiry, sign(secret, method, path, expiry))
+    nonce = secrets.token_hex(16)
+    return '%d:%s:%s' % (expiry, nonce, sign(
+        secret, method, target, path, range_header, expiry, nonce))
 
 
-def answer_mac(secret, request_auth, status, body):
-    """The hex HMAC-SHA256 that signs a peer's answer (other than image
-    bytes, which the reader verifies against the record): its status and
-    body, bound to the request's own signature, so that an answer cannot be
-    forged, altered or replayed for another request.
+def answer_mac(secret, request_auth, status, headers, body=None):
+    """The hex HMAC-SHA256 that signs a peer's answer: its status, its
+    SIGNED_HEADERS and its body (None: image bytes, which the reader
+    verifies against the record), bound to the request's own signature,
+    so that an answer cannot be forged, altered or replayed for another
+    request.
     """
-    message = ('answer\n%s\n%d\n' % (request_auth, status)).encode() + (
-        hashlib.sha256(body).hexdigest().encode())
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+    lines = ['peer-answer-v2', request_auth, '%d' % status]
+    lines += ['%s: %s' % (name.lower(), headers.get(name) or '')
+              for name in SIGNED_HEADERS]
+    lines.append('-' if body is None else hashlib.sha256(body).hexdigest())
+    return hmac.new(secret.encode(), '\n'.join(lines).encode(),
+                    hashlib.sha256).hexdigest()
 
 
-def check_auth(secret, method, path, header, now=None):
-    """Whether *header* authenticates *method* on *path* now. Constant-time
-    in the signature; never raises.
+def check_auth(secret, method, target, path, range_header, header, now=None,
+               first_use=None):
+    """Whether *header* authenticates *method* on *path* with
+    *range_header* to the node *target* now. Constant-time in the
+    signature; never raises.
+
+    :param first_use: callable(nonce, expiry) -> False when the nonce was
+        seen before (a replay); asked only of a valid signature
     """
-    if not secret or not header:
+    if not secret or not header or not target:
         return False
-    expiry, _, given = header.partition(':')
-    if not expiry.isdigit() or len(expiry) > 12:
+    found = _AUTH.match(header)
+    if found is None:
         return False
-    expiry = int(expiry)
+    expiry, nonce, given = int(found[1]), found[2], found[3]
     now = int(now if now is not None else time.time())
     if expiry < now or expiry > now + MAX_EXPIRY:
         return False
-    return hmac.compare_digest(sign(secret, method, path, expiry).encode(),
-                               given.encode('ascii', 'replace'))
+    if not hmac.compare_digest(
+            sign(secret, method, target, path, range_header, expiry,
+                 nonce).encode(), given.encode()):
+        return False
+    return first_use is None or first_use(nonce, expiry)
+
+
+class Nonces:
+    """The nonces of the peer requests a node accepted, each until its
+    expiry: one file each in *folder* (created exclusively, so the node's
+    worker processes share them), else (no folder: no cache) in this
+    process.
+
+    Cost per request: one file created; every PRUNE_INTERVAL seconds, one
+    listing of the folder and the expired ones removed.
+    """
+
+    PRUNE_INTERVAL = 5
+
+    def __init__(self, folder=None, clock=time.time):
+        self.folder = folder
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._seen = {}
+        self._pruned = 0
+        self._made = False
+
+    def first_use(self, nonce, expiry):
+        """True the first time *nonce* is presented, False after (also when
+        it cannot be remembered: a replay is never served).
+        """
+        now = self._clock()
+        if self.folder is None:
+            with self._lock:
+                if now - self._pruned > self.PRUNE_INTERVAL:
+                    self._seen = {n: e for n, e in self._seen.items()
+                                  if e >= now}
+                    self._pruned = now
+                if nonce in self._seen:
+                    return False
+                self._seen[nonce] = expiry
+                return True
+        try:
+            if not self._made:
+                os.makedirs(self.folder, mode=0o700, exist_ok=True)
+                self._made = True
+            if now - self._pruned > self.PRUNE_INTERVAL:
+                self._pruned = now
+                self._prune(now)
+            fd = os.open(os.path.join(self.folder, '%d-%s' % (expiry, nonce)),
+                         os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return False
+        except OSError as e:
+            LOG.error('peer requests: nonces cannot be kept in %s (%s): '
+                      'refused', self.folder, e)
+            return False
+        os.close(fd)
+        return True
+
+    def _prune(self, now):
+        for name in os.listdir(self.folder):
+            expiry, _, _ = name.partition('-')
+            if expiry.isascii() and expiry.isdigit() and int(expiry) < now:
+                try:
+                    os.unlink(os.path.join(self.folder, name))
+                except FileNotFoundError:
+                    pass
+
+
+class _RefusalLog:
+    """One warning per *interval* about refused peer requests, with the
+    number refused since the last: a probe per second must not flood the
+    log.
+    """
+
+    def __init__(self, interval=REFUSAL_LOG_INTERVAL, clock=time.monotonic):
+        self.interval = interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last = None
+        self._since = 0
+
+    def refused(self, why, request):
+        with self._lock:
+            now = self._clock()
+            if self._last is not None and now - self._last < self.interval:
+                self._since += 1
+                return
+            others, self._since, self._last = self._since, 0, now
+        LOG.warning('peer request refused (%s): %s %s from %s%s', why,
+                    request.method, request.path_info[:300],
+                    request.remote_addr,
+                    '; %d more refused in the last %d s' % (
+                        others, self.interval) if others else '')
+
+
+def _netloc(url_or_host, scheme=None):
+    """(host, port) of a URL, or of a Host header with *scheme*'s default
+    port; None when it cannot be read.
+    """
+    try:
+        if scheme is None:
+            parts = urllib.parse.urlsplit(url_or_host)
+            scheme = parts.scheme
+        else:
+            parts = urllib.parse.urlsplit('//' + url_or_host)
+        host = (parts.hostname or '').lower()
+        port = parts.port or {'http': 80, 'https': 443}.get(scheme.lower())
+    except ValueError:
+        return None
+    return (host, port) if host else None
 
 
 # -- server side -------------------------------------------------------------
@@ -135,12 +297,20 @@ class PeerFilter:
         self.app = app
         self._find_stores = find_stores or _peer_stores
         self.chunk_size = chunk_size
+        self._nonces = {}
+        self._nonces_lock = threading.Lock()
+        self._refusals = _RefusalLog()
 
     def __call__(self, environ, start_response):
         path = environ.get('PATH_INFO', '')
         if not path.startswith(PREFIX):
             return self.app(environ, start_response)
         return self._answer(webob.Request(environ))(environ, start_response)
+
+    def _refuse(self, why, request):
+        self._refusals.refused(why, request)
+        return webob.Response(status=403, content_type='text/plain',
+                              body=b'peer read refused\n')
 
     def _answer(self, request):
         match = (_PATH.match(request.path_info) or
@@ -149,30 +319,50 @@ class PeerFilter:
         if match is not None:
             store = self._find_stores().get(match['backend'])
         secret = _secret_of(store)
+        own_url = _own_peer_url(store)
         # Refused alike whether the backend exists or not: an
         # unauthenticated caller learns nothing.
-        if request.method not in ('GET', 'HEAD') or not check_auth(
-                secret, request.method, request.path_info,
-                request.headers.get(AUTH_HEADER)):
-            LOG.warning('peer read refused (no valid signature): %s %s '
-                        'from %s', request.method, request.path_info[:300],
-                        request.remote_addr)
-            return webob.Response(status=403, content_type='text/plain',
-                                  body=b'peer read refused\n')
+        if request.method not in ('GET', 'HEAD'):
+            return self._refuse('not GET or HEAD', request)
+        proxied = [h for h in PROXY_HEADERS if h in request.headers]
+        if proxied:
+            return self._refuse('came through a proxy or balancer: %s'
+                                % proxied[0], request)
+        if own_url is None or _netloc(own_url) != _netloc(
+                request.host, urllib.parse.urlsplit(own_url).scheme):
+            return self._refuse('not addressed to this node\'s peer URL',
+                                request)
+        auth = request.headers.get(AUTH_HEADER)
+        if not check_auth(secret, request.method, own_url, request.path_info,
+                          request.headers.get('Range'), auth,
+                          first_use=self._nonces_of(store).first_use):
+            return self._refuse('no valid signature, or a replay', request)
         if match.re is _PATH and not match['what']:
             cache = getattr(store, 'cache', None)
             if cache is None:
-                return _not_found()
-            return self._serve(request, cache, match['id'])
-        # A record or a view: GET only, and the answer is signed.
+                response = _not_found()
+            else:
+                response = self._serve(request, cache, match['id'])
+            return _signed(response, secret, auth, body=False)
+        # A record or a view: GET only.
         if request.method != 'GET':
             return webob.Response(status=405, content_type='text/plain',
                                   body=b'GET only\n')
-        response = _small_answer(store, match)
-        response.headers[ANSWER_HEADER] = answer_mac(
-            secret, request.headers[AUTH_HEADER], response.status_int,
-            response.body)
-        return response
+        return _signed(_small_answer(store, match), secret, auth, body=True)
+
+    def _nonces_of(self, store):
+        """The Nonces of *store*'s node: in its cache's lock folder (every
+        worker process of the node sees them), else this process's.
+        """
+        cache = getattr(store, 'cache', None)
+        folder = None
+        if cache is not None:
+            folder = os.path.join(cache.lock_dir, 'peer-nonces')
+        with self._nonces_lock:
+            nonces = self._nonces.get(folder)
+            if nonces is None:
+                nonces = self._nonces[folder] = Nonces(folder)
+            return nonces
 
     def _serve(self, request, cache, image_id):
         opened = None
@@ -188,12 +378,23 @@ class PeerFilter:
             fd = _open_partial(cache, image_id)
             if fd is None:
                 return _not_found()
-            record = cache.stored_record(image_id)
-            if record is None or not _fill_running(cache, image_id):
-                os.close(fd)
-                return _not_found()
             release = []
             state = 'filling'
+            try:
+                record = cache.stored_record(image_id)
+                running = record is not None and _fill_running(cache,
+                                                               image_id)
+            except (exceptions.CacheError, OSError) as e:
+                # The cache cannot be read now (its index busy): the
+                # partial file is not leaked, the reader asks elsewhere.
+                os.close(fd)
+                LOG.info('peer read of image %s: the cache cannot be read '
+                         'now: %s', image_id, e)
+                return webob.Response(status=503, content_type='text/plain',
+                                      body=b'cache cannot be read now\n')
+            if not running:
+                os.close(fd)
+                return _not_found()
         release.insert(0, lambda: os.close(fd))
         size = record['size']
         start, end = 0, size
@@ -260,6 +461,32 @@ def _secret_of(store):
         return store.conf[store.backend_group].remote_glance_peer_secret
     except Exception:
         return None
+
+
+def _own_peer_url(store):
+    """This node's peer URL, as the site knows it (the backend's
+    remote_glance_peer_url, else worker_self_reference_url), or None.
+    """
+    if store is None:
+        return None
+    try:
+        url = store.conf[store.backend_group].remote_glance_peer_url or (
+            getattr(store.conf, 'worker_self_reference_url', None))
+    except Exception:
+        return None
+    return target_of(url) if isinstance(url, str) and url else None
+
+
+def _signed(response, secret, request_auth, body):
+    """*response* with its ANSWER_HEADER (of its body too when *body*)."""
+    if 'Content-Length' not in response.headers and isinstance(
+            response.app_iter, list):
+        # Signed as the client sees it (the server would add it).
+        response.content_length = len(response.body)
+    response.headers[ANSWER_HEADER] = answer_mac(
+        secret, request_auth, response.status_int, response.headers,
+        response.body if body else None)
+    return response
 
 
 def _not_found():
@@ -473,28 +700,44 @@ class Peer:
     def __repr__(self):
         return '<Peer %s>' % self.url
 
-    def _request(self, method, image_id, headers=None):
-        """An image's bytes or state (not signed: the reader verifies the
-        bytes against the record).
-        """
-        path = peer_path(self.backend, image_id)
+    def _request(self, method, path, headers=None, read_timeout=None):
+        """(the answer, not read yet, the request's signature)."""
         headers = dict(headers or {})
-        headers[AUTH_HEADER] = auth_header(self._secret, method, path)
+        auth = headers[AUTH_HEADER] = auth_header(
+            self._secret, method, path, self.url, headers.get('Range'))
         return _POOL.get(self._ca_file).request(
             method, self.url + path, headers=headers, preload_content=False,
             retries=False, redirect=False,
             timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT,
-                                    read=self.timeout))
+                                    read=read_timeout or self.timeout)), auth
+
+    def _signed_by_site(self, resp, auth, path, body=None):
+        """Whether the site's key signed *resp* (its status and headers,
+        and *body* if given) as the answer to the request signed *auth*;
+        logged when not.
+        """
+        expected = answer_mac(self._secret, auth, resp.status, resp.headers,
+                              body)
+        if hmac.compare_digest(expected,
+                               resp.headers.get(ANSWER_HEADER, '')):
+            return True
+        LOG.error('peer %s: an answer not signed by the site (HTTP %d to '
+                  '%s); ignored', self.url, resp.status, path)
+        return False
 
     def state(self, image_id):
-        """'complete', 'filling' or None (not held, or not reachable)."""
+        """'complete', 'filling' or None (not held, not reachable, or an
+        answer the site did not sign).
+        """
+        path = peer_path(self.backend, image_id)
         try:
-            resp = self._request('HEAD', image_id)
+            resp, auth = self._request('HEAD', path)
         except (urllib3.exceptions.HTTPError, OSError) as e:
             LOG.debug('peer %s not reachable: %s', self.url, e)
             return None
         try:
-            if resp.status != 200:
+            if resp.status != 200 or not self._signed_by_site(resp, auth,
+                                                              path):
                 return None
             return resp.headers.get(STATE_HEADER)
         finally:
@@ -507,13 +750,9 @@ class Peer:
         :raises PeerUnreachable: not asked, not read whole, too large, or
             not signed by the site (a forged or altered answer)
         """
-        headers = {AUTH_HEADER: auth_header(self._secret, 'GET', path)}
         try:
-            resp = _POOL.get(self._ca_file).request(
-                'GET', self.url + path, headers=headers,
-                preload_content=False, retries=False, redirect=False,
-                timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT,
-                                        read=read_timeout or self.timeout))
+            resp, auth = self._request('GET', path,
+                                       read_timeout=read_timeout)
         except (urllib3.exceptions.HTTPError, OSError) as e:
             raise PeerUnreachable(self.url, e) from None
         try:
@@ -530,12 +769,7 @@ class Peer:
             raise PeerUnreachable(self.url, 'HTTP 403: the peer refused our '
                                   'signature (is remote_glance_peer_secret '
                                   'the same on every node?)')
-        expected = answer_mac(self._secret, headers[AUTH_HEADER],
-                              resp.status, body)
-        if not hmac.compare_digest(expected,
-                                   resp.headers.get(ANSWER_HEADER, '')):
-            LOG.error('peer %s: an answer not signed by the site (HTTP %d '
-                      'to %s); ignored', self.url, resp.status, path)
+        if not self._signed_by_site(resp, auth, path, body):
             raise PeerUnreachable(self.url, 'answer not signed by the site')
         return resp.status, resp.headers.get(STATE_HEADER), body
 
@@ -622,15 +856,17 @@ class Peer:
         headers = {}
         if (offset, length) != (0, size):
             headers['Range'] = 'bytes=%d-%d' % (offset, offset + length - 1)
+        path = peer_path(self.backend, record.id)
         try:
-            resp = self._request('GET', record.id, headers)
+            resp, auth = self._request('GET', path, headers)
         except (urllib3.exceptions.HTTPError, OSError) as e:
             raise exceptions.UpstreamUnavailable(
                 self.backend, 'peer %s cannot serve image %s' % (
                     self.url, record.id), detail=str(e)) from None
         expected_status = 206 if headers else 200
         if resp.status != expected_status or resp.headers.get(
-                'Content-Length') != str(length):
+                'Content-Length') != str(length) or not (
+                    self._signed_by_site(resp, auth, path)):
             status = resp.status
             resp.release_conn()
             raise exceptions.UpstreamUnavailable(

@@ -27,11 +27,15 @@ KiB = 1024
 
 
 class FakeStore:
+    # This node's peer URL (PeerTestCase sets the served one).
+    peer_url = 'http://localhost'
+
     def __init__(self, cache_, secret=SECRET, central=None):
         self.cache = cache_
         self.central = central
         self.backend_group = 'central'
-        group = mock.Mock(remote_glance_peer_secret=secret)
+        group = mock.Mock(remote_glance_peer_secret=secret,
+                          remote_glance_peer_url=self.peer_url)
         self.conf = {'central': group}
 
 
@@ -61,6 +65,7 @@ class PeerTestCase(testtools.TestCase):
         self.record = rt.record_of(self.data)
         self.cache = cache.Cache(self.useFixture(fixtures.TempDir()).path,
                                  4 * 1024 * KiB)
+        self.peer_url = 'http://localhost'
         self.filter = peers.PeerFilter(
             app, find_stores=lambda: {'central': FakeStore(self.cache)},
             chunk_size=64 * KiB)
@@ -73,11 +78,23 @@ class PeerTestCase(testtools.TestCase):
         reader.wait_for_fills(10)
         self.assertTrue(os.path.exists(self.cache.data_path(IMAGE)))
 
-    def request(self, method='GET', secret=SECRET, path=None, **headers):
+    @property
+    def peer_url(self):
+        return FakeStore.peer_url
+
+    @peer_url.setter
+    def peer_url(self, url):
+        """This node's peer URL (the stores made from now on have it)."""
+        self.addCleanup(setattr, FakeStore, 'peer_url', FakeStore.peer_url)
+        FakeStore.peer_url = url
+
+    def request(self, method='GET', secret=SECRET, path=None, target=None,
+                **headers):
         path = path or peers.peer_path('central', IMAGE)
         if secret is not None:
-            headers[peers.AUTH_HEADER] = peers.auth_header(secret, method,
-                                                           path)
+            headers[peers.AUTH_HEADER] = peers.auth_header(
+                secret, method, path, target or self.peer_url,
+                headers.get('Range'))
         request = webob.Request.blank(path, method=method, headers=headers)
         return request.get_response(self.filter)
 
@@ -89,7 +106,8 @@ class PeerTestCase(testtools.TestCase):
         thread.start()
         self.addCleanup(server.server_close)
         self.addCleanup(server.shutdown)
-        return 'http://127.0.0.1:%d' % server.server_port
+        self.peer_url = 'http://127.0.0.1:%d' % server.server_port
+        return self.peer_url
 
     def partial_fill(self, upto):
         """A fill in progress: the fill lock held, *upto* bytes written."""
@@ -125,36 +143,78 @@ class RecordCentral:
 class TestSignature(testtools.TestCase):
 
     PATH = peers.peer_path('central', IMAGE)
+    NODE = 'http://node-1:9292'
+
+    def check(self, header, method='GET', path=PATH, target=NODE,
+              range_header=None, secret=SECRET, **kw):
+        return peers.check_auth(secret, method, target, path, range_header,
+                                header, **kw)
 
     def test_a_fresh_signature_is_accepted(self):
-        header = peers.auth_header(SECRET, 'GET', self.PATH)
-        self.assertTrue(peers.check_auth(SECRET, 'GET', self.PATH, header))
+        header = peers.auth_header(SECRET, 'GET', self.PATH, self.NODE)
+        self.assertTrue(self.check(header))
+        # A trailing slash of the peer URL names the same node.
+        self.assertTrue(self.check(header, target=self.NODE + '/'))
 
     def test_another_secret_method_or_path_is_refused(self):
-        header = peers.auth_header(SECRET, 'GET', self.PATH)
-        self.assertFalse(peers.check_auth(SECRET + 'x', 'GET', self.PATH,
-                                          header))
-        self.assertFalse(peers.check_auth(SECRET, 'HEAD', self.PATH, header))
-        self.assertFalse(peers.check_auth(SECRET, 'GET', self.PATH + 'x',
-                                          header))
+        header = peers.auth_header(SECRET, 'GET', self.PATH, self.NODE)
+        self.assertFalse(self.check(header, secret=SECRET + 'x'))
+        self.assertFalse(self.check(header, method='HEAD'))
+        self.assertFalse(self.check(header, path=self.PATH + 'x'))
+
+    def test_a_signature_is_for_one_node_and_one_range(self):
+        header = peers.auth_header(SECRET, 'GET', self.PATH, self.NODE,
+                                   'bytes=0-99')
+        self.assertTrue(self.check(header, range_header='bytes=0-99'))
+        self.assertFalse(self.check(header, target='http://node-2:9292'))
+        self.assertFalse(self.check(header, target='http://vip:9292'))
+        self.assertFalse(self.check(header))
+        self.assertFalse(self.check(header, range_header='bytes=0-'))
+
+    def test_a_nonce_is_used_once(self):
+        seen = peers.Nonces(None)
+        header = peers.auth_header(SECRET, 'GET', self.PATH, self.NODE)
+        self.assertTrue(self.check(header, first_use=seen.first_use))
+        self.assertFalse(self.check(header, first_use=seen.first_use))
+        # A forged header never reaches the nonces.
+        forged = header[:-1] + ('0' if header[-1] != '0' else '1')
+        self.assertFalse(self.check(forged, first_use=self.fail))
+
+    def test_nonces_are_shared_by_the_processes_of_a_node(self):
+        folder = self.useFixture(fixtures.TempDir()).path
+        now = [1000.0]
+        one = peers.Nonces(folder, clock=lambda: now[0])
+        two = peers.Nonces(folder, clock=lambda: now[0])
+        self.assertTrue(one.first_use('a' * 32, 1010))
+        self.assertFalse(two.first_use('a' * 32, 1010))
+        self.assertTrue(two.first_use('b' * 32, 1030))
+        # Forgotten once expired (an expired request is refused anyway).
+        now[0] = 1020.0
+        self.assertTrue(one.first_use('c' * 32, 1040))
+        self.assertEqual(['1030-' + 'b' * 32, '1040-' + 'c' * 32],
+                         sorted(os.listdir(folder)))
 
     def test_expired_or_far_future_signatures_are_refused(self):
+        self.assertLessEqual(peers.MAX_EXPIRY, 30)
         now = time.time()
-        old = peers.auth_header(SECRET, 'GET', self.PATH,
+        old = peers.auth_header(SECRET, 'GET', self.PATH, self.NODE,
                                 now=now - peers.SIGNATURE_TTL - 5)
-        self.assertFalse(peers.check_auth(SECRET, 'GET', self.PATH, old,
-                                          now=now))
-        far = now + peers.MAX_EXPIRY + 10
-        header = '%d:%s' % (far, peers.sign(SECRET, 'GET', self.PATH, far))
-        self.assertFalse(peers.check_auth(SECRET, 'GET', self.PATH, header,
-                                          now=now))
+        self.assertFalse(self.check(old, now=now))
+        far = int(now + peers.MAX_EXPIRY + 10)
+        nonce = 'f' * 32
+        header = '%d:%s:%s' % (far, nonce, peers.sign(
+            SECRET, 'GET', self.NODE, self.PATH, None, far, nonce))
+        self.assertFalse(self.check(header, now=now))
+        self.assertTrue(self.check(header, now=far - 5))
 
     def test_malformed_headers_and_no_secret_are_refused(self):
-        for header in (None, '', 'x', '12', 'abc:def', ':', '1:\u00e9'):
-            self.assertFalse(peers.check_auth(SECRET, 'GET', self.PATH,
-                                              header))
-        header = peers.auth_header(SECRET, 'GET', self.PATH)
-        self.assertFalse(peers.check_auth(None, 'GET', self.PATH, header))
+        good = peers.auth_header(SECRET, 'GET', self.PATH, self.NODE)
+        for header in (None, '', 'x', '12', 'abc:def', ':', '1:\u00e9',
+                       '\u00b2:x', '\u00b2' + good[1:], good + 'x',
+                       good.upper(), ' ' + good):
+            self.assertFalse(self.check(header), header)
+        self.assertFalse(self.check(good, secret=None))
+        self.assertFalse(self.check(good, target=None))
 
 
 class TestFilter(PeerTestCase):
@@ -238,6 +298,90 @@ class TestFilter(PeerTestCase):
         self.assertIn('ends short', self.log.output)
 
 
+    def send(self, method, path, auth, **headers):
+        headers[peers.AUTH_HEADER] = auth
+        return webob.Request.blank(path, method=method,
+                                   headers=headers).get_response(self.filter)
+
+    def test_a_replayed_request_is_refused_by_every_worker_of_the_node(self):
+        self.fill_complete()
+        path = peers.peer_path('central', IMAGE)
+        auth = peers.auth_header(SECRET, 'GET', path, self.peer_url)
+        self.assertEqual(200, self.send('GET', path, auth).status_int)
+        self.assertEqual(403, self.send('GET', path, auth).status_int)
+        # Another worker process of the node: its own filter, the same
+        # cache.
+        self.filter = peers.PeerFilter(
+            app, find_stores=lambda: {'central': FakeStore(self.cache)})
+        self.assertEqual(403, self.send('GET', path, auth).status_int)
+        self.assertEqual(200, self.request().status_int)
+
+    def test_a_signature_for_another_node_or_range_is_refused(self):
+        self.fill_complete()
+        path = peers.peer_path('central', IMAGE)
+        for auth, headers in (
+                (peers.auth_header(SECRET, 'GET', path, 'http://other'), {}),
+                (peers.auth_header(SECRET, 'GET', path, self.peer_url),
+                 {'Range': 'bytes=0-9'}),
+                (peers.auth_header(SECRET, 'GET', path, self.peer_url,
+                                   'bytes=0-9'), {})):
+            self.assertEqual(403, self.send('GET', path, auth,
+                                            **headers).status_int)
+
+    def test_a_request_through_a_balancer_or_to_another_host_is_refused(self):
+        self.fill_complete()
+        for header in peers.PROXY_HEADERS:
+            response = self.request(**{header: '192.0.2.9'})
+            self.assertEqual(403, response.status_int, header)
+        # The site's VIP (another host name than the node's peer URL).
+        self.assertEqual(403, self.request(Host='vip:80').status_int)
+        self.assertEqual(403, self.request(Host='localhost:9292')
+                         .status_int)
+        self.assertEqual(200, self.request(Host='LOCALHOST').status_int)
+        self.assertIn('came through a proxy or balancer', self.log.output)
+
+    def test_a_digit_that_is_not_ascii_is_refused_not_a_500(self):
+        self.fill_complete()
+        path = peers.peer_path('central', IMAGE)
+        for auth in ('\u00b2:x', '\u00b2' * 3 + ':' + 'a' * 32 + ':' +
+                     'b' * 64):
+            request = webob.Request.blank(path)
+            request.environ['HTTP_' + peers.AUTH_HEADER.upper().replace(
+                '-', '_')] = auth
+            self.assertEqual(403, request.get_response(self.filter)
+                             .status_int)
+
+    def test_a_busy_cache_index_leaks_no_descriptor(self):
+        self.partial_fill(10 * KiB)
+        busy = exceptions.CacheError('database is locked')
+        before = len(os.listdir('/proc/self/fd'))
+        with mock.patch.object(self.cache, 'stored_record',
+                               side_effect=busy):
+            for _ in range(5):
+                response = self.request()
+                self.assertEqual(503, response.status_int)
+        self.assertEqual(before, len(os.listdir('/proc/self/fd')))
+
+    def test_refusals_are_logged_once_per_interval_with_their_count(self):
+        clock = FakeClock()
+        self.filter._refusals = peers._RefusalLog(interval=60, clock=clock)
+        for _ in range(50):
+            self.assertEqual(403, self.request(secret=None).status_int)
+        self.assertEqual(1, self.log.output.count('peer request refused'))
+        clock.now += 61
+        self.request(secret=None)
+        self.assertEqual(2, self.log.output.count('peer request refused'))
+        self.assertIn('49 more refused in the last 60 s', self.log.output)
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
 class TestRecordEndpoints(PeerTestCase):
     """``.../<id>/record`` (what this node holds) and
     ``.../<id>/central-record`` (central's record through this node).
@@ -289,11 +433,12 @@ class TestRecordEndpoints(PeerTestCase):
         self.use_central(self.record)
         self.fill_complete()
         path = self.path('record')
-        auth = peers.auth_header(SECRET, 'GET', path)
+        auth = peers.auth_header(SECRET, 'GET', path, self.peer_url)
         response = webob.Request.blank(
             path, headers={peers.AUTH_HEADER: auth}).get_response(
                 self.filter)
-        self.assertEqual(peers.answer_mac(SECRET, auth, 200, response.body),
+        self.assertEqual(peers.answer_mac(SECRET, auth, 200,
+                                          response.headers, response.body),
                          response.headers[peers.ANSWER_HEADER])
         # A man in the middle changes the size and hash in the answer.
         honest = self.filter
@@ -311,6 +456,44 @@ class TestRecordEndpoints(PeerTestCase):
                               IMAGE)
         self.assertIn('not signed by the site', str(e))
         self.assertIn('not signed by the site', self.log.output)
+
+    def test_a_relabelled_state_is_refused(self):
+        # Central says "not active": a man in the middle makes it "unknown"
+        # (which the reader would remember as central having no image).
+        self.use_central(exceptions.UpstreamNotActive('central', 'queued'))
+        honest = self.filter
+
+        def relabel(environ, start_response):
+            answer = webob.Request(environ).get_response(honest)
+            if answer.headers.get(peers.STATE_HEADER) == 'not-active':
+                answer.headers[peers.STATE_HEADER] = 'unknown'
+            return answer(environ, start_response)
+        self.filter = relabel
+        peer = peers.Peer('central', self.serve(), SECRET, 64 * KiB, 10)
+        e = self.assertRaises(peers.PeerUnreachable, peer.central_record,
+                              IMAGE)
+        self.assertIn('not signed by the site', str(e))
+
+    def test_a_state_or_range_altered_in_the_middle_is_refused(self):
+        self.fill_complete()
+        honest = self.filter
+        change = {}
+
+        def alter(environ, start_response):
+            answer = webob.Request(environ).get_response(honest)
+            answer.headers.update(change)
+            return answer(environ, start_response)
+        self.filter = alter
+        peer = peers.Peer('central', self.serve(), SECRET, 64 * KiB, 10)
+        self.assertEqual('complete', peer.state(IMAGE))
+        self.assertEqual(self.data[10:20], b''.join(
+            peer.open_data(self.record, 10, 10)))
+        change[peers.STATE_HEADER] = 'filling'
+        self.assertIsNone(peer.state(IMAGE))
+        change.clear()
+        change['Content-Range'] = 'bytes 11-20/%d' % self.SIZE
+        self.assertRaises(exceptions.UpstreamUnavailable, peer.open_data,
+                          self.record, 10, 10)
 
     def test_records_and_views_are_get_only(self):
         self.fill_complete()
@@ -417,7 +600,8 @@ class TestTLSPeers(PeerTestCase):
         thread.start()
         self.addCleanup(server.server_close)
         self.addCleanup(server.shutdown)
-        return 'https://127.0.0.1:%d' % server.server_port, ca_file, other_ca
+        self.peer_url = 'https://127.0.0.1:%d' % server.server_port
+        return self.peer_url, ca_file, other_ca
 
     def test_verified_against_the_ca_file_or_refused(self):
         self.fill_complete()
