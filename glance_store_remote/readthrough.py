@@ -19,22 +19,24 @@
   (its store cannot read from an offset, see upstream.Central.serves_ranges)
   the fill reads the image from byte 0 and drops what it holds already;
   its file's modification time shows followers it is alive meanwhile.
-* Range: served from a complete entry, or from a partial prefix that
-  already holds the bytes (also with central down). A range beyond the
-  prefix is fetched from central directly, and a fill of the whole image
-  starts in the background to warm the cache. From a central that serves
-  no ranges, the range is served from that fill as its bytes land (one
-  read of the image from central, not two).
+* Range: served from a complete entry; else central's own bytes for the
+  range, while a fill of the whole image starts in the background to warm
+  the cache. From a central that serves no ranges, the range is served
+  from that fill once it verified the image (one read of the image from
+  central, not two). A range is never served from a partial file, whose
+  bytes nobody verified yet and may come from a peer.
 * Pass-through: an image that cannot fit, a disk that refuses writes, or a
   hash algorithm this Python lacks or refuses (md5 under FIPS): the image
-  streams from central uncached; the cache never fails a read that central
-  can serve.
+  streams from central uncached, still hashed with its last byte held
+  back (a range: as central sent it); the cache never fails a read that
+  central can serve.
 * Zero bytes: an empty image reads as an empty stream; nothing is asked of
   central and nothing is cached (there is nothing to keep).
 
-Every iterator handed out is a streams.Chunks: what a read opened before
-its first chunk is released even if Glance never starts it, and every error
-it raises is an IOError.
+Every iterator handed out is a delivery.Delivery, one of the kinds of
+stream allowed to reach a client (delivery.py); read() returns nothing
+else. What a read opened before its first chunk is released even if Glance
+never starts it, and every error it raises is an IOError.
 """
 
 import functools
@@ -45,15 +47,15 @@ import threading
 import time
 
 from glance_store_remote import cache as cache_module
+from glance_store_remote import delivery
 from glance_store_remote import exceptions
-from glance_store_remote import streams
 from glance_store_remote import upstream
 from glance_store_remote import wan
 
 LOG = logging.getLogger(__name__)
 
 # Bytes of a whole-image read withheld until its fill is verified.
-HOLD_BACK = 1
+HOLD_BACK = delivery.HOLD_BACK
 # Seconds between looks at a fill run by another process.
 POLL_INTERVAL = 0.005
 # How often a fill makes its prefix durable (fdatasync), in bytes.
@@ -172,14 +174,19 @@ class ReadThrough:
 
         :param record: central's upstream.ImageRecord (from the cache's own
             copy when central is down)
-        :returns: a streams.Chunks; part way it raises IOErrors only
+        :returns: a delivery.Delivery (every path below builds one, and
+            nothing else is returned); part way it raises IOErrors only
         :raises UpstreamNotFound, UpstreamUnavailable, UpstreamProtocolError:
             before any byte, when central is needed and cannot serve
             (exceptions.SizeMismatch: the range ends past central's size)
         """
         upstream.check_range(self.central.backend, record, offset, length)
         if not length:
-            return streams.empty()
+            return delivery.empty()
+        return delivery.checked(self._choose(record, offset, length))
+
+    def _choose(self, record, offset, length):
+        """The read path's decision table (see the module docstring)."""
         image_id = record.id
         opened = self._open_complete(image_id)
         if opened is not None:
@@ -204,8 +211,8 @@ class ReadThrough:
             return self._passthrough(record, offset, length)
         self.cache.count(**{'misses' if status == STARTED
                             else 'coalesced': 1})
-        return streams.Chunks(self._follow(record, expected, offset, length),
-                              name='image %s' % image_id)
+        return delivery.following(
+            self._follow(record, expected, offset, length), image_id)
 
     def stored_record(self, image_id):
         """Central's record kept in the cache, or None."""
@@ -237,41 +244,27 @@ class ReadThrough:
         return fd, lock
 
     def _serve_file(self, fd, lock, offset, length):
-        """Stream [offset, offset+length) of an open file; the stream owns
-        the file and the read *lock* (or None), started or not.
+        """Stream [offset, offset+length) of a complete entry's open file;
+        the stream owns the file and the read *lock* (or None), started or
+        not.
         """
         release = [functools.partial(os.close, fd)]
         if lock is not None:
             release.append(lock.close)
-        return streams.Chunks(self._pread(fd, offset, length), *release)
-
-    def _pread(self, fd, offset, length):
-        pos, end = offset, offset + length
-        try:
-            while pos < end:
-                chunk = os.pread(fd, min(self.chunk_size, end - pos), pos)
-                if not chunk:
-                    raise exceptions.CacheIntegrityError(
-                        'cache file ended at %d of %d bytes' % (pos, end))
-                pos += len(chunk)
-                yield chunk
-        finally:
-            self.cache.count(bytes_from_cache=pos - offset)
+        return delivery.entry(
+            fd, release, offset, length, self.chunk_size,
+            lambda count: self.cache.count(bytes_from_cache=count))
 
     # -- ranges --------------------------------------------------------------
 
     def _read_range(self, record, expected, offset, length):
-        """Serve a range from a partial prefix that holds it, else from
-        central while a background fill warms the cache; from a central
-        without ranges, from that fill as it lands.
+        """Serve a range of an image not held complete: central's own bytes
+        for it while a background fill warms the cache; from a central
+        without ranges, the fill's bytes once it verified the image.
+
+        Never from a partial file: its bytes may come from a peer, and no
+        hash vouches for part of an image (delivery.py).
         """
-        try:
-            served = self._range_from_prefix(record, offset, length)
-        except exceptions.CacheError as e:
-            self._cache_failed(e)
-            return self._passthrough(record, offset, length)
-        if served is not None:
-            return served
         data = self._from_central(record, offset, length, mid_stream=False,
                                   skip_to_offset=False)
         if data is None:
@@ -291,9 +284,8 @@ class ReadThrough:
         elif status in (STARTED, RUNNING):
             self.cache.count(**{'misses' if status == STARTED
                                 else 'coalesced': 1})
-            return streams.Chunks(
-                self._follow(record, expected, offset, length),
-                name='image %s' % record.id)
+            return delivery.following(
+                self._follow(record, expected, offset, length), record.id)
         return self._passthrough(record, offset, length)
 
     def _start_background_fill(self, expected, record):
@@ -306,28 +298,6 @@ class ReadThrough:
             LOG.debug('background fill of %s not started: %s', record.id, e)
         except exceptions.CacheError as e:
             self._cache_failed(e)
-        return None
-
-    def _range_from_prefix(self, record, offset, length):
-        path = self.cache.data_path(record.id, partial=True)
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            return None
-        try:
-            if self._fill_running(record.id):
-                available = os.fstat(fd).st_size
-            else:
-                available = self.cache.resumable_length(record.id)
-        except BaseException:
-            os.close(fd)
-            raise
-        # A prefix is not verified: the last byte waits for the verdict
-        # (_follow), as for a whole image.
-        if offset + length <= min(available, record.size - HOLD_BACK):
-            self.cache.count(hits=1)
-            return self._serve_file(fd, None, offset, length)
-        os.close(fd)
         return None
 
     def _fill_running(self, image_id):
@@ -353,8 +323,10 @@ class ReadThrough:
 
     def _from_central(self, record, offset, length, mid_stream=True,
                       skip_to_offset=True):
-        """Bytes from central, uncached and counted; the stream returned
-        closes the response, started or not.
+        """Bytes from central, uncached and counted, as a client may get
+        them (delivery.from_central: the whole image hashed with its last
+        byte held back, a part of it as central sent it); the stream
+        returned closes the response, started or not.
 
         :param mid_stream: inside a stream already handed to Glance, where
             every error must be an IOError; else the start of a
@@ -377,8 +349,13 @@ class ReadThrough:
             return None
         if not mid_stream:
             self.cache.count(passthrough=1, misses=1)
-        return streams.Chunks(self._counted(data, resent), data.close,
-                              name='image %s' % record.id)
+        return delivery.from_central(
+            self._counted(data, resent),
+            cache_module.expected_from_record(record.raw), offset, length,
+            on_mismatch=self._count_mismatch, release=data.close)
+
+    def _count_mismatch(self):
+        self.cache.count(verification_failures=1)
 
     def _counted(self, data, resent):
         received = 0
@@ -746,8 +723,14 @@ class ReadThrough:
         # even when this reader gets no new byte (a fill that re-reads from
         # byte 0 what it holds already touches the file, see _skipped).
         seen = None
+        # Until the verdict a whole-image reader stops before the last
+        # byte, and a range before its first (delivery.py: no range from
+        # bytes nobody verified).
+        unverified_limit = (min(end, expected.size - HOLD_BACK)
+                            if (at.offset, end) == (0, expected.size)
+                            else at.offset)
         while pos < end:
-            limit = end if verified else min(end, expected.size - HOLD_BACK)
+            limit = end if verified else unverified_limit
             if fd is None:
                 fd = at.fd = self._open_fill_file(image_id)
                 if fd is None:
@@ -915,33 +898,9 @@ class ReadThrough:
                     'byte %d; the read ends short' % (record.id, pos))
             hasher.update(block)
             pos += len(block)
-        hold_from = end - HOLD_BACK
-        held = []
         data = self._from_central(record, pos, end - pos)
-        try:
-            for chunk in data:
-                hasher.update(chunk)
-                start, pos = pos, pos + len(chunk)
-                if pos <= hold_from:
-                    yield chunk
-                elif start < hold_from:
-                    yield chunk[:hold_from - start]
-                    held.append(chunk[hold_from - start:])
-                else:
-                    held.append(chunk)
-        finally:
-            data.close()
-        if pos != end or hasher.hexdigest() != expected.digest:
-            self.cache.count(verification_failures=1)
-            LOG.error('image %s: the bytes a reader sent from the cache and '
-                      'the rest from central do not match its record '
-                      '(%d bytes, %s %s expected); the read ends short',
-                      record.id, expected.size, expected.algo,
-                      expected.digest)
-            raise exceptions.CacheIntegrityError(
-                'image %s: the data central sent does not match its record; '
-                'the read ends short' % record.id)
-        yield b''.join(held)
+        yield from delivery.hold_back_until_verified(
+            data, expected, hasher, pos, on_mismatch=self._count_mismatch)
 
     def _check_stall(self, image_id, last_progress):
         if time.monotonic() - last_progress > self.stall_timeout:

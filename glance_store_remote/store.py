@@ -24,6 +24,7 @@ from glance_store import location as gs_location
 
 from glance_store_remote import breaker
 from glance_store_remote import cache
+from glance_store_remote import delivery
 from glance_store_remote import edge_db
 from glance_store_remote import exceptions
 from glance_store_remote import link_scope
@@ -420,9 +421,16 @@ class Store(driver.Store):
                       else record.size - offset)
             if self._readthrough is not None:
                 data = self._readthrough.read(record, offset, length)
+            elif not length:
+                data = delivery.empty()
             else:
-                data = self._data_source.open_data(
-                    record, offset, length, request_id=_request_id(context))
+                # No cache: central's bytes, verified as they pass.
+                data = delivery.from_central(
+                    self._data_source.open_data(
+                        record, offset, length,
+                        request_id=_request_id(context)),
+                    cache.expected_from_record(record.raw), offset, length)
+            data = delivery.checked(data)
         if self._auto_copy is not None and length and length == record.size:
             # remote_glance_copy_to_store: a whole read queues the copy.
             data = self._auto_copy.watch(data, record.id, length)

@@ -3,6 +3,7 @@ a requests-mock stub of central. No socket is opened: requests-mock answers
 every request, so these tests cover what a real central cannot be made to do
 on demand (lies, broken streams, redirects)."""
 
+import hashlib
 import json
 import uuid
 
@@ -29,6 +30,15 @@ def record(image_id=None, size=1024, **fields):
             'container_format': 'bare', 'visibility': 'public'}
     body.update(fields)
     return body
+
+
+def hashes_of(data):
+    """The checksum and os_hash fields of a record of *data*: a whole read
+    is verified against them.
+    """
+    return {'checksum': hashlib.md5(data).hexdigest(),
+            'os_hash_algo': 'sha512',
+            'os_hash_value': hashlib.sha512(data).hexdigest()}
 
 
 class Context:

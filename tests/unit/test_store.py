@@ -204,12 +204,26 @@ class TestGet(base.StoreTestCase):
 
     def test_whole_image_without_range_header(self):
         data = bytes(range(256)) * 40
-        body = self.serve_record(size=len(data))
+        body = self.serve_record(size=len(data), **base.hashes_of(data))
         self.serve_data(body['id'], data)
         chunks, size = self.store.get(self.location(body['id']))
         self.assertEqual(len(data), size)
         self.assertEqual(data, b''.join(chunks))
         self.assertNotIn('Range', self.central.last_request.headers)
+
+    def test_without_a_cache_a_whole_image_is_verified_as_it_passes(self):
+        # Central serves other bytes than its record says (its stored file
+        # overwritten in place): the read ends short, its last byte held.
+        data = bytes(range(256)) * 40
+        body = self.serve_record(size=len(data), **base.hashes_of(data))
+        self.serve_data(body['id'], data[:-1] + b'!')
+        chunks, size = self.store.get(self.location(body['id']))
+        self.assertEqual('hashed', chunks.kind)
+        received = []
+        error = self.assertRaises(
+            IOError, lambda: received.extend(chunks))
+        self.assertIsInstance(error, exceptions.CacheIntegrityError)
+        self.assertEqual(data[:-1], b''.join(received))
 
     def test_range_is_offset_and_length(self):
         data = bytes(range(256)) * 40
