@@ -8,6 +8,7 @@ nothing cached, nothing copied). Authorization follows central's current
 answer, not the record kept with the cache.
 """
 
+import io
 import os
 import time
 
@@ -18,6 +19,7 @@ ALICE = test_record_copy.ALICE
 BOB = test_record_copy.BOB
 CAROL = lab_module.Identity('project-c', 'carol', ('member', 'reader'))
 PATCH_FORMS = test_record_copy.PATCH_FORMS
+V20 = test_record_copy.V20
 V21 = test_record_copy.V21
 location = test_record_copy.location
 
@@ -48,6 +50,10 @@ class AuthorizationTestCase(test_record_copy.RecordTestCase):
         self.assertEqual('active', self.add_location(
             edge.id, central_id, identity).status)
         return edge.id
+
+    def v21_add(self, central_id):
+        return V21, [{'op': 'add', 'path': '/locations/-',
+                      'value': location(self.location_of(central_id))}]
 
 
 class TestLinkAuthorization(AuthorizationTestCase):
@@ -158,6 +164,111 @@ class TestLinkAuthorization(AuthorizationTestCase):
             'GET', central.id) if 'glance-store-remote' in e.agent])
 
 
+# Two links in one PATCH, in the forms Glance 33 takes them.
+TWO_LINKS = {
+    'v2.1 two adds': (V21, lambda a, b: [
+        {'op': 'add', 'path': '/locations/-', 'value': location(a)},
+        {'op': 'add', 'path': '/locations/-', 'value': location(b)}]),
+    'v2.1 add at 0 after add': (V21, lambda a, b: [
+        {'op': 'add', 'path': '/locations/-', 'value': location(a)},
+        {'op': 'add', 'path': '/locations/0', 'value': location(b)}]),
+    'v2.1 replace with two': (V21, lambda a, b: [
+        {'op': 'replace', 'path': '/locations',
+         'value': [location(a), location(b)]}]),
+    'v2.0 two adds': (V20, lambda a, b: [
+        {'add': '/locations/-', 'value': location(a)},
+        {'add': '/locations/-', 'value': location(b)}]),
+    'v2.0 replace with two': (V20, lambda a, b: [
+        {'replace': '/locations', 'value': [location(a), location(b)]}]),
+}
+# The forms that add a location to an image that already has one (Glance
+# itself refuses to replace a non-empty list with other URLs).
+ADD_FORMS = {name: form for name, form in PATCH_FORMS.items()
+             if 'replace /locations' not in name and
+             'v2.0 replace' not in name}
+
+
+class TestOneCentralImagePerEdgeImage(AuthorizationTestCase):
+    """Every remote-glance location of an edge image names the same
+    central image: the edge record describes one image, and a client
+    verifies what any location serves against it.
+    """
+
+    def twin(self, data):
+        """Another public central image with the same bytes: the data
+        check alone cannot tell it from the first.
+        """
+        image = self.central_glance.images.create(
+            name='twin', disk_format='raw', container_format='bare',
+            visibility='public', min_disk=2, min_ram=512)
+        self.central_glance.images.upload(image.id, io.BytesIO(data))
+        return self.central_glance.images.get(image.id)
+
+    def locations(self, edge_id, identity=BOB):
+        return [loc['url'] for loc in
+                self.edge_glance(identity).images.get(edge_id).locations]
+
+    def test_one_patch_with_links_to_two_central_images_is_refused(self):
+        first, _ = self.central_image('public', owner=ALICE.project_id)
+        second, _ = self.central_image('public', owner=ALICE.project_id)
+        urls = self.location_of(first.id), self.location_of(second.id)
+        for name, (media_type, ops) in TWO_LINKS.items():
+            edge = self.make_edge_image(BOB)
+            response = self.patch(edge.id, media_type, ops(*urls), BOB)
+            self.assertEqual(400, response.status_code,
+                             '%s: %s' % (name, response.text))
+            # Nothing written: no location, no record copied, no data read.
+            self.assertEqual([], self.locations(edge.id), name)
+            for central in (first, second):
+                self.assert_nothing_done(BOB, edge.id, central.id)
+        self.assertIn('already links central image %s; all its '
+                      'remote-glance locations must name that image, not %s'
+                      % (first.id, second.id), self.lab.edge.log_text())
+        # Each alone is still linked.
+        for central in (first, second):
+            self.allowed(BOB, central.id)
+
+    def test_a_linked_image_refuses_a_link_to_another_central_image(self):
+        first, data = self.central_image('public', owner=ALICE.project_id)
+        second = self.twin(data)
+        edge_id = self.allowed(BOB, first.id)
+        before = self.edge_glance(BOB).images.get(edge_id)
+        for name, (media_type, ops) in ADD_FORMS.items():
+            response = self.patch(edge_id, media_type,
+                                  ops(self.location_of(second.id)), BOB)
+            self.assertEqual(400, response.status_code,
+                             '%s: %s' % (name, response.text))
+            self.assertEqual([self.location_of(first.id)],
+                             self.locations(edge_id), name)
+        after = self.edge_glance(BOB).images.get(edge_id)
+        self.assertEqual((before.name, before.checksum, before.size),
+                         (after.name, after.checksum, after.size))
+        self.assertEqual([], self.file_gets(second.id))
+        self.assertEqual(data, self.download(edge_id, first, identity=BOB))
+
+    def test_the_same_central_image_is_linked_again_after_a_removal(self):
+        central, data = self.central_image('public', owner=ALICE.project_id)
+        edge_id = self.allowed(BOB, central.id)
+        # A second location (a copy in the edge's own store), so that
+        # Glance lets the remote-glance one be removed.
+        self.edge_glance().images.image_import(
+            edge_id, method='copy-image', stores=['local'])
+        deadline = time.monotonic() + 60
+        while 'local' not in (self.edge_glance().images.get(
+                edge_id).get('stores') or '').split(','):
+            self.assertLess(time.monotonic(), deadline, 'no copy in local')
+            time.sleep(0.2)
+        url = self.location_of(central.id)
+        position = self.locations(edge_id).index(url)
+        response = self.patch(edge_id, V21, [
+            {'op': 'remove', 'path': '/locations/%d' % position}])
+        self.assertEqual(200, response.status_code, response.text)
+        self.assertNotIn(url, self.locations(edge_id))
+        response = self.patch(edge_id, *self.v21_add(central.id), BOB)
+        self.assertEqual(200, response.status_code, response.text)
+        self.assertIn(url, self.locations(edge_id))
+
+
 class TestFreshAuthorization(AuthorizationTestCase):
     """Revocations at central reach new links once the short record memo
     expires; the record kept with the cache never authorizes.
@@ -210,7 +321,3 @@ class TestFreshAuthorization(AuthorizationTestCase):
             self.assertNotIn(self.lab.central.url.split('//')[1], text)
         self.assertIn(self.lab.central.url.split('//')[1],
                       self.lab.edge.log_text())
-
-    def v21_add(self, central_id):
-        return V21, [{'op': 'add', 'path': '/locations/-',
-                      'value': location(self.location_of(central_id))}]
