@@ -8,7 +8,11 @@ the edge's own policy, the driver's authorization and the record copy
 apply.
 
 An imported image is an edge image that has central's ID and a
-``remote-glance://<backend>/<id>`` location.
+``remote-glance://<backend>/<id>`` location. Glance lets any project member
+choose the ID of an image it creates, so an edge image with central's ID
+proves nothing: import and sync change an existing image only when it is
+provably ours (``not_ours``), and report anything else as a conflict that
+they leave alone.
 """
 
 import logging
@@ -25,6 +29,9 @@ SETTABLE = ('name', 'visibility', 'protected', 'min_disk', 'min_ram',
             'owner')
 # Fields Glance refuses to change once an image has data.
 CREATE_ONLY = ('disk_format', 'container_format')
+# Fields that describe an image's bytes: those of an image we adopt must be
+# central's (or not set yet).
+DATA_FIELDS = ('size', 'checksum', 'os_hash_algo', 'os_hash_value')
 
 
 class EdgeError(exceptions.RemoteGlanceError):
@@ -35,6 +42,65 @@ class EdgeConflict(EdgeError):
     """The edge answered 409: another client (another node's operator, a
     concurrent run) made the same change first, or the state forbids it.
     """
+
+
+class ForeignImage(exceptions.RemoteGlanceError):
+    """An edge image has central's ID but is not provably an import of
+    central's image: it is left alone, and reported.
+    """
+
+
+class LocationsHidden(EdgeError):
+    """The edge shows this caller no image locations (neither the
+    ``locations`` field nor ``GET /v2/images/<id>/locations``).
+    """
+
+
+HIDDEN_HINT = (
+    'the edge shows you no locations: give this identity the service role '
+    'at the edge (Glance\'s fetch_image_location policy) or set '
+    'show_multiple_locations there')
+
+
+def not_ours(edge, locations, backend, central=None):
+    """Why edge image *edge* is not provably the import of central's image
+    of the same ID from *backend*, or None when it is.
+
+    It is ours when every location is exactly
+    ``remote-glance://<backend>/<its ID>`` and its size, checksum and
+    os_hash equal central's (a field not set yet counts as equal: the
+    driver checks every byte against central's record anyway); or when it
+    has no data yet (queued, no location, no data field) and central's
+    owner owns it, as an import that stopped before its location leaves it.
+
+    :param locations: the image's location URLs, or None when the caller
+        cannot see them (then nothing is provable)
+    :param central: central's record, or None (central no longer has the
+        image: only the locations can be checked)
+    """
+    if locations is None:
+        return HIDDEN_HINT
+    own = store_module.location_url(backend, edge['id'])
+    others = [url for url in locations if url != own]
+    if others:
+        return 'it has %d location(s) other than %s' % (len(others), own)
+    if not locations:
+        if edge.get('status') != 'queued' or any(
+                edge.get(name) is not None for name in DATA_FIELDS):
+            return 'it has data (status %s) but not %s as its location' % (
+                edge.get('status'), own)
+        if central is not None and edge.get('owner') != central.get('owner'):
+            return ("it has no data yet, but project %s owns it, not "
+                    "central's owner %s" % (
+                        edge.get('owner'), central.get('owner')))
+        return None
+    if central is not None:
+        differ = [name for name in DATA_FIELDS
+                  if edge.get(name) is not None and
+                  edge.get(name) != central.get(name)]
+        if differ:
+            return "its %s differ from central's" % ', '.join(differ)
+    return None
 
 
 def wanted_fields(central, rules):
@@ -121,6 +187,32 @@ class EdgeAPI:
             following = page.get('next')
             path = following[len('/v2'):] if following else None
 
+    def locations(self, image):
+        """The location URLs of edge image *image* (a record from image()
+        or images()): its ``locations`` field when the edge shows it, else
+        ``GET /images/<id>/locations`` (Glance 29 and later, policy
+        fetch_image_location: the service role by default).
+
+        :raises LocationsHidden: the edge shows this caller neither
+        """
+        if 'locations' in image:
+            return [location.get('url')
+                    for location in image['locations'] or ()]
+        response = self._call('GET', '/images/%s/locations' % image['id'],
+                              ok=(200, 400, 403, 404, 405))
+        try:
+            listed = response.json() if response.status_code == 200 \
+                else None
+        except ValueError:
+            listed = None
+        if not isinstance(listed, list):
+            raise LocationsHidden('edge image %s: %s (it answered %d to GET '
+                                  '/images/%s/locations)' % (
+                                      image['id'], HIDDEN_HINT,
+                                      response.status_code, image['id']))
+        return [location.get('url') for location in listed
+                if isinstance(location, dict)]
+
     def create(self, body):
         return self._call('POST', '/images', json=body).json()
 
@@ -197,9 +289,11 @@ class Importer:
         return store_module.location_url(self.backend, image_id)
 
     def import_image(self, central_id):
-        """Create or update one edge image from central's record.
+        """Create one edge image from central's record, or update the one
+        that is provably ours (not_ours).
 
         :returns: (action, details): 'created', 'updated' or 'unchanged'
+        :raises ForeignImage: an edge image has the ID but is not ours
         :raises RemoteGlanceError: central or the edge failed
         """
         central = self.central.fetch_record(central_id).raw
@@ -213,14 +307,56 @@ class Importer:
                 edge = self.edge.image(central_id)
                 if edge is None:
                     raise
-                return self._update(central, edge)
+                return self._adopt(central, edge)
             # The location before the members: an import stopped after it
             # leaves an imported image, which sync completes.
             self._add_location(central_id)
             self._sync_members(central_id, central)
             return 'created', 'with its location and %d members' % len(
                 self._central_members(central_id, central))
-        return self._update(central, edge)
+        return self._adopt(central, edge)
+
+    def _locations(self, edge):
+        """The location URLs of *edge*, or None when hidden from us."""
+        try:
+            return self.edge.locations(edge)
+        except LocationsHidden:
+            return None
+
+    def check_ours(self, edge, central, locations, settling=False):
+        """Raise ForeignImage, and log it, unless *edge* is provably ours.
+
+        :param locations: its location URLs, or None (hidden from us)
+        :param settling: a location was just added: Glance may still be
+            hashing it (status importing, no location shown yet)
+        """
+        if settling and not locations and edge.get('status') == 'importing':
+            edge = dict(edge, status='queued')
+        why = not_ours(edge, locations, self.backend, central)
+        if why:
+            LOG.warning("edge image %s has central's ID but is not provably "
+                        "its import from backend %s: %s; left alone",
+                        edge['id'], self.backend, why)
+            raise ForeignImage(
+                "edge image %s has central's ID but is not provably its "
+                "import: %s; left alone, nothing changed" % (edge['id'], why))
+
+    def _adopt(self, central, edge):
+        image_id = central['id']
+        self.check_ours(edge, central, self._locations(edge))
+        changed = []
+        if edge.get('status') == 'queued':
+            # The location first, then look again before changing any
+            # field: an image given other bytes meanwhile is not adopted.
+            self._add_location(image_id)
+            changed.append('location')
+            edge = self.edge.image(image_id)
+            if edge is None:
+                raise EdgeError('edge image %s went away during its import'
+                                % image_id)
+            self.check_ours(edge, central, self._locations(edge),
+                            settling=True)
+        return self._update(central, edge, changed)
 
     def _add_location(self, image_id):
         """Add the image's location; one another client added meanwhile
@@ -241,17 +377,14 @@ class Importer:
             if not added:
                 raise
 
-    def _update(self, central, edge):
+    def _update(self, central, edge, changed=()):
         image_id = central['id']
-        changed = []
+        changed = list(changed)
         ops = patch_ops(edge, central, self.rules)
         if ops:
             self.edge.patch(image_id, ops)
             changed += [op['path'][1:] for op in ops]
         changed += self._sync_members(image_id, central)
-        if edge.get('status') == 'queued':
-            self._add_location(image_id)
-            changed.append('location')
         if changed:
             return 'updated', ', '.join(changed)
         return 'unchanged', ''
@@ -291,16 +424,28 @@ class Importer:
             ['%d duplicate members' % extra] if extra else [])
 
     def sync_image(self, edge, deleted_action='mark'):
-        """Bring one imported edge image up to date with central.
+        """Bring one edge image that has a location in the backend up to
+        date with central, if it is provably ours.
+
+        An image whose locations name other central images and whose ID
+        central does not have is a user's own link, not an import: None.
 
         :param deleted_action: for an image central no longer has: 'mark'
             (a property) or 'deactivate' (the property, and deactivate)
-        :returns: (action, details)
+        :returns: (action, details), or None (not an import)
+        :raises ForeignImage: central's ID, but not provably ours
+        :raises LocationsHidden: the edge shows this caller no locations
         """
         image_id = edge['id']
+        locations = self.edge.locations(edge)
         try:
             central = self.central.fetch_record(image_id, any_status=True).raw
         except exceptions.UpstreamNotFound:
+            central = None
+        if central is None and self.location(image_id) not in locations:
+            return None
+        self.check_ours(edge, central, locations)
+        if central is None:
             return self._deleted_at_central(edge, deleted_action)
         status = central.get('status')
         if status == 'deactivated' and edge.get('status') == 'active':

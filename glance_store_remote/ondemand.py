@@ -9,8 +9,12 @@ when the edge's own answer to ``GET /v2/images/<id>`` or
 extra. Then, in order:
 
 1. an ID the edge has or had (a deleted image, or one the requester may not
-   see here) keeps its 404: the edge's own decision stands. Glance is asked
-   once more, since another worker may have just imported the image;
+   see here) keeps its 404: the edge's own decision stands, and an existing
+   image is never adopted. Glance is asked once more, since another worker
+   may have just imported the image. An edge image with that ID that is not
+   an import (a location other than ``remote-glance://<backend>/<id>``: a
+   project member chose central's ID for an image of its own) is logged as
+   a conflict, once per ``remote_glance_record_ttl`` seconds per ID;
 2. central is asked for the image with the backend's credentials; an ID it
    does not have is remembered for ``remote_glance_record_ttl`` seconds, so
    a stream of made-up IDs costs central one request each per period;
@@ -72,6 +76,8 @@ class OnDemandImport:
         self._find_stores = find_stores or importing_stores
         self._clock = clock
         self._unknown = collections.OrderedDict()
+        # IDs whose conflict was logged: when, oldest dropped.
+        self._conflicts = collections.OrderedDict()
         self._memo_lock = threading.Lock()
         self._lock = threading.Lock()
 
@@ -121,6 +127,7 @@ class OnDemandImport:
             # Another worker may have imported it since Glance answered;
             # else the edge hides or deleted it. Glance's second answer
             # tells which; central is not asked.
+            self._report_conflict(image_id, stores)
             return True
         context = getattr(request, 'context', None)
         for store in stores:
@@ -128,6 +135,47 @@ class OnDemandImport:
             if record is not None:
                 return self._import_record(context, store, record)
         return False
+
+    def _report_conflict(self, image_id, stores):
+        """Log, once per record TTL, an edge image that has a central
+        image's ID and is not its import: it keeps its ID (the operator
+        decides), and the on-demand import of central's image is refused.
+
+        Cost: one edge database read; for an image that is not an import,
+        central's record (memoized as for any on-demand lookup).
+        """
+        record = self.records.get(image_id)
+        if record is None:
+            return   # deleted: Glance never gives its ID again
+        urls = [location.get('url')
+                for location in record.get('locations') or ()]
+        if urls and any(
+                all(url == store_module.location_url(store.backend_group,
+                                                     image_id)
+                    for url in urls) for store in stores):
+            return   # an import the requester may not see
+        now = self._clock()
+        for store in stores:
+            ttl = store.conf[store.backend_group].remote_glance_record_ttl
+            key = (store.backend_group, image_id)
+            with self._memo_lock:
+                if now - self._conflicts.get(key, now - ttl - 1) < ttl:
+                    return
+            if self._central_record(store, image_id) is None:
+                continue
+            with self._memo_lock:
+                self._conflicts[key] = now
+                self._conflicts.move_to_end(key)
+                while len(self._conflicts) > UNKNOWN_MEMO_SIZE:
+                    self._conflicts.popitem(last=False)
+            LOG.warning('remote-glance: edge image %s (owner %s, %s, %d '
+                        'location(s)) has the ID of a central image (backend '
+                        '%s) but is not its import: it is not adopted, and '
+                        'the on-demand import of that image is refused; an '
+                        'operator should look at it', image_id,
+                        record.get('owner'), record.get('visibility'),
+                        len(urls), store.backend_group)
+            return
 
     def _central_record(self, store, image_id):
         """Central's active record of *image_id*, or None: central does not

@@ -391,6 +391,8 @@ def cmd_import(args, conf, backend):
         try:
             action, details = importer.import_image(image_id)
             imported.append(image_id)
+        except catalog.ForeignImage as e:
+            action, details = 'conflict', str(e)
         except exceptions.RemoteGlanceError as e:
             action, details = 'failed', str(e)
         results.append((image_id, action, details))
@@ -633,11 +635,16 @@ def cmd_sync(args, conf, backend):
         raise Failed()
     lock = _site_sync_lock(conf, backend)
     if lock is _ANOTHER_SYNC:
-        print('glance-remote: another node of the site is running sync now; '
-              'nothing was done here (the site shares one database, so that '
-              'sync covers it)', file=sys.stderr)
+        # Not a success: a member that keeps the lock (a hung sync, or
+        # anyone who can write to the coordinator) would otherwise stop
+        # every revocation without a sound.
+        print('glance-remote: sync did NOT run: another member of the site '
+              'holds its sync lock (the coordinator does not say which); '
+              'nothing was changed here. If no sync is running on another '
+              'node, look for a hung one or for who writes to the '
+              'coordinator', file=sys.stderr)
         _report(args, [], 0)
-        return
+        raise Failed()
     try:
         _sync(args, conf, backend, central)
     finally:
@@ -692,33 +699,29 @@ def _sync(args, conf, backend, central):
         else None
     results, failed = [], 0
     for image in importer.edge.images():
-        if not _imported(image, backend):
+        if backend not in (image.get('stores') or '').split(','):
             continue
         try:
-            action, details = importer.sync_image(
+            done = importer.sync_image(
                 image, deleted_action=args.on_central_delete)
+            if done is None:
+                continue   # a user's own link, not an import
+            action, details = done
             if action == 'marked' and store is not None:
                 store.set_pinned(image['id'], True)
+        except catalog.LocationsHidden as e:
+            # The same for every image: nothing can be proven ours.
+            print('glance-remote: sync stopped, nothing more was changed: '
+                  '%s' % e, file=sys.stderr)
+            _report(args, results, 1)
+        except catalog.ForeignImage as e:
+            action, details = 'conflict', str(e)
+            failed += 1
         except exceptions.RemoteGlanceError as e:
             action, details = 'failed', str(e)
             failed += 1
         results.append((image['id'], action, details))
     _report(args, results, failed)
-
-
-def _imported(image, backend):
-    """An edge image imported from this backend: central's ID and a
-    location in the backend (when the edge shows locations, it must point
-    at the same ID).
-    """
-    stores = (image.get('stores') or '').split(',')
-    if backend not in stores:
-        return False
-    locations = image.get('locations')
-    if not locations:
-        return True
-    own = store_module.location_url(backend, image['id'])
-    return any(location.get('url') == own for location in locations)
 
 
 def _emit(args, data, text):

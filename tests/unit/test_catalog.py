@@ -10,6 +10,8 @@ from glance_store_remote import record_rules
 from glance_store_remote import upstream
 
 IMAGE = '6a1b0c5e-39a4-4b27-9b0f-3f5b1d1f0a11'
+OTHER = '0b5a7c1e-39a4-4b27-9b0f-3f5b1d1f0a11'
+OWN = 'remote-glance://central/' + IMAGE
 RULES = record_rules.CopyRules()
 
 
@@ -56,6 +58,19 @@ class TestComparison(testtools.TestCase):
                           [('c', 'accepted')]), (add, change, remove))
 
 
+def imported(record, status='active', **fields):
+    """The edge image an import of *record* makes: its record, its one
+    location (none while queued) and, once active, central's data fields.
+    """
+    image = dict(catalog.create_body(record, RULES), status=status,
+                 locations=[] if status == 'queued' else [{'url': OWN}])
+    if status != 'queued':
+        image.update({name: record.get(name)
+                      for name in catalog.DATA_FIELDS})
+    image.update(fields)
+    return image
+
+
 class FakeCentral:
     def __init__(self, record=None, members=None):
         self.record = record
@@ -80,6 +95,12 @@ class FakeEdge:
     def image(self, image_id):
         return self.stored
 
+    def locations(self, image):
+        if 'locations' not in image:
+            raise catalog.LocationsHidden('edge image %s: %s' % (
+                image['id'], catalog.HIDDEN_HINT))
+        return [location['url'] for location in image['locations']]
+
     def create(self, body):
         self.calls.append(('create', body['id']))
         self.stored = dict(body, status='queued')
@@ -103,6 +124,9 @@ class FakeEdge:
 
     def add_location(self, image_id, url):
         self.calls.append(('location', url))
+        if self.stored is not None and self.stored.get('status') == 'queued':
+            self.stored = dict(self.stored, status='active',
+                               locations=[{'url': url}])
 
     def action(self, image_id, name):
         self.calls.append(('action', name))
@@ -156,12 +180,12 @@ class TestImporter(testtools.TestCase):
 
     def test_an_id_created_meanwhile_by_another_client_is_updated(self):
         record = central_record(visibility='public')
-        edge = RacedEdge(dict(catalog.create_body(record, RULES),
-                              name='old', status='queued'))
+        edge = RacedEdge(imported(record, 'queued', name='old'))
         action, details = self.importer(FakeCentral(record),
                                         edge).import_image(IMAGE)
-        self.assertEqual(('updated', 'name, location'), (action, details))
-        self.assertEqual(('patch', ['/name']), edge.calls[1])
+        self.assertEqual(('updated', 'location, name'), (action, details))
+        self.assertEqual([('create', IMAGE), ('location', OWN),
+                          ('patch', ['/name'])], edge.calls)
 
     def test_a_create_conflict_without_an_image_is_an_error(self):
         # The edge had this ID once and deleted it: Glance never gives it
@@ -171,25 +195,18 @@ class TestImporter(testtools.TestCase):
             FakeCentral(central_record()), edge).import_image, IMAGE)
 
     def test_a_location_added_meanwhile_counts_as_added(self):
-        url = 'remote-glance://central/' + IMAGE
         record = central_record(visibility='public')
-        queued = dict(catalog.create_body(record, RULES), status='queued')
-        edge = DuplicateLocationEdge(queued, dict(
-            queued, status='active', locations=[{'url': url}]))
+        queued = imported(record, 'queued')
+        edge = DuplicateLocationEdge(queued, imported(record))
         self.assertEqual(('updated', 'location'), self.importer(
             FakeCentral(record), edge).import_image(IMAGE))
-        hidden = DuplicateLocationEdge(queued, dict(
-            queued, status='active', stores='local,central'))
-        self.assertEqual(('updated', 'location'), self.importer(
-            FakeCentral(record), hidden).import_image(IMAGE))
         refused = DuplicateLocationEdge(queued, dict(queued, locations=[]))
         self.assertRaises(catalog.EdgeError, self.importer(
             FakeCentral(record), refused).import_image, IMAGE)
 
     def test_existing_image_is_updated_or_left_unchanged(self):
         record = central_record(visibility='public')
-        current = dict(catalog.create_body(record, RULES), status='active')
-        edge = FakeEdge(current)
+        edge = FakeEdge(imported(record))
         self.assertEqual(('unchanged', ''), self.importer(
             FakeCentral(record), edge).import_image(IMAGE))
         action, details = self.importer(
@@ -198,16 +215,14 @@ class TestImporter(testtools.TestCase):
 
     def test_queued_edge_image_gets_its_location(self):
         record = central_record(visibility='public')
-        edge = FakeEdge(dict(catalog.create_body(record, RULES),
-                             status='queued'))
+        edge = FakeEdge(imported(record, 'queued'))
         importer = self.importer(FakeCentral(record), edge)
         action, details = importer.import_image(IMAGE)
         self.assertEqual(('updated', 'location'), (action, details))
 
     def test_duplicate_member_rows_are_removed_once(self):
         record = central_record()
-        edge = FakeEdge(dict(catalog.create_body(record, RULES),
-                             status='active'),
+        edge = FakeEdge(imported(record),
                         members={'p2': 'accepted', 'p3': 'pending'})
         edge.duplicates = [('p2', 'accepted'), ('p2', 'accepted')]
         action, details = self.importer(FakeCentral(record, {
@@ -219,7 +234,7 @@ class TestImporter(testtools.TestCase):
 
     def test_sync_deactivation_reactivation_and_deletion(self):
         record = central_record(visibility='public')
-        active = dict(catalog.create_body(record, RULES), status='active')
+        active = imported(record)
         edge = FakeEdge(active)
         importer = self.importer(FakeCentral(dict(
             record, status='deactivated')), edge)
@@ -295,3 +310,181 @@ class TestEdgeAPI(testtools.TestCase):
         self.assertEqual([1, 2], [i['id'] for i in
                                   catalog.EdgeAPI(adapter).images()])
         self.assertEqual('/images?marker=1', adapter.requests[1][1])
+
+
+class TestOwnership(testtools.TestCase):
+    """An existing edge image with central's ID is adopted only when it is
+    provably the import: otherwise a ForeignImage, and no call that changes
+    anything (no PATCH, member change, action or location).
+    """
+
+    def import_into(self, image, record=None):
+        record = record or central_record(visibility='public',
+                                          os_hash_algo='sha512',
+                                          os_hash_value='h')
+        edge = FakeEdge(image, members={'p-m': 'accepted'})
+        importer = catalog.Importer(FakeCentral(record), edge, 'central')
+        return edge, importer
+
+    def assert_conflict(self, image, reason, record=None):
+        edge, importer = self.import_into(image, record)
+        error = self.assertRaises(catalog.ForeignImage,
+                                  importer.import_image, IMAGE)
+        self.assertIn(reason, str(error))
+        self.assertIn('nothing changed', str(error))
+        self.assertEqual([], edge.calls)
+
+    def record(self):
+        return central_record(visibility='public', os_hash_algo='sha512',
+                              os_hash_value='h')
+
+    def squat(self, **fields):
+        """A member's own image with central's ID: private, its project's."""
+        return imported(self.record(), **dict(
+            dict(visibility='private', owner='p-m'), **fields))
+
+    def test_the_import_itself_is_adopted(self):
+        edge, importer = self.import_into(imported(self.record()))
+        self.assertEqual(('updated', 'member p-m'),
+                         importer.import_image(IMAGE))
+
+    def test_a_location_in_another_backend_is_a_conflict(self):
+        self.assert_conflict(self.squat(locations=[
+            {'url': 'remote-glance://other/' + IMAGE}]),
+            'other than %s' % OWN)
+
+    def test_a_location_of_another_central_image_is_a_conflict(self):
+        self.assert_conflict(self.squat(locations=[
+            {'url': 'remote-glance://central/' + OTHER}]),
+            '1 location(s) other than')
+
+    def test_an_extra_location_is_a_conflict(self):
+        self.assert_conflict(self.squat(locations=[
+            {'url': OWN}, {'url': 'file:///var/lib/glance/images/x'}]),
+            '1 location(s) other than')
+
+    def test_other_bytes_under_our_location_are_a_conflict(self):
+        for name, value in (('size', 11), ('checksum', 'other'),
+                            ('os_hash_value', 'other'),
+                            ('os_hash_algo', 'sha256')):
+            self.assert_conflict(self.squat(**{name: value}),
+                                 "its %s differ from central's" % name)
+
+    def test_data_fields_not_set_yet_are_no_conflict(self):
+        # Glance's location task still hashing, or a PATCH link before the
+        # record copy: the driver checks the bytes against central anyway.
+        edge, importer = self.import_into(imported(
+            self.record(), checksum=None, os_hash_value=None))
+        self.assertEqual('updated', importer.import_image(IMAGE)[0])
+
+    def test_an_image_with_no_data_yet_of_central_owner_is_completed(self):
+        edge, importer = self.import_into(imported(self.record(), 'queued'))
+        self.assertEqual(('updated', 'location, member p-m'),
+                         importer.import_image(IMAGE))
+        self.assertEqual(('location', OWN), edge.calls[0])
+
+    def test_an_image_with_no_data_yet_of_another_project_is_a_conflict(self):
+        self.assert_conflict(self.squat(status='queued', locations=[],
+                                        size=None, checksum=None,
+                                        os_hash_algo=None,
+                                        os_hash_value=None),
+                             'project p-m owns it')
+
+    def test_bytes_being_uploaded_or_staged_are_a_conflict(self):
+        for status in ('saving', 'uploading', 'importing'):
+            self.assert_conflict(self.squat(status=status, locations=[]),
+                                 'it has data (status %s)' % status)
+
+    def test_hidden_locations_are_a_conflict(self):
+        image = self.squat()
+        del image['locations']
+        self.assert_conflict(image, 'service role')
+        image = imported(self.record())   # even our own import
+        del image['locations']
+        self.assert_conflict(image, 'service role')
+
+    def test_bytes_uploaded_while_the_location_is_added_stop_the_import(self):
+        class Uploaded(FakeEdge):
+            def add_location(self, image_id, url):
+                self.calls.append(('location', url))
+                self.stored = dict(self.stored, status='active', locations=[
+                    {'url': 'file:///x'}, {'url': url}], checksum='other')
+        record = self.record()
+        edge = Uploaded(imported(record, 'queued'))
+        importer = catalog.Importer(FakeCentral(record), edge, 'central')
+        self.assertRaises(catalog.ForeignImage, importer.import_image, IMAGE)
+        self.assertEqual([('location', OWN)], edge.calls)
+
+    def test_an_id_created_meanwhile_by_someone_else_is_a_conflict(self):
+        edge = RacedEdge(self.squat(locations=[{'url': 'file:///x'}]))
+        self.assertRaises(catalog.ForeignImage, catalog.Importer(
+            FakeCentral(self.record()), edge, 'central').import_image, IMAGE)
+        self.assertEqual([('create', IMAGE)], edge.calls)
+
+
+class TestSyncOwnership(testtools.TestCase):
+    """sync changes only images that are provably ours."""
+
+    def sync(self, image, record, action='deactivate'):
+        edge = FakeEdge(image)
+        importer = catalog.Importer(FakeCentral(record), edge, 'central')
+        return edge, lambda: importer.sync_image(image, action)
+
+    def test_a_user_link_is_neither_marked_nor_deactivated(self):
+        # Its own ID (central has none such), a location naming a central
+        # image: a user's link, not an import.
+        link = dict(imported(central_record(), id=OTHER), locations=[
+            {'url': OWN}])
+        edge, sync = self.sync(link, None)
+        self.assertIsNone(sync())
+        self.assertEqual([], edge.calls)
+
+    def test_hidden_locations_stop_the_sync_before_any_change(self):
+        link = dict(imported(central_record(), id=OTHER))
+        del link['locations']
+        edge, sync = self.sync(link, None)
+        self.assertRaises(catalog.LocationsHidden, sync)
+        self.assertEqual([], edge.calls)
+
+    def test_a_link_under_central_id_is_a_conflict(self):
+        record = central_record(visibility='public')
+        squat = imported(record, visibility='private', owner='p-m',
+                         locations=[{'url': 'remote-glance://central/' +
+                                     OTHER}])
+        edge, sync = self.sync(squat, record)
+        self.assertRaises(catalog.ForeignImage, sync)
+        self.assertEqual([], edge.calls)
+
+    def test_other_bytes_under_our_location_are_not_synced(self):
+        record = central_record(visibility='public')
+        edge, sync = self.sync(imported(record, checksum='other'), record)
+        self.assertRaises(catalog.ForeignImage, sync)
+        self.assertEqual([], edge.calls)
+
+    def test_our_import_deleted_at_central_is_marked(self):
+        edge, sync = self.sync(imported(central_record()), None)
+        self.assertEqual('marked', sync()[0])
+        self.assertEqual(('action', 'deactivate'), edge.calls[-1])
+
+
+class TestEdgeLocations(testtools.TestCase):
+
+    def test_the_locations_field_when_the_edge_shows_it(self):
+        adapter = FakeAdapter([])
+        self.assertEqual([OWN], catalog.EdgeAPI(adapter).locations(
+            {'id': IMAGE, 'locations': [{'url': OWN, 'metadata': {}}]}))
+        self.assertEqual([], adapter.requests)
+
+    def test_else_the_locations_api(self):
+        adapter = FakeAdapter([FakeResponse(200, [{'url': OWN}])])
+        self.assertEqual([OWN], catalog.EdgeAPI(adapter).locations(
+            {'id': IMAGE}))
+        self.assertEqual([('GET', '/images/%s/locations' % IMAGE)],
+                         adapter.requests)
+
+    def test_a_refused_or_missing_locations_api_is_hidden(self):
+        for status in (403, 404, 405):
+            adapter = FakeAdapter([FakeResponse(status, 'no')])
+            self.assertRaises(catalog.LocationsHidden,
+                              catalog.EdgeAPI(adapter).locations,
+                              {'id': IMAGE})

@@ -33,13 +33,18 @@ def central_record(**fields):
 class FakeRecords:
     """The edge database: known IDs and what was created."""
 
-    def __init__(self, known=(), duplicate=False):
-        self.ids = set(known)
+    def __init__(self, known=(), duplicate=False, rows=None):
+        self.ids = set(known)   # the images the fake Glance shows
+        # Live images hidden from the requester: id -> edge record.
+        self.rows = dict(rows or {})
         self.created = []
         self.duplicate = duplicate
 
     def known(self, image_id):
-        return image_id in self.ids
+        return image_id in self.ids or image_id in self.rows
+
+    def get(self, image_id):
+        return self.rows.get(image_id)
 
     def create(self, values, tags, members):
         if self.duplicate:
@@ -182,6 +187,52 @@ class TestOnDemandImport(testtools.TestCase):
         self.assertEqual(b'no image ' + IMAGE_ID.encode(), response.body)
         self.assertEqual(0, central.asked)
         self.assertEqual(2, len(self.calls))   # Glance answered again
+
+    def squat(self, url='file:///images/x'):
+        """The edge row of a member's own image that has central's ID."""
+        return {'id': IMAGE_ID, 'owner': 'p-m', 'visibility': 'private',
+                'locations': [{'url': url}] if url else []}
+
+    def test_an_image_that_has_central_id_is_not_adopted_and_is_logged(self):
+        central = FakeCentral(central_record())
+        records = FakeRecords(rows={IMAGE_ID: self.squat()})
+        app = self.make(central, records=records)
+        for _ in range(3):
+            response = self.get(app)
+            self.assertEqual(404, response.status_int)
+        self.assertEqual([], records.created)
+        self.assertEqual(1, self.logs.output.count(
+            'edge image %s (owner p-m, private, 1 location(s)) has the ID '
+            'of a central image (backend central) but is not its import'
+            % IMAGE_ID))
+        self.assertEqual(1, central.asked)   # once per record TTL
+        self.clock.now += 61
+        self.get(app)
+        self.assertEqual(2, self.logs.output.count('is not its import'))
+
+    def test_a_link_to_another_central_image_under_its_id_is_logged(self):
+        central = FakeCentral(central_record())
+        records = FakeRecords(rows={IMAGE_ID: self.squat(
+            'remote-glance://central/0b5a7c1e-39a4-4b27-9b0f-3f5b1d1f0a11')})
+        self.assertEqual(404, self.get(self.make(
+            central, records=records)).status_int)
+        self.assertIn('is not its import', self.logs.output)
+
+    def test_an_import_hidden_from_the_requester_is_no_conflict(self):
+        central = FakeCentral(central_record())
+        records = FakeRecords(rows={IMAGE_ID: self.squat(
+            'remote-glance://central/' + IMAGE_ID)})
+        self.assertEqual(404, self.get(self.make(
+            central, records=records)).status_int)
+        self.assertEqual((0, ''), (central.asked, self.logs.output))
+
+    def test_an_edge_image_central_does_not_have_is_no_conflict(self):
+        # Another project's private edge image: its ID is its own.
+        central = FakeCentral(None)
+        records = FakeRecords(rows={IMAGE_ID: self.squat()})
+        self.assertEqual(404, self.get(self.make(
+            central, records=records)).status_int)
+        self.assertNotIn('is not its import', self.logs.output)
 
     def test_an_image_another_worker_just_imported_is_served(self):
         # Glance said 404, then another worker's import landed.

@@ -1,0 +1,76 @@
+"""Unit tests of what ``glance-remote import`` and ``sync`` report and
+exit with when an edge image is not theirs, or when the site's sync lock is
+held elsewhere (fake central and edge API; against real servers in
+tests/functional/test_squat.py).
+"""
+
+import json
+
+import fixtures
+
+from glance_store_remote.cmd import main
+from tests.unit.cmd import base as cli_base
+from tests.unit import test_catalog as fakes
+
+
+class ListingEdge(fakes.FakeEdge):
+    def images(self):
+        return [self.stored]
+
+
+class TestCatalogCommands(cli_base.CliTestCase):
+
+    def use(self, edge, record):
+        central = fakes.FakeCentral(record)
+        central.probe = lambda: 'http://central'
+        self.useFixture(fixtures.MonkeyPatch(
+            'glance_store_remote.cmd.main._central',
+            lambda *args, **kwargs: central))
+        self.useFixture(fixtures.MonkeyPatch(
+            'glance_store_remote.cmd.main._edge', lambda args: edge))
+        return edge
+
+    def test_import_of_an_image_that_is_not_ours_reports_a_conflict(self):
+        record = fakes.central_record(visibility='public')
+        edge = self.use(ListingEdge(fakes.imported(
+            record, visibility='private', owner='p-m',
+            locations=[{'url': 'file:///x'}])), record)
+        self.assertEqual(1, self.run_cli('import', fakes.IMAGE))
+        self.assertIn('%s conflict: edge image %s has central\'s ID but is '
+                      'not provably its import' % (fakes.IMAGE, fakes.IMAGE),
+                      self.stdout.getvalue())
+        self.assertEqual([], edge.calls)
+        self.assertEqual(1, self.run_cli('--json', 'import', fakes.IMAGE))
+        self.assertEqual('conflict', json.loads(
+            self.stdout.getvalue().split('\n', 1)[1])[0]['result'])
+
+    def test_sync_of_a_squatted_link_reports_a_conflict(self):
+        record = fakes.central_record(visibility='public')
+        edge = self.use(ListingEdge(dict(fakes.imported(
+            record, visibility='private', owner='p-m',
+            locations=[{'url': 'remote-glance://c/' + fakes.OTHER}]),
+            stores='c')), record)
+        self.assertEqual(1, self.run_cli('sync'))
+        self.assertIn('%s conflict:' % fakes.IMAGE, self.stdout.getvalue())
+        self.assertEqual([], edge.calls)
+
+    def test_sync_that_cannot_see_locations_stops_and_exits_1(self):
+        image = dict(fakes.imported(fakes.central_record(), id=fakes.OTHER),
+                     stores='c')
+        del image['locations']
+        edge = self.use(ListingEdge(image), None)
+        self.assertEqual(1, self.run_cli('sync'))
+        self.assertIn('sync stopped, nothing more was changed',
+                      self.stderr.getvalue())
+        self.assertIn('service role', self.stderr.getvalue())
+        self.assertEqual([], edge.calls)
+
+    def test_sync_that_finds_the_site_lock_held_exits_1(self):
+        edge = self.use(ListingEdge(None), None)
+        self.useFixture(fixtures.MonkeyPatch(
+            'glance_store_remote.cmd.main._site_sync_lock',
+            lambda conf, backend: main._ANOTHER_SYNC))
+        self.assertEqual(1, self.run_cli('sync'))
+        self.assertIn('sync did NOT run', self.stderr.getvalue())
+        self.assertIn('holds its sync lock', self.stderr.getvalue())
+        self.assertEqual([], edge.calls)
