@@ -24,9 +24,10 @@ This module owns:
 * ``EdgeCopies``: asking an edge's API for a copy and waiting for its end
   (the CLI, with the operator's credentials);
 * ``AutoCopy``: the ``remote_glance_copy_to_store`` option inside glance-api
-  (a copy after the first complete, verified read, then the release of the
-  cache entry); ``GlanceEdge`` is its access to Glance's database and task
-  machinery, the only part that imports Glance;
+  (a copy of the edge image under central's ID after the first complete,
+  verified read, then the release of the cache entry); ``GlanceEdge`` is its
+  access to Glance's database and task machinery, the only part that imports
+  Glance;
 * ``release_cache``: evicting a cache entry the store copy made redundant.
 
 Nothing here talks to central. No Glance import at module level: store.py
@@ -62,6 +63,10 @@ VERIFIED_FIELDS = ('size', 'checksum', 'os_hash_algo', 'os_hash_value')
 # Glance's tasks table refuses a task without an owner: a copy this package
 # starts for an image without one is owned by this name.
 TASK_OWNER = 'glance-store-remote'
+
+# What AutoCopy reports for an edge image that links a central image under
+# an ID of its own (see AutoCopy).
+NOT_COPIED_LINK = 'not copied: a link under an ID of its own'
 
 POLL_INTERVAL = 1.0       # seconds between looks at a running copy
 COPY_TIMEOUT = 6 * 3600   # seconds an automatic copy is waited for
@@ -392,8 +397,19 @@ class GlanceEdge:
 
 class AutoCopy:
     """``remote_glance_copy_to_store``: after a complete read of a central
-    image through this backend, copy every edge image using it into the
-    target store, then release the cache entry.
+    image through this backend, copy the edge image under central's ID into
+    the target store, then release the cache entry.
+
+    Only the edge image whose ID is central's (the operator's
+    ``glance-remote import``, an on-demand import) is copied: the copy runs
+    as admin, outside every quota, and Glance never gives one ID to two
+    images, so there is at most one automatic copy per central image and
+    store, however many users link it. A link under an ID of its own (a
+    user's image that names central's) is never copied automatically: one
+    user's N links would otherwise cost N full copies in the store. An
+    admin can still copy one (copy-image, ``glance-remote prefetch
+    --store``); until then the cache entry stays, since the link reads
+    through it.
 
     Work runs in one background thread per process (started lazily, again
     after a fork), one central image at a time; a central image queued or
@@ -492,16 +508,16 @@ class AutoCopy:
     # -- one central image ---------------------------------------------------
 
     def process(self, central_id):
-        """Copy the edge images using *central_id* into the target, wait for
-        the copies, release the cache entry when no user lacks a copy.
+        """Copy the edge image under *central_id* into the target, wait for
+        the copy, release the cache entry when no user lacks a copy.
 
         An image under another import (Glance's lock is held: the hashing
         task of a new location, a copy someone else asked for) is looked at
         again once that import ended, up to MAX_ROUNDS times.
 
         :returns: {edge image ID: 'held' (it was there), 'copied', 'failed',
-            'copying' (still running when the wait ended) or
-            'refused: <why>'} and, under key None, the release result
+            'copying' (still running when the wait ended), 'refused: <why>'
+            or NOT_COPIED_LINK} and, under key None, the release result
             ('evicted', 'absent', 'pinned', 'busy', 'kept', or None when
             not asked to release)
         """
@@ -513,6 +529,9 @@ class AutoCopy:
             for image in self.edge.users(location):
                 image_id = image['id']
                 if image_id in results:
+                    continue
+                if image_id != central_id:
+                    results[image_id] = NOT_COPIED_LINK
                     continue
                 state = copy_state(image, self.target)
                 if state == HELD:
@@ -546,6 +565,15 @@ class AutoCopy:
             for image_id in busy:
                 if ended[image_id] == COPYING:
                     results[image_id] = 'copying'
+        links = [key for key, result in results.items()
+                 if result == NOT_COPIED_LINK]
+        if links:
+            LOG.info('copy into %s: %d edge image(s) link central image %s '
+                     'under an ID of their own (%s): not copied '
+                     'automatically, only the edge image %s is',
+                     self.target, len(links), central_id,
+                     ', '.join(sorted(links)[:5]) +
+                     (', ...' if len(links) > 5 else ''), central_id)
         results[None] = self._release(central_id, location)
         return results
 

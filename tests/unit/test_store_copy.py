@@ -332,13 +332,41 @@ class TestAutoCopy(testtools.TestCase):
             edge=edge, release=release, timeout=30, clock=clock,
             sleep=clock.sleep)
 
-    def test_every_user_is_copied_then_the_cache_released(self):
-        edge = FakeEdge(edge_image(), edge_image('b'))
+    def test_the_image_under_centrals_id_is_copied_then_the_cache_released(
+            self):
+        edge = FakeEdge(edge_image())
         cache = FakeCache('evicted')
         results = self.auto(edge, cache).process(CENTRAL_ID)
-        self.assertEqual({CENTRAL_ID: 'copied', 'b': 'copied',
-                          None: 'evicted'}, results)
-        self.assertEqual([CENTRAL_ID, 'b'], edge.started)
+        self.assertEqual({CENTRAL_ID: 'copied', None: 'evicted'}, results)
+        self.assertEqual([CENTRAL_ID], edge.started)
+
+    def test_links_under_ids_of_their_own_are_never_copied(self):
+        # One user's N links of one central image: no N copies made as
+        # admin outside every quota; only the image under central's ID.
+        links = ['link-%d' % n for n in range(7)]
+        edge = FakeEdge(edge_image(), *map(edge_image, links))
+        cache = FakeCache('evicted')
+        results = self.auto(edge, cache).process(CENTRAL_ID)
+        self.assertEqual([CENTRAL_ID], edge.started)
+        self.assertEqual('copied', results[CENTRAL_ID])
+        for link in links:
+            self.assertEqual(store_copy.NOT_COPIED_LINK, results[link])
+        # The links still read through the cache: it stays.
+        self.assertEqual('kept', results[None])
+        self.assertEqual(0, cache.asked)
+        self.assertIn('7 edge image(s) link central image %s under an ID '
+                      'of their own (link-0, link-1, link-2, link-3, '
+                      'link-4, ...): not copied' % CENTRAL_ID,
+                      self.log.output)
+
+    def test_links_alone_make_no_copy(self):
+        edge = FakeEdge(edge_image('link-1'), edge_image('link-2'))
+        cache = FakeCache('evicted')
+        results = self.auto(edge, cache).process(CENTRAL_ID)
+        self.assertEqual([], edge.started)
+        self.assertEqual({'link-1': store_copy.NOT_COPIED_LINK,
+                          'link-2': store_copy.NOT_COPIED_LINK,
+                          None: 'kept'}, results)
 
     def test_an_image_held_already_is_not_copied_again(self):
         edge = FakeEdge(edge_image(stores='central,ceph'))
@@ -371,11 +399,11 @@ class TestAutoCopy(testtools.TestCase):
         self.assertIn('failed; see its import task', self.log.output)
 
     def test_an_image_without_centrals_hash_is_refused_and_kept(self):
-        edge = FakeEdge(edge_image(), edge_image('b', os_hash_value=None))
+        edge = FakeEdge(edge_image(os_hash_value=None))
         cache = FakeCache()
         results = self.auto(edge, cache).process(CENTRAL_ID)
-        self.assertEqual('copied', results[CENTRAL_ID])
-        self.assertTrue(results['b'].startswith('refused: '))
+        self.assertEqual([], edge.started)
+        self.assertTrue(results[CENTRAL_ID].startswith('refused: '))
         self.assertEqual('kept', results[None])
         self.assertEqual(0, cache.asked)
 
@@ -510,8 +538,9 @@ class TestAutoCopyConfiguration(base.StoreTestCase):
         queued = []
         store._auto_copy.queue = queued.append
         body = b'x' * 4096
+        # A whole read is verified as it passes: central's true hashes.
         self.central.get(base.CENTRAL + '/v2/images/' + CENTRAL_ID,
-                         json=central_record())
+                         json=central_record(**base.hashes_of(body)))
         self.central.get(base.CENTRAL + '/v2/images/%s/file' % CENTRAL_ID,
                          content=body, headers={
                              'Content-Length': str(len(body))})
