@@ -6,27 +6,44 @@ and connections do not survive a fork), with its heartbeat running. Through
 it a node
 
 * joins the site's group ``remote-glance.<backend>``, its capabilities
-  naming the URL at which the other nodes read images from it (peers.py)
-  and the images it is reading from central (``filling``);
+  naming the URL at which the other nodes read images from it (peers.py),
+  the images it is reading from central (``filling``) and the site locks it
+  holds with a claim (``held``: the WAN slots, the sync lock);
 * takes the site's per-image lock ``remote-glance.<backend>.<image>``,
   non-blocking: the node that holds it reads the image from central and
   says so in its capabilities; the others read it from that node.
+
+A member's capabilities are signed with the site's key
+(``remote_glance_peer_secret``), bound to its member ID: a member whose
+entry is unsigned or forged is ignored (logged once), so that whoever can
+write to the coordinator cannot add a node, name another peer URL or
+claim a lock for a node. What such a writer can still do (hold locks, hide
+members, replay a member's past entry) is said in ha-site.rst.
 
 A coordinator that fails is logged once per episode; meanwhile every call
 answers "unavailable" at once and the node fills by itself, as a node
 without coordination does. After RETRY_INTERVAL seconds the next call
 builds a new coordinator; its success is logged and ends the episode.
 
+Fork safety: no network call is made while the site's lock is held (a
+worker forked meanwhile, as uWSGI without lazy-apps or gunicorn --preload
+do, would inherit it locked), and a forked child resets every Site's lock
+and state (os.register_at_fork).
+
 tooz is imported only here, and only when a site is configured: a
 single-node edge needs nothing beyond requirements.txt.
 """
 
+import hashlib
+import hmac
+import json
 import logging
 import os
 import socket
 import threading
 import time
 import uuid
+import weakref
 
 from glance_store_remote import upstream
 
@@ -34,6 +51,11 @@ LOG = logging.getLogger(__name__)
 
 # Seconds a failed coordinator is left alone before a new one is tried.
 RETRY_INTERVAL = 5.0
+# Seconds a call waits for another thread's start of the coordinator.
+START_WAIT = 30.0
+
+# Every Site of this process, reset in a forked child.
+_SITES = weakref.WeakSet()
 
 
 class Unavailable(Exception):
@@ -51,6 +73,21 @@ def check_installed():
             'your coordinator, e.g. etcd3gw for etcd): %s' % e) from None
 
 
+def member_mac(secret, backend, capabilities):
+    """The hex HMAC-SHA256 of a member's capabilities (without ``sig``),
+    which name its member ID.
+    """
+    body = {k: v for k, v in capabilities.items() if k != 'sig'}
+    message = ('site-member-v1\n%s\n' % backend).encode() + json.dumps(
+        body, sort_keys=True, separators=(',', ':')).encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def _member_name(member):
+    return member.decode('utf-8', 'replace') if isinstance(
+        member, bytes) else str(member)
+
+
 class Site:
     """This process's view of the site of one backend.
 
@@ -58,24 +95,53 @@ class Site:
     :param url: the tooz backend URL
     :param peer_url: this node's peer URL, advertised to the site
     :param clock: for tests
+    :param secret: the site's key (remote_glance_peer_secret), which signs
+        this member's capabilities and checks the others'; it can also be
+        given later with set_secret() (before the first call). Without one
+        no member is trusted and this one is not signed.
 
     Thread safe. Cost of a call while the coordinator works: one or two
     round trips to it; while it is down: none (Unavailable at once).
     """
 
-    def __init__(self, backend, url, peer_url, clock=time.monotonic):
+    def __init__(self, backend, url, peer_url, clock=time.monotonic,
+                 secret=None):
         self.backend = backend
         self.url = url
         self.peer_url = peer_url
         self.group = ('remote-glance.%s' % backend).encode()
+        self._secret = secret
         self._clock = clock
-        self._lock = threading.Lock()
-        self._coordinator = None
-        self._pid = None
+        self._pid = os.getpid()
+        self._reset()
         self._down_since = None
         self._retry_at = 0.0
-        # Images this process reads from central for the site.
+        # Member IDs whose unsigned entry was logged.
+        self._ignored = set()
+        _SITES.add(self)
+
+    def _reset(self):
+        """A fresh lock and no coordinator (at start, and in a forked
+        child: the parent's lock may have been held by a thread that did
+        not follow, and its coordinator's heartbeat did not either).
+        """
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._coordinator = None
+        self._member = None
+        self._starting = False
+        # Images this process reads from central for the site, and the
+        # site locks it holds with a claim ({name: claim}).
         self._filling = set()
+        self._held = {}
+
+    def _after_fork(self):
+        self._reset()
+        self._pid = os.getpid()
+
+    def set_secret(self, secret):
+        """The site's key, when it was not given to the constructor."""
+        self._secret = secret
 
     def __repr__(self):
         # The URL may hold credentials (user:password@): never shown.
@@ -84,38 +150,62 @@ class Site:
     # -- the coordinator ---------------------------------------------------
 
     def _get(self):
-        """The working coordinator of this process, started if needed.
+        """The working coordinator of this process, started if needed
+        (outside the lock: no network call is made while it is held).
 
         :raises Unavailable
         """
-        with self._lock:
+        with self._cond:
             if self._pid != os.getpid():
-                # A forked child: the parent's coordinator is not ours (its
-                # heartbeat thread did not follow us).
-                self._coordinator = None
-                self._pid = os.getpid()
-            if self._coordinator is not None:
-                return self._coordinator
-            if self._down_since is not None and (
-                    self._clock() < self._retry_at):
-                raise Unavailable('coordinator unavailable')
-            try:
-                self._coordinator = self._start()
-            except Exception as e:
-                self._failed_locked(e)
-                raise Unavailable(str(e)) from None
+                # A forked child that register_at_fork did not reach.
+                self._after_fork()
+            deadline = None
+            while True:
+                if self._coordinator is not None:
+                    return self._coordinator
+                if self._down_since is not None and (
+                        self._clock() < self._retry_at):
+                    raise Unavailable('coordinator unavailable')
+                if not self._starting:
+                    break
+                # Another thread starts it: wait for its outcome.
+                now = time.monotonic()
+                deadline = deadline or now + START_WAIT
+                if now >= deadline:
+                    raise Unavailable('coordinator still starting')
+                self._cond.wait(deadline - now)
+            self._starting = True
+            pid = self._pid
+            member = '%s-%d-%s' % (socket.gethostname(), os.getpid(),
+                                   uuid.uuid4().hex[:8])
+            self._member = member
+            capabilities = self._capabilities_locked()
+        try:
+            coordinator = self._start(member, capabilities)
+        except Exception as e:
+            with self._cond:
+                if self._pid == pid:
+                    self._starting = False
+                    self._failed_locked(e)
+                    self._cond.notify_all()
+            raise Unavailable(str(e)) from None
+        with self._cond:
+            if self._pid != pid:
+                # Forked meanwhile: this child did not start it.
+                raise Unavailable('coordinator started before a fork')
+            self._starting = False
+            self._coordinator = coordinator
+            self._cond.notify_all()
             if self._down_since is not None:
                 LOG.warning('remote-glance backend %r: the site coordinator '
                             'is back after %.0f s; the site fills each '
                             'image once again', self.backend,
                             self._clock() - self._down_since)
                 self._down_since = None
-            return self._coordinator
+            return coordinator
 
-    def _start(self):
+    def _start(self, member, capabilities):
         from tooz import coordination
-        member = '%s-%d-%s' % (socket.gethostname(), os.getpid(),
-                               uuid.uuid4().hex[:8])
         coordinator = coordination.get_coordinator(self.url, member.encode())
         coordinator.start(start_heart=True)
         try:
@@ -124,7 +214,7 @@ class Site:
             except coordination.GroupAlreadyExist:
                 pass
             coordinator.join_group(self.group,
-                                   capabilities=self._capabilities()).get()
+                                   capabilities=capabilities).get()
         except coordination.MemberAlreadyExist:
             pass
         except BaseException:
@@ -132,8 +222,15 @@ class Site:
             raise
         return coordinator
 
-    def _capabilities(self):
-        return {'peer_url': self.peer_url, 'filling': sorted(self._filling)}
+    def _capabilities_locked(self):
+        capabilities = {'peer_url': self.peer_url,
+                        'filling': sorted(self._filling),
+                        'held': dict(self._held),
+                        'member': self._member}
+        if self._secret:
+            capabilities['sig'] = member_mac(self._secret, self.backend,
+                                             capabilities)
+        return capabilities
 
     def failed(self, error):
         """Record that the coordinator failed under a call (*error*); the
@@ -180,22 +277,77 @@ class Site:
 
     # -- what the site offers ----------------------------------------------
 
-    def try_lock(self, image_id):
-        """Take the site's lock of *image_id* without waiting.
+    def try_lock(self, name, claim=False):
+        """Take the site's lock *name* (an image ID, ``sync``,
+        ``wan-slot-<k>``) without waiting.
 
-        :returns: a lock to release() when the node stops reading the image
-            from central, or None when another node holds it
+        :param claim: say in this member's signed capabilities that it
+            holds the lock, since when (SiteLock.renew() refreshes it):
+            what holder() answers and what tells a slot a node holds from
+            one an intruder holds (wan.py)
+        :returns: a lock to release() when the node is done, or None when
+            another holds it
         :raises Unavailable: the coordinator cannot be used
         """
         coordinator = self._get()
-        lock = coordinator.get_lock(
-            ('remote-glance.%s.%s' % (self.backend, image_id)).encode())
+        lock = coordinator.get_lock(self._lock_name(name))
         try:
             acquired = lock.acquire(blocking=False)
         except Exception as e:
             self.failed(e)
             raise Unavailable(str(e)) from None
-        return SiteLock(self, lock, image_id) if acquired else None
+        if not acquired:
+            return None
+        held = SiteLock(self, lock, name, claimed=claim)
+        if claim:
+            now = time.time()
+            with self._lock:
+                self._held[name] = {'host': socket.gethostname(),
+                                    'pid': os.getpid(), 'since': now,
+                                    'renewed': now}
+            self._publish_quietly()
+        return held
+
+    def _lock_name(self, name):
+        return ('remote-glance.%s.%s' % (self.backend, name)).encode()
+
+    def break_lock(self, name):
+        """Break the site's lock *name*, whoever holds it (one that no node
+        claims: wan.py). True when it was held.
+
+        :raises Unavailable
+        """
+        coordinator = self._get()
+        try:
+            return bool(coordinator.get_lock(self._lock_name(name)).break_())
+        except NotImplementedError:
+            return False
+        except Exception as e:
+            self.failed(e)
+            raise Unavailable(str(e)) from None
+
+    def holder(self, name):
+        """Who holds the site's lock *name*, as a node of the site claims
+        it: ``{'member', 'peer_url', 'host', 'pid', 'since', 'age'}``
+        (*since*: wall-clock seconds when taken; *age*: seconds since its
+        holder last renewed the claim), or None when no signed member
+        claims it (free, held by a node that does not claim it, or by
+        someone who is no node of the site).
+
+        :raises Unavailable
+        """
+        now = time.time()
+        for capabilities in self.signed_members():
+            claim = (capabilities.get('held') or {}).get(name)
+            if isinstance(claim, dict):
+                return {'member': capabilities['member'],
+                        'peer_url': capabilities.get('peer_url'),
+                        'host': claim.get('host'), 'pid': claim.get('pid'),
+                        'since': claim.get('since'),
+                        'age': max(0.0, now - float(
+                            claim.get('renewed') or claim.get('since') or
+                            0))}
+        return None
 
     def advertise(self, image_id, filling=True):
         """Tell the site that this node reads *image_id* from central
@@ -208,8 +360,16 @@ class Site:
                 self._filling.add(image_id)
             else:
                 self._filling.discard(image_id)
-            capabilities = self._capabilities()
+        self._publish()
+
+    def _publish(self):
+        """Update this member's signed capabilities.
+
+        :raises Unavailable
+        """
         coordinator = self._get()
+        with self._lock:
+            capabilities = self._capabilities_locked()
         try:
             try:
                 coordinator.update_capabilities(self.group,
@@ -223,21 +383,42 @@ class Site:
             self.failed(e)
             raise Unavailable(str(e)) from None
 
-    def members(self):
-        """{peer URL: set of the image IDs it reads from central} of the
-        other members of the site (this node's URL excluded).
+    def _publish_quietly(self):
+        try:
+            self._publish()
+        except Unavailable:
+            pass
+
+    def _unclaim(self, name):
+        with self._lock:
+            self._held.pop(name, None)
+        self._publish_quietly()
+
+    def _renew(self, name):
+        with self._lock:
+            claim = self._held.get(name)
+            if claim is None:
+                return
+            claim['renewed'] = time.time()
+        self._publish_quietly()
+
+    def signed_members(self):
+        """The capabilities of every member of the site that the site's key
+        signed (this one included); the others are ignored, each logged
+        once.
 
         Cost: 1 + (number of members) calls to the coordinator.
 
         :raises Unavailable
         """
         coordinator = self._get()
-        found = {}
+        found = []
         try:
             members = coordinator.get_members(self.group).get()
-            results = [coordinator.get_member_capabilities(self.group, m)
+            results = [(m, coordinator.get_member_capabilities(self.group,
+                                                               m))
                        for m in members]
-            for result in results:
+            for member, result in results:
                 try:
                     caps = result.get()
                 except Exception as e:
@@ -245,12 +426,44 @@ class Site:
                     if type(e).__name__ == 'MemberNotJoined':
                         continue
                     raise
-                if isinstance(caps, dict) and caps.get('peer_url'):
-                    found.setdefault(caps['peer_url'], set()).update(
-                        caps.get('filling') or ())
+                if self._trusted(_member_name(member), caps):
+                    found.append(caps)
         except Exception as e:
             self.failed(e)
             raise Unavailable(str(e)) from None
+        return found
+
+    def _trusted(self, member, caps):
+        """Whether *caps* are the signed entry of *member*."""
+        good = (isinstance(caps, dict) and self._secret and
+                caps.get('member') == member and
+                isinstance(caps.get('sig'), str) and hmac.compare_digest(
+                    member_mac(self._secret, self.backend, caps).encode(),
+                    caps['sig'].encode('ascii', 'replace')))
+        if not good and member not in self._ignored:
+            self._ignored.add(member)
+            LOG.warning('remote-glance backend %r: site member %r is not '
+                        'signed with the site key%s: ignored (a node with '
+                        'another remote_glance_peer_secret, or someone '
+                        'writing to the coordinator)', self.backend,
+                        member[:100], '' if self._secret else
+                        ' (this process has no site key)')
+        return bool(good)
+
+    def members(self):
+        """{peer URL: set of the image IDs it reads from central} of the
+        other signed members of the site (this node's URL excluded).
+
+        Cost: 1 + (number of members) calls to the coordinator.
+
+        :raises Unavailable
+        """
+        found = {}
+        for caps in self.signed_members():
+            if caps.get('peer_url') and isinstance(caps['peer_url'], str):
+                found.setdefault(caps['peer_url'], set()).update(
+                    i for i in caps.get('filling') or ()
+                    if isinstance(i, str))
         found.pop(self.peer_url, None)
         return found
 
@@ -274,11 +487,19 @@ class SiteLock:
     raises (a coordinator gone meanwhile lets the lock expire).
     """
 
-    def __init__(self, site, lock, image_id):
+    def __init__(self, site, lock, name, claimed=False):
         self._site = site
         self._lock = lock
-        self.image_id = image_id
+        self.name = self.image_id = name
+        self._claimed = claimed
         self._released = False
+
+    def renew(self):
+        """Say again that this node holds the lock (a claim's age is what
+        a slot's bound counts, wan.py); best effort.
+        """
+        if self._claimed and not self._released:
+            self._site._renew(self.name)
 
     def release(self):
         if self._released:
@@ -287,8 +508,18 @@ class SiteLock:
         try:
             self._lock.release()
         except Exception as e:
-            LOG.debug('site lock of image %s not released (it expires): '
-                      '%s', self.image_id, e)
+            LOG.debug('site lock %s not released (it expires): %s',
+                      self.name, e)
+        if self._claimed:
+            self._site._unclaim(self.name)
+
+
+def _after_fork_in_child():
+    for site in list(_SITES):
+        site._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _stop_quietly(coordinator):

@@ -40,6 +40,12 @@ class SiteSource:
                  make_peer=None, clock=time.monotonic, ca_file=None,
                  find_timeout=None):
         self.site = site
+        # The site's key signs this member's entry and checks the others'
+        # (coordination.py): the peer URLs read from come from signed
+        # members only.
+        set_secret = getattr(site, 'set_secret', None)
+        if set_secret is not None and secret:
+            set_secret(secret)
         self.central = central
         # How long a node waits for the lock holder to show the image: a
         # few seconds, plus the WAN slot wait the holder may spend first.

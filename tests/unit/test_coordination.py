@@ -3,7 +3,11 @@ coordinator on a temporary directory); the etcd driver is exercised in
 tests/functional/test_site_coordination.py.
 """
 
+import os
+import signal
 import sys
+import threading
+import time
 from unittest import mock
 
 import fixtures
@@ -11,6 +15,7 @@ import testtools
 
 from glance_store_remote import coordination
 
+SECRET = 'a-site-secret-0123456789'
 
 class FakeClock:
     def __init__(self):
@@ -29,9 +34,9 @@ class SiteTestCase(testtools.TestCase):
         self.url = 'file://' + self.useFixture(fixtures.TempDir()).path
         self.clock = FakeClock()
 
-    def site(self, peer_url, url=None):
+    def site(self, peer_url, url=None, secret=SECRET):
         site = coordination.Site('central', url or self.url, peer_url,
-                                 clock=self.clock)
+                                 clock=self.clock, secret=secret)
         self.addCleanup(site.stop)
         return site
 
@@ -90,6 +95,132 @@ class TestLocksAndMembers(SiteTestCase):
     def test_repr_never_shows_the_url(self):
         site = self.site('http://a', url='etcd3+http://user:pw@h:2379')
         self.assertNotIn('pw', repr(site))
+
+
+class TestTrust(SiteTestCase):
+    """Only members signed with the site key count: whoever can write to
+    the coordinator cannot add a node nor claim a lock for one.
+    """
+
+    def intruder(self, member, capabilities):
+        """A member written by someone who can write to the coordinator,
+        not by a node of the site.
+        """
+        from tooz import coordination as tooz_coordination
+        raw = tooz_coordination.get_coordinator(self.url, member.encode())
+        raw.start()
+        self.addCleanup(raw.stop)
+        try:
+            raw.create_group(b'remote-glance.central').get()
+        except tooz_coordination.GroupAlreadyExist:
+            pass
+        raw.join_group(b'remote-glance.central',
+                       capabilities=capabilities).get()
+        return raw
+
+    def test_unsigned_forged_or_copied_members_are_ignored(self):
+        a, b = self.site('http://a'), self.site('http://b')
+        b.peer_urls()
+        self.assertEqual(['http://b'], a.peer_urls())
+        b_caps = [c for c in a.signed_members()
+                  if c['peer_url'] == 'http://b'][0]
+        self.intruder('evil-1', {'peer_url': 'http://evil', 'filling': []})
+        forged = {'peer_url': 'http://evil2', 'filling': [],
+                  'held': {}, 'member': 'evil-2'}
+        forged['sig'] = coordination.member_mac('another-key-0123456789',
+                                                'central', forged)
+        self.intruder('evil-2', forged)
+        # b's own signed entry, copied under another member ID.
+        self.intruder('evil-3', dict(b_caps, peer_url='http://b'))
+        self.assertEqual(['http://b'], a.peer_urls())
+        for member in ('evil-1', 'evil-2', 'evil-3'):
+            self.assertIn("site member '%s' is not signed" % member,
+                          self.log.output)
+        # Logged once each.
+        a.peer_urls()
+        self.assertEqual(3, self.log.output.count('is not signed'))
+
+    def test_a_site_without_the_key_trusts_no_member(self):
+        a = self.site('http://a', secret=None)
+        b = self.site('http://b')
+        b.peer_urls()
+        self.assertEqual([], a.peer_urls())
+        # Nor do the others trust it.
+        self.assertEqual([], b.peer_urls())
+
+    def test_a_claimed_lock_names_its_holder(self):
+        a, b = self.site('http://a'), self.site('http://b')
+        lock = a.try_lock('sync', claim=True)
+        self.assertIsNone(b.try_lock('sync'))
+        holder = b.holder('sync')
+        self.assertEqual(('http://a', os.getpid()),
+                         (holder['peer_url'], holder['pid']))
+        self.assertLess(holder['age'], 5)
+        lock.release()
+        self.assertIsNone(b.holder('sync'))
+        # A lock taken without a claim (or by an intruder) has no holder
+        # (breaking it is etcd's: test_site_wan).
+        plain = a.try_lock('wan-slot-0')
+        self.assertIsNone(b.try_lock('wan-slot-0'))
+        self.assertIsNone(b.holder('wan-slot-0'))
+        plain.release()
+
+    def test_a_renewed_claim_is_young_again(self):
+        a, b = self.site('http://a'), self.site('http://b')
+        lock = a.try_lock('wan-slot-1', claim=True)
+        with mock.patch.object(coordination.time, 'time',
+                               return_value=time.time() + 100):
+            self.assertGreater(b.holder('wan-slot-1')['age'], 90)
+            lock.renew()
+            self.assertLess(b.holder('wan-slot-1')['age'], 5)
+        lock.release()
+
+
+class TestFork(SiteTestCase):
+
+    def test_a_worker_forked_during_a_slow_join_does_not_hang(self):
+        # A slow coordinator: the join at start takes 3 s in the parent.
+        site = self.site('http://a')
+        real_start = site._start
+        parent = os.getpid()
+        joining = threading.Event()
+
+        def slow_start(*args):
+            if os.getpid() == parent:
+                joining.set()
+                time.sleep(3)
+            return real_start(*args)
+        site._start = slow_start
+        thread = site.join_in_background()
+        self.assertTrue(joining.wait(10))
+        # The site's lock is not held across the call to the coordinator.
+        started = time.monotonic()
+        with site._lock:
+            pass
+        self.assertLess(time.monotonic() - started, 1)
+        child = os.fork()
+        if child == 0:  # the forked worker
+            code = 1
+            try:
+                lock = site.try_lock('img')
+                code = 0 if lock is not None else 2
+                lock.release()
+                site.stop()
+            finally:
+                os._exit(code)
+        deadline = time.monotonic() + 20
+        status = None
+        while time.monotonic() < deadline:
+            pid, status = os.waitpid(child, os.WNOHANG)
+            if pid:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
+            self.fail('the forked worker hangs on the site lock')
+        self.assertEqual(0, os.waitstatus_to_exitcode(status))
+        thread.join(10)
 
 
 class TestFailures(SiteTestCase):

@@ -86,7 +86,8 @@ class TestSiteSource(testtools.TestCase):
                                                  0.3))
 
     def site(self, peer_url):
-        site = coordination.Site('central', self.url, peer_url)
+        site = coordination.Site('central', self.url, peer_url,
+                                 secret=SECRET)
         site.peer_urls()  # joins
         self.addCleanup(site.stop)
         return site
@@ -120,6 +121,27 @@ class TestSiteSource(testtools.TestCase):
         stream.close()
         self.assertEqual([], self.central.calls)
         self.assertEqual([(10, self.SIZE - 10)], peer.reads)
+
+    def test_a_member_not_signed_by_the_site_is_never_read(self):
+        # Whoever can write to the coordinator adds a "node" that says it
+        # fills the image, and holds the image's site lock.
+        me = self.site('http://me')
+        intruder = coordination.Site('central', self.url, 'http://evil',
+                                     secret='not-the-site-key-0123')
+        self.addCleanup(intruder.stop)
+        held = intruder.try_lock(IMAGE)
+        self.addCleanup(held.release)
+        intruder.advertise(IMAGE)
+        self.peers['http://evil'] = evil = FakePeer(
+            'http://evil', 'complete', b'x' * self.SIZE,
+            record=self.record)
+        source = self.source(me)
+        stream = source.open_fill(self.record, 0, self.SIZE)
+        self.assertEqual(self.data, b''.join(stream))
+        stream.close()
+        self.assertEqual(([], 1), (evil.reads, len(self.central.calls)))
+        self.assertIsNone(source.held_record(IMAGE))
+        self.assertEqual([], evil.asked)
 
     def test_a_peer_filling_without_the_lock_is_not_read(self):
         # Both wait for a source: reading each other would only time out.
@@ -256,8 +278,9 @@ class TestReadThroughHook(testtools.TestCase):
         lie = bytearray(self.data)
         lie[1234] ^= 0xff
         self.liar = FakePeer('http://liar', 'complete', bytes(lie))
-        me = coordination.Site('central', url, 'http://me')
-        liar_site = coordination.Site('central', url, 'http://liar')
+        me = coordination.Site('central', url, 'http://me', secret=SECRET)
+        liar_site = coordination.Site('central', url, 'http://liar',
+                                      secret=SECRET)
         for site in (liar_site, me):
             site.peer_urls()  # joins (the liar first: me sees it)
             self.addCleanup(site.stop)
@@ -338,8 +361,10 @@ class TestStoreConfiguration(base.StoreTestCase):
         source = store_._readthrough.site
         self.assertIsInstance(source, site_source.SiteSource)
         self.assertEqual('http://node-1:9292', source.site.peer_url)
-        # It joins the site at start, and asks central through it.
+        # It joins the site at start, signed with the site key, and asks
+        # central through it.
         self.joins.assert_called_once_with()
+        self.assertEqual(SECRET, source.site._secret)
         self.assertEqual(source.central_record,
                          store_.central.record_relay)
 
