@@ -20,6 +20,21 @@ that passes the cache by, a range):
   paced after each chunk. A share a slot leaves unused is not given to the
   others: simple, and the sum never exceeds the cap.
 
+A slot is held at central's pace, never at a client's: a stream whose
+reader does not ask for its next chunk within SLOT_IDLE seconds (a client
+that stopped reading a range or a pass-through) gives its slot back at
+once; when the reader asks again, the stream takes a slot again, waiting as
+a new read would (``remote_glance_fill_slot_wait``), and ends short with an
+IOError when none comes free (the client retries with a Range). The cap
+holds at every moment, and one slow client does not hold the site's WAN.
+
+The site's slots are bounded in time: the node that holds one says so in
+its signed member entry (coordination.py) and renews that claim every
+SLOT_RENEW seconds while it reads. A slot held for longer than
+SLOT_UNCLAIMED_GRACE seconds by no node of the site (someone writing to
+the coordinator), or whose claim was not renewed for SLOT_CLAIM_MAX_AGE
+seconds, is broken by the next read that finds every slot taken (logged).
+
 Reads from the site's peers are not limited: they cross the site's own
 network, not the WAN.
 """
@@ -51,9 +66,24 @@ MAX_CHUNK_SECONDS = 10
 # again from now rather than catch up in a burst.
 MAX_LAG = 1.0
 SLOT_MODE = 0o640
+# Seconds a stream's reader may leave it unread before its slot is given
+# back, and how often that is looked at.
+SLOT_IDLE = 1.0
+IDLE_CHECK = 0.2
+# A site slot's claim: renewed every SLOT_RENEW seconds while its stream
+# reads; a slot no node claims for SLOT_UNCLAIMED_GRACE seconds, or whose
+# claim is older than SLOT_CLAIM_MAX_AGE, is broken. Its holder is looked
+# up at most every SLOT_CHECK_INTERVAL seconds per slot and process.
+SLOT_RENEW = 20
+SLOT_UNCLAIMED_GRACE = 15
+SLOT_CLAIM_MAX_AGE = 120
+SLOT_CHECK_INTERVAL = 5
 
 
 _LOCAL = threading.local()
+# The idle watch's own clock (tests replace ``time`` for the pacing).
+_monotonic = time.monotonic
+_sleep = time.sleep
 
 
 @contextlib.contextmanager
@@ -96,6 +126,9 @@ class Slots:
         self._queue = collections.deque()       # waiting threads, in order
         self._cond = threading.Condition()
         self._warned = False
+        # Site slots found taken: {index: (first seen without a live
+        # claim or None, last looked at)}.
+        self._suspects = {}
 
     def acquire(self, timeout, on_wait=None):
         """Wait up to *timeout* seconds for a free slot, calling *on_wait()*
@@ -143,10 +176,14 @@ class Slots:
         node's own must not be used), else the node's.
         """
         if self.site is not None:
+            index = random.randrange(self.count)
             try:
-                lock = self.site.try_lock(
-                    'wan-slot-%d' % random.randrange(self.count))
-                return lock.release if lock is not None else None
+                lock = self.site.try_lock('wan-slot-%d' % index, claim=True)
+                if lock is not None:
+                    self._suspects.pop(index, None)
+                    return _SiteSlot(lock)
+                self._check_holder(index)
+                return None
             except coordination.Unavailable:
                 pass
         for index in range(self.count):
@@ -165,6 +202,37 @@ class Slots:
                 return self._unusable(e)
             return lambda fd=fd: os.close(fd)
         return None
+
+    def _check_holder(self, index):
+        """Break site slot *index* when no node of the site has claimed it
+        (or renewed its claim) for too long: whoever can write to the
+        coordinator must not hold the site's WAN.
+
+        :raises coordination.Unavailable
+        """
+        now = self._clock()
+        first, looked = self._suspects.get(index, (None, None))
+        if looked is not None and now - looked < SLOT_CHECK_INTERVAL:
+            return
+        name = 'wan-slot-%d' % index
+        holder = self.site.holder(name)
+        if holder is not None and holder['age'] <= SLOT_CLAIM_MAX_AGE:
+            self._suspects[index] = (None, now)
+            return
+        if first is None:
+            self._suspects[index] = (now, now)
+            return
+        self._suspects[index] = (first, now)
+        if now - first < SLOT_UNCLAIMED_GRACE:
+            return
+        if self.site.break_lock(name):
+            LOG.warning('remote-glance backend %s: the site\'s WAN slot %d '
+                        'was held for %.0f s or more by %s: broken',
+                        self.backend, index, now - first,
+                        'no node of the site' if holder is None else
+                        'a node that stopped renewing its claim (%s, '
+                        'pid %s)' % (holder['host'], holder['pid']))
+        self._suspects.pop(index, None)
 
     def _unusable(self, error):
         """The node's slot files cannot be used: the read goes on without
@@ -200,35 +268,42 @@ class Gate:
         return getattr(self._central, name)
 
     def open_data(self, record, offset=0, length=None, **kwargs):
-        """As upstream.Central.open_data; first takes a slot (the returned
-        stream frees it when closed).
+        """As upstream.Central.open_data; first takes a slot, which the
+        returned stream holds while its reader reads (see the module
+        docstring) and frees when closed.
 
         :raises UpstreamUnavailable: no slot came free in time
         """
-        release = None
+        slot = None
         if self._slots is not None:
             on_skip = kwargs.get('on_skip')
-            release = self._slots.acquire(
+            slot = self._slots.acquire(
                 self._wait, on_wait=on_skip and (lambda: on_skip(0)))
-            if release is None:
-                raise exceptions.UpstreamBusy(
-                    self._central.backend, 'image %s cannot be read now: '
-                    'this edge already reads %d images from central at '
-                    'once; try again later' % (record.id, self._slots.count))
+            if slot is None:
+                raise self._busy(record)
         try:
             data = self._central.open_data(record, offset, length, **kwargs)
         except BaseException:
-            if release is not None:
-                release()
+            if slot is not None:
+                slot()
             raise
         if data is None:
-            if release is not None:
-                release()
+            if slot is not None:
+                slot()
             return None
         chunks = self._paced(data) if self._rate else data
-        return streams.Chunks(chunks, data.close,
-                              *([release] if release else []),
+        if slot is None:
+            return streams.Chunks(chunks, data.close,
+                                  name='image %s from central' % record.id)
+        held = _SlotHolder(self, chunks, slot, record.id)
+        return streams.Chunks(held, data.close, held.close,
                               name='image %s from central' % record.id)
+
+    def _busy(self, record):
+        return exceptions.UpstreamBusy(
+            self._central.backend, 'image %s cannot be read now: this edge '
+            'already reads %d images from central at once; try again later'
+            % (record.id, self._slots.count))
 
     def _paced(self, data):
         """*data*'s chunks at no more than the slot's rate."""
@@ -244,6 +319,129 @@ class Gate:
                 time.sleep(ahead)
             elif ahead < -MAX_LAG:
                 start, done = now, 0
+
+
+class _SiteSlot:
+    """A site slot: calling it frees it; renew() renews its claim."""
+
+    def __init__(self, lock):
+        self._lock = lock
+
+    def __call__(self):
+        self._lock.release()
+
+    def renew(self):
+        self._lock.renew()
+
+
+class _SlotHolder:
+    """The chunks of one read from central and its slot, held only while
+    its reader reads: left unread for SLOT_IDLE seconds, the slot is given
+    back (by the process's _IdleWatch); the next chunk asked for takes a
+    slot again, waiting as a new read would, or ends the stream with an
+    UpstreamStreamError.
+    """
+
+    def __init__(self, gate, chunks, slot, image_id):
+        self._gate = gate
+        self._chunks = chunks
+        self._slot = slot
+        self.image_id = image_id
+        self._lock = threading.Lock()
+        self._idle_since = None
+        self._renewed = _monotonic()
+        self._closed = False
+        _WATCH.add(self)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        with self._lock:
+            self._idle_since = None
+            slot = self._slot
+        if slot is None:
+            slot = self._gate._slots.acquire(self._gate._wait)
+            if slot is None:
+                raise exceptions.UpstreamStreamError(
+                    self._gate._central.backend, 'image %s: the read from '
+                    'central was left unread, and no WAN slot came free '
+                    'when its reader came back (%d reads from central at '
+                    'once)' % (self.image_id, self._gate._slots.count))
+            with self._lock:
+                self._slot = slot
+        chunk = next(self._chunks)
+        now = _monotonic()
+        if now - self._renewed >= SLOT_RENEW:
+            self._renewed = now
+            renew = getattr(slot, 'renew', None)
+            if renew is not None:
+                renew()
+        with self._lock:
+            self._idle_since = _monotonic()
+        return chunk
+
+    def give_back_if_idle(self, now):
+        """Free the slot when the reader left the stream unread for
+        SLOT_IDLE seconds (the watch's call).
+        """
+        with self._lock:
+            if (self._slot is None or self._idle_since is None or
+                    now - self._idle_since < SLOT_IDLE):
+                return
+            slot, self._slot = self._slot, None
+        LOG.info('image %s from central: its reader is idle; its WAN slot '
+                 'is given back (taken again when it reads on)',
+                 self.image_id)
+        slot()
+
+    def close(self):
+        _WATCH.discard(self)
+        with self._lock:
+            slot, self._slot = self._slot, None
+            self._closed = True
+        if slot is not None:
+            slot()
+
+
+class _IdleWatch:
+    """One thread per process that gives back the slots of streams left
+    unread (started at the first stream, again in a forked child).
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._holders = set()
+        self._pid = None
+
+    def add(self, holder):
+        with self._lock:
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._holders = set()
+                threading.Thread(target=self._run, name='wan-idle-watch',
+                                 daemon=True).start()
+            self._holders.add(holder)
+
+    def discard(self, holder):
+        with self._lock:
+            self._holders.discard(holder)
+
+    def _run(self):
+        pid = os.getpid()
+        while self._pid == pid:
+            _sleep(IDLE_CHECK)
+            with self._lock:
+                holders = list(self._holders)
+            now = _monotonic()
+            for holder in holders:
+                try:
+                    holder.give_back_if_idle(now)
+                except Exception:
+                    LOG.exception('giving back an idle WAN slot')
+
+
+_WATCH = _IdleWatch()
 
 
 def gate_from_conf(central, group, lock_dir, site=None):

@@ -20,6 +20,7 @@ from glance_store_remote import wan
 from tests.unit import test_readthrough as rt
 
 KiB = 1024
+SECRET = 'a-site-secret-0123456789'
 
 
 class SlotsTestCase(testtools.TestCase):
@@ -130,8 +131,9 @@ class TestNodeSlots(SlotsTestCase):
 
 class TestSiteSlots(SlotsTestCase):
 
-    def site(self, peer_url):
-        site = coordination.Site('central', self.url, peer_url)
+    def site(self, peer_url, secret=SECRET):
+        site = coordination.Site('central', self.url, peer_url,
+                                 secret=secret)
         self.addCleanup(site.stop)
         return site
 
@@ -162,6 +164,58 @@ class TestSiteSlots(SlotsTestCase):
         held()
 
 
+    def slots_on(self, site):
+        clock = FakeClock()
+        slots = wan.Slots('central', 1, self.lock_dir, site,
+                          clock=clock.monotonic)
+        return slots, clock
+
+    def test_a_slot_held_by_no_node_of_the_site_is_broken(self):
+        # Someone who can write to the coordinator holds the only slot (a
+        # member the site's key did not sign).
+        intruder = self.site('http://evil', secret='not-the-site-key-01')
+        held = intruder.try_lock('wan-slot-0', claim=True)
+        site = self.site('http://a')
+        # etcd's break deletes the lock's key; the file driver cannot.
+        site.break_lock = mock.Mock(side_effect=lambda name: (
+            held.release() or True))
+        slots, clock = self.slots_on(site)
+        self.assertIsNone(slots.acquire(0))
+        clock.now += wan.SLOT_UNCLAIMED_GRACE - 1
+        self.assertIsNone(slots.acquire(0))
+        site.break_lock.assert_not_called()
+        clock.now += wan.SLOT_CHECK_INTERVAL
+        self.assertIsNone(slots.acquire(0))
+        site.break_lock.assert_called_once_with('wan-slot-0')
+        self.assertIn("WAN slot 0 was held for 19 s or more by no node of "
+                      "the site: broken", self.log.output)
+        release = slots.acquire(0)
+        self.assertIsNotNone(release)
+        release()
+
+    def test_a_slot_a_node_holds_and_renews_is_honoured(self):
+        other = self.site('http://b')
+        held = other.try_lock('wan-slot-0', claim=True)
+        self.addCleanup(held.release)
+        site = self.site('http://a')
+        site.break_lock = mock.Mock(return_value=True)
+        slots, clock = self.slots_on(site)
+        for _ in range(10):
+            self.assertIsNone(slots.acquire(0))
+            clock.now += wan.SLOT_UNCLAIMED_GRACE
+        site.break_lock.assert_not_called()
+        # A claim not renewed for longer than the bound is not honoured.
+        later = time.time() + wan.SLOT_CLAIM_MAX_AGE + 1
+        with mock.patch.object(coordination.time, 'time',
+                               return_value=later):
+            for _ in range(2):
+                self.assertIsNone(slots.acquire(0))
+                clock.now += wan.SLOT_UNCLAIMED_GRACE + 1
+            self.assertIsNone(slots.acquire(0))
+        site.break_lock.assert_called_once_with('wan-slot-0')
+        self.assertIn('stopped renewing its claim', self.log.output)
+
+
 class TestGate(SlotsTestCase):
 
     def setUp(self):
@@ -187,6 +241,30 @@ class TestGate(SlotsTestCase):
         self.assertEqual(0, self.central.open_streams)
         # Closed before its first chunk: freed too.
         gate.open_data(self.record).close()
+        gate.open_data(self.record).close()
+
+    def test_an_unread_stream_does_not_hold_its_slot(self):
+        self.useFixture(fixtures.MockPatchObject(wan, 'SLOT_IDLE', 0.1))
+        self.useFixture(fixtures.MockPatchObject(wan, 'IDLE_CHECK', 0.02))
+        gate = self.gate()
+        slow = gate.open_data(self.record)
+        received = next(slow)
+        # Its client stops reading: another read gets the slot.
+        time.sleep(0.5)
+        other = gate.open_data(self.record, 0, 10)
+        self.assertIn('its reader is idle; its WAN slot is given back',
+                      self.log.output)
+        # The slow client reads on while the slot is taken: its stream
+        # ends (short) rather than read outside the cap.
+        self.assertRaises(IOError, next, slow)
+        self.assertEqual(self.data[:10], b''.join(other))
+        # Read on once a slot is free: the whole image.
+        again = gate.open_data(self.record)
+        received = next(again)
+        time.sleep(0.5)
+        received += b''.join(again)
+        self.assertEqual(self.data, received)
+        self.assertEqual(0, self.central.open_streams)
         gate.open_data(self.record).close()
 
     def test_central_refusing_frees_the_slot(self):
