@@ -35,6 +35,7 @@ from tests import lab as lab_module
 MiB = base.MiB
 COPY_TIMEOUT = 120   # seconds for one copy-image of a few MiB
 TARGET = 'ceph'
+USER = lab_module.Identity('project-b', 'bob', ('member', 'reader'))
 
 
 def edge_backends(cluster, weight=None, central=None):
@@ -458,9 +459,19 @@ class TestCopyToStoreOption(CephEdge, base.LabTestCase):
 
     BACKEND_OPTIONS = {'remote_glance_copy_to_store': TARGET}
 
+    def import_like_the_operator(self, central_id):
+        """The edge image under central's ID (what ``glance-remote
+        import`` and the on-demand import make): the one image the option
+        copies.
+        """
+        self.make_edge_image(id=central_id)
+        self.edge_glance().images.add_location(
+            central_id, self.location_of(central_id), {})
+        return self.edge_glance().images.get(central_id)
+
     def test_the_option_copies_after_the_first_verified_fill(self):
         central, data = self.make_central_image(size=5 * MiB + 3)
-        image = self.link_with_patch(central.id)
+        image = self.import_like_the_operator(central.id)
         self.assertEqual(data, self.download(image.id, central))
         copied = self.wait_for_copy(image.id)
         self.assertEqual(
@@ -473,7 +484,7 @@ class TestCopyToStoreOption(CephEdge, base.LabTestCase):
 
     def test_without_a_weight_reads_try_remote_glance_first(self):
         central, data = self.make_central_image(size=2 * MiB)
-        image = self.link_with_patch(central.id)
+        image = self.import_like_the_operator(central.id)
         self.download(image.id, central)
         self.wait_for_copy(image.id)
         self.wait_released(central.id)
@@ -484,3 +495,33 @@ class TestCopyToStoreOption(CephEdge, base.LabTestCase):
         # Glance falls back to the Ceph location.
         self.lab.central.stop()
         self.assertEqual(data, self.download(image.id, central))
+
+    def test_a_users_links_are_not_copied_the_operators_import_once(self):
+        # One member's three links of a central image, each read whole:
+        # the copy runs as admin outside every quota, so it is made once,
+        # for the image under central's ID, and never for the links.
+        central, data = self.make_central_image(size=MiB + 5)
+        imported = self.import_like_the_operator(central.id)
+        links = [self.link_with_patch(central.id, USER).id
+                 for _ in range(3)]
+        for link in links:
+            self.assertEqual(data, self.download(link, central,
+                                                 identity=USER))
+        self.wait_for_copy(imported.id)
+        # The copier's verdict on the links: the cache entry stays for
+        # them (before the fix: each link was copied and the entry went).
+        deadline = time.monotonic() + COPY_TIMEOUT
+        while ('cache: keeping image %s' % central.id
+               not in self.lab.edge.log_text() and
+               time.monotonic() < deadline):
+            time.sleep(0.5)
+        for link in links:
+            image = self.edge_glance(USER).images.get(link)
+            self.assertEqual('central', image['stores'])
+            self.assertNotIn(link, self.rbd_images())
+        self.assertEqual([central.id], [
+            name for name in self.rbd_images()
+            if name in [central.id] + links])
+        self.assertIn(central.id, self.cached_ids())
+        self.assertIn('3 edge image(s) link central image %s under an ID '
+                      'of their own' % central.id, self.lab.edge.log_text())
