@@ -321,33 +321,57 @@ class MariaDB(Daemon):
 
 
 class Etcd(Daemon):
-    """A single-member etcd (v3 API, no auth) on two loopback ports.
+    """A single-member etcd (v3 API) on two loopback ports.
+
+    :param tls: serve clients over https and accept only clients with a
+        certificate of the lab's CA (``--client-cert-auth``): ``tls``
+        then holds (ca_file, cert_file, key_file), the certificate being
+        both the server's and the nodes' client certificate
 
     After start(): ``url`` (the client URL) and ``tooz_url`` (tooz's etcd3gw
-    driver). Cost: about 1 s and 30 MB.
+    driver, with the TLS options when *tls*). Cost: about 1 s and 30 MB.
     """
 
     name = 'etcd'
 
-    def __init__(self, root):
+    def __init__(self, root, tls=False):
         super().__init__(root)
         self.port = lab_module.free_port()
         self.peer_port = lab_module.free_port()
-        self.url = 'http://%s:%d' % (HOST, self.port)
+        self.tls = None
+        if tls:
+            folder = os.path.join(self.root, 'tls')
+            os.makedirs(folder, exist_ok=True)
+            self.tls = lab_module.make_tls(folder)[:3]
+        self.url = '%s://%s:%d' % ('https' if tls else 'http', HOST,
+                                   self.port)
         self.tooz_url = 'etcd3+' + self.url
+        if tls:
+            ca_file, cert_file, key_file = self.tls
+            self.tooz_url += '?ca_cert=%s&cert_cert=%s&cert_key=%s' % (
+                ca_file, cert_file, key_file)
 
     def command(self):
         peer = 'http://%s:%d' % (HOST, self.peer_port)
-        return [which('etcd'), '--name', 'site',
-                '--data-dir', os.path.join(self.root, 'data'),
-                '--listen-client-urls', self.url,
-                '--advertise-client-urls', self.url,
-                '--listen-peer-urls', peer,
-                '--initial-advertise-peer-urls', peer,
-                '--initial-cluster', 'site=' + peer]
+        command = [which('etcd'), '--name', 'site',
+                   '--data-dir', os.path.join(self.root, 'data'),
+                   '--listen-client-urls', self.url,
+                   '--advertise-client-urls', self.url,
+                   '--listen-peer-urls', peer,
+                   '--initial-advertise-peer-urls', peer,
+                   '--initial-cluster', 'site=' + peer]
+        if self.tls:
+            ca_file, cert_file, key_file = self.tls
+            command += ['--cert-file', cert_file, '--key-file', key_file,
+                        '--client-cert-auth', '--trusted-ca-file', ca_file]
+        return command
 
     def ready(self):
-        response = requests.get(self.url + '/health', timeout=2)
+        kwargs = {}
+        if self.tls:
+            ca_file, cert_file, key_file = self.tls
+            kwargs = {'verify': ca_file, 'cert': (cert_file, key_file)}
+        response = requests.get(self.url + '/health', timeout=2, **kwargs)
         return response.status_code == 200 and \
             response.json().get('health') == 'true'
 
@@ -355,7 +379,10 @@ class Etcd(Daemon):
 class HAProxy(Daemon):
     """haproxy in the foreground (``-db``) balancing HTTP over *servers*
     (each with ``name`` and ``port``, e.g. GlanceServer), round robin,
-    with an HTTP health check of each on *health_path* every second.
+    with an HTTP health check of each on *health_path* every second. It
+    adds ``X-Forwarded-For`` to what it forwards (``option forwardfor``,
+    as a balancer in front of Glance does); with *deny_peer_path* it also
+    refuses ``/remote-glance/peer/`` itself, as ha-site.rst advises.
 
     Also usable as a client target like a GlanceServer: ``url``,
     ``session()``, ``glance()``, ``clouds_yaml()``.
@@ -366,9 +393,10 @@ class HAProxy(Daemon):
     verify = True
 
     def __init__(self, root, servers, health_path='/healthcheck',
-                 timeout=600):
+                 timeout=600, deny_peer_path=False):
         super().__init__(root)
         self.servers = list(servers)
+        self.deny_peer_path = deny_peer_path
         self.health_path = health_path
         self.timeout = timeout
         self.port = lab_module.free_port()
@@ -393,8 +421,13 @@ class HAProxy(Daemon):
             '    timeout client %ds' % self.timeout,
             '    timeout server %ds' % self.timeout,
             '    timeout check 2s',
+            '    option forwardfor',
             'frontend site',
             '    bind %s:%d' % (HOST, self.port),
+        ] + ([
+            '    http-request deny deny_status 403 if '
+            '{ path_beg /remote-glance/peer/ }',
+        ] if self.deny_peer_path else []) + [
             '    default_backend glance',
             'backend glance',
             '    balance roundrobin',

@@ -9,7 +9,9 @@ peer that lies is caught by the reader's verification, nothing wrong is
 kept or served complete, and the reader then reads central; with etcd
 stopped each node fills by itself (logged once) and reads stay correct,
 and coordination resumes when etcd returns; the peer endpoint refuses
-requests without a valid signature.
+requests without a valid signature, replays, signatures for another node or
+range, and any request through the balancer; a member written to etcd
+without the site key is never read nor sent a request.
 """
 
 import concurrent.futures
@@ -32,6 +34,7 @@ from glance_store_remote import coordination
 from glance_store_remote import peers
 from tests.functional import test_edge_site as edge_site
 from tests import lab as lab_module
+from tests import site as site_module
 
 SIZE = 4 * 1024 * 1024 + 13
 
@@ -466,24 +469,121 @@ class TestSiteCoordination(edge_site.SiteTestCase):
         self.wait_site_fills_done()
         path = peers.peer_path('central', central.id)
         url = node.url + path
-        good = peers.auth_header(self.lab.peer_secret, 'GET', path)
-        expiry = good.partition(':')[0]
-        for headers in ({}, {peers.AUTH_HEADER: expiry + ':' + '0' * 64},
-                        {peers.AUTH_HEADER: peers.auth_header(
-                            'not-the-site-secret', 'GET', path)},
-                        {peers.AUTH_HEADER: peers.auth_header(
-                            self.lab.peer_secret, 'HEAD', path)}):
+        secret = self.lab.peer_secret
+
+        def sign(method='GET', key=secret, target=node.url):
+            return peers.auth_header(key, method, path, target)
+        good = sign()
+        expiry, nonce, _ = good.split(':')
+        for headers in ({}, {peers.AUTH_HEADER: '%s:%s:%s' % (
+                            expiry, nonce, '0' * 64)},
+                        {peers.AUTH_HEADER: sign(key='not-the-site-secret')},
+                        {peers.AUTH_HEADER: sign(method='HEAD')},
+                        # Signed for another node, or with a range.
+                        {peers.AUTH_HEADER: sign(
+                            target=self.lab.node('edge-3').url)},
+                        {peers.AUTH_HEADER: sign(), 'Range': 'bytes=0-9'},
+                        {peers.AUTH_HEADER: '\u00b2:x'.encode('latin-1')}):
             response = requests.get(url, headers=headers, timeout=30)
             self.assertEqual(403, response.status_code, headers)
-            self.assertNotIn(self.lab.peer_secret, response.text)
-        # The site's own signature is served (the image's bytes).
+            self.assertNotIn(secret, response.text)
+        # The site's own signature is served (the image's bytes), once.
         response = requests.get(url, headers={peers.AUTH_HEADER: good},
                                 timeout=30)
         self.assertEqual((200, data), (response.status_code,
                                        response.content))
+        replayed = requests.get(url, headers={peers.AUTH_HEADER: good},
+                                timeout=30)
+        self.assertEqual(403, replayed.status_code)
         for part in [self.lab.central] + self.lab.nodes:
-            self.assertNotIn(self.lab.peer_secret, part.log_text(),
-                             part.name)
+            self.assertNotIn(secret, part.log_text(), part.name)
+            self.assertNotIn('Traceback', part.log_text(), part.name)
+
+    def test_the_peer_path_is_never_answered_through_the_balancer(self):
+        central, edge, data = self.linked(size=64 * 1024)
+        for node in self.lab.nodes[1:]:
+            self.assertEqual(200, self.node_fetch(node, edge.id)[0])
+        self.wait_site_fills_done()
+        path = peers.peer_path('central', central.id)
+        vip = self.lab.balancer.url
+        secret = self.lab.peer_secret
+        # A request the site signed for a node, sent to the VIP (with the
+        # node's Host too): whichever node haproxy picks refuses it.
+        for node in self.lab.nodes[1:]:
+            host = urllib.parse.urlsplit(node.url).netloc
+            for headers in ({}, {'Host': host}):
+                for _ in range(len(self.lab.nodes)):
+                    headers[peers.AUTH_HEADER] = peers.auth_header(
+                        secret, 'GET', path, node.url)
+                    response = requests.get(vip + path, headers=headers,
+                                            timeout=30)
+                    self.assertEqual(403, response.status_code, headers)
+                    self.assertNotEqual(data, response.content)
+        self.assertIn('came through a proxy or balancer',
+                      ''.join(n.log_text() for n in self.lab.nodes))
+        # Sent straight to that node, the same kind of request is served.
+        node = self.lab.node('edge-3')
+        response = requests.get(node.url + path, headers={
+            peers.AUTH_HEADER: peers.auth_header(secret, 'GET', path,
+                                                 node.url)}, timeout=30)
+        self.assertEqual((200, data), (response.status_code,
+                                       response.content))
+        # A balancer configured as ha-site.rst says refuses the path
+        # itself; the API passes.
+        front = site_module.HAProxy(
+            os.path.join(self.lab.root, 'haproxy-deny'), self.lab.nodes,
+            deny_peer_path=True)
+        self.addCleanup(front.stop)
+        front.start()
+        response = requests.get(front.url + path, headers={
+            peers.AUTH_HEADER: peers.auth_header(secret, 'GET', path,
+                                                 node.url)}, timeout=30)
+        self.assertEqual(403, response.status_code)
+        self.assertEqual(200, requests.get(front.url + '/healthcheck',
+                                           timeout=30).status_code)
+
+    def test_a_member_written_to_etcd_is_never_read_nor_sent_a_request(self):
+        # Someone who can write to etcd adds a "node" that says it fills
+        # the image and holds its site lock; its server records what it is
+        # sent.
+        central, edge, data = self.linked(size=256 * 1024 + 3)
+        seen = []
+
+        class Rogue(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_HEAD(self):
+                seen.append((self.command, dict(self.headers)))
+                self.send_response(200)
+                self.send_header(peers.STATE_HEADER, 'complete')
+                self.send_header('Content-Length', str(len(data)))
+                self.end_headers()
+            do_GET = do_HEAD
+        rogue = http.server.ThreadingHTTPServer((lab_module.HOST, 0), Rogue)
+        rogue.daemon_threads = True
+        threading.Thread(target=rogue.serve_forever, daemon=True).start()
+        self.addCleanup(rogue.server_close)
+        self.addCleanup(rogue.shutdown)
+        rogue_url = 'http://%s:%d' % (lab_module.HOST, rogue.server_port)
+        from tooz import coordination as tooz_coordination
+        writer = tooz_coordination.get_coordinator(
+            self.lab.etcd.tooz_url, b'rogue-node')
+        writer.start(start_heart=True)
+        self.addCleanup(writer.stop)
+        writer.join_group(b'remote-glance.central', capabilities={
+            'peer_url': rogue_url, 'filling': [central.id],
+            'member': 'rogue-node', 'sig': '0' * 64}).get()
+        lock = writer.get_lock(
+            ('remote-glance.central.%s' % central.id).encode())
+        self.assertTrue(lock.acquire(blocking=False))
+        self.addCleanup(lock.release)
+        node = self.lab.node('edge-2')
+        self.assertEqual((200, data, None), self.node_fetch(node, edge.id))
+        self.wait_site_fills_done()
+        self.assertEqual([], seen)
+        self.assertIn("site member 'rogue-node' is not signed with the "
+                      "site key", node.log_text())
 
 
 class TestSiteSync(edge_site.SiteTestCase):
