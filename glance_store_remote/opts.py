@@ -262,14 +262,21 @@ clones an image only when it has a location in that Ceph cluster; an image
 read through remote-glance is downloaded by every compute instead. With this
 set, once a whole image has been read through this backend (the cache's
 first fill, verified against central's size and hash), glance-api asks
-Glance's own ``copy-image`` import to copy every edge image with that
-location into this store. Glance reads the image through this driver (from
-the cache), writes it to the store and adds the location only if its size,
-checksum and os_hash match the edge image's, which are central's. An edge
-image whose record lacks central's size or hash is not copied. Copies run
-one at a time per glance-api worker, in the background; a failed copy is
-not retried automatically (``glance-remote prefetch --store`` retries it).
-Nothing is written to central.
+Glance's own ``copy-image`` import to copy the edge image under central's ID
+(what ``glance-remote import`` and the on-demand import make) into this
+store. Glance reads the image through this driver (from the cache), writes
+it to the store and adds the location only if its size, checksum and os_hash
+match the edge image's, which are central's. An edge image whose record
+lacks central's size or hash is not copied. Copies run one at a time per
+glance-api worker, in the background; a failed copy is not retried
+automatically (``glance-remote prefetch --store`` retries it). Nothing is
+written to central.
+
+The copy runs as admin, outside Glance's quotas, so it is bounded: at most
+one copy per central image and store. Links (edge images that name a
+central image under an ID of their own) are never copied automatically, or
+one user's N links would make N copies; they keep reading through this
+backend's cache. An admin may still copy one with ``copy-image``.
 
 Possible values:
     * The name of another, writable backend of enabled_backends (not a
