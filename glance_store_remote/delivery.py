@@ -116,11 +116,13 @@ def _pread(fd, offset, length, chunk_size, on_bytes):
         on_bytes(pos - offset)
 
 
-def following(chunks, image_id):
+def following(chunks, image_id, *release):
     """A reader that follows a fill (readthrough._follow), which holds back
     its last byte and its ranges until the fill's verdict.
+
+    :param release: callables releasing what the reader holds (its lock)
     """
-    return Delivery(FOLLOWING, chunks, name='image %s' % image_id)
+    return Delivery(FOLLOWING, chunks, *release, name='image %s' % image_id)
 
 
 def from_central(data, expected, offset, length, on_mismatch=None,

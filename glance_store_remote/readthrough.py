@@ -211,8 +211,7 @@ class ReadThrough:
             return self._passthrough(record, offset, length)
         self.cache.count(**{'misses' if status == STARTED
                             else 'coalesced': 1})
-        return delivery.following(
-            self._follow(record, expected, offset, length), image_id)
+        return self._following(record, expected, offset, length)
 
     def stored_record(self, image_id):
         """Central's record kept in the cache, or None."""
@@ -284,8 +283,7 @@ class ReadThrough:
         elif status in (STARTED, RUNNING):
             self.cache.count(**{'misses' if status == STARTED
                                 else 'coalesced': 1})
-            return delivery.following(
-                self._follow(record, expected, offset, length), record.id)
+            return self._following(record, expected, offset, length)
         return self._passthrough(record, offset, length)
 
     def _start_background_fill(self, expected, record):
@@ -677,6 +675,32 @@ class ReadThrough:
         return cache_module.COMMITTED
 
     # -- followers -----------------------------------------------------------
+
+    def _following(self, record, expected, offset, length):
+        """A follower of the image's fill, which keeps the entry from
+        eviction until its stream ends (a shared read lock, as a hit holds):
+        once the fill committed, a cache under pressure would otherwise
+        evict the entry under a reader still at its held-back byte, whose
+        rest would then have to come from central.
+        """
+        return delivery.following(
+            self._follow(record, expected, offset, length), record.id,
+            *self._keep_from_eviction(record.id))
+
+    def _keep_from_eviction(self, image_id):
+        """Release callables of a shared read lock on the image, or none
+        when the lock cannot be had (an eviction of the image holds it this
+        instant, or the cache failed): the reader goes on unprotected, as
+        before a follower held one.
+        """
+        try:
+            lock = self.cache.lock(image_id, 'read')
+        except exceptions.CacheError:
+            return ()
+        if lock.try_lock(shared=True):
+            return (lock.close,)
+        lock.close()
+        return ()
 
     def _follow(self, record, expected, offset, length):
         """Stream a whole image from the fill's file as it grows.

@@ -599,6 +599,39 @@ class TestDiskFull(ReadThroughTestCase):
         self.assertFalse(os.path.exists(self.cache.data_path(IMAGE, True)))
 
 
+class TestEvictionUnderAFollower(ReadThroughTestCase):
+    """The cache is under pressure: another image needs the room of an
+    entry whose fill just committed while a follower of it is still at its
+    held-back byte, and central is down.
+    """
+
+    # Room for one image only.
+    MAX_SIZE = 300 * KiB
+
+    def test_the_entry_stays_until_the_follower_ends(self):
+        self.central.hold_at = self.SIZE - 16 * KiB
+        chunks = self.read()
+        received = [next(chunks)]
+        self.central.resume.set()
+        self.assertTrue(self.wait_committed())
+        self.central.down = True
+        other = cache.Expected('other-image', self.SIZE, 'sha512', 'x')
+        self.assertFalse(self.cache.reserve(other, {'id': 'other-image'}))
+        self.assertEqual('busy', self.cache.evict(IMAGE))
+        received.extend(chunks)
+        self.assertEqual(self.data, b''.join(received))
+        # Once the stream ended, the entry can go.
+        self.assertEqual('evicted', self.cache.evict(IMAGE))
+
+    def test_an_unstarted_follower_releases_the_entry(self):
+        self.central.gate = threading.Event()
+        chunks = self.read()
+        self.central.gate.set()
+        chunks.close()
+        self.assertTrue(self.wait_committed())
+        self.assertEqual('evicted', self.cache.evict(IMAGE))
+
+
 class TestCacheFailingUnderAReader(ReadThroughTestCase):
     """A whole-image reader that already sent cached bytes when the cache
     failed under it reads the rest from central, and releases the last byte
