@@ -17,6 +17,7 @@ from glance_store_remote import coordination
 
 SECRET = 'a-site-secret-0123456789'
 
+
 class FakeClock:
     def __init__(self):
         self.now = 1000.0

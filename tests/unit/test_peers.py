@@ -297,7 +297,6 @@ class TestFilter(PeerTestCase):
         self.assertEqual(self.data[:100 * KiB], body)
         self.assertIn('ends short', self.log.output)
 
-
     def send(self, method, path, auth, **headers):
         headers[peers.AUTH_HEADER] = auth
         return webob.Request.blank(path, method=method,

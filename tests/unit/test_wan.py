@@ -163,7 +163,6 @@ class TestSiteSlots(SlotsTestCase):
         self.assertIsNone(slots.acquire(0))
         held()
 
-
     def slots_on(self, site):
         clock = FakeClock()
         slots = wan.Slots('central', 1, self.lock_dir, site,
