@@ -26,6 +26,7 @@ import concurrent.futures
 import datetime
 import json
 import sys
+import time
 
 from oslo_config import cfg
 
@@ -584,8 +585,10 @@ def _cli_site(group, backend):
         coordination.check_installed()
     except ImportError as e:
         raise UsageError(str(e))
+    # Signed with the site key when the node has one: the other members
+    # then trust what it claims (the sync lock it holds, below).
     return coordination.Site(backend, group.remote_glance_coordination_url,
-                             None)
+                             None, secret=group.remote_glance_peer_secret)
 
 
 def _prefetch_one(args, store, central, reader, image_id):
@@ -634,33 +637,53 @@ def cmd_sync(args, conf, backend):
               '%s' % e, file=sys.stderr)
         raise Failed()
     lock = _site_sync_lock(conf, backend)
-    if lock is _ANOTHER_SYNC:
+    if isinstance(lock, _AnotherSync):
         # Not a success: a member that keeps the lock (a hung sync, or
         # anyone who can write to the coordinator) would otherwise stop
         # every revocation without a sound.
-        print('glance-remote: sync did NOT run: another member of the site '
-              'holds its sync lock (the coordinator does not say which); '
-              'nothing was changed here. If no sync is running on another '
-              'node, look for a hung one or for who writes to the '
-              'coordinator', file=sys.stderr)
+        print('glance-remote: sync did NOT run: the site\'s sync lock is '
+              'held by %s; nothing was changed here' % lock.describe(),
+              file=sys.stderr)
         _report(args, [], 0)
         raise Failed()
     try:
-        _sync(args, conf, backend, central)
+        _sync(args, conf, backend, central,
+              renew=lock.renew if lock is not None else None)
     finally:
         if lock is not None:
             lock.release()
 
 
-_ANOTHER_SYNC = object()
+class _AnotherSync:
+    """The site's sync lock is held by someone else: *holder* is what
+    coordination.Site.holder() said (None: no signed member claims it).
+    """
+
+    def __init__(self, holder):
+        self.holder = holder
+
+    def describe(self):
+        holder = self.holder
+        if holder is None:
+            return ('a member that no signed node of the site claims (an old '
+                    'release, a node without the site key, or whoever can '
+                    'write to the coordinator): if no sync runs anywhere, '
+                    'find who holds it')
+        return ('%s (host %s, pid %s, for %d s, renewed %d s ago): if that '
+                'process is not running sync, it hung' % (
+                    holder.get('member'), holder.get('host'),
+                    holder.get('pid'),
+                    time.time() - float(holder.get('since') or 0),
+                    holder.get('age') or 0))
 
 
 def _site_sync_lock(conf, backend):
-    """The site's sync lock, taken: the nodes of a site share one
-    database, and two syncs at once could both add a tag or a member
-    Glance then keeps twice. None when the node belongs to no site or the
-    coordinator cannot be used (the sync runs unserialized, and says so);
-    _ANOTHER_SYNC when another sync holds it.
+    """The site's sync lock, taken and claimed (so another run can name
+    its holder): the nodes of a site share one database, and two syncs at
+    once could both add a tag or a member Glance then keeps twice. None
+    when the node belongs to no site or the coordinator cannot be used
+    (the sync runs unserialized, and says so); an _AnotherSync when
+    another holds it.
     """
     group = conf[backend]
     if not group.remote_glance_coordination_url:
@@ -668,7 +691,8 @@ def _site_sync_lock(conf, backend):
     from glance_store_remote import coordination
     site = _cli_site(group, backend)
     try:
-        lock = site.try_lock('sync')
+        lock = site.try_lock('sync', claim=True)
+        holder = site.holder('sync') if lock is None else None
     except coordination.Unavailable as e:
         print('glance-remote: the site coordinator cannot be used (%s); '
               'syncing without the site lock' % upstream.redact(str(e)),
@@ -677,21 +701,36 @@ def _site_sync_lock(conf, backend):
         return None
     if lock is None:
         site.stop()
-        return _ANOTHER_SYNC
+        return _AnotherSync(holder)
     return _SiteSyncLock(site, lock)
 
 
 class _SiteSyncLock:
+    # Seconds between two renewals of the claim during a long sync.
+    RENEW_EVERY = 30
+
     def __init__(self, site, lock):
         self._site = site
         self._lock = lock
+        self._renewed = time.monotonic()
+
+    def renew(self):
+        """Refresh the claim, at most every RENEW_EVERY seconds."""
+        if time.monotonic() - self._renewed >= self.RENEW_EVERY:
+            self._renewed = time.monotonic()
+            self._lock.renew()
 
     def release(self):
         self._lock.release()
         self._site.stop()
 
 
-def _sync(args, conf, backend, central):
+def _sync(args, conf, backend, central, renew=None):
+    """Sync every edge image that has a location in *backend*.
+
+    :param renew: callable(), called before each image (the site lock's
+        claim), or None
+    """
     importer = catalog.Importer(
         central, _edge(args), backend,
         record_rules.CopyRules.from_conf(conf, backend))
@@ -701,6 +740,8 @@ def _sync(args, conf, backend, central):
     for image in importer.edge.images():
         if backend not in (image.get('stores') or '').split(','):
             continue
+        if renew is not None:
+            renew()
         try:
             done = importer.sync_image(
                 image, deleted_action=args.on_central_delete)

@@ -65,12 +65,72 @@ class TestCatalogCommands(cli_base.CliTestCase):
         self.assertIn('service role', self.stderr.getvalue())
         self.assertEqual([], edge.calls)
 
-    def test_sync_that_finds_the_site_lock_held_exits_1(self):
+    def held_elsewhere(self, holder):
         edge = self.use(ListingEdge(None), None)
         self.useFixture(fixtures.MonkeyPatch(
             'glance_store_remote.cmd.main._site_sync_lock',
-            lambda conf, backend: main._ANOTHER_SYNC))
+            lambda conf, backend: main._AnotherSync(holder)))
         self.assertEqual(1, self.run_cli('sync'))
-        self.assertIn('sync did NOT run', self.stderr.getvalue())
-        self.assertIn('holds its sync lock', self.stderr.getvalue())
+        self.assertIn("sync did NOT run: the site's sync lock is held by",
+                      self.stderr.getvalue())
         self.assertEqual([], edge.calls)
+
+    def test_sync_that_finds_the_site_lock_held_exits_1_naming_it(self):
+        self.held_elsewhere({'member': 'edge-2-4711-ab', 'host': 'edge-2',
+                             'pid': 4711, 'since': 0, 'age': 12})
+        self.assertIn('edge-2-4711-ab (host edge-2, pid 4711',
+                      self.stderr.getvalue())
+        self.assertIn('renewed 12 s ago', self.stderr.getvalue())
+
+    def test_a_lock_no_node_claims_is_said_so(self):
+        self.held_elsewhere(None)
+        self.assertIn('no signed node of the site claims',
+                      self.stderr.getvalue())
+
+
+class FakeSite:
+    def __init__(self, held_by=None):
+        self.held_by = held_by
+        self.claimed = []
+        self.stopped = False
+
+    def try_lock(self, name, claim=False):
+        self.claimed.append((name, claim))
+        return None if self.held_by else self
+
+    def holder(self, name):
+        return self.held_by
+
+    def renew(self):
+        pass
+
+    def release(self):
+        pass
+
+    def stop(self):
+        self.stopped = True
+
+
+class TestSiteSyncLock(cli_base.CliTestCase):
+
+    def lock_with(self, site):
+        self.useFixture(fixtures.MonkeyPatch(
+            'glance_store_remote.cmd.main._cli_site',
+            lambda group, backend: site))
+        conf, backend = main.load_backend(self.config)
+        conf.set_override('remote_glance_coordination_url', 'etcd3+http://x',
+                          group=backend)
+        return main._site_sync_lock(conf, backend)
+
+    def test_the_lock_is_claimed_so_that_others_can_name_its_holder(self):
+        site = FakeSite()
+        lock = self.lock_with(site)
+        self.assertEqual([('sync', True)], site.claimed)
+        lock.release()
+        self.assertTrue(site.stopped)
+
+    def test_a_held_lock_names_its_holder(self):
+        holder = {'member': 'm', 'host': 'h', 'pid': 1, 'since': 0, 'age': 0}
+        lock = self.lock_with(FakeSite(holder))
+        self.assertIsInstance(lock, main._AnotherSync)
+        self.assertIs(holder, lock.holder)
