@@ -6,6 +6,12 @@ request to central fails at once, so an uncached image answers 503 in
 microseconds instead of one timeout per request. Then one request is let
 through as a probe: success closes the breaker, failure opens it again.
 
+Meanwhile each worker may ask central a cheap question at most every
+``probe_interval`` seconds (upstream.Central asks for its versions
+document, without credentials and with a short timeout): an answer closes
+the breaker at once, so a node notices within about a second that central
+is back, rather than at the end of the reset window.
+
 The state lives in the cache index when there is one, so that every
 glance-api worker sees the same breaker and it survives a restart; without a
 cache it lives in this process.
@@ -61,15 +67,19 @@ class Breaker:
 
     :param threshold: consecutive failures that open the breaker (0: never)
     :param reset_after: seconds the breaker stays open before a probe
+    :param probe_interval: seconds between two cheap probes of this
+        process while the breaker is open (0: none)
     """
 
     def __init__(self, threshold, reset_after, state=None,
-                 clock=time.time):
+                 clock=time.time, probe_interval=0):
         self.threshold = threshold
         self.reset_after = reset_after
+        self.probe_interval = probe_interval
         self._state = state or MemoryState()
         self._clock = clock
         self._lock = threading.Lock()
+        self._last_probe = None
 
     def state(self):
         """(state, consecutive failures, seconds until a probe)."""
@@ -95,6 +105,21 @@ class Breaker:
             # Let one probe through and keep the others failing fast until
             # it answers: re-open the window now.
             self._state.save(OPEN, failures, self._clock())
+            return True
+
+    def cheap_probe_due(self):
+        """True, once per probe_interval in this process, when the caller
+        should ask central its cheap question (the breaker is open). Cost:
+        a clock read and a lock.
+        """
+        if not self.probe_interval:
+            return False
+        with self._lock:
+            now = self._clock()
+            if (self._last_probe is not None and
+                    now - self._last_probe < self.probe_interval):
+                return False
+            self._last_probe = now
             return True
 
     def succeeded(self):

@@ -246,6 +246,30 @@ Possible values:
 
 Related options:
     * remote_glance_breaker_threshold
+    * remote_glance_breaker_probe_interval
+"""),
+    cfg.FloatOpt(
+        'remote_glance_breaker_probe_interval',
+        default=1.0,
+        min=0,
+        max=3600,
+        help="""
+How often a worker asks central whether it answers again while the circuit
+breaker is open, in seconds.
+
+The question is cheap: central's versions document, without credentials,
+with a 1 s timeout and no retry. An answer closes the breaker at once, so
+the edge notices within about this long that central is back instead of at
+the end of remote_glance_breaker_reset; one request per worker and interval
+waits for the answer (at most 1 s), the others keep failing fast.
+0 disables the probe: the breaker waits for remote_glance_breaker_reset.
+
+Possible values:
+    * A number of seconds from 0 to 3600; default 1.
+
+Related options:
+    * remote_glance_breaker_reset
+    * remote_glance_breaker_threshold
 """),
 ]
 

@@ -41,6 +41,9 @@ RECORD_MEMO_SIZE = 1024
 # Seconds between warnings that central serves no ranges (each worker
 # learns it again every remote_glance_range_recheck seconds).
 RANGE_WARNING_INTERVAL = 3600
+# Seconds a cheap probe of central waits while the breaker is open (see
+# breaker.py): a frozen central must not hold the request that probes.
+PROBE_TIMEOUT = 1.0
 
 LOG = logging.getLogger(__name__)
 
@@ -203,7 +206,8 @@ class Central:
             conf, backend, session=session)
         breaker = breaker_module.Breaker(
             group.remote_glance_breaker_threshold,
-            group.remote_glance_breaker_reset, state=breaker_state)
+            group.remote_glance_breaker_reset, state=breaker_state,
+            probe_interval=group.remote_glance_breaker_probe_interval)
         return cls(backend, adapter, group.remote_glance_chunk_size,
                    group.remote_glance_record_ttl, breaker=breaker,
                    range_recheck=group.remote_glance_range_recheck)
@@ -577,11 +581,16 @@ class Central:
 
     def _send(self, url, headers, stream, request_id):
         if not self.breaker.allow():
-            _, failures, remaining = self.breaker.state()
-            raise exceptions.UpstreamUnavailable(
-                self.backend, 'central is unavailable: the circuit breaker '
-                'is open after %d consecutive failures; next try in %.0f s'
-                % (failures, remaining))
+            if self.breaker.cheap_probe_due() and self._answers():
+                LOG.info('remote-glance backend %r: central answers again; '
+                         'circuit breaker closed', self.backend)
+                self.breaker.succeeded()
+            else:
+                _, failures, remaining = self.breaker.state()
+                raise exceptions.UpstreamUnavailable(
+                    self.backend, 'central is unavailable: the circuit '
+                    'breaker is open after %d consecutive failures; next '
+                    'try in %.0f s' % (failures, remaining))
         try:
             resp = self._adapter.get(
                 url, headers=headers, stream=stream, raise_exc=False,
@@ -597,6 +606,25 @@ class Central:
         # no failure to reach it, so the breaker must not open for everyone;
         # no proof of health either. The caller still gets "unavailable".
         return resp
+
+    def _answers(self):
+        """Whether central answers at all: its versions document, asked
+        without credentials, within PROBE_TIMEOUT seconds and with no
+        retry. A frozen central does not answer in time; a stopped one
+        refuses at once.
+        """
+        try:
+            resp = self._adapter.get(
+                '/versions', authenticated=False, raise_exc=False,
+                redirect=False, timeout=PROBE_TIMEOUT, connect_retries=0)
+        except Exception as e:
+            # Whatever the transport raises, the answer is "not yet": the
+            # request that asked fails fast as before.
+            LOG.debug('remote-glance backend %r: central still does not '
+                      'answer: %s', self.backend, redact(str(e)))
+            return False
+        resp.close()
+        return resp.status_code < 500
 
     def _failed(self):
         if self.breaker.failed():

@@ -195,6 +195,28 @@ class TestOffline(base.CacheTestCase):
         self.assertEqual('open', stats['breaker'])
         self.assertIn('circuit breaker is open', self.lab.edge.log_text())
 
+    def test_central_back_is_noticed_long_before_the_reset(self):
+        # The breaker would stay open 300 s; the edge's cheap probe (once a
+        # second per worker) notices central is back, and the next request
+        # after it is served.
+        central, data, edge = self.linked_image(size=MiB)
+        self.lab.central.stop()
+        for _ in range(3):
+            response, _, _ = self.fetch(edge.id)
+            self.assertEqual(503, response.status_code)
+        self.assertEqual('open', self.cache_stats()['breaker'])
+        self.lab.central.start()   # the breakers are left as they are
+        deadline = time.monotonic() + 30
+        while True:
+            response, received, _ = self.fetch(edge.id)
+            if response.status_code == 200 or time.monotonic() > deadline:
+                break
+            self.assertEqual(503, response.status_code)
+            time.sleep(0.2)
+        self.assertEqual((200, data), (response.status_code, received))
+        self.assertEqual('closed', self.cache_stats()['breaker'])
+        self.assertIn('central answers again', self.lab.edge.log_text())
+
 
 class TestSpace(base.CacheTestCase):
 

@@ -51,6 +51,18 @@ class TestBreaker(testtools.TestCase):
         self.breaker.failed()
         self.assertFalse(self.breaker.allow())
 
+    def test_cheap_probes_are_spaced_by_their_interval(self):
+        probing = self.make(threshold=3, reset_after=30, probe_interval=1)
+        self.assertTrue(probing.cheap_probe_due())
+        self.assertFalse(probing.cheap_probe_due())
+        self.now[0] += 0.5
+        self.assertFalse(probing.cheap_probe_due())
+        self.now[0] += 0.6
+        self.assertTrue(probing.cheap_probe_due())
+
+    def test_no_cheap_probe_when_disabled(self):
+        self.assertFalse(self.breaker.cheap_probe_due())
+
     def test_threshold_zero_never_opens(self):
         never = self.make(threshold=0, reset_after=30)
         for _ in range(10):

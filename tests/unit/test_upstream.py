@@ -363,6 +363,48 @@ class TestBreaker(CentralTestCase):
                                   self.client.fetch_record, IMAGE)
         self.assertIn('circuit breaker', str(error))
 
+    def open_breaker(self):
+        self.serve_record(body=base.record(image_id=IMAGE), http_status=503)
+        for _ in range(3):
+            self.assertRaises(exceptions.UpstreamUnavailable,
+                              self.client.fetch_record, IMAGE)
+        self.assertEqual('open', self.client.breaker.state()[0])
+
+    def test_central_back_closes_it_at_the_next_request(self):
+        # The reset window is 30 s; a cheap question (no credentials)
+        # shows central answers again, and the request goes through.
+        self.open_breaker()
+        versions = self.central.get('%s/versions' % base.CENTRAL,
+                                    json={'versions': []})
+        self.serve_record(image_id=IMAGE)
+        self.assertEqual(IMAGE, self.client.fetch_record(IMAGE).id)
+        self.assertEqual('closed', self.client.breaker.state()[0])
+        self.assertEqual(1, versions.call_count)
+        self.assertNotIn('X-Auth-Token', versions.last_request.headers)
+        self.assertIn('answers again', self.log.output)
+
+    def test_central_still_down_is_asked_once_per_interval(self):
+        self.open_breaker()
+        versions = self.central.get('%s/versions' % base.CENTRAL,
+                                    status_code=503)
+        for _ in range(5):
+            self.assertRaises(exceptions.UpstreamUnavailable,
+                              self.client.fetch_record, IMAGE)
+        self.assertEqual(1, versions.call_count)
+        self.assertEqual('open', self.client.breaker.state()[0])
+
+    def test_no_probe_when_disabled(self):
+        self.config_fixture.config(
+            group=base.BACKEND, remote_glance_breaker_probe_interval=0)
+        client = upstream.Central.from_conf(self.conf, base.BACKEND)
+        versions = self.central.get('%s/versions' % base.CENTRAL,
+                                    json={'versions': []})
+        self.serve_record(body=base.record(image_id=IMAGE), http_status=503)
+        for _ in range(4):
+            self.assertRaises(exceptions.UpstreamUnavailable,
+                              client.fetch_record, IMAGE)
+        self.assertEqual(0, versions.call_count)
+
 
 class TestRedirects(CentralTestCase):
 
