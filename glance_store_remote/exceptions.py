@@ -19,8 +19,9 @@ class InvalidLocation(RemoteGlanceError):
 
 class LinkRefused(RemoteGlanceError):
     """A location this edge will not accept for the requester: central's
-    image is not visible to the requester at central, or its data disagrees
-    with the edge record. Answered like an unknown image, so that a refusal
+    image is not visible to the requester at central, its data disagrees
+    with the edge record, or it is another central image than the edge
+    image's other remote-glance locations name. Answered like an unknown image, so that a refusal
     tells nobody that a private image exists; ``str()`` says why, for the
     edge's log.
     """
