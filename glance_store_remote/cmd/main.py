@@ -19,6 +19,10 @@ credentials. Subcommands:
   stores (Glance's copy-image, e.g. into the edge's Ceph for nova's clones)
   and release the cache entries (store_copy.py).
 * ``sync``: bring imported records up to date with central.
+
+``import`` and ``sync`` change an existing edge image only when it is
+provably their own (catalog.not_ours); anything else is a conflict,
+reported, left alone, and exit code 1.
 """
 
 import argparse
