@@ -187,6 +187,9 @@ def free_port():
 
 # This package's paste filters, in the order the edge example gives them.
 OUR_FILTERS = 'remote-glance-record-copy remote-glance-on-demand'
+# The same with the filter that shows remote-glance stores read-only
+# (glance_store_remote/store_info.py), for the flavors that name it.
+ALL_FILTERS = 'remote-glance-store-info ' + OUR_FILTERS
 
 
 def _paste_ini(glance_etc=GLANCE_ETC):
@@ -196,7 +199,12 @@ def _paste_ini(glance_etc=GLANCE_ETC):
       (the edge's usual flavor here);
     * ``trusted``: unauthenticated (admin, no roles), with the filters;
     * ``headfile``: unauthenticated, with the benchmark's HEAD filter (see
-      tests/head_filter.py).
+      tests/head_filter.py);
+    * ``headerauth+storeinfo``: ``headerauth`` with the store-info filter
+      too;
+    * ``keystone+cachemanagement+edge``: the edge as the docs describe it,
+      for the tempest tier: ``keystone+cachemanagement`` (Glance's own
+      image cache and its API) with every filter of this package.
     """
     with open(os.path.join(glance_etc, 'glance-api-paste.ini')) as f:
         text = f.read()
@@ -209,13 +217,21 @@ def _paste_ini(glance_etc=GLANCE_ETC):
                                   'context ' + OUR_FILTERS + ' '))
             lines.append('keystonehook = ' + line[len('keystone = '):]
                          .replace('context ', 'context ' + OUR_FILTERS + ' '))
+            lines.append('headerauth+storeinfo = ' + line[len('keystone = '):]
+                         .replace('authtoken context ',
+                                  'context ' + ALL_FILTERS + ' '))
+        elif line.startswith('keystone+cachemanagement = '):
+            lines.append('keystone+cachemanagement+edge = ' + line[len(
+                'keystone+cachemanagement = '):].replace(
+                'context ', 'context ' + ALL_FILTERS + ' '))
         elif line.startswith('default = '):
             default = line[len('default = '):]
             lines.append('headfile = ' + default.replace(
                 ' rootapp', ' headfile rootapp'))
             lines.append('trusted = ' + default.replace(
                 ' rootapp', ' %s rootapp' % OUR_FILTERS))
-    for flavor in ('headerauth', 'keystonehook', 'trusted', 'headfile'):
+    for flavor in ('headerauth', 'keystonehook', 'trusted', 'headfile',
+                   'headerauth+storeinfo', 'keystone+cachemanagement+edge'):
         lines += ['', '[composite:glance-api-%s]' % flavor,
                   'paste.composite_factory = glance.api:root_app_factory',
                   '/: api', '/healthcheck: healthcheck']
@@ -226,6 +242,9 @@ def _paste_ini(glance_etc=GLANCE_ETC):
               'filter_factory',
               '', '[filter:remote-glance-on-demand]',
               'paste.filter_factory = glance_store_remote.ondemand:'
+              'filter_factory',
+              '', '[filter:remote-glance-store-info]',
+              'paste.filter_factory = glance_store_remote.store_info:'
               'filter_factory', '']
     return '\n'.join(lines)
 
