@@ -21,9 +21,9 @@ class LinkRefused(RemoteGlanceError):
     """A location this edge will not accept for the requester: central's
     image is not visible to the requester at central, its data disagrees
     with the edge record, or it is another central image than the edge
-    image's other remote-glance locations name. Answered like an unknown image, so that a refusal
-    tells nobody that a private image exists; ``str()`` says why, for the
-    edge's log.
+    image's other remote-glance locations name. Answered like an unknown
+    image, so that a refusal tells nobody that a private image exists;
+    ``str()`` says why, for the edge's log.
     """
 
     public = 'no central image for this location'

@@ -294,7 +294,7 @@ class Store(driver.Store):
                 ': the URL at which the other nodes reach this one')
         return coordination.Site(backend,
                                  group.remote_glance_coordination_url,
-                                 peer_url)
+                                 peer_url, secret=secret)
 
     def _site_source(self, group, site):
         """The site_source.SiteSource of the node's *site*, or None."""

@@ -237,7 +237,8 @@ class ReadPaths(rt.ReadThroughTestCase):
 
     def plant_partial(self):
         """Overwrite what a partial file holds with bytes nobody verified
-        (a peer's, an attacker's)."""
+        (a peer's, an attacker's).
+        """
         path = self.cache.data_path(IMAGE, partial=True)
         try:
             with open(path, 'r+b') as f:
