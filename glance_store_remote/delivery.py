@@ -28,6 +28,9 @@ which is one of the four kinds of stream allowed to reach a client:
   already sent), hashed as it passes, its last HOLD_BACK bytes released
   only when size and hash match central's record: a lie ends as a short
   body, which every client tells from a complete image;
+* ``PEER_RANGE`` (peer_range()): a range of a peer's complete, verified
+  entry, hashed as it passes, its last byte released only when the bytes
+  match the SHA-256 the peer signed with its answer (peers.py);
 * ``CENTRAL_RANGE`` (from_central() for a part of the image): bytes that
   central itself sent for a range that is not the whole image. No hash
   vouches for part of an image; these are the bytes the client would get
@@ -43,6 +46,7 @@ import hashlib
 import logging
 import os
 
+from glance_store_remote import cache
 from glance_store_remote import exceptions
 from glance_store_remote import streams
 
@@ -54,6 +58,7 @@ HOLD_BACK = 1
 ENTRY = 'entry'
 FOLLOWING = 'following'
 HASHED = 'hashed'
+PEER_RANGE = 'peer-range'
 CENTRAL_RANGE = 'central-range'
 EMPTY = 'empty'
 
@@ -159,6 +164,21 @@ def _exactly(data, length, image_id):
             image_id, sent, length))
 
 
+def peer_range(data, image_id, length, digest, on_mismatch=None,
+               release=None):
+    """A range of a peer's verified entry: *length* bytes whose SHA-256
+    the peer signed (*digest*), the last HOLD_BACK released only when they
+    match.
+
+    :param release: closes the peer's stream (default: data.close)
+    """
+    signed = cache.Expected(image_id, length, 'sha256', digest)
+    return Delivery(PEER_RANGE, hold_back_until_verified(
+        data, signed, hashlib.sha256(), 0, on_mismatch, source='a peer',
+        against='the hash it signed'), release or data.close,
+        name='image %s' % image_id)
+
+
 def whole_image(data, expected, on_mismatch=None, release=None):
     """The whole image from *data*, hashed as it passes; the last HOLD_BACK
     bytes are released only if size and hash match *expected*.
@@ -188,12 +208,15 @@ def new_hasher(expected):
     return None
 
 
-def hold_back_until_verified(data, expected, hasher, pos, on_mismatch=None):
+def hold_back_until_verified(data, expected, hasher, pos, on_mismatch=None,
+                             source='central', against='its record'):
     """Yield *data*, the bytes of the image from *pos* to its end, holding
     back its last HOLD_BACK bytes until the whole image is verified.
 
     :param hasher: hashes the image's bytes before *pos* already (or None:
         size only, see new_hasher)
+    :param source, against: who sent the bytes and what they must match,
+        for the log and the error
     :raises CacheIntegrityError: (an IOError) instead of the held bytes,
         when the image does not match *expected*
     Cost: one hash of the bytes that pass; no copy but of the held tail.
@@ -221,11 +244,11 @@ def hold_back_until_verified(data, expected, hasher, pos, on_mismatch=None):
     if pos != size or digest != expected.digest:
         if on_mismatch is not None:
             on_mismatch()
-        LOG.error('image %s: the bytes central sent do not match its record '
-                  '(%d bytes with %s %s expected, got %d bytes); the read '
-                  'ends short', expected.image_id, size, expected.algo,
+        LOG.error('image %s: the bytes %s sent do not match %s (%d bytes '
+                  'with %s %s expected, got %d bytes); the read ends short',
+                  expected.image_id, source, against, size, expected.algo,
                   expected.digest, pos)
         raise exceptions.CacheIntegrityError(
-            'image %s: the data central sent does not match its record; '
-            'the read ends short' % expected.image_id)
+            'image %s: the data %s sent does not match %s; the read ends '
+            'short' % (expected.image_id, source, against))
     yield b''.join(held)

@@ -6,7 +6,10 @@
   node's bytes of that image: a complete entry, or the partial file of a
   fill in progress, streamed as it grows (unverified: the reader verifies
   the whole image against central's record itself, so nothing is held
-  back here). Range requests are served for resumes.
+  back here). Range requests are served for resumes, and, from a complete
+  entry only, for a node's own range reads: asked with DIGEST_HEADER, the
+  answer carries the SHA-256 of the range's bytes, signed with the answer
+  (the reader holds back the range's last byte until its bytes match).
   The same filter answers central's record of an image the node holds
   (``.../record``) or as the node knows it (``.../central-record``), and
   the node's cache view (``.../cache``, ``.../cache/verify``).
@@ -29,8 +32,10 @@ What a node trusts (doc/source/admin/ha-site.rst):
   peer path is never an API of the site's VIP;
 * an answer (status, state, length, range, and the body of a record or a
   view) only when ``X-Remote-Glance-Peer-Answer`` signs it for the request
-  it answers. Image bytes are not signed: every byte a peer sends goes into
-  a fill that verifies the whole image against central's record.
+  it answers. Image bytes are not signed as such: every byte a peer sends
+  goes into a fill that verifies the whole image against central's record,
+  or into a whole-image read hashed against it, or is a range of the
+  peer's verified entry whose SHA-256 the signed answer carries.
 
 Anything refused is answered 403 here and never reaches Glance; refusals
 are logged at most once per REFUSAL_LOG_INTERVAL, with their count.
@@ -64,10 +69,14 @@ LOG = logging.getLogger(__name__)
 PREFIX = '/remote-glance/peer/'
 AUTH_HEADER = 'X-Remote-Glance-Peer-Auth'
 STATE_HEADER = 'X-Remote-Glance-Peer-State'
+# Asked by a node that serves a range from a peer (value: sha256); answered
+# with the hex SHA-256 of the range's bytes, from a complete entry only.
+DIGEST_HEADER = 'X-Remote-Glance-Peer-Digest'
 ANSWER_HEADER = 'X-Remote-Glance-Peer-Answer'
 # The headers of an answer its signature covers (with its status and, for
 # a record or a view, its body).
-SIGNED_HEADERS = (STATE_HEADER, 'Content-Length', 'Content-Range')
+SIGNED_HEADERS = (STATE_HEADER, 'Content-Length', 'Content-Range',
+                  DIGEST_HEADER)
 # Headers a proxy or balancer adds: a peer request carrying one did not
 # come straight from a node of the site.
 PROXY_HEADERS = ('X-Forwarded-For', 'X-Forwarded-Host', 'X-Forwarded-Proto',
@@ -418,12 +427,40 @@ class PeerFilter:
         if request.method == 'HEAD':
             _release(release)
             return webob.Response(status=status, headers=headers)
+        if request.headers.get(DIGEST_HEADER) == 'sha256':
+            if state != 'complete':
+                # Nobody verified a partial file's bytes: no digest for
+                # them (the asking node goes elsewhere).
+                _release(release)
+                return _not_found()
+            try:
+                headers[DIGEST_HEADER] = self._digest(fd, start, end)
+            except OSError as e:
+                _release(release)
+                LOG.info('peer read of image %s: its entry cannot be read: '
+                         '%s', image_id, e)
+                return _not_found()
         body = streams.Chunks(
             self._read(cache, image_id, fd, start, end, state == 'filling'),
             *release, name='peer read of image %s' % image_id)
         response = webob.Response(status=status, app_iter=body)
         response.headers.update(headers)
         return response
+
+    def _digest(self, fd, start, end):
+        """The hex SHA-256 of the entry's bytes [start, end). Cost: one
+        read of the range (then in the page cache for the answer) and its
+        hash, before the first byte of the answer.
+        """
+        hasher = hashlib.sha256()
+        pos = start
+        while pos < end:
+            block = os.pread(fd, min(self.chunk_size, end - pos), pos)
+            if not block:
+                raise OSError('the entry ended at byte %d of %d' % (pos, end))
+            hasher.update(block)
+            pos += len(block)
+        return hasher.hexdigest()
 
     def _read(self, cache, image_id, fd, pos, end, growing):
         """The file's bytes [pos, end); a growing (partial) file is followed
@@ -875,6 +912,39 @@ class Peer:
         return streams.Chunks(self._stream(resp, record.id, length),
                               resp.release_conn,
                               name='peer read of image %s' % record.id)
+
+    def open_verified_range(self, record, offset, length):
+        """A range of the peer's complete, verified entry, and the SHA-256
+        of its bytes as the peer signed it: (stream, hex digest). The
+        caller releases the last byte only when the bytes match
+        (delivery.peer_range).
+
+        :raises UpstreamUnavailable: the peer does not hold the image
+            complete, or cannot serve (before any byte)
+        """
+        headers = {'Range': 'bytes=%d-%d' % (offset, offset + length - 1),
+                   DIGEST_HEADER: 'sha256'}
+        path = peer_path(self.backend, record.id)
+        try:
+            resp, auth = self._request('GET', path, headers)
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise exceptions.UpstreamUnavailable(
+                self.backend, 'peer %s cannot serve image %s' % (
+                    self.url, record.id), detail=str(e)) from None
+        digest = resp.headers.get(DIGEST_HEADER) or ''
+        if (resp.status != 206 or
+                resp.headers.get('Content-Length') != str(length) or
+                resp.headers.get(STATE_HEADER) != 'complete' or
+                not re.match(r'^[0-9a-f]{64}\Z', digest) or
+                not self._signed_by_site(resp, auth, path)):
+            status = resp.status
+            resp.release_conn()
+            raise exceptions.UpstreamUnavailable(
+                self.backend, 'peer %s answered HTTP %d for a range of '
+                'image %s' % (self.url, status, record.id))
+        return streams.Chunks(self._stream(resp, record.id, length),
+                              resp.release_conn,
+                              name='peer read of image %s' % record.id), digest
 
     def _stream(self, resp, image_id, length):
         done = 0

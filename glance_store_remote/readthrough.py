@@ -264,8 +264,8 @@ class ReadThrough:
         Never from a partial file: its bytes may come from a peer, and no
         hash vouches for part of an image (delivery.py).
         """
-        data = self._from_central(record, offset, length, mid_stream=False,
-                                  skip_to_offset=False)
+        data = self._uncached(record, offset, length, mid_stream=False,
+                              skip_to_offset=False)
         if data is None:
             status = self._start_background_fill(expected, record)
         else:
@@ -317,7 +317,44 @@ class ReadThrough:
         return True
 
     def _passthrough(self, record, offset, length):
-        return self._from_central(record, offset, length, mid_stream=False)
+        return self._uncached(record, offset, length, mid_stream=False)
+
+    def _uncached(self, record, offset, length, mid_stream=True,
+                  skip_to_offset=True):
+        """Bytes read past this node's cache: from a peer of the site that
+        holds the image complete (no WAN, and also while central is cut),
+        else from central (_from_central, same parameters and raises).
+        """
+        held = self._from_peer(record, offset, length, mid_stream)
+        if held is not None:
+            return held
+        return self._from_central(record, offset, length, mid_stream,
+                                  skip_to_offset)
+
+    def _from_peer(self, record, offset, length, mid_stream):
+        """A peer's bytes as a client may get them (the whole image hashed
+        against central's record, a range against the hash the peer
+        signed), or None when no peer of the site holds the image.
+        """
+        if self.site is None:
+            return None
+        found = self.site.open_held(record, offset, length)
+        if found is None:
+            return None
+        stream, digest, peer = found
+        if not mid_stream:
+            self.cache.count(passthrough=1, misses=1)
+        counted = self._counted(stream, None)
+
+        def lied():
+            self._count_mismatch()
+            self.site.distrust(peer, record.id)
+        if digest is None:
+            return delivery.whole_image(
+                counted, cache_module.expected_from_record(record.raw),
+                on_mismatch=lied, release=stream.close)
+        return delivery.peer_range(counted, record.id, length, digest,
+                                   on_mismatch=lied, release=stream.close)
 
     def _from_central(self, record, offset, length, mid_stream=True,
                       skip_to_offset=True):
@@ -356,14 +393,20 @@ class ReadThrough:
         self.cache.count(verification_failures=1)
 
     def _counted(self, data, resent):
+        """*data* as it passes, its bytes counted at the end: central's,
+        with the bytes it sent twice (*resent*), or a peer's (None).
+        """
         received = 0
         try:
             for chunk in data:
                 received += len(chunk)
                 yield chunk
         finally:
-            self.cache.count(bytes_from_central=received,
-                             bytes_resent=resent.total)
+            if resent is None:
+                self.cache.count(bytes_from_peers=received)
+            else:
+                self.cache.count(bytes_from_central=received,
+                                 bytes_resent=resent.total)
 
     def _stream_error(self, record, error):
         """The IOError to raise for *error*, an UpstreamError met after the
@@ -711,7 +754,7 @@ class ReadThrough:
         COMMITTED, or a fill of this process writing that file (a takeover
         of its own included) verified, or, when the cache failed under it,
         it verified central's rest together with the bytes it had sent
-        (_rest_from_central). Any other ending after its first byte raises
+        (_rest_uncached). Any other ending after its first byte raises
         an IOError: the client sees a short body.
 
         If the cache breaks under the reader (its directory removed, its
@@ -727,7 +770,7 @@ class ReadThrough:
                 raise
             except exceptions.CacheError as e:
                 self._cache_failed(e)
-                yield from self._rest_from_central(record, expected, at, end)
+                yield from self._rest_uncached(record, expected, at, end)
         finally:
             if at.fd is not None:
                 os.close(at.fd)
@@ -837,7 +880,7 @@ class ReadThrough:
             except exceptions.UpstreamError as e:
                 raise self._stream_error(record, e) from e
             if status == NO_ROOM:
-                yield from self._rest_from_central(record, expected, at, end)
+                yield from self._rest_uncached(record, expected, at, end)
                 return
             last_progress = time.monotonic()
 
@@ -880,27 +923,28 @@ class ReadThrough:
         A failed verification is the client's error to see. Otherwise the
         disk refused the bytes, or the entry was committed and evicted
         before this reader opened it, or its fill was abandoned: the rest
-        comes from central (_rest_from_central).
+        comes from central (_rest_uncached).
         """
         if outcome == cache_module.VERIFY_FAILED:
             raise exceptions.CacheIntegrityError(
                 'image %s: the data central sent does not match its record; '
                 'nothing was cached' % record.id)
-        return self._rest_from_central(record, expected, at, end)
+        return self._rest_uncached(record, expected, at, end)
 
-    def _rest_from_central(self, record, expected, at, end):
-        """The rest of a whole-image read from central, when the cache
-        failed under it or lost the file it read.
+    def _rest_uncached(self, record, expected, at, end):
+        """The rest of a read past the cache (a peer that holds the image,
+        else central: _uncached), when the cache failed under it or lost
+        the file it read.
 
         Before the first byte this is a pass-through, as for any image the
-        cache cannot take, and so is a range that stops before the image's
-        last byte (ranges are never held back). After the first byte of a
-        read up to the last, central's bytes cannot vouch for the cached
-        ones already sent (they may come from a fill that was about to fail
+        cache cannot take, and so is a range (a range follower sends no
+        byte before its fill's verdict). After the first byte of a read up
+        to the last, the rest cannot vouch for the cached bytes already
+        sent (they may come from a fill that was about to fail
         verification): the reader verifies by itself (_verified_rest).
         """
         if at.pos == at.offset or end < expected.size:
-            return self._from_central(record, at.pos, end - at.pos)
+            return self._uncached(record, at.pos, end - at.pos)
         return self._verified_rest(record, expected, at, end)
 
     def _verified_rest(self, record, expected, at, end):
@@ -922,7 +966,7 @@ class ReadThrough:
                     'byte %d; the read ends short' % (record.id, pos))
             hasher.update(block)
             pos += len(block)
-        data = self._from_central(record, pos, end - pos)
+        data = self._uncached(record, pos, end - pos)
         yield from delivery.hold_back_until_verified(
             data, expected, hasher, pos, on_mismatch=self._count_mismatch)
 

@@ -119,6 +119,29 @@ class SiteSource:
         return _FillStream(self, record, offset, length, on_skip, data, None,
                            lock)
 
+    def open_held(self, record, offset, length):
+        """A peer's bytes of an image that peer holds complete, for a read
+        that would otherwise go to central (a pass-through, a range, the
+        rest of a read whose cache failed): (stream, digest, peer), with
+        *digest* the hex SHA-256 of a range as the peer signed it (None for
+        the whole image, which the caller verifies against central's
+        record), or None when no peer holds it (or can serve it now).
+
+        Cost: one signed HEAD per member until one holds the image, and
+        for a range, the peer's hash of it before its first byte.
+        """
+        peer = self._find(record.id, complete_only=True)
+        if peer is None:
+            return None
+        try:
+            if (offset, length) == (0, record.size):
+                return peer.open_data(record, 0, length), None, peer
+            stream, digest = peer.open_verified_range(record, offset, length)
+        except exceptions.UpstreamError as e:
+            LOG.info('cache: image %s: %s; asking central', record.id, e)
+            return None
+        return stream, digest, peer
+
     def held_record(self, image_id):
         """Central's record of an image some other node of the site holds
         or fills, or None: what lets any node serve, while central is cut,

@@ -18,11 +18,13 @@ last byte), a truncated image, or an extended one. For every read path
 (hit, miss, coalesced followers in this process and in another worker,
 ranges before, during and after a fill and from a central without ranges,
 pass-throughs for an image too large, no room, after a write error and
-without a cache directory, a fill from a peer, a range while a peer fills)
+without a cache directory, a fill from a peer, a range and a pass-through
+from a peer that holds the image, whose bytes arrive altered)
 and every lie, what the client receives is either the right bytes in full,
 or a short body ending in an IOError; and a range is either bytes of a
-verified entry or the bytes central itself sent for that range, never
-bytes of a partial file or a peer.
+verified entry, bytes checked against the hash a peer signed for its own
+verified entry, or the bytes central itself sent for that range, never
+bytes of a partial file.
 
 Central is scripted (tests.unit.test_readthrough.FakeCentral) because a
 real one cannot be made to lie on demand; tests/functional/test_faults.py
@@ -31,6 +33,7 @@ makes a real central lie by overwriting its stored file.
 
 import concurrent.futures
 import errno
+import hashlib
 import multiprocessing
 import os
 import threading
@@ -79,14 +82,29 @@ class LyingCentral(rt.FakeCentral):
 
 
 class LyingPeerSite:
-    """A site_source.SiteSource stand-in whose fills read a lying peer."""
+    """A site_source.SiteSource stand-in whose peer sends *sent* (not the
+    image): as a fill's source, and as a node that holds the image
+    complete and signs the hash of the true bytes of a range (*truth*),
+    which reach this node altered (a plain-http link).
+    """
 
-    def __init__(self, sent):
+    def __init__(self, sent, truth):
         self.sent = sent
+        self.truth = truth
         self.distrusted = 0
 
     def open_fill(self, record, offset, length, on_skip=None):
         return _PeerStream(self, self.sent[offset:])
+
+    def open_held(self, record, offset, length):
+        stream = _PeerStream(self, self.sent[offset:offset + length])
+        if (offset, length) == (0, record.size):
+            return stream, None, 'peer'
+        digest = hashlib.sha256(self.truth[offset:offset + length])
+        return stream, digest.hexdigest(), 'peer'
+
+    def distrust(self, peer, image_id):
+        self.distrusted += 1
 
     def held_record(self, image_id):
         return None
@@ -228,12 +246,23 @@ class ReadPaths(rt.ReadThroughTestCase):
         return [first, self.whole()]
 
     def read_fill_from_a_peer(self):
-        self.reader.site = LyingPeerSite(self.planted)
+        self.reader.site = LyingPeerSite(self.planted, self.data)
         return [self.whole()]
 
-    def read_range_while_a_peer_fills(self):
-        self.reader.site = LyingPeerSite(self.planted)
-        return [self.range_of(16 * KiB, 100 * KiB)]
+    def read_range_from_a_peer(self):
+        self.reader.site = LyingPeerSite(self.planted, self.data)
+        outcomes = [self.range_of(16 * KiB, 100 * KiB),
+                    self.range_of(self.SIZE - 10, 10)]
+        self.assertEqual(2, self.reader.site.distrusted)
+        return outcomes
+
+    def read_passthrough_from_a_peer(self):
+        self.useFixture(fixtures.MockPatchObject(
+            self.cache, 'reserve', return_value=False))
+        self.reader.site = LyingPeerSite(self.planted, self.data)
+        outcomes = [self.whole()]
+        self.assertEqual(1, self.reader.site.distrusted)
+        return outcomes
 
     def plant_partial(self):
         """Overwrite what a partial file holds with bytes nobody verified
@@ -272,7 +301,8 @@ class TestEveryReadPathAgainstLies(ReadPaths):
     """
 
     # Paths whose peer lies whatever central does.
-    PEER_LIES = ('fill_from_a_peer', 'range_while_a_peer_fills')
+    PEER_LIES = ('fill_from_a_peer', 'range_from_a_peer',
+                 'passthrough_from_a_peer')
 
     def check(self, path, lie):
         if lie is not None:
@@ -301,7 +331,8 @@ class TestEveryReadPathAgainstLies(ReadPaths):
                 self.fail('%s failed with nobody lying: %s' % (what, error))
             # A short body: the client can tell it is not the image.
             self.assertLess(len(received), length, what)
-            if (offset, length) != (0, self.SIZE):
+            if (offset, length) != (0, self.SIZE) and (
+                    kind != delivery.PEER_RANGE):
                 # A range gets no byte nobody verified.
                 self.assertEqual(b'', received, what)
 

@@ -3,6 +3,7 @@ filter on a real cache (served by a loopback wsgiref server, over TLS too,
 for the client), the records and cache views, and the Peer client.
 """
 
+import hashlib
 import os
 import socketserver
 import ssl
@@ -262,6 +263,40 @@ class TestFilter(PeerTestCase):
         self.assertEqual((200, str(self.SIZE), 'complete'), (
             head.status_int, head.headers['Content-Length'],
             head.headers[peers.STATE_HEADER]))
+
+    def test_a_range_of_a_complete_entry_carries_its_signed_digest(self):
+        self.fill_complete()
+        self.serve()
+        peer = peers.Peer('central', self.peer_url, SECRET, 64 * KiB, 10)
+        stream, digest = peer.open_verified_range(self.record, 1000, 5000)
+        self.assertEqual(self.data[1000:6000], b''.join(stream))
+        self.assertEqual(hashlib.sha256(self.data[1000:6000]).hexdigest(),
+                         digest)
+
+    def test_a_partial_file_gives_no_digest_and_no_range_for_it(self):
+        lock = self.partial_fill(100 * KiB)
+        response = self.request(Range='bytes=10-19',
+                                **{peers.DIGEST_HEADER: 'sha256'})
+        self.assertEqual(404, response.status_int)
+        self.serve()
+        peer = peers.Peer('central', self.peer_url, SECRET, 64 * KiB, 10)
+        self.assertRaises(exceptions.UpstreamUnavailable,
+                          peer.open_verified_range, self.record, 10, 10)
+        lock.unlock()
+
+    def test_a_digest_altered_in_the_middle_is_refused(self):
+        self.fill_complete()
+        honest = self.filter
+
+        def alter(environ, start_response):
+            answer = webob.Request(environ).get_response(honest)
+            answer.headers[peers.DIGEST_HEADER] = '0' * 64
+            return answer(environ, start_response)
+        self.filter = alter
+        peer = peers.Peer('central', self.serve(), SECRET, 64 * KiB, 10)
+        self.assertRaises(exceptions.UpstreamUnavailable,
+                          peer.open_verified_range, self.record, 10, 10)
+        self.assertIn('not signed by the site', self.log.output)
 
     def test_an_image_not_held_is_404(self):
         self.assertEqual(404, self.request().status_int)

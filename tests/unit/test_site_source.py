@@ -58,6 +58,13 @@ class FakePeer:
             raise exceptions.UpstreamUnavailable('central', 'not held')
         return self._chunks(offset, offset + length)
 
+    def open_verified_range(self, record, offset, length):
+        self.reads.append((offset, length))
+        if self._state != 'complete':
+            raise exceptions.UpstreamUnavailable('central', 'not held')
+        digest = hashlib.sha256(self.data[offset:offset + length])
+        return self._chunks(offset, offset + length), digest.hexdigest()
+
     def _chunks(self, pos, end):
         while pos < end:
             if self.fail_at is not None and pos >= self.fail_at:
@@ -262,8 +269,8 @@ class TestSiteSource(testtools.TestCase):
         lock.release()
 
 
-class TestReadThroughHook(testtools.TestCase):
-    """A fill of a coordinated node through readthrough.py."""
+class _NodeWithOnePeer(testtools.TestCase):
+    """A coordinated node reading through readthrough.py, with one peer."""
 
     SIZE = 200 * KiB
 
@@ -304,6 +311,10 @@ class TestReadThroughHook(testtools.TestCase):
         self.reader.wait_for_fills(10)
         rt.open_fds()
 
+
+class TestReadThroughHook(_NodeWithOnePeer):
+    """A fill of a coordinated node through readthrough.py."""
+
     def test_a_lying_peer_is_caught_then_central_serves(self):
         received, error = self.read()
         self.assertIsInstance(error, exceptions.CacheIntegrityError)
@@ -331,6 +342,57 @@ class TestReadThroughHook(testtools.TestCase):
         self.reader.wait_for_fills(10)
         self.assertTrue(os.path.exists(self.cache.data_path(IMAGE)))
         self.assertEqual([], self.central.calls)
+
+
+class TestReadsPastTheCacheAskTheSiteFirst(_NodeWithOnePeer):
+    """A pass-through (no room) and a range of an image another node holds
+    complete come from that node, also while central is down; its bytes are
+    checked (the whole image against central's record, a range against the
+    hash the peer signed).
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.holder = self.liar
+        self.holder.data = self.data
+        self.central.down = True
+
+    def test_a_range_comes_from_the_node_that_holds_the_image(self):
+        chunks = self.reader.read(self.record, 1000, 5000)
+        self.assertEqual('peer-range', chunks.kind)
+        self.assertEqual(self.data[1000:6000], b''.join(chunks))
+        self.assertIn((1000, 5000), self.holder.reads)
+        self.assertEqual([], self.central.calls)
+        # The fill that warms the cache meanwhile reads the peer too.
+        self.reader.wait_for_fills(10)
+        self.assertTrue(os.path.exists(self.cache.data_path(IMAGE)))
+        self.assertEqual(5000 + self.SIZE,
+                         self.cache.counters()['bytes_from_peers'])
+
+    def test_no_room_passes_through_from_the_node_that_holds_it(self):
+        self.useFixture(fixtures.MockPatchObject(
+            self.cache, 'reserve', return_value=False))
+        chunks = self.reader.read(self.record, 0, self.SIZE)
+        self.assertEqual('hashed', chunks.kind)
+        self.assertEqual(self.data, b''.join(chunks))
+        self.assertEqual([], self.central.calls)
+
+    def test_a_range_whose_bytes_do_not_match_ends_short(self):
+        honest = self.holder.open_verified_range
+
+        def altered(record, offset, length):
+            chunks, digest = honest(record, offset, length)
+            return (bytes([b ^ 1]) for chunk in chunks for b in chunk), digest
+        self.holder.open_verified_range = altered
+        received, error = rt.drain(self.reader.read(self.record, 1000, 50))
+        self.assertIsInstance(error, exceptions.CacheIntegrityError)
+        self.assertLess(len(received), 50)
+        self.assertIn('that peer is not read from', self.log.output)
+
+    def test_nobody_holds_it_and_central_down_is_unavailable(self):
+        self.holder._state = None
+        self.assertRaises(exceptions.UpstreamUnavailable, self.reader.read,
+                          self.record, 1000, 5000)
 
 
 class TestStoreConfiguration(base.StoreTestCase):
