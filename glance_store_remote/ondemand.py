@@ -26,6 +26,13 @@ extra. Then, in order:
    them), tags, members and a ``remote-glance://<backend>/<id>`` location,
    the import is logged, and Glance answers the request again.
 
+When the lookup cannot be made (central cannot be reached, or the edge
+database cannot be read or written), the answer is 503 with Retry-After,
+never the 404: a 404 says the image does not exist, and nova treats it as
+final, while the image may be there once central or the database is back.
+Such an episode is logged once when it starts and once when it ends (with
+the count of requests it refused), not once per request.
+
 A paste filter rather than a driver hook: a glance_store driver is only
 asked about locations of images Glance already has, and by then the 404 is
 decided. The filter runs in glance-api, after the request context is known,
@@ -51,6 +58,51 @@ _IMAGE_GET = re.compile(r'^/v2/images/(?P<id>[0-9a-f]{8}-[0-9a-f]{4}-'
                         r'[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?:/file)?/?$')
 # IDs central said it does not have, remembered per worker, oldest dropped.
 UNKNOWN_MEMO_SIZE = 4096
+# Seconds a client is asked to wait before it tries a lookup again.
+RETRY_AFTER = 5
+
+IMPORTED, NOT_FOUND, UNAVAILABLE = 'imported', 'not-found', 'unavailable'
+
+
+def _retry_later(image_id):
+    """The 503 of a lookup that could not be made now."""
+    response = webob.Response(
+        status=503, content_type='text/plain', charset='utf-8',
+        text='image %s cannot be looked up at this edge now; try again '
+             'later\n' % image_id)
+    response.headers['Retry-After'] = str(RETRY_AFTER)
+    return response
+
+
+class _Episode:
+    """One log line when lookups start failing, one when they succeed
+    again (with how many requests failed meanwhile), instead of a line or a
+    traceback per request.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._failures = 0
+
+    def failed(self, what, error):
+        with self._lock:
+            self._failures += 1
+            first = self._failures == 1
+        if first:
+            LOG.warning('remote-glance: on-demand lookups answer 503 until '
+                        'this is over: %s: %s', what, error)
+        else:
+            LOG.debug('remote-glance: on-demand lookup refused: %s: %s',
+                      what, error)
+
+    def ended(self):
+        if not self._failures:
+            return
+        with self._lock:
+            failures, self._failures = self._failures, 0
+        if failures:
+            LOG.warning('remote-glance: on-demand lookups work again, after '
+                        '%d refused with 503', failures)
 
 
 def importing_stores():
@@ -76,6 +128,7 @@ class OnDemandImport:
         self._find_stores = find_stores or importing_stores
         self._clock = clock
         self._unknown = collections.OrderedDict()
+        self._episode = _Episode()
         # IDs whose conflict was logged: when, oldest dropped.
         self._conflicts = collections.OrderedDict()
         self._memo_lock = threading.Lock()
@@ -114,27 +167,49 @@ class OnDemandImport:
             held.extend(body)
         finally:
             getattr(body, 'close', lambda: None)()
-        if self._import(request, match['id'], stores):
+        outcome = self._import(request, match['id'], stores)
+        if outcome == IMPORTED:
             return self.app(pristine, start_response)
+        if outcome == UNAVAILABLE:
+            return _retry_later(match['id'])(environ, start_response)
         start_response(*not_found[0])
         return held
 
     def _import(self, request, image_id, stores):
-        """Import *image_id* from the first store whose central has it;
-        True if the edge has the image now, and Glance should answer again.
+        """Import *image_id* from the first store whose central has it.
+
+        :returns: IMPORTED (the edge has the image now: Glance answers
+            again), NOT_FOUND (the 404 stands) or UNAVAILABLE (central or
+            the edge database could not be asked: 503)
         """
-        if self.records.known(image_id):
+        try:
+            known = self.records.known(image_id)
+        except Exception as e:
+            self._episode.failed('the edge database cannot be read', e)
+            return UNAVAILABLE
+        if known:
             # Another worker may have imported it since Glance answered;
             # else the edge hides or deleted it. Glance's second answer
             # tells which; central is not asked.
             self._report_conflict(image_id, stores)
-            return True
+            return IMPORTED
         context = getattr(request, 'context', None)
+        unavailable = False
         for store in stores:
-            record = self._central_record(store, image_id)
+            try:
+                record = self._central_record(store, image_id)
+            except exceptions.UpstreamError as e:
+                self._episode.failed(
+                    'central (backend %s) cannot be asked'
+                    % store.backend_group, e)
+                unavailable = True
+                continue
             if record is not None:
                 return self._import_record(context, store, record)
-        return False
+        if unavailable:
+            return UNAVAILABLE
+        self._episode.ended()
+        return NOT_FOUND
 
     def _report_conflict(self, image_id, stores):
         """Log, once per record TTL, an edge image that has a central
@@ -161,7 +236,10 @@ class OnDemandImport:
             with self._memo_lock:
                 if now - self._conflicts.get(key, now - ttl - 1) < ttl:
                     return
-            if self._central_record(store, image_id) is None:
+            try:
+                if self._central_record(store, image_id) is None:
+                    continue
+            except exceptions.UpstreamError:
                 continue
             with self._memo_lock:
                 self._conflicts[key] = now
@@ -179,7 +257,9 @@ class OnDemandImport:
 
     def _central_record(self, store, image_id):
         """Central's active record of *image_id*, or None: central does not
-        have it (remembered for a while) or cannot be asked now.
+        have it (remembered for a while).
+
+        :raises UpstreamError: central cannot be asked now
         """
         ttl = store.conf[store.backend_group].remote_glance_record_ttl
         key = (store.backend_group, image_id)
@@ -195,10 +275,6 @@ class OnDemandImport:
                 self._unknown.move_to_end(key)
                 while len(self._unknown) > UNKNOWN_MEMO_SIZE:
                     self._unknown.popitem(last=False)
-        except exceptions.UpstreamError as e:
-            LOG.warning('remote-glance: cannot look up image %s at central '
-                        '(backend %s) for an on-demand import: %s', image_id,
-                        store.backend_group, e)
         return None
 
     def _import_record(self, context, store, record):
@@ -209,22 +285,21 @@ class OnDemandImport:
             members = (store.central.members(image_id)
                        if record.get('visibility') == 'shared' else {})
         except exceptions.UpstreamError as e:
-            LOG.warning('remote-glance: cannot read the members of central '
-                        'image %s (backend %s); not imported: %s', image_id,
-                        backend, e)
-            return False
+            self._episode.failed('central (backend %s) cannot be asked for '
+                                 'the members of an image' % backend, e)
+            return UNAVAILABLE
         if not record_rules.may_use(
                 context, record, members.get,
                 member_statuses=record_rules.ANY_MEMBERSHIP):
             LOG.info('remote-glance: project %s asked for central image %s '
                      '(backend %s), which it may not see at central; not '
                      'imported', project, image_id, backend)
-            return False
+            return NOT_FOUND
         from glance.common import exception as glance_exception
         try:
             with self._lock:  # one import of an ID at a time per worker
                 if self.records.known(image_id):
-                    return True
+                    return IMPORTED
                 self.records.create(
                     record_rules.edge_row(
                         record, store_module.location_url(backend, image_id),
@@ -234,19 +309,24 @@ class OnDemandImport:
         except glance_exception.Duplicate:
             LOG.info('remote-glance: image %s was imported by another '
                      'worker meanwhile', image_id)
-            return True
-        except Exception:
-            # The edge database refused (locked, full, gone): the image may
-            # still exist if another worker wrote it; otherwise the 404
-            # stands and the next request tries again.
-            LOG.exception('remote-glance: on-demand import of central image '
-                          '%s (backend %s) failed', image_id, backend)
-            return self.records.known(image_id)
+            return IMPORTED
+        except Exception as e:
+            # The edge database refused (locked, restarting, gone): the
+            # image may still exist if another worker wrote it; otherwise
+            # the client is told to try again.
+            self._episode.failed('the edge database refused an on-demand '
+                                 'import', e)
+            try:
+                return IMPORTED if self.records.known(image_id) else (
+                    UNAVAILABLE)
+            except Exception:
+                return UNAVAILABLE
+        self._episode.ended()
         LOG.info('remote-glance: imported central image %s (backend %s, '
                  '%s bytes, %d members) on demand, asked for by project %s',
                  image_id, backend, record.get('size'), len(members),
                  project)
-        return True
+        return IMPORTED
 
 
 def filter_factory(global_conf, **local_conf):

@@ -116,13 +116,19 @@ class TestOnDemandImport(OnDemandTestCase):
         self.assertEqual('active', self.central_glance.images.get(
             central.id).status)
 
-    def test_central_down_keeps_the_404(self):
+    def test_central_down_answers_503_never_404(self):
+        # A 404 would say the image does not exist (nova gives up on it);
+        # the edge cannot know: try again later.
         central, _ = self.make_central_image(visibility='public',
                                              owner='project-c')
         self.lab.central.stop()
-        self.assert_edge_404(central.id, PROJECT_A)
-        self.assertIn('cannot look up image %s at central' % central.id,
-                      self.lab.edge.log_text())
+        self.assertRaises(glance_exc.HTTPServiceUnavailable,
+                          self.edge_glance(PROJECT_A).images.get, central.id)
+        response = self.fetch(central.id, identity=PROJECT_A)[0]
+        self.assertEqual(503, response.status_code)
+        self.assertIn('Retry-After', response.headers)
+        self.assertEqual(1, self.lab.edge.log_text().count(
+            'on-demand lookups answer 503'))
         self.start_central()
         self.assertEqual(central.id, self.edge_glance(
             PROJECT_A).images.get(central.id).id)

@@ -295,16 +295,27 @@ class TestOnDemandImport(testtools.TestCase):
         self.assertEqual(4, central.asked)   # the oldest was dropped
         self.assertEqual(2, len(app._unknown))
 
-    def test_central_unreachable_keeps_the_404_and_logs(self):
+    def test_central_unreachable_answers_503_not_404(self):
+        # A 404 says the image does not exist (nova gives up); central
+        # may well have it: try again later.
         central = FakeCentral(error=exceptions.UpstreamUnavailable(
             'central', 'connection refused'))
         app = self.make(central)
-        self.assertEqual(404, self.get(app).status_int)
-        self.assertIn('cannot look up image %s at central' % IMAGE_ID,
-                      self.logs.output)
-        # Not remembered: the next request asks again.
+        response = self.get(app)
+        self.assertEqual(503, response.status_int)
+        self.assertEqual(str(ondemand.RETRY_AFTER),
+                         response.headers['Retry-After'])
+        self.assertIn(IMAGE_ID, response.text)
+        self.assertEqual('text/plain', response.content_type)
+        self.assertNotIn('connection refused', response.text)
+        # Not remembered: the next request asks again; one log line for
+        # the episode, not one per request.
         self.get(app)
         self.assertEqual(2, central.asked)
+        self.assertEqual(1, self.logs.output.count('answer 503'))
+        central._error = None
+        self.assertEqual(404, self.get(app).status_int)
+        self.assertIn('work again, after 2 refused', self.logs.output)
 
     def test_an_import_raced_by_another_worker_still_serves(self):
         central = FakeCentral(central_record())
@@ -313,15 +324,25 @@ class TestOnDemandImport(testtools.TestCase):
         self.assertEqual(200, response.status_int)
         self.assertIn('imported by another worker', self.logs.output)
 
-    def test_a_database_failure_keeps_the_404_and_is_logged(self):
+    def test_a_database_that_refuses_the_import_answers_503(self):
         class Failing(FakeRecords):
             def create(self, values, tags, members):
                 raise RuntimeError('database is locked')
-        response = self.get(self.make(FakeCentral(central_record()),
-                                      records=Failing()))
-        self.assertEqual(404, response.status_int)
-        self.assertIn('on-demand import of central image %s (backend '
-                      'central) failed' % IMAGE_ID, self.logs.output)
+        app = self.make(FakeCentral(central_record()), records=Failing())
+        for _ in range(3):
+            self.assertEqual(503, self.get(app).status_int)
+        self.assertEqual(1, self.logs.output.count('database refused an '
+                                                   'on-demand import'))
+        self.assertNotIn('Traceback', self.logs.output)
+
+    def test_a_database_that_cannot_be_read_answers_503(self):
+        class Restarting(FakeRecords):
+            def known(self, image_id):
+                raise RuntimeError('MySQL server has gone away')
+        central = FakeCentral(central_record())
+        response = self.get(self.make(central, records=Restarting()))
+        self.assertEqual(503, response.status_int)
+        self.assertEqual(0, central.asked)
 
     def test_first_backend_with_the_image_is_used(self):
         empty = FakeStore(FakeCentral(None))
