@@ -45,6 +45,7 @@ import time
 import uuid
 import weakref
 
+from glance_store_remote import exceptions
 from glance_store_remote import upstream
 
 LOG = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ START_WAIT = 30.0
 _SITES = weakref.WeakSet()
 
 
-class Unavailable(Exception):
+class Unavailable(exceptions.RemoteGlanceError):
     """The coordinator cannot be used now; the node works by itself."""
 
 
@@ -412,6 +413,7 @@ class Site:
         :raises Unavailable
         """
         coordinator = self._get()
+        from tooz import coordination as tooz_coordination
         found = []
         try:
             members = coordinator.get_members(self.group).get()
@@ -421,11 +423,9 @@ class Site:
             for member, result in results:
                 try:
                     caps = result.get()
-                except Exception as e:
+                except tooz_coordination.MemberNotJoined:
                     # A member that left between the two calls.
-                    if type(e).__name__ == 'MemberNotJoined':
-                        continue
-                    raise
+                    continue
                 if self._trusted(_member_name(member), caps):
                     found.append(caps)
         except Exception as e:
@@ -466,13 +466,6 @@ class Site:
                     if isinstance(i, str))
         found.pop(self.peer_url, None)
         return found
-
-    def peer_urls(self):
-        """The peer URLs of the other members, sorted.
-
-        :raises Unavailable
-        """
-        return sorted(self.members())
 
     def stop(self):
         """Leave the site (at shutdown); best effort."""

@@ -707,7 +707,7 @@ class _Pool:
 _POOL = _Pool()
 
 
-class PeerUnreachable(Exception):
+class PeerUnreachable(exceptions.RemoteGlanceError):
     """A peer could not be asked (down, or not answering as a peer)."""
 
     def __init__(self, url, why):

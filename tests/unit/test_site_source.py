@@ -95,7 +95,7 @@ class TestSiteSource(testtools.TestCase):
     def site(self, peer_url):
         site = coordination.Site('central', self.url, peer_url,
                                  secret=SECRET)
-        site.peer_urls()  # joins
+        sorted(site.members())  # joins
         self.addCleanup(site.stop)
         return site
 
@@ -289,7 +289,7 @@ class _NodeWithOnePeer(testtools.TestCase):
         liar_site = coordination.Site('central', url, 'http://liar',
                                       secret=SECRET)
         for site in (liar_site, me):
-            site.peer_urls()  # joins (the liar first: me sees it)
+            sorted(site.members())  # joins (the liar first: me sees it)
             self.addCleanup(site.stop)
         self.source = site_source.SiteSource(
             me, self.central, SECRET, 64 * KiB, 10,
