@@ -6,7 +6,9 @@ What is proved here: while one node reads an image from central, a read of
 another image from central on ANOTHER node waits for the site's one slot
 and, when it does not come free in time, is answered 503 with a message
 that says why (nothing is kept); once the first read ends, the second image
-is served whole. Reads of what the site holds never wait.
+is served whole. Reads of what the site holds never wait. A client that
+stops reading a range does not hold the site's slot: another node's read
+is served meanwhile, and the first client, reading on, gets every byte.
 """
 
 import concurrent.futures
@@ -17,12 +19,16 @@ import time
 from testtools import content
 
 from tests.functional import test_edge_site as edge_site
+from tests import lab as lab_module
 
 MiB = 1024 * 1024
 # 32 MiB at 4 MiB/s: the first read holds the site's slot for 8 s or more
 # (the pacing never lets it go faster), the second waits 1 s for it.
 BANDWIDTH = 4 * MiB
 BIG = 32 * MiB + 5
+# What glance_store_remote.wan logs when an unread stream gives its slot
+# back.
+GIVEN_BACK = 'its reader is idle; its WAN slot is given back'
 
 
 class TestSiteWanLimits(edge_site.SiteTestCase):
@@ -86,3 +92,51 @@ class TestSiteWanLimits(edge_site.SiteTestCase):
         self.assertEqual((200, None), (status, error))
         self.assertEqual(big_data, received)
         self.assertEqual(200, busy.result(timeout=120)[0])
+
+    def test_an_unread_range_does_not_hold_the_sites_slot(self):
+        big, big_edge, big_data = self.linked(BIG)
+        small, small_edge, small_data = self.linked(64 * 1024 + 3)
+        edge1, edge2, _ = self.lab.nodes
+        given_back = edge1.log_text().count(GIVEN_BACK)
+        session = edge1.session(lab_module.ADMIN)
+        self.addCleanup(session.session.close)
+        # A range of an image nobody holds: central's own bytes, read under
+        # the site's one slot (the background fill that would warm the
+        # cache finds no second slot and does not start).
+        response = session.get(
+            '%s/v2/images/%s/file' % (edge1.url, big_edge.id),
+            headers={'Range': 'bytes=1-%d' % (BIG - 1)}, stream=True,
+            raise_exc=False, timeout=120)
+        self.addCleanup(response.close)
+        self.assertEqual(206, response.status_code)
+        head = response.raw.read(64 * 1024)
+        self.assertEqual(big_data[1:1 + len(head)], head)
+        # The client stops reading: the node fills the sockets' buffers,
+        # then its worker waits to write. Give it the time to notice
+        # (SLOT_IDLE) without asking it; before the fix nothing comes and
+        # the slot stays held.
+        deadline = time.monotonic() + 30
+        while (edge1.log_text().count(GIVEN_BACK) == given_back and
+               time.monotonic() < deadline):
+            time.sleep(0.2)
+        # Another user's read of another image on another node is served,
+        # not answered 503 after remote_glance_fill_slot_wait.
+        started = time.monotonic()
+        status, received, error = self.node_fetch(edge2, small_edge.id)
+        self.addDetail('second-read', content.text_content(
+            '%s in %.1f s: %r' % (status, time.monotonic() - started,
+                                  received[:300])))
+        self.assertEqual((200, None), (status, error))
+        self.assertEqual(small_data, received)
+        self.wait_fills_done(cache_dir=self.lab.cache_dir(1))
+        # The first client reads on: its stream takes a slot again and
+        # every byte of the range is central's.
+        rest, error = b'', None
+        try:
+            rest = response.raw.read()
+        except Exception as e:
+            error = e
+        self.assertIsNone(error)
+        self.assertEqual(hashlib.sha512(big_data[1:]).hexdigest(),
+                         hashlib.sha512(head + rest).hexdigest())
+        self.assertGreater(edge1.log_text().count(GIVEN_BACK), given_back)
