@@ -285,15 +285,21 @@ class GlanceServer:
     without it).
 
     :param wsgi_server: 'gunicorn' or 'uwsgi'
+    :param preload: gunicorn only: ``--preload`` (the application loaded
+        in the master, then the workers forked, as uWSGI does by default)
     """
 
     def __init__(self, name, root, flavor='', backends=None, options=None,
                  workers=1, threads=8, policy=None, tls=None,
-                 python=sys.executable, wsgi_server='gunicorn'):
+                 python=sys.executable, wsgi_server='gunicorn',
+                 preload=False):
         if wsgi_server not in WSGI_SERVERS:
             raise ValueError('wsgi_server: one of %s' % (WSGI_SERVERS,))
         if tls and wsgi_server != 'gunicorn':
             raise ValueError('the lab serves TLS with gunicorn only')
+        if preload and wsgi_server != 'gunicorn':
+            raise ValueError('preload is a gunicorn option (uWSGI preloads '
+                             'by default)')
         self.name = name
         self.wsgi_server = wsgi_server
         # The interpreter of the virtualenv whose Glance this server runs.
@@ -306,6 +312,7 @@ class GlanceServer:
         self.verify = tls[0] if tls else True
         self.workers = workers
         self.threads = threads
+        self.preload = preload
         self.log_file = os.path.join(root, 'glance-api.log')
         self.server_log = os.path.join(root, wsgi_server + '.log')
         self.access_log = os.path.join(root, 'access.log')
@@ -390,7 +397,8 @@ class GlanceServer:
                 '--timeout', '600', '--graceful-timeout', '3',
                 '--no-control-socket',
                 '--access-logfile', self.access_log,
-                '--access-logformat', ACCESS_FORMAT] + tls + [
+                '--access-logformat', ACCESS_FORMAT] + tls + (
+            ['--preload'] if self.preload else []) + [
             'glance.wsgi.api:application']
 
     def _uwsgi_command(self):
