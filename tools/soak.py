@@ -42,11 +42,14 @@ the lab's, stopped by PID (also after a failure).
 """
 
 import argparse
+import collections
+import contextlib
 import io
 import json
 import os
 import random
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -69,9 +72,13 @@ IMAGES = 6
 PROBE_SIZE = MiB + 17         # the image each node reads after a fault
 RECOVERY_TIMEOUT = 180        # seconds for every node to read again
 PROBE_PAUSE = 0.2             # seconds between two reads of one prober
+OUTAGE_PAUSE = 0.5            # seconds between two reads during a fault
+# A freeze shorter than the nodes' timeout (the lab's 5 s) is only a slow
+# central: it lasts at least this long.
+FREEZE_MIN = 8
 CONNECT_TIMEOUT = 5
 READ_TIMEOUT = 60             # seconds of silence a client waits
-MID_STREAM_SHARE = 0.3        # central is killed when this much arrived
+MID_STREAM_SHARE = 0.3        # central is killed when this much is filled
 # Where the clients send: the balancer and the capped node most.
 TARGET_WEIGHTS = (('balancer', 4), (report.CAPPED, 3), ('edge-1', 1.5),
                   ('edge-2', 1.5))
@@ -104,7 +111,7 @@ def read_data(url, expected, asked=None, pace=None, progress=None):
                                 timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
     except requests.ConnectionError as e:
         return ('timeout' if isinstance(e, requests.ConnectTimeout)
-                else 'refused'), None
+                else 'connection error'), None
     except requests.Timeout:
         return 'timeout', None
     except (requests.RequestException, OSError) as e:
@@ -140,7 +147,7 @@ def read_record(url, central):
     except requests.ConnectTimeout:
         return 'timeout', None
     except requests.ConnectionError:
-        return 'refused', None
+        return 'connection error', None
     except requests.Timeout:
         return 'timeout', None
     except (requests.RequestException, OSError) as e:
@@ -190,6 +197,10 @@ class Soak:
         self.faults_run = 0
         self.notes = []
         self.rng = random.Random(args.seed)
+        # {phase: {node: {counter: bytes}}} read by each node's cache
+        self.bytes = collections.defaultdict(lambda: collections.defaultdict(
+            collections.Counter))
+        self.last_counters = None
 
     # -- the site ----------------------------------------------------------
 
@@ -283,6 +294,17 @@ class Soak:
             counts[node.name] = (total, node.proc.pid)
         return counts
 
+    def account(self, phase):
+        """Add what each node's cache read since the last call to
+        *phase*'s bytes.
+        """
+        now = self.counters()
+        for node, values in now.items():
+            for key in ('bytes_from_central', 'bytes_from_peers'):
+                self.bytes[phase][node][key] += (
+                    values[key] - self.last_counters[node][key])
+        self.last_counters = now
+
     def counters(self):
         return {name: store.counters() for name, store in self.caches.items()}
 
@@ -318,6 +340,9 @@ class Soak:
                                         first + rng.randint(0, 2 * MiB)))
                 outcome, request_id = read_data(self.url(target, image),
                                                 image.data, asked)
+            # A request that a fault overtook belongs to that fault.
+            if self.phase != report.STEADY:
+                phase = self.phase
             self.tally.add(report.Result(
                 started, phase, target, op, outcome,
                 time.monotonic() - started, peer_held, request_id,
@@ -337,79 +362,101 @@ class Soak:
         node._signal_group(signal.SIGKILL)
         node.proc.wait(30)
         node.proc = None
+        readers = self.fault_started()
         time.sleep(self.args.outage)
         node.start()
         self.down.discard(name)
+        return readers
 
     def crash_peer(self):
-        self.crash_node('edge-1')
+        return self.crash_node('edge-1')
 
     def crash_capped(self):
-        self.crash_node(report.CAPPED)
+        return self.crash_node(report.CAPPED)
 
     def freeze_central(self):
         self.lab.central.freeze()
-        time.sleep(self.args.outage)
+        readers = self.fault_started()
+        time.sleep(max(self.args.outage, FREEZE_MIN))
         self.lab.central.thaw()
+        return readers
 
     def stop_central(self):
         self.lab.central.stop()
+        readers = self.fault_started()
         time.sleep(self.args.outage)
         self.lab.central.start()
+        return readers
 
     def kill_central_mid_stream(self):
         """A slow client at edge-1 reads an image no node holds; central
-        is SIGKILLed when MID_STREAM_SHARE of it arrived.
+        is SIGKILLed when edge-1's fill from it holds MID_STREAM_SHARE of
+        the image (the fill runs ahead of a slow client).
         """
-        # Big enough that central is still sending when the client has
-        # MID_STREAM_SHARE of it (the sockets between hold a few MiB).
         image = self.make_image('mid-stream',
                                 max(8 * self.image_size, 128 * MiB) + 5)
-        reached = threading.Event()
         outcome = []
         mark = int(MID_STREAM_SHARE * len(image.data))
-
-        def progress(received):
-            if received >= mark:
-                reached.set()
+        store = self.caches['edge-1']
+        partial = store.data_path(image.central_id, partial=True)
 
         def slow():
             started = time.monotonic()
             result, request_id = read_data(
-                self.url('edge-1', image), image.data, pace=0.05,
-                progress=progress)
+                self.url('edge-1', image), image.data, pace=0.05)
             outcome.append(result)
+            phase = self.phase if self.phase != report.STEADY else \
+                'central SIGKILLed mid-stream'
             self.tally.add(report.Result(
-                started, self.phase, 'edge-1', 'mid-stream', result,
+                started, phase, 'edge-1', 'mid-stream', result,
                 time.monotonic() - started, None, request_id,
                 self.last_ended))
-            reached.set()
 
         reader = threading.Thread(target=slow, daemon=True)
         reader.start()
-        if not reached.wait(60):
-            self.notes.append('central killed mid-stream: the slow read '
-                              'never reached %d%%' % (100 * MID_STREAM_SHARE))
+        deadline = time.monotonic() + 60
+        filled = 0
+        while time.monotonic() < deadline and reader.is_alive():
+            try:
+                filled = os.path.getsize(partial)
+            except OSError:
+                filled = 0
+            if filled >= mark or self.held('edge-1', image):
+                break
+            time.sleep(0.002)
         central = self.lab.central
         central._signal_group(signal.SIGKILL)
         central.proc.wait(30)
         central.proc = None
+        readers = self.fault_started()
+        if self.held('edge-1', image):
+            self.notes.append('central SIGKILLed mid-stream: edge-1 held '
+                              'the whole image before the kill')
+        else:
+            self.notes.append('central SIGKILLed mid-stream: edge-1\'s fill '
+                              'held %.0f%% of the image at the kill'
+                              % (100.0 * filled / len(image.data)))
         reader.join(READ_TIMEOUT + 30)
-        self.notes.append('central killed mid-stream: the slow client at '
+        self.notes.append('central SIGKILLed mid-stream: the slow client at '
                           'edge-1 got %s' % (outcome or ['no answer'])[0])
         time.sleep(self.args.outage)
         central.start()
         self.images_after.append(image)
+        return readers
 
     def stop_etcd(self):
         self.lab.etcd.stop()
+        readers = self.fault_started()
         time.sleep(self.args.outage)
         self.lab.etcd.start()
+        return readers
 
     def restart_mariadb(self):
         self.lab.db.stop()
+        readers = self.fault_started()
         time.sleep(self.args.outage)
         self.lab.db.start()
+        return readers
 
     FAULTS = (
         ('peer edge-1 SIGKILLed, restarted', 'crash_peer'),
@@ -450,25 +497,83 @@ class Soak:
             thread.join(RECOVERY_TIMEOUT + READ_TIMEOUT + 30)
         return {name: seconds.get(name) for name in probes}
 
+    def during(self, images, ended):
+        """Each node reads its own image that only central holds, every
+        OUTAGE_PAUSE seconds until *ended* is set: it needs central (and
+        its breaker opens while central cannot answer). Returns
+        {node: [failed, reads]} once the readers stopped.
+        """
+        counts = {name: [0, 0] for name in images}
+
+        def read(name, image):
+            while not ended.is_set():
+                outcome, _ = read_data(self.url(name, image), image.data)
+                counts[name][1] += 1
+                if outcome in (report.WRONG, report.WRONG_RECORD):
+                    self.tally.add(report.Result(
+                        time.monotonic(), self.phase, name, 'outage read',
+                        outcome, 0.0, None, None, None))
+                if outcome != report.OK:
+                    counts[name][0] += 1
+                ended.wait(OUTAGE_PAUSE)
+
+        threads = [threading.Thread(target=read, args=item, daemon=True)
+                   for item in images.items()]
+        for thread in threads:
+            thread.start()
+        return threads, counts
+
+    def breakers_open(self):
+        """The nodes whose breaker for central is not closed."""
+        found = []
+        for index, node in enumerate(self.lab.nodes):
+            path = os.path.join(self.lab.cache_dir(index), cache_module.INDEX)
+            try:
+                with contextlib.closing(sqlite3.connect(
+                        'file:%s?mode=ro' % path, uri=True,
+                        timeout=5)) as db:
+                    states = [state for (state,) in db.execute(
+                        'SELECT state FROM breaker')]
+            except sqlite3.Error:
+                continue
+            if any(state != 'closed' for state in states):
+                found.append(node.name)
+        return found
+
     def fault(self, name, method):
         round_ = self.faults_run // len(self.FAULTS) + 1
-        probes = {node.name: self.make_image(
-            'probe-%d-%s' % (self.faults_run, node.name), PROBE_SIZE)
-            for node in self.lab.nodes}
+        fresh = {kind: {node.name: self.make_image(
+            '%s-%d-%s' % (kind, self.faults_run, node.name), PROBE_SIZE)
+            for node in self.lab.nodes} for kind in ('outage', 'probe')}
         self.say('fault %d: %s' % (self.faults_run + 1, name))
+        self.account(report.STEADY)
         self.phase = name
         started = time.monotonic()
-        getattr(self, method)()
+        stop_readers = threading.Event()
+        self.fault_started = lambda: self.during(fresh['outage'],
+                                                 stop_readers)
+        readers = None
+        try:
+            readers = getattr(self, method)()
+        finally:
+            stop_readers.set()
         ended = time.monotonic()
-        seconds = self.recover(probes, ended)
+        breakers = self.breakers_open()
+        threads, counts = readers or ([], {})
+        for thread in threads:
+            thread.join(READ_TIMEOUT + 30)
+        seconds = self.recover(fresh['probe'], ended)
         self.last_ended = (name, ended)
+        self.account(name)
         self.phase = report.STEADY
-        self.recoveries.append((name if round_ == 1 else
-                                '%s (%d)' % (name, round_),
-                                ended - started, seconds))
-        self.say('  outage %.1f s, recovered after %s' % (
-            ended - started, {n: None if s is None else round(s, 2)
-                              for n, s in seconds.items()}))
+        self.recoveries.append(report.Recovery(
+            name if round_ == 1 else '%s (%d)' % (name, round_),
+            ended - started, seconds, counts, breakers))
+        self.say('  outage %.1f s, breakers open at its end %s, reads of '
+                 'an image only central held %s, recovered after %s' % (
+                     ended - started, breakers, counts,
+                     {n: None if s is None else round(s, 2)
+                      for n, s in seconds.items()}))
         self.faults_run += 1
         time.sleep(self.args.settle)
 
@@ -490,7 +595,7 @@ class Soak:
                         image.name, name, outcome))
                 self.wait_fills(image)
         fds_before = self.descriptors()
-        counters_before = self.counters()
+        counters_before = self.last_counters = self.counters()
         central_before = len(self.lab.central.access_entries())
         clients = [threading.Thread(target=self.client, args=(n,),
                                     daemon=True)
@@ -510,6 +615,7 @@ class Soak:
             for thread in clients:
                 thread.join(READ_TIMEOUT + 30)
         soak_seconds = time.monotonic() - soak_started
+        self.account(report.STEADY)
         self.say('faults done; checking')
         checks = [self.check_served(), self.check_records()]
         time.sleep(args.settle)
@@ -549,7 +655,7 @@ class Soak:
                           not self.tally.wrong()))
         lines = report.table(self.tally, header, self.recoveries,
                              descriptors, counters, checks,
-                             self.served_by())
+                             self.served_by(), self.bytes)
         lines += [''] + ['Note: ' + note for note in self.notes]
         reasons = report.verdict(self.tally, self.recoveries, checks)
         lines += ['', 'Verdict: %s' % ('passed' if not reasons else
@@ -627,16 +733,17 @@ class Soak:
             f.write('\n'.join(lines).rstrip() + '\n')
         tally = self.tally
         data = {
-            'args': vars(self.args),
+            'args': dict(vars(self.args), out_dir=os.path.relpath(
+                self.args.out_dir, ROOT)),
             'phases': {phase: {
                 'by_target': {t: tally.cell(phase, t)
                               for t in report.TARGETS},
                 'failures': tally.kinds(phase),
                 'capped_while_peer_held': tally.capped_peer_held(phase)}
                 for phase in tally.phases()},
-            'recoveries': [{'fault': f, 'outage_s': o, 'seconds': s}
-                           for f, o, s in self.recoveries],
+            'recoveries': [r._asdict() for r in self.recoveries],
             'descriptors': descriptors, 'counters': counters,
+            'bytes_per_phase': self.bytes,
             'checks': checks, 'notes': self.notes, 'failed': reasons,
             'failures': [dict(r._asdict(), started=r.started - self.began,
                               after=r.after and [

@@ -39,6 +39,12 @@ TARGETS = ('edge-1', 'edge-2', CAPPED, 'balancer')
 Result = collections.namedtuple(
     'Result', 'started phase target op outcome seconds peer_held '
               'request_id after')
+# One fault: its name, how long it lasted (seconds), {node: seconds from
+# its end to the node's first good read, or None}, {node: [failed, reads]}
+# of the image only central held, read during it, and the nodes whose
+# breaker for central was open at its end.
+Recovery = collections.namedtuple(
+    'Recovery', 'fault outage seconds during breakers')
 
 
 def judge_body(status, headers, body, expected, asked=None):
@@ -168,17 +174,19 @@ def describe(result):
 
 
 def table(tally, header, recoveries, descriptors, counters, checks,
-          served_by=None):
+          served_by=None, read=None):
     """The published table, as lines of text.
 
     :param tally: a Tally
     :param header: lines that describe the run
-    :param recoveries: [(fault, outage seconds, {node: seconds or None})]
+    :param recoveries: [Recovery]
     :param descriptors: {node: (before, after, restarted)}
     :param counters: {node: {counter: value during the soak}}
     :param checks: [(check, outcome text, held)]
     :param served_by: {phase: {node: count}} of the balancer's failures,
         by the node whose log holds their request
+    :param read: {phase: {node: {'bytes_from_central': n,
+        'bytes_from_peers': n}}}, what each node's cache read
     """
     lines = list(header)
     lines += ['', 'Answers that failed / answers, by phase and target '
@@ -212,15 +220,40 @@ def table(tally, header, recoveries, descriptors, counters, checks,
     lines += ['', 'Recovery: seconds from the end of the fault (the process '
               'answers again, or SIGCONT)', 'to the first verified read, on '
               'each node, of an image it never read (it needs central,',
-              'the database and the node)',
-              '  %-36s %7s %8s %8s %8s %8s' % ('fault', 'outage', 'edge-1',
-                                               'edge-2', CAPPED, 'site')]
-    for fault, outage, seconds in recoveries:
-        values = [seconds.get(n) for n in TARGETS[:3]]
+              'the database and the node); the nodes whose breaker was open '
+              'at that end',
+              '  %-36s %7s %7s %7s %7s %7s  %s' % (
+                  'fault', 'outage', 'edge-1', 'edge-2', CAPPED, 'site',
+                  'breaker open')]
+    for recovery in recoveries:
+        values = [recovery.seconds.get(n) for n in TARGETS[:3]]
         site = None if None in values else max(values)
-        lines.append('  %-36s %7.1f %8s %8s %8s %8s' % (
-            (fault, outage) + tuple('NEVER' if v is None else '%.2f' % v
-                                    for v in values + [site])))
+        lines.append('  %-36s %7.1f %7s %7s %7s %7s  %s' % (
+            (recovery.fault, recovery.outage) + tuple(
+                'NEVER' if v is None else '%.2f' % v
+                for v in values + [site]) + (
+                ', '.join(recovery.breakers) or 'none',)))
+    lines += ['', 'During each fault, every node read an image that only '
+              'central held when the fault', 'began, every 0.5 s (the first '
+              'success caches it): failed / reads',
+              '  %-36s %7s %7s %7s' % ('fault', 'edge-1', 'edge-2', CAPPED)]
+    for recovery in recoveries:
+        lines.append('  %-36s %7s %7s %7s' % ((recovery.fault,) + tuple(
+            _cell(recovery.during.get(n, (0, 0))) for n in TARGETS[:3])))
+    if read:
+        mib = 1024.0 * 1024
+        lines += ['', 'MiB each node read from central (from peers), by '
+                  'phase; each fault adds 2 fresh', 'images of 1 MiB a node '
+                  'that only central holds',
+                  '  %-36s %15s %15s %15s' % ('phase', 'edge-1', 'edge-2',
+                                              CAPPED)]
+        for phase in [p for p in tally.phases() if p in read] + sorted(
+                p for p in read if p not in tally.phases()):
+            lines.append('  %-36s %15s %15s %15s' % ((phase,) + tuple(
+                '%.1f (%.1f)' % (
+                    read[phase][n]['bytes_from_central'] / mib,
+                    read[phase][n]['bytes_from_peers'] / mib)
+                for n in TARGETS[:3])))
     lines += ['', 'Per node: open descriptors of its worker before and after '
               'the soak; its cache\'s counters during it',
               '  %-8s %7s %7s  %10s %10s %9s %11s %9s' % (
@@ -252,11 +285,11 @@ def verdict(tally, recoveries, checks):
     if wrong:
         reasons.append('%d answer(s) with wrong bytes or a wrong record'
                        % len(wrong))
-    for fault, _, seconds in recoveries:
-        never = sorted(n for n, s in seconds.items() if s is None)
+    for recovery in recoveries:
+        never = sorted(n for n, s in recovery.seconds.items() if s is None)
         if never:
             reasons.append('%s: %s never recovered'
-                           % (fault, ', '.join(never)))
+                           % (recovery.fault, ', '.join(never)))
     reasons += ['%s: %s' % (check, outcome)
                 for check, outcome, held in checks if not held]
     return reasons

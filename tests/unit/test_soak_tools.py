@@ -136,7 +136,9 @@ class TestTally(testtools.TestCase):
     def test_a_node_that_never_recovers_fails_the_soak(self):
         tally = report.Tally()
         reasons = report.verdict(
-            tally, [('etcd stopped', 3.0, {'edge-1': 1.0, 'edge-3': None})],
+            tally, [report.Recovery('etcd stopped', 3.0,
+                                    {'edge-1': 1.0, 'edge-3': None}, {},
+                                    [])],
             [('records', '5 of 6', False)])
         self.assertEqual(['etcd stopped: edge-3 never recovered',
                           'records: 5 of 6'], reasons)
@@ -144,8 +146,9 @@ class TestTally(testtools.TestCase):
     def test_the_table_shows_every_failure(self):
         lines = report.table(
             self.tally, ['header'],
-            [('central stopped', 3.0, {'edge-1': 1.25, 'edge-2': 1.5,
-                                       'edge-3': None})],
+            [report.Recovery('central stopped', 3.0,
+                             {'edge-1': 1.25, 'edge-2': 1.5, 'edge-3': None},
+                             {'edge-1': [4, 6]}, ['edge-1', 'edge-3'])],
             {'edge-1': (40, 41, False)},
             {'edge-1': {'bytes_from_peers': 2 * 1024 * 1024}},
             [('records', '6 of 6', True)],
@@ -153,13 +156,16 @@ class TestTally(testtools.TestCase):
         text = '\n'.join(lines)
         central = [line for line in lines
                    if line.strip().startswith('central stopped ')]
-        # The answers, the capped node's while a peer held, the recovery.
-        self.assertEqual(3, len(central))
+        # The answers, the capped node's while a peer held, the recovery,
+        # the reads during the fault.
+        self.assertEqual(4, len(central))
         self.assertIn('2/3', central[0])
         self.assertIn('1/1', central[0])
         self.assertIn('status 503 2, short body 1', central[0])
         self.assertIn('1/2', central[1])
         self.assertIn('NEVER', central[2])
+        self.assertIn('edge-1, edge-3', central[2])
+        self.assertIn('4/6', central[3])
         self.assertIn('balancer failures answered by edge-3 1', text)
         self.assertIn('[ok] records', text)
         # One by one: the capped node's while a peer held it, and any
