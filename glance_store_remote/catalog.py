@@ -62,45 +62,23 @@ HIDDEN_HINT = (
     'show_multiple_locations there')
 
 
-def not_ours(edge, locations, backend, central=None):
+def not_ours(edge, locations, backend, central=None, rules=None):
     """Why edge image *edge* is not provably the import of central's image
-    of the same ID from *backend*, or None when it is.
-
-    It is ours when every location is exactly
-    ``remote-glance://<backend>/<its ID>`` and its size, checksum and
-    os_hash equal central's (a field not set yet counts as equal: the
-    driver checks every byte against central's record anyway); or when it
-    has no data yet (queued, no location, no data field) and central's
-    owner owns it, as an import that stopped before its location leaves it.
+    of the same ID from *backend*, or None when it is
+    (record_rules.why_not_an_import).
 
     :param locations: the image's location URLs, or None when the caller
         cannot see them (then nothing is provable)
     :param central: central's record, or None (central no longer has the
         image: only the locations can be checked)
+    :param rules: the record_rules.CopyRules of the import
     """
     if locations is None:
         return HIDDEN_HINT
-    own = store_module.location_url(backend, edge['id'])
-    others = [url for url in locations if url != own]
-    if others:
-        return 'it has %d location(s) other than %s' % (len(others), own)
-    if not locations:
-        if edge.get('status') != 'queued' or any(
-                edge.get(name) is not None for name in DATA_FIELDS):
-            return 'it has data (status %s) but not %s as its location' % (
-                edge.get('status'), own)
-        if central is not None and edge.get('owner') != central.get('owner'):
-            return ("it has no data yet, but project %s owns it, not "
-                    "central's owner %s" % (
-                        edge.get('owner'), central.get('owner')))
-        return None
-    if central is not None:
-        differ = [name for name in DATA_FIELDS
-                  if edge.get(name) is not None and
-                  edge.get(name) != central.get(name)]
-        if differ:
-            return "its %s differ from central's" % ', '.join(differ)
-    return None
+    rules = rules or record_rules.CopyRules()
+    return record_rules.why_not_an_import(
+        edge, locations, store_module.location_url(backend, edge['id']),
+        central, copies=rules.copies)
 
 
 def wanted_fields(central, rules):
@@ -332,7 +310,7 @@ class Importer:
         """
         if settling and not locations and edge.get('status') == 'importing':
             edge = dict(edge, status='queued')
-        why = not_ours(edge, locations, self.backend, central)
+        why = not_ours(edge, locations, self.backend, central, self.rules)
         if why:
             LOG.warning("edge image %s has central's ID but is not provably "
                         "its import from backend %s: %s; left alone",

@@ -61,6 +61,26 @@ def live_images_at(uri):
         return []
 
 
+def api_view(record):
+    """An edge image row (edge_db.EdgeRecords.get) in the shape Glance's
+    API shows it: properties as top-level keys, ``stores`` from the active
+    locations, ``locations`` as url and metadata.
+    """
+    image = dict(record.get('properties') or {})
+    for key in ('id', 'status', 'size', 'checksum', 'os_hash_algo',
+                'os_hash_value', 'disk_format', 'container_format', 'owner'):
+        image[key] = record.get(key)
+    active = [loc for loc in record.get('locations') or ()
+              if loc.get('status', 'active') == 'active']
+    image['locations'] = [{'url': loc.get('url'),
+                           'metadata': loc.get('metadata') or {}}
+                          for loc in active]
+    image['stores'] = ','.join(
+        loc['metadata']['store'] for loc in image['locations']
+        if loc['metadata'].get('store'))
+    return image
+
+
 class EdgeRecords:
     """The edge images as Glance's database API holds them.
 

@@ -213,46 +213,53 @@ class OnDemandImport:
 
     def _report_conflict(self, image_id, stores):
         """Log, once per record TTL, an edge image that has a central
-        image's ID and is not its import: it keeps its ID (the operator
+        image's ID and is not provably its import
+        (record_rules.why_not_an_import): it keeps its ID (the operator
         decides), and the on-demand import of central's image is refused.
 
-        Cost: one edge database read; for an image that is not an import,
-        central's record (memoized as for any on-demand lookup).
+        Cost: one edge database read and central's record (memoized as for
+        any on-demand lookup).
         """
-        record = self.records.get(image_id)
+        try:
+            record = self.records.get(image_id)
+        except Exception as e:
+            self._episode.failed('the edge database cannot be read', e)
+            return
         if record is None:
             return   # deleted: Glance never gives its ID again
-        urls = [location.get('url')
-                for location in record.get('locations') or ()]
-        if urls and any(
-                all(url == store_module.location_url(store.backend_group,
-                                                     image_id)
-                    for url in urls) for store in stores):
-            return   # an import the requester may not see
+        image = edge_db.api_view(record)
+        urls = [location['url'] for location in image['locations']]
         now = self._clock()
         for store in stores:
-            ttl = store.conf[store.backend_group].remote_glance_record_ttl
-            key = (store.backend_group, image_id)
+            backend = store.backend_group
+            ttl = store.conf[backend].remote_glance_record_ttl
+            key = (backend, image_id)
             with self._memo_lock:
                 if now - self._conflicts.get(key, now - ttl - 1) < ttl:
                     return
             try:
-                if self._central_record(store, image_id) is None:
-                    continue
+                central = self._central_record(store, image_id)
             except exceptions.UpstreamError:
                 continue
+            if central is None:
+                continue
+            why = record_rules.why_not_an_import(
+                image, urls, store_module.location_url(backend, image_id),
+                central, copies=record_rules.CopyRules.from_conf(
+                    store.conf, backend).copies)
+            if why is None:
+                return   # an import the requester may not see
             with self._memo_lock:
                 self._conflicts[key] = now
                 self._conflicts.move_to_end(key)
                 while len(self._conflicts) > UNKNOWN_MEMO_SIZE:
                     self._conflicts.popitem(last=False)
-            LOG.warning('remote-glance: edge image %s (owner %s, %s, %d '
-                        'location(s)) has the ID of a central image (backend '
-                        '%s) but is not its import: it is not adopted, and '
-                        'the on-demand import of that image is refused; an '
-                        'operator should look at it', image_id,
-                        record.get('owner'), record.get('visibility'),
-                        len(urls), store.backend_group)
+            LOG.warning('remote-glance: edge image %s (owner %s, %s) has the '
+                        'ID of a central image (backend %s) but is not its '
+                        'import (%s): it is not adopted, and the on-demand '
+                        'import of that image is refused; an operator should '
+                        'look at it', image_id, record.get('owner'),
+                        record.get('visibility'), backend, why)
             return
 
     def _central_record(self, store, image_id):

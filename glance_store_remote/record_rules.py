@@ -89,6 +89,69 @@ class CopyRules:
                 if isinstance(value, str) and self.copies(key)}
 
 
+# Properties Glance reserves for itself: no user sets them.
+RESERVED_PREFIX = 'os_glance_'
+# How every location of this driver starts.
+LOCATION_SCHEME = 'remote-glance://'
+
+
+def why_not_an_import(edge, locations, own_url, central=None, copies=None):
+    """Why the edge image *edge*, which has a central image's ID, is not
+    provably the import of that central image; None when it is.
+
+    An import is what the operator's ``glance-remote import`` and the
+    on-demand import create: owned by central's owner (a project may not
+    give its image another owner; only an admin can), located at
+    *own_url* (and, once copied into another store of the edge, there
+    too; no other remote-glance location), central's data fields and
+    formats (a field not set
+    yet counts as equal: the driver checks every byte against central
+    anyway), and no property but Glance's own and those the import copies
+    from central (a member's own ``kernel_id`` or ``os_command_line`` on a
+    published image would boot every user's server their way). An image
+    with no data yet (queued, no location, no data field) and central's
+    owner is an import stopped before its location.
+
+    :param locations: the image's location URLs (every one of them)
+    :param own_url: ``remote-glance://<backend>/<the image's ID>``
+    :param central: central's record, or None (central no longer has the
+        image: only the locations can be checked)
+    :param copies: callable(property name) -> whether the import copies
+        that property from central (CopyRules.copies); None: copies none
+    """
+    others = [url for url in locations if url != own_url]
+    # A copy of the import into another store of the edge (its Ceph) adds
+    # a location of that store: it is the import's, when the import's owner
+    # (an admin's act) stands. Another remote-glance location never is.
+    if others and (own_url not in locations or any(
+            url.startswith(LOCATION_SCHEME) for url in others)):
+        return 'it has %d location(s) other than %s' % (len(others), own_url)
+    if central is None:
+        return None
+    if edge.get('owner') != central.get('owner'):
+        return "project %s owns it, not central's owner %s" % (
+            edge.get('owner'), central.get('owner'))
+    if not locations:
+        if edge.get('status') != 'queued' or any(
+                edge.get(name) is not None for name in DATA_FIELDS[:4]):
+            return 'it has data (status %s) but not %s as its location' % (
+                edge.get('status'), own_url)
+        return None
+    differ = [name for name in DATA_FIELDS
+              if edge.get(name) is not None and
+              edge.get(name) != central.get(name)]
+    if differ:
+        return "its %s differ from central's" % ', '.join(differ)
+    extra = sorted(
+        name for name in edge
+        if name not in CORE_FIELDS and not name.startswith(RESERVED_PREFIX) and
+        not (copies is not None and copies(name) and name in central))
+    if extra:
+        return "it has properties central's image does not give it: %s" % (
+            ', '.join(extra[:10]))
+    return None
+
+
 def may_use(context, record, member_status, member_statuses=ACCEPTED):
     """Whether the requester could see the central image at central.
 

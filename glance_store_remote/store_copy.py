@@ -40,7 +40,9 @@ import queue
 import threading
 import time
 
+from glance_store_remote import edge_db
 from glance_store_remote import exceptions
+from glance_store_remote import record_rules
 from glance_store_remote import streams
 
 LOG = logging.getLogger(__name__)
@@ -67,6 +69,7 @@ TASK_OWNER = 'glance-store-remote'
 # What AutoCopy reports for an edge image that links a central image under
 # an ID of its own (see AutoCopy).
 NOT_COPIED_LINK = 'not copied: a link under an ID of its own'
+NOT_AN_IMPORT = ("not copied: central's ID, but not its import")
 
 POLL_INTERVAL = 1.0       # seconds between looks at a running copy
 COPY_TIMEOUT = 6 * 3600   # seconds an automatic copy is waited for
@@ -186,26 +189,6 @@ def release_cache(cache, image_id, attempts=RELEASE_ATTEMPTS,
         if attempt + 1 < attempts:
             sleep(delay)
     return result
-
-
-def view(record):
-    """An edge image row (edge_db.EdgeRecords.get) in the shape Glance's
-    API shows it: properties as top-level keys, ``stores`` from the active
-    locations, ``locations`` as url and metadata.
-    """
-    image = dict(record.get('properties') or {})
-    for key in ('id', 'status', 'size', 'checksum', 'os_hash_algo',
-                'os_hash_value', 'disk_format', 'container_format', 'owner'):
-        image[key] = record.get(key)
-    active = [loc for loc in record.get('locations') or ()
-              if loc.get('status', 'active') == 'active']
-    image['locations'] = [{'url': loc.get('url'),
-                           'metadata': loc.get('metadata') or {}}
-                          for loc in active]
-    image['stores'] = ','.join(
-        loc['metadata']['store'] for loc in image['locations']
-        if loc['metadata'].get('store'))
-    return image
 
 
 class EdgeCopies:
@@ -338,13 +321,12 @@ class GlanceEdge:
               "AND l.status = 'active' AND i.deleted = :deleted")
 
     def __init__(self):
-        from glance_store_remote import edge_db
         self._records = edge_db.EdgeRecords()
 
     def image(self, image_id):
         """The edge image, API-shaped (see view), or None."""
         record = self._records.get(image_id)
-        return view(record) if record is not None else None
+        return edge_db.api_view(record) if record is not None else None
 
     def users(self, location):
         """The live edge images with an active *location*, API-shaped."""
@@ -427,8 +409,11 @@ class AutoCopy:
 
     def __init__(self, backend, target, cache, central_record, edge=None,
                  release=True, timeout=COPY_TIMEOUT, poll=POLL_INTERVAL,
-                 clock=time.monotonic, sleep=time.sleep):
+                 clock=time.monotonic, sleep=time.sleep, copies=None):
         self.backend = backend
+        # The properties an import copies (record_rules.CopyRules.copies):
+        # an edge image under central's ID with others is not an import.
+        self._copies = copies
         self.target = target
         self.cache = cache
         self._central_record = central_record
@@ -546,6 +531,9 @@ class AutoCopy:
                     if central is None:
                         central = self._central_record(central_id)
                     outcome = self._start(image, central, central_id)
+                    if outcome == NOT_AN_IMPORT:
+                        results[image_id] = outcome
+                        continue
                     if outcome is None:
                         started.append(image_id)
                     elif outcome == 'busy':
@@ -585,6 +573,14 @@ class AutoCopy:
         if why:
             LOG.warning('not copying into %s: %s', self.target, why)
             return 'refused: %s' % why
+        not_import = record_rules.why_not_an_import(
+            image, [loc['url'] for loc in image.get('locations') or ()],
+            self.location(central_id), central, copies=self._copies)
+        if not_import:
+            LOG.warning('not copying edge image %s into %s: it has central '
+                        "image %s's ID but is not its import: %s",
+                        image['id'], self.target, central_id, not_import)
+            return NOT_AN_IMPORT
         try:
             task_id = self.edge.start_copy(image['id'], self.target)
         except CopyBusy as e:
@@ -673,4 +669,6 @@ def auto_copy_from_conf(conf, backend, cache, central_record):
         LOG.warning('remote-glance backend %s copies images into %s without '
                     'a cache: each copy reads central', backend, target)
     return AutoCopy(backend, target, cache, central_record,
-                    release=group.remote_glance_copy_release_cache)
+                    release=group.remote_glance_copy_release_cache,
+                    copies=record_rules.CopyRules.from_conf(
+                        conf, backend).copies)

@@ -174,8 +174,8 @@ class TestSquattedCentralId(base.LabTestCase):
         self.assert_third_party_gets_nothing(central.id)
 
         # The on-demand import does not adopt it either, and says why.
-        self.assertIn('edge image %s (owner %s, private, 1 location(s)) has '
-                      'the ID of a central image' % (
+        self.assertIn('edge image %s (owner %s, private) has the ID of a '
+                      'central image' % (
                           central.id, self.lab.projects['project-m']),
                       self.lab.edge.log_text())
         self.assert_unchanged(before)
@@ -225,6 +225,39 @@ class TestSquattedCentralId(base.LabTestCase):
         self.assertNotIn('remote_glance_deleted_at_central',
                          self.edge_as('edge-ops').images.get(own_id))
         self.assert_third_party_gets_nothing(taken.id)
+
+    def test_a_member_linking_centrals_own_image_under_its_id(self):
+        # Central's bytes under central's ID, but the member's image: with
+        # a kernel and a command line of the member's own. Publishing it
+        # would boot every user's server the member's way.
+        central, _ = self.make_central_image(size=64 * 1024,
+                                             visibility='public')
+        self.addCleanup(self.show_locations, False)
+        self.show_locations(True)
+        mallory = self.edge_as('mallory')
+        self.addCleanup(mallory.images.delete, central.id)
+        mallory.images.create(id=central.id, name='mallory-link',
+                              disk_format='raw', container_format='bare',
+                              visibility='private',
+                              kernel_id=str(uuid.uuid4()),
+                              os_command_line='init=/bin/mine')
+        mallory.images.add_location(central.id,
+                                    self.location_of(central.id), {})
+        self.wait_active(central.id)
+        self.show_locations(False)
+        before = self.edge_as('edge-ops').images.get(central.id)
+        self.assertEqual('private', before.visibility)
+
+        for args in (('import', central.id), ('sync',)):
+            run = self.operator(*args)
+            self.assertEqual(1, run.returncode, run.stdout + run.stderr)
+            result = self.results(run)[central.id]
+            self.assertEqual('conflict', result['result'])
+            self.assertIn("owns it, not central's owner", result['details'])
+            self.assert_unchanged(before)
+        self.assert_third_party_gets_nothing(central.id)
+        self.assertEqual('init=/bin/mine', self.edge_as('edge-ops').images.get(
+            central.id).os_command_line)
 
     def test_the_operators_own_import_is_still_synced(self):
         central, data = self.make_central_image(size=64 * 1024,

@@ -361,14 +361,50 @@ class TestOwnership(testtools.TestCase):
     def test_an_extra_location_is_a_conflict(self):
         self.assert_conflict(self.squat(locations=[
             {'url': OWN}, {'url': 'file:///var/lib/glance/images/x'}]),
+            "project p-m owns it")
+        self.assert_conflict(imported(self.record(), locations=[
+            {'url': OWN}, {'url': 'remote-glance://central/' + OTHER}]),
             '1 location(s) other than')
 
     def test_other_bytes_under_our_location_are_a_conflict(self):
+        # Even in an image of central's owner.
         for name, value in (('size', 11), ('checksum', 'other'),
                             ('os_hash_value', 'other'),
-                            ('os_hash_algo', 'sha256')):
-            self.assert_conflict(self.squat(**{name: value}),
+                            ('os_hash_algo', 'sha256'),
+                            ('disk_format', 'qcow2')):
+            self.assert_conflict(imported(self.record(), **{name: value}),
                                  "its %s differ from central's" % name)
+
+    def test_an_import_copied_into_the_edges_ceph_is_adopted(self):
+        edge, importer = self.import_into(imported(self.record(), locations=[
+            {'url': OWN}, {'url': 'rbd://fsid/images/%s/snap' % IMAGE}]))
+        self.assertEqual(('updated', 'member p-m'),
+                         importer.import_image(IMAGE))
+
+    def test_a_copy_location_without_ours_is_a_conflict(self):
+        self.assert_conflict(imported(self.record(), locations=[
+            {'url': 'rbd://fsid/images/%s/snap' % IMAGE}]),
+            '1 location(s) other than')
+
+    def test_a_members_linked_image_is_a_conflict(self):
+        # Central's bytes under central's ID, linked by a member: the
+        # member owns it, so it may carry boot properties of its own.
+        self.assert_conflict(self.squat(visibility='community'),
+                             "project p-m owns it, not central's owner p1")
+
+    def test_properties_central_does_not_give_are_a_conflict(self):
+        for name in ('kernel_id', 'os_command_line', 'hw_machine_type'):
+            self.assert_conflict(
+                imported(self.record(), **{name: 'mine'}),
+                "it has properties central's image does not give it: %s"
+                % name)
+
+    def test_glances_own_properties_and_centrals_are_no_conflict(self):
+        edge, importer = self.import_into(imported(
+            self.record(), os_glance_importing_to_stores='',
+            os_distro='cirros', stores='central'))
+        self.assertEqual(('updated', 'member p-m'),
+                         importer.import_image(IMAGE))
 
     def test_data_fields_not_set_yet_are_no_conflict(self):
         # Glance's location task still hashing, or a PATCH link before the
@@ -392,8 +428,9 @@ class TestOwnership(testtools.TestCase):
 
     def test_bytes_being_uploaded_or_staged_are_a_conflict(self):
         for status in ('saving', 'uploading', 'importing'):
-            self.assert_conflict(self.squat(status=status, locations=[]),
-                                 'it has data (status %s)' % status)
+            self.assert_conflict(
+                imported(self.record(), status=status, locations=[]),
+                'it has data (status %s)' % status)
 
     def test_hidden_locations_are_a_conflict(self):
         image = self.squat()

@@ -202,9 +202,9 @@ class TestOnDemandImport(testtools.TestCase):
             self.assertEqual(404, response.status_int)
         self.assertEqual([], records.created)
         self.assertEqual(1, self.logs.output.count(
-            'edge image %s (owner p-m, private, 1 location(s)) has the ID '
-            'of a central image (backend central) but is not its import'
-            % IMAGE_ID))
+            'edge image %s (owner p-m, private) has the ID of a central '
+            'image (backend central) but is not its import (it has 1 '
+            'location(s) other than' % IMAGE_ID))
         self.assertEqual(1, central.asked)   # once per record TTL
         self.clock.now += 61
         self.get(app)
@@ -220,11 +220,37 @@ class TestOnDemandImport(testtools.TestCase):
 
     def test_an_import_hidden_from_the_requester_is_no_conflict(self):
         central = FakeCentral(central_record())
+        row = dict(central_record(), visibility='private',
+                   locations=[{'url': 'remote-glance://central/' + IMAGE_ID,
+                               'status': 'active'}])
+        records = FakeRecords(rows={IMAGE_ID: row})
+        self.assertEqual(404, self.get(self.make(
+            central, records=records)).status_int)
+        self.assertNotIn('is not its import', self.logs.output)
+
+    def test_a_members_link_under_central_id_is_logged(self):
+        # Central's bytes, linked by a member under central's ID: the
+        # member owns it (and may have given it boot properties).
+        central = FakeCentral(central_record())
         records = FakeRecords(rows={IMAGE_ID: self.squat(
             'remote-glance://central/' + IMAGE_ID)})
         self.assertEqual(404, self.get(self.make(
             central, records=records)).status_int)
-        self.assertEqual((0, ''), (central.asked, self.logs.output))
+        self.assertIn("project p-m owns it, not central's owner p-central",
+                      self.logs.output)
+
+    def test_a_database_failure_while_reporting_is_no_500(self):
+        # The edge has the ID (hidden from this requester) and its row
+        # cannot be read now: Glance's own 404 stands, no traceback.
+        class Failing(FakeRecords):
+            def known(self, image_id):
+                return True
+
+            def get(self, image_id):
+                raise RuntimeError('MySQL server has gone away')
+        self.assertEqual(404, self.get(self.make(
+            FakeCentral(central_record()), records=Failing())).status_int)
+        self.assertNotIn('Traceback', self.logs.output)
 
     def test_an_edge_image_central_does_not_have_is_no_conflict(self):
         # Another project's private edge image: its ID is its own.

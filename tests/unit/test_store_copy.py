@@ -16,6 +16,7 @@ import testtools
 
 from glance_store import exceptions as gs_exceptions
 
+from glance_store_remote import edge_db
 from glance_store_remote import exceptions
 from glance_store_remote import store_copy
 from tests.unit import base
@@ -166,7 +167,7 @@ class TestView(testtools.TestCase):
                     'status': 'active'},
                    {'url': 'rbd://f/images/x/snap',
                     'metadata': {'store': 'ceph'}, 'status': 'deleted'}]}
-        image = store_copy.view(row)
+        image = edge_db.api_view(row)
         self.assertEqual('central', image['stores'])
         self.assertEqual('t1', image[store_copy.IMPORT_LOCK])
         self.assertEqual([LOCATION], [loc['url']
@@ -358,6 +359,17 @@ class TestAutoCopy(testtools.TestCase):
                       'of their own (link-0, link-1, link-2, link-3, '
                       'link-4, ...): not copied' % CENTRAL_ID,
                       self.log.output)
+
+    def test_a_members_image_under_central_id_is_not_copied(self):
+        # A member linked central's image under central's ID (and may have
+        # given it boot properties): no copy as admin.
+        for fields in ({'owner': 'p-m'}, {'kernel_id': 'mine'}):
+            edge = FakeEdge(edge_image(**fields))
+            results = self.auto(edge, FakeCache('evicted')).process(
+                CENTRAL_ID)
+            self.assertEqual([], edge.started)
+            self.assertEqual(store_copy.NOT_AN_IMPORT, results[CENTRAL_ID])
+        self.assertIn('is not its import', self.log.output)
 
     def test_links_alone_make_no_copy(self):
         edge = FakeEdge(edge_image('link-1'), edge_image('link-2'))
