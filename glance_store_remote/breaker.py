@@ -8,9 +8,10 @@ through as a probe: success closes the breaker, failure opens it again.
 
 Meanwhile each worker may ask central a cheap question at most every
 ``probe_interval`` seconds (upstream.Central asks for its versions
-document, without credentials and with a short timeout): an answer closes
-the breaker at once, so a node notices within about a second that central
-is back, rather than at the end of the reset window.
+document, without credentials and with a short timeout): an answer lets
+that request try central as the probe would (its success closes the
+breaker, its failure re-opens it at once), so a node notices within about a
+second that central is back, rather than at the end of the reset window.
 
 The state lives in the cache index when there is one, so that every
 glance-api worker sees the same breaker and it survives a restart; without a

@@ -258,10 +258,12 @@ How often a worker asks central whether it answers again while the circuit
 breaker is open, in seconds.
 
 The question is cheap: central's versions document, without credentials,
-with a 1 s timeout and no retry. An answer closes the breaker at once, so
-the edge notices within about this long that central is back instead of at
-the end of remote_glance_breaker_reset; one request per worker and interval
-waits for the answer (at most 1 s), the others keep failing fast.
+with a 1 s timeout and no retry, at the URL of central's last answer. An
+answer lets the request that asked try central (half-open): its success
+closes the breaker, its failure opens it again at once. So the edge
+notices within about this long that central is back instead of at the end
+of remote_glance_breaker_reset; one request per worker and interval waits
+for the answer (at most 1 s), the others keep failing fast.
 0 disables the probe: the breaker waits for remote_glance_breaker_reset.
 
 Possible values:

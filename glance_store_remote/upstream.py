@@ -186,6 +186,8 @@ class Central:
         # while it has served every range asked.
         self._ranges_refused_at = None
         self._range_warned_at = None
+        # Central's versions document (see _answers), once central answered.
+        self._versions_url = None
 
     @classmethod
     def from_conf(cls, conf, backend, breaker_state=None):
@@ -581,16 +583,18 @@ class Central:
 
     def _send(self, url, headers, stream, request_id):
         if not self.breaker.allow():
-            if self.breaker.cheap_probe_due() and self._answers():
-                LOG.info('remote-glance backend %r: central answers again; '
-                         'circuit breaker closed', self.backend)
-                self.breaker.succeeded()
-            else:
+            if not (self.breaker.cheap_probe_due() and self._answers()):
                 _, failures, remaining = self.breaker.state()
                 raise exceptions.UpstreamUnavailable(
                     self.backend, 'central is unavailable: the circuit '
                     'breaker is open after %d consecutive failures; next '
                     'try in %.0f s' % (failures, remaining))
+            # Half-open: this one request is the trial. Its success closes
+            # the breaker; its failure opens it again at once (the failures
+            # are still counted), so a central whose API answers while its
+            # data path hangs costs one request per probe interval.
+            LOG.info('remote-glance backend %r: central answers again; one '
+                     'request tries it', self.backend)
         try:
             resp = self._adapter.get(
                 url, headers=headers, stream=stream, raise_exc=False,
@@ -598,6 +602,10 @@ class Central:
         except ks_exc.ClientException as e:
             self._failed()
             raise self._unavailable(e) from None
+        if self._versions_url is None:
+            # Central's versions document, for the cheap probe: known from
+            # then on without asking the catalog (or Keystone) for it.
+            self._versions_url = resp.url.split('/v2/', 1)[0] + '/versions'
         if resp.status_code >= 500:
             self._failed()
         elif resp.status_code != 429:
@@ -608,14 +616,17 @@ class Central:
         return resp
 
     def _answers(self):
-        """Whether central answers at all: its versions document, asked
-        without credentials, within PROBE_TIMEOUT seconds and with no
+        """Whether central answers at all: its versions document, at the
+        URL its last answer came from (no catalog or Keystone request),
+        asked without credentials, within PROBE_TIMEOUT seconds and with no
         retry. A frozen central does not answer in time; a stopped one
         refuses at once.
         """
+        if self._versions_url is None:
+            return False   # not known before central's first answer
         try:
-            resp = self._adapter.get(
-                '/versions', authenticated=False, raise_exc=False,
+            resp = self._adapter.session.get(
+                self._versions_url, authenticated=False, raise_exc=False,
                 redirect=False, timeout=PROBE_TIMEOUT, connect_retries=0)
         except Exception as e:
             # Whatever the transport raises, the answer is "not yet": the

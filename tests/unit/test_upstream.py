@@ -14,6 +14,7 @@ from glance_store import exceptions as gs_exceptions
 from keystoneauth1 import adapter as ks_adapter
 from keystoneauth1 import noauth
 from keystoneauth1 import session as ks_session
+import requests
 import testtools
 
 from glance_store_remote import exceptions
@@ -382,6 +383,34 @@ class TestBreaker(CentralTestCase):
         self.assertEqual(1, versions.call_count)
         self.assertNotIn('X-Auth-Token', versions.last_request.headers)
         self.assertIn('answers again', self.log.output)
+
+    def test_an_api_that_answers_over_a_broken_data_path_costs_one_trial(
+            self):
+        # The versions document answers, the image records do not: one
+        # request tries central per probe, and its failure opens the
+        # breaker again at once (not after three more).
+        self.open_breaker()
+        self.serve_record(body=base.record(image_id=IMAGE), http_status=503)
+        self.central.get('%s/versions' % base.CENTRAL, json={'versions': []})
+        for _ in range(5):
+            self.assertRaises(exceptions.UpstreamUnavailable,
+                              self.client.fetch_record, IMAGE)
+        gets = [r for r in self.central.request_history
+                if r.path.endswith('/v2/images/%s' % IMAGE.lower())]
+        self.assertEqual(3 + 1, len(gets))
+        self.assertEqual('open', self.client.breaker.state()[0])
+
+    def test_no_probe_before_central_ever_answered(self):
+        # Its URL comes from its answers: before the first, no catalog or
+        # Keystone request is made to find it.
+        self.central.get('%s/v2/images/%s' % (base.CENTRAL, IMAGE),
+                         exc=requests.exceptions.ConnectionError('refused'))
+        versions = self.central.get('%s/versions' % base.CENTRAL,
+                                    json={'versions': []})
+        for _ in range(5):
+            self.assertRaises(exceptions.UpstreamUnavailable,
+                              self.client.fetch_record, IMAGE)
+        self.assertEqual(0, versions.call_count)
 
     def test_central_still_down_is_asked_once_per_interval(self):
         self.open_breaker()
