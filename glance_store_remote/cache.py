@@ -546,9 +546,10 @@ class Cache:
 
     # -- complete entries (the fast path) ------------------------------------
 
-    def open_complete(self, image_id):
+    def open_complete(self, image_id, hit=True):
         """Open a complete entry for reading: (fd, read lock, record) or
-        None; counts the hit.
+        None; counts the hit and refreshes the entry's last access, unless
+        *hit* is False (a peer only asking whether the entry is here).
 
         Fast path: one open, one shared flock and one index transaction
         (last access and the hit counter). An unreadable entry counts as a
@@ -573,6 +574,8 @@ class Cache:
             LOG.debug('cache entry %s unreadable, treated as a miss: %s',
                       image_id, e)
             return None
+        if not hit:
+            return fd, lock, record
         try:
             self._write(('UPDATE entries SET last_access = ? '
                          'WHERE image_id = ?', (self._clock(), image_id)),

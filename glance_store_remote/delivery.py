@@ -63,18 +63,30 @@ CENTRAL_RANGE = 'central-range'
 EMPTY = 'empty'
 
 
+# Only this module's functions hold it: a Delivery built anywhere else
+# raises (see Delivery).
+_BUILDER = object()
+
+
 class Delivery(streams.Chunks):
     """A stream the driver may hand to a client; see the module docstring.
 
     ``kind`` says which of the allowed kinds it is (for tests and logs).
-    Build one only through this module's functions.
+    Only this module's functions build one.
     """
 
     __slots__ = ('kind',)
 
-    def __init__(self, kind, chunks, *release, name='image data'):
+    def __init__(self, kind, chunks, *release, name='image data',
+                 builder=None):
+        if builder is not _BUILDER:
+            raise TypeError('a Delivery is built by delivery.py only')
         super().__init__(chunks, *release, name=name)
         self.kind = kind
+
+
+def _delivery(kind, chunks, *release, name='image data'):
+    return Delivery(kind, chunks, *release, name=name, builder=_BUILDER)
 
 
 def checked(stream):
@@ -93,7 +105,7 @@ def checked(stream):
 
 def empty():
     """A zero-byte image: nothing to verify."""
-    return Delivery(EMPTY, iter(()))
+    return _delivery(EMPTY, iter(()))
 
 
 def entry(fd, release, offset, length, chunk_size, on_bytes):
@@ -103,7 +115,7 @@ def entry(fd, release, offset, length, chunk_size, on_bytes):
     :param release: callables releasing the file and its read lock
     :param on_bytes: callable(count) told how many bytes were read, once
     """
-    return Delivery(ENTRY, _pread(fd, offset, length, chunk_size, on_bytes),
+    return _delivery(ENTRY, _pread(fd, offset, length, chunk_size, on_bytes),
                     *release)
 
 
@@ -127,7 +139,7 @@ def following(chunks, image_id, *release):
 
     :param release: callables releasing what the reader holds (its lock)
     """
-    return Delivery(FOLLOWING, chunks, *release, name='image %s' % image_id)
+    return _delivery(FOLLOWING, chunks, *release, name='image %s' % image_id)
 
 
 def from_central(data, expected, offset, length, on_mismatch=None,
@@ -144,7 +156,7 @@ def from_central(data, expected, offset, length, on_mismatch=None,
     release = release or data.close
     if (offset, length) == (0, expected.size):
         return whole_image(data, expected, on_mismatch, release)
-    return Delivery(CENTRAL_RANGE, _exactly(data, length, expected.image_id),
+    return _delivery(CENTRAL_RANGE, _exactly(data, length, expected.image_id),
                     release, name='image %s' % expected.image_id)
 
 
@@ -173,7 +185,7 @@ def peer_range(data, image_id, length, digest, on_mismatch=None,
     :param release: closes the peer's stream (default: data.close)
     """
     signed = cache.Expected(image_id, length, 'sha256', digest)
-    return Delivery(PEER_RANGE, hold_back_until_verified(
+    return _delivery(PEER_RANGE, hold_back_until_verified(
         data, signed, hashlib.sha256(), 0, on_mismatch, source='a peer',
         against='the hash it signed'), release or data.close,
         name='image %s' % image_id)
@@ -186,7 +198,7 @@ def whole_image(data, expected, on_mismatch=None, release=None):
     :param on_mismatch: callable() told once of a mismatch (a counter)
     """
     hasher = new_hasher(expected)
-    return Delivery(HASHED, hold_back_until_verified(
+    return _delivery(HASHED, hold_back_until_verified(
         data, expected, hasher, 0, on_mismatch), release or data.close,
         name='image %s' % expected.image_id)
 

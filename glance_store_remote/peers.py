@@ -376,7 +376,10 @@ class PeerFilter:
     def _serve(self, request, cache, image_id):
         opened = None
         try:
-            opened = cache.open_complete(image_id)
+            # A HEAD only asks whether the entry is here: no hit counted,
+            # its place in the LRU order kept.
+            opened = cache.open_complete(image_id,
+                                         hit=request.method != 'HEAD')
         except exceptions.CacheError:
             opened = None
         if opened is not None:

@@ -25,6 +25,14 @@ LOG = logging.getLogger(__name__)
 FIND_TIMEOUT = 5.0
 # Seconds a peer whose bytes failed verification is not read from again.
 DISTRUST_SECONDS = 600
+# Seconds a node remembers that no peer holds an image complete: a burst
+# of ranges or pass-throughs of one image asks the site once.
+NOT_HELD_SECONDS = 5.0
+NOT_HELD_MEMO_SIZE = 4096
+# The largest range a peer serves with its digest (see Peer.open_verified_
+# range): the peer hashes the range before its first byte, within the
+# reader's read timeout; a larger range is read from central.
+MAX_PEER_RANGE = 1024 * 1024 * 1024
 
 
 class SiteSource:
@@ -56,6 +64,8 @@ class SiteSource:
         self._make_peer = make_peer or (lambda url: peers.Peer(
             self.backend, url, secret, chunk_size, timeout, ca_file))
         self._distrusted = {}
+        # image ID -> when no peer held it complete (oldest first).
+        self._not_held = {}
 
     def open_fill(self, record, offset, length, on_skip=None):
         """The stream a fill of *record* reads [offset, offset+length)
@@ -130,11 +140,22 @@ class SiteSource:
         Cost: one signed HEAD per member until one holds the image, and
         for a range, the peer's hash of it before its first byte.
         """
+        whole = (offset, length) == (0, record.size)
+        if not whole and length > MAX_PEER_RANGE:
+            return None
+        now = self._clock()
+        if now - self._not_held.get(record.id, now - NOT_HELD_SECONDS) < (
+                NOT_HELD_SECONDS):
+            return None
         peer = self._find(record.id, complete_only=True)
         if peer is None:
+            self._not_held[record.id] = now
+            while len(self._not_held) > NOT_HELD_MEMO_SIZE:
+                self._not_held.pop(next(iter(self._not_held)))
             return None
+        self._not_held.pop(record.id, None)
         try:
-            if (offset, length) == (0, record.size):
+            if whole:
                 return peer.open_data(record, 0, length), None, peer
             stream, digest = peer.open_verified_range(record, offset, length)
         except exceptions.UpstreamError as e:

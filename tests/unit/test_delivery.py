@@ -365,6 +365,22 @@ class TestNothingElseLeavesTheDriver(testtools.TestCase):
         self.assertRaises(TypeError, delivery.checked, Raw())
         self.assertEqual([True], closed)
 
+    def test_only_this_module_builds_a_delivery(self):
+        self.assertRaises(TypeError, delivery.Delivery, delivery.HASHED,
+                          iter([b'unverified']))
+        package = os.path.dirname(delivery.__file__)
+        builders = []
+        for folder, _, names in os.walk(package):
+            for name in names:
+                path = os.path.join(folder, name)
+                if not name.endswith('.py') or path == delivery.__file__:
+                    continue
+                with open(path) as f:
+                    text = f.read()
+                if '_BUILDER' in text or '_delivery(' in text:
+                    builders.append(path)
+        self.assertEqual([], builders)
+
     def test_every_kind_is_a_delivery(self):
         expected = cache.Expected(IMAGE, 3, 'sha512', None)
         data = rt.FakeStream(rt.FakeCentral(b'abc'), (c for c in [b'abc']))

@@ -298,6 +298,17 @@ class TestFilter(PeerTestCase):
                           peer.open_verified_range, self.record, 10, 10)
         self.assertIn('not signed by the site', self.log.output)
 
+    def test_asking_whether_an_entry_is_here_is_no_hit(self):
+        self.fill_complete()
+        hits = self.cache.counters()['hits']
+        access = self.cache.entry(IMAGE).last_access
+        self.assertEqual('complete', self.request(
+            method='HEAD').headers[peers.STATE_HEADER])
+        self.assertEqual(hits, self.cache.counters()['hits'])
+        self.assertEqual(access, self.cache.entry(IMAGE).last_access)
+        self.request()
+        self.assertEqual(hits + 1, self.cache.counters()['hits'])
+
     def test_an_image_not_held_is_404(self):
         self.assertEqual(404, self.request().status_int)
         # A partial left by a dead fill is not offered.

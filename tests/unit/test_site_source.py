@@ -389,6 +389,23 @@ class TestReadsPastTheCacheAskTheSiteFirst(_NodeWithOnePeer):
         self.assertLess(len(received), 50)
         self.assertIn('that peer is not read from', self.log.output)
 
+    def test_no_holder_is_remembered_for_a_few_seconds(self):
+        self.holder._state = None
+        asked = []
+        state = self.holder.state
+        self.holder.state = lambda image_id: asked.append(1) or state(
+            image_id)
+        for _ in range(3):
+            self.assertIsNone(self.source.open_held(self.record, 10, 10))
+        self.assertEqual(1, len(asked))
+
+    def test_a_range_too_large_to_hash_first_is_not_asked_of_a_peer(self):
+        self.useFixture(fixtures.MockPatchObject(site_source,
+                                                 'MAX_PEER_RANGE', 100))
+        self.assertIsNone(self.source.open_held(self.record, 0, 101))
+        self.assertIsNotNone(self.source.open_held(self.record, 0, 100))
+        self.assertEqual([(0, 100)], self.holder.reads)
+
     def test_nobody_holds_it_and_central_down_is_unavailable(self):
         self.holder._state = None
         self.assertRaises(exceptions.UpstreamUnavailable, self.reader.read,
