@@ -115,8 +115,8 @@ def entry(fd, release, offset, length, chunk_size, on_bytes):
     :param release: callables releasing the file and its read lock
     :param on_bytes: callable(count) told how many bytes were read, once
     """
-    return _delivery(ENTRY, _pread(fd, offset, length, chunk_size, on_bytes),
-                    *release)
+    return _delivery(ENTRY, _pread(fd, offset, length, chunk_size,
+                                   on_bytes), *release)
 
 
 def _pread(fd, offset, length, chunk_size, on_bytes):
@@ -156,8 +156,9 @@ def from_central(data, expected, offset, length, on_mismatch=None,
     release = release or data.close
     if (offset, length) == (0, expected.size):
         return whole_image(data, expected, on_mismatch, release)
-    return _delivery(CENTRAL_RANGE, _exactly(data, length, expected.image_id),
-                    release, name='image %s' % expected.image_id)
+    return _delivery(CENTRAL_RANGE,
+                     _exactly(data, length, expected.image_id), release,
+                     name='image %s' % expected.image_id)
 
 
 def _exactly(data, length, image_id):
