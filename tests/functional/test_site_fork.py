@@ -152,7 +152,9 @@ class ForkLab(lab_module.LabBase):
     """A central and ONE coordinated edge node of two workers forked from a
     master that loaded Glance, its site's etcd behind SlowEtcd
     (``lab.proxy``); the site's reads from central are capped by WAN slots
-    (one per client of the test: a read never waits for one).
+    (one per client of the test: a read never waits for one). The node's
+    database is a MariaDB, as a site's: concurrent links from two workers
+    would find Glance's SQLite locked.
 
     :param wsgi_server: 'gunicorn' (with ``--preload``) or 'uwsgi'
         (without ``lazy-apps``, the lab's way)
@@ -160,14 +162,14 @@ class ForkLab(lab_module.LabBase):
 
     def __init__(self, wsgi_server):
         self.wsgi_server = wsgi_server
-        self.central = self.edge = self.etcd = self.proxy = None
+        self.central = self.edge = self.etcd = self.proxy = self.db = None
 
     @property
     def cache_dir(self):
         return os.path.join(self.root, 'edge-cache')
 
     def _parts(self):
-        return (self.edge, self.central, self.proxy, self.etcd)
+        return (self.edge, self.central, self.proxy, self.etcd, self.db)
 
     def caches(self):
         return ((self.cache_dir, 'central'),)
@@ -175,6 +177,7 @@ class ForkLab(lab_module.LabBase):
     def _start(self):
         self.etcd = site.Etcd(os.path.join(self.root, 'etcd')).start()
         self.proxy = SlowEtcd(self.etcd.port, STARTUP_DELAY).start()
+        self.db = site.MariaDB(os.path.join(self.root, 'mariadb')).start()
         self.central = lab_module.GlanceServer(
             'central', os.path.join(self.root, 'central'),
             policy=lab_module.ADMIN_EVERYONE)
@@ -187,9 +190,14 @@ class ForkLab(lab_module.LabBase):
                 remote_glance_coordination_url=self.proxy.tooz_url,
                 remote_glance_peer_secret=secrets.token_hex(24),
                 remote_glance_max_fills=CLIENTS,
-                remote_glance_fill_slot_wait=REQUEST_TIMEOUT))
+                remote_glance_fill_slot_wait=REQUEST_TIMEOUT),
+            options={'database': {'connection': self.db.url}})
         site.EdgeSiteLab._add_peer_filter(self.edge)
-        self._launch(self.central, self.edge)
+        for server in (self.central, self.edge):
+            lab_module.db_sync(server)
+            server.launch()
+        for server in (self.central, self.edge):
+            server.wait_ready()
 
 
 def fork_time(pid):
@@ -259,6 +267,11 @@ class ForkedWorkersUnderASlowEtcd:
 
     def test_workers_forked_while_the_site_join_waits_serve_every_read(self):
         edge = self.lab.edge
+        # gunicorn forks its second worker after the first answers.
+        deadline = time.monotonic() + 30
+        while (len(edge.worker_pids()) < 2 and
+               time.monotonic() < deadline):
+            time.sleep(0.1)
         workers = sorted(edge.worker_pids())
         self.assertEqual(2, len(workers))
         forked = {pid: fork_time(pid) for pid in workers}
