@@ -21,9 +21,17 @@ DOMAIN = 'Default'
 
 
 class Keystone:
+    """One Keystone in *root*.
 
-    def __init__(self, root):
+    :param connection: its ``[database] connection`` (default: SQLite in
+        *root*); the tempest tier's many concurrent clients need a server
+        database (SQLite answers some of them "database is locked")
+    """
+
+    def __init__(self, root, connection=None):
         self.root = root
+        self.connection = connection or 'sqlite:///' + os.path.join(
+            root, 'keystone.sqlite')
         os.makedirs(root, exist_ok=True)
         self.port = lab_module.free_port()
         self.url = 'http://%s:%d/v3' % (lab_module.HOST, self.port)
@@ -44,8 +52,7 @@ class Keystone:
         with open(self.config_file, 'w') as f:
             f.write(lab_module._ini({
                 'DEFAULT': {'log_file': self.log_file},
-                'database': {'connection': 'sqlite:///' + os.path.join(
-                    self.root, 'keystone.sqlite')},
+                'database': {'connection': self.connection},
                 'token': {'provider': 'fernet'},
                 'fernet_tokens': {'key_repository': keys['fernet-keys']},
                 'fernet_receipts': {

@@ -1,0 +1,32 @@
+"""Build (once) a virtualenv with tempest 47 and glance-tempest-plugin, for
+the tempest tier (tests/tempest_lab.py). Prints the virtualenv's python.
+
+Tempest gets a virtualenv of its own, outside tox's: it is the client
+side, pins its own libraries, and must not move when the Glance of the
+functional virtualenv is upgraded (nor move it).
+
+    python tools/tempest_env.py DIR
+"""
+
+import os
+import sys
+import zlib
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))))
+
+from tools import venv_once  # noqa: E402
+
+PACKAGES = ('tempest==47.0.0', 'glance-tempest-plugin==0.17.0')
+# Names the package list: a virtualenv built from another list is rebuilt.
+MARKER = 'glance-store-remote-tempest-ready-%08x' % zlib.crc32(
+    ' '.join(PACKAGES).encode())
+
+
+def main(argv):
+    print(venv_once.build_once(argv[1], PACKAGES, MARKER))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv))
