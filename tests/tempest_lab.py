@@ -3,32 +3,39 @@ a stock Glance.
 
 tempest 47's image API tests (``tempest.api.image``) and
 glance-tempest-plugin's RBAC tests, from a virtualenv of their own
-(tools/tempest_env.py), run against two Glance 33 servers behind one real
-Keystone (tests/keystone.py), on 127.0.0.1:
+(tools/tempest_env.py), run against Glance 33 servers behind one real
+Keystone (tests/keystone.py), on 127.0.0.1, in pairs (PAIRS):
 
-* the EDGE (RegionTwo), configured as the docs say: ``local:file`` (the
-  default), ``central:remote-glance`` reading a central Glance (RegionOne)
-  with a password and the catalog, the store-info, record-copy and
-  on-demand filters, Glance's own image cache and its management API
+* an EDGE configured as the docs say: ``local:file`` (the default),
+  ``central:remote-glance`` reading a central Glance (RegionOne) with a
+  password and the catalog, the store-info, record-copy and on-demand
+  filters, Glance's own image cache and its management API
   (``keystone+cachemanagement``) beside ours;
-* a STOCK Glance (RegionThree) with the same configuration minus this
-  package: ``central`` is a second, writable file store, no filters of ours.
+* a STOCK Glance with the same configuration minus this package: its
+  ``central`` is an ``http`` store, read-only as the edge's now is, so that
+  tempest sees the same stores at both (with a writable file store there,
+  tempest's waiters, which wait for every writable store, time out on its
+  single-store import tests: a worse comparison).
 
-Both also enable a ``web:http`` store and ``show_multiple_locations``, which
-tempest's location tests need, and a loopback web server holds the image
-those tests and web-download imports read (tempest's ``http_image``).
+Every server also has a ``web:http`` store and ``show_multiple_locations``
+(tempest's location tests), lets Glance read a loopback web server holding
+tempest's ``http_image`` and ``http_qcow2_image`` and itself
+(glance-download), and has Glance's metadefs loaded, as devstack does. The
+first pair runs the whole selection with one writable store; the second
+adds a writable ``spare:file`` store and runs the tests that need two
+(copy-image to all stores, deleting from one store).
 
-Each server runs the same selection; the tier compares the results test by
-test: a test that fails on the edge and not on stock is a regression (the
-tier fails); one that fails on both is shared, reported by name, and does
-not fail the tier (it is Glance's, tempest's or the lab's, not ours).
+The tier compares each pair test by test: a test that fails on the edge and
+not on stock is a regression (the tier fails); one that fails on both is
+shared, reported by name, and does not fail the tier (it is Glance's,
+tempest's or the lab's, not ours).
 
     python -m tests.tempest_lab --tempest-python .tox/tempest-47/bin/python
 
-Keystone and the three Glance servers keep their databases in one private
-MariaDB (tests/site.py), as production does: on SQLite, tempest's
-concurrency made Keystone and both Glance servers answer 500 ("database is
-locked") to dozens of requests of one run, in WAL mode too.
+Keystone and the Glance servers keep their databases in one private MariaDB
+(tests/site.py), as production does: on SQLite, tempest's concurrency made
+Keystone and both Glance servers answer 500 ("database is locked") to
+dozens of requests of one run, in WAL mode too.
 """
 
 import argparse
