@@ -18,8 +18,8 @@ they leave alone.
 import logging
 
 from glance_store_remote import exceptions
+from glance_store_remote import locations as locations_module
 from glance_store_remote import record_rules
-from glance_store_remote import store as store_module
 
 LOG = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def not_ours(edge, locations, backend, central=None, rules=None):
         return HIDDEN_HINT
     rules = rules or record_rules.CopyRules()
     return record_rules.why_not_an_import(
-        edge, locations, store_module.location_url(backend, edge['id']),
+        edge, locations, locations_module.location_url(backend, edge['id']),
         central, copies=rules.copies)
 
 
@@ -264,7 +264,7 @@ class Importer:
         self.rules = rules or record_rules.CopyRules()
 
     def location(self, image_id):
-        return store_module.location_url(self.backend, image_id)
+        return locations_module.location_url(self.backend, image_id)
 
     def import_image(self, central_id):
         """Create one edge image from central's record, or update the one

@@ -49,13 +49,13 @@ import webob
 
 from glance_store_remote import edge_db
 from glance_store_remote import exceptions
+from glance_store_remote import locations
 from glance_store_remote import record_rules
-from glance_store_remote import store as store_module
 
 LOG = logging.getLogger(__name__)
 
-_IMAGE_GET = re.compile(r'^/v2/images/(?P<id>[0-9a-f]{8}-[0-9a-f]{4}-'
-                        r'[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?:/file)?/?$')
+_IMAGE_GET = re.compile(r'^/v2/images/(?P<id>%s)(?:/file)?/?$'
+                        % locations.IMAGE_ID)
 # IDs central said it does not have, remembered per worker, oldest dropped.
 UNKNOWN_MEMO_SIZE = 4096
 # Seconds a client is asked to wait before it tries a lookup again.
@@ -109,7 +109,7 @@ def importing_stores():
     """This edge's remote-glance stores with on-demand import enabled, in
     the order of ``enabled_backends``.
     """
-    return [store for store in store_module.backend_stores().values()
+    return [store for store in locations.backend_stores().values()
             if store.conf[store.backend_group].remote_glance_import_on_demand]
 
 
@@ -244,7 +244,7 @@ class OnDemandImport:
             if central is None:
                 continue
             why = record_rules.why_not_an_import(
-                image, urls, store_module.location_url(backend, image_id),
+                image, urls, locations.location_url(backend, image_id),
                 central, copies=record_rules.CopyRules.from_conf(
                     store.conf, backend).copies)
             if why is None:
@@ -309,7 +309,7 @@ class OnDemandImport:
                     return IMPORTED
                 self.records.create(
                     record_rules.edge_row(
-                        record, store_module.location_url(backend, image_id),
+                        record, locations.location_url(backend, image_id),
                         backend,
                         record_rules.CopyRules.from_conf(store.conf, backend)),
                     sorted(record.get('tags') or ()), members)

@@ -61,6 +61,7 @@ import webob
 
 from glance_store_remote import cache as cache_module
 from glance_store_remote import exceptions
+from glance_store_remote import locations
 from glance_store_remote import streams
 from glance_store_remote import upstream
 
@@ -99,12 +100,12 @@ VERIFY_TIMEOUT = 3600
 MAX_ANSWER_BYTES = 1024 * 1024 + 1024
 MAX_VIEW_BYTES = 64 * 1024 * 1024
 
-_PATH = re.compile(r'^/remote-glance/peer/(?P<backend>[A-Za-z0-9_-]{1,255})/'
-                   r'(?P<id>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-'
-                   r'[0-9a-f]{12})(?:/(?P<what>record|central-record))?\Z')
+_PATH = re.compile(r'^/remote-glance/peer/(?P<backend>%s)/(?P<id>%s)'
+                   r'(?:/(?P<what>record|central-record))?\Z' % (
+                       locations.BACKEND, locations.IMAGE_ID))
 # The node's cache as a whole: ``glance-remote cache list/stats --site``.
-_VIEW_PATH = re.compile(r'^/remote-glance/peer/(?P<backend>[A-Za-z0-9_-]'
-                        r'{1,255})/cache(?P<verify>/verify)?\Z')
+_VIEW_PATH = re.compile(r'^/remote-glance/peer/(?P<backend>%s)/cache'
+                        r'(?P<verify>/verify)?\Z' % locations.BACKEND)
 _RANGE = re.compile(r'^bytes=([0-9]+)-([0-9]*)\Z')
 # ASCII digits only: str.isdigit() also takes '²', which int() refuses.
 _AUTH = re.compile(r'^([0-9]{1,12}):([0-9a-f]{32}):([0-9a-f]{64})\Z')
@@ -291,8 +292,7 @@ def _netloc(url_or_host, scheme=None):
 
 
 def _peer_stores():
-    from glance_store_remote import store as store_module
-    return store_module.backend_stores()
+    return locations.backend_stores()
 
 
 class PeerFilter:

@@ -35,8 +35,8 @@ import time
 from glance_store_remote import edge_db
 from glance_store_remote import exceptions
 from glance_store_remote import link_scope
+from glance_store_remote import locations
 from glance_store_remote import record_rules
-from glance_store_remote import store as store_module
 
 LOG = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class RecordCopier:
     # has not saved it yet, or refused it).
     DONE, WAIT, ABSENT = 'done', 'wait', 'absent'
 
-    def __init__(self, records=None, find_store=store_module.backend_store,
+    def __init__(self, records=None, find_store=locations.backend_store,
                  clock=time.monotonic, hashing_algorithm=_hashing_algorithm,
                  retry_in_background=True):
         self._records = records
@@ -212,7 +212,7 @@ class RecordCopier:
         edge = self.records.get(edge_image_id)
         if edge is None:
             return self.DONE
-        url = store_module.location_url(backend, central_id)
+        url = locations.location_url(backend, central_id)
         live = any(location.get('url') == url and
                    location.get('status', 'active') == 'active'
                    for location in edge.get('locations') or ())

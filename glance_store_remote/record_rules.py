@@ -9,6 +9,8 @@ here: records are plain dicts as central's API sends them.
 
 import fnmatch
 
+from glance_store_remote import locations
+
 # Columns of Glance's images table and fields its API computes: never
 # custom properties, whatever their name.
 CORE_FIELDS = frozenset((
@@ -91,11 +93,9 @@ class CopyRules:
 
 # Properties Glance reserves for itself: no user sets them.
 RESERVED_PREFIX = 'os_glance_'
-# How every location of this driver starts.
-LOCATION_SCHEME = 'remote-glance://'
 
 
-def why_not_an_import(edge, locations, own_url, central=None, copies=None):
+def why_not_an_import(edge, urls, own_url, central=None, copies=None):
     """Why the edge image *edge*, which has a central image's ID, is not
     provably the import of that central image; None when it is.
 
@@ -112,26 +112,26 @@ def why_not_an_import(edge, locations, own_url, central=None, copies=None):
     with no data yet (queued, no location, no data field) and central's
     owner is an import stopped before its location.
 
-    :param locations: the image's location URLs (every one of them)
+    :param urls: the image's location URLs (every one of them)
     :param own_url: ``remote-glance://<backend>/<the image's ID>``
     :param central: central's record, or None (central no longer has the
         image: only the locations can be checked)
     :param copies: callable(property name) -> whether the import copies
         that property from central (CopyRules.copies); None: copies none
     """
-    others = [url for url in locations if url != own_url]
+    others = [url for url in urls if url != own_url]
     # A copy of the import into another store of the edge (its Ceph) adds
     # a location of that store: it is the import's, when the import's owner
     # (an admin's act) stands. Another remote-glance location never is.
-    if others and (own_url not in locations or any(
-            url.startswith(LOCATION_SCHEME) for url in others)):
+    if others and (own_url not in urls or any(
+            url.startswith(locations.PREFIX) for url in others)):
         return 'it has %d location(s) other than %s' % (len(others), own_url)
     if central is None:
         return None
     if edge.get('owner') != central.get('owner'):
         return "project %s owns it, not central's owner %s" % (
             edge.get('owner'), central.get('owner'))
-    if not locations:
+    if not urls:
         if edge.get('status') != 'queued' or any(
                 edge.get(name) is not None for name in DATA_FIELDS[:4]):
             return 'it has data (status %s) but not %s as its location' % (

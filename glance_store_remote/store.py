@@ -28,6 +28,7 @@ from glance_store_remote import delivery
 from glance_store_remote import edge_db
 from glance_store_remote import exceptions
 from glance_store_remote import link_scope
+from glance_store_remote import locations
 from glance_store_remote import opts
 from glance_store_remote import readthrough
 from glance_store_remote import record_rules
@@ -37,14 +38,7 @@ from glance_store_remote import wan
 
 LOG = logging.getLogger(__name__)
 
-SCHEME = 'remote-glance'
-
-# Glance image IDs are lowercase canonical UUIDs; nothing else is accepted,
-# so a location can never smuggle a path, a query or credentials to central.
-_UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}'
-_BACKEND = '[A-Za-z0-9_-]{1,255}'
-_LOCATION = re.compile(r'remote-glance://(?P<backend>%s)/(?P<image_id>%s)'
-                       % (_BACKEND, _UUID))
+SCHEME = locations.SCHEME
 
 # The one place where our errors become glance_store's (and so HTTP codes:
 # NotFound is 400 at location add, RemoteServiceUnavailable is 503 at
@@ -71,52 +65,15 @@ _TO_GLANCE_STORE_AT_LINK = tuple(
     for ours, theirs in _TO_GLANCE_STORE)
 
 
-def location_url(backend, image_id):
-    """The location of central image *image_id* in *backend*."""
-    return '%s://%s/%s' % (SCHEME, backend, image_id)
-
-
-def backend_stores():
-    """This glance-api's remote-glance Stores, by backend name, in the
-    order of ``enabled_backends`` (empty outside glance-api).
-    """
-    from glance_store import location
-    return {backend: entry['store'] for backend, entry in
-            location.SCHEME_TO_CLS_BACKEND_MAP.get(SCHEME, {}).items()}
-
-
-def backend_store(backend):
-    """This glance-api's remote-glance Store for *backend*, or None."""
-    return backend_stores().get(backend)
-
-
-def parse_location(uri, backend):
-    """Return the central image ID of *uri*, a location of *backend*.
-
-    :raises InvalidLocation: for anything but
-        ``remote-glance://<backend>/<lowercase uuid>``
-    """
-    match = _LOCATION.fullmatch(uri) if isinstance(uri, str) else None
-    if match is None:
-        raise exceptions.InvalidLocation(
-            'a remote-glance location must be remote-glance://%s/<central '
-            'image id as a lowercase UUID>, with nothing else' % backend)
-    if match['backend'] != backend:
-        raise exceptions.InvalidLocation(
-            'location names backend %r, not %r' % (match['backend'], backend))
-    return match['image_id']
-
-
 def linked_central_images(edge_record):
     """The central image IDs that the live remote-glance locations of an
     edge record (edge_db.EdgeRecords.get) name, in any backend.
     """
     linked = set()
     for loc in edge_record.get('locations') or ():
-        url = loc.get('url')
-        match = _LOCATION.fullmatch(url) if isinstance(url, str) else None
-        if match and loc.get('status', 'active') == 'active':
-            linked.add(match['image_id'])
+        named = locations.central_image_of(loc.get('url'))
+        if named and loc.get('status', 'active') == 'active':
+            linked.add(named[1])
     return linked
 
 
@@ -166,7 +123,7 @@ class StoreLocation(gs_location.StoreLocation):
     def parse_uri(self, uri):
         backend = self.backend_group
         with _glance_store_errors():
-            self.image_id = parse_location(uri, backend)
+            self.image_id = locations.parse_location(uri, backend)
         self.backend = backend
 
     def get_uri(self):
@@ -191,7 +148,7 @@ class Store(driver.Store):
         self._auto_copy = None
         if backend:
             # glance_store's url_prefix: which store a location belongs to.
-            self._url_prefix = location_url(backend, '')
+            self._url_prefix = locations.location_url(backend, '')
 
     def get_schemes(self):
         return (SCHEME,)
@@ -498,7 +455,7 @@ class Store(driver.Store):
 
 # oslo.context's request ID form. Glance takes a request ID from the
 # client's header as it comes: only this form is passed on to central.
-_REQUEST_ID = re.compile('req-' + _UUID)
+_REQUEST_ID = re.compile('req-' + locations.IMAGE_ID)
 
 
 def _request_id(context):

@@ -42,6 +42,7 @@ import time
 
 from glance_store_remote import edge_db
 from glance_store_remote import exceptions
+from glance_store_remote import locations
 from glance_store_remote import record_rules
 from glance_store_remote import streams
 
@@ -151,10 +152,10 @@ def uses(image, location):
     """Whether edge *image* reads *location* (a remote-glance URI): True,
     False, or None when its record does not show locations and it may.
     """
-    locations = image.get('locations')
-    if locations is not None:
-        return any(loc.get('url') == location for loc in locations)
-    backend, _, central_id = location[len('remote-glance://'):].partition(
+    shown = image.get('locations')
+    if shown is not None:
+        return any(loc.get('url') == location for loc in shown)
+    backend, _, central_id = location[len(locations.PREFIX):].partition(
         '/')
     if backend not in store_list(image.get('stores')):
         return False
@@ -435,7 +436,7 @@ class AutoCopy:
         return self._edge
 
     def location(self, central_id):
-        return 'remote-glance://%s/%s' % (self.backend, central_id)
+        return locations.location_url(self.backend, central_id)
 
     # -- the hook in the read path -----------------------------------------
 

@@ -39,10 +39,10 @@ from glance_store_remote import cache
 from glance_store_remote import catalog
 from glance_store_remote.cmd import progress
 from glance_store_remote import exceptions
+from glance_store_remote import locations
 from glance_store_remote import opts
 from glance_store_remote import readthrough
 from glance_store_remote import record_rules
-from glance_store_remote import store as store_module
 from glance_store_remote import store_copy
 from glance_store_remote import upstream
 from glance_store_remote import wan
@@ -526,7 +526,7 @@ def _release(args, edge, store, backend, image_id):
     """
     if args.keep_cache:
         return 'cache entry kept (--keep-cache)'
-    location = store_module.location_url(backend, image_id)
+    location = locations.location_url(backend, image_id)
     lacking = store_copy.lacking_copy(edge.images(), location, args.store)
     if lacking:
         return ('cache entry kept: edge images %s use it and have no copy '

@@ -1,4 +1,4 @@
-"""Property-based tests of the location parser (store.parse_location):
+"""Property-based tests of the location parser (locations.parse_location):
 hypothesis generates arbitrary URIs and proves that exactly
 ``remote-glance://<this backend>/<lowercase uuid>`` is accepted, and that a
 refusal never reaches central (any HTTP request fails the test)."""
@@ -12,7 +12,7 @@ from requests_mock.contrib import fixture as requests_mock_fixture
 import testtools
 
 from glance_store_remote import exceptions
-from glance_store_remote import store
+from glance_store_remote import locations
 
 BACKEND = 'central'
 CANONICAL = 'remote-glance://%s/%s'
@@ -41,7 +41,7 @@ def is_canonical(uri):
 
 def accepted(uri):
     try:
-        store.parse_location(uri, BACKEND)
+        locations.parse_location(uri, BACKEND)
         return True
     except exceptions.InvalidLocation:
         return False
@@ -69,7 +69,7 @@ class TestParseLocationProperties(testtools.TestCase):
 
     @hypothesis.given(uuids)
     def test_every_canonical_location_is_accepted(self, image_id):
-        self.assertEqual(image_id, store.parse_location(
+        self.assertEqual(image_id, locations.parse_location(
             CANONICAL % (BACKEND, image_id), BACKEND))
 
     @hypothesis.given(anything)
@@ -85,5 +85,5 @@ class TestParseLocationProperties(testtools.TestCase):
                                             fullmatch=True), uuids)
     def test_another_backend_is_refused(self, backend, image_id):
         hypothesis.assume(backend != BACKEND)
-        self.assertRaises(exceptions.InvalidLocation, store.parse_location,
+        self.assertRaises(exceptions.InvalidLocation, locations.parse_location,
                           CANONICAL % (backend, image_id), BACKEND)

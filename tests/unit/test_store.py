@@ -18,6 +18,7 @@ import testtools
 
 from glance_store_remote import exceptions
 from glance_store_remote import link_scope
+from glance_store_remote import locations
 from glance_store_remote import store
 from tests.unit import base
 
@@ -27,7 +28,7 @@ IMAGE = '6a1b0c5e-39a4-4b27-9b0f-3f5b1d1f0a11'
 class TestParseLocation(testtools.TestCase):
 
     def test_accepts_backend_and_lowercase_uuid(self):
-        self.assertEqual(IMAGE, store.parse_location(
+        self.assertEqual(IMAGE, locations.parse_location(
             'remote-glance://central/%s' % IMAGE, 'central'))
 
     def test_refuses_everything_else(self):
@@ -50,11 +51,11 @@ class TestParseLocation(testtools.TestCase):
                 'remote-glance://central/%s' % IMAGE.replace('a', '%61', 1),
                 '', None, b'remote-glance://central/' + IMAGE.encode()):
             self.assertRaises(exceptions.InvalidLocation,
-                              store.parse_location, uri, 'central')
+                              locations.parse_location, uri, 'central')
 
     def test_error_names_the_expected_form_not_the_uri(self):
         error = self.assertRaises(
-            exceptions.InvalidLocation, store.parse_location,
+            exceptions.InvalidLocation, locations.parse_location,
             'remote-glance://admin:s3cret@central/%s' % IMAGE, 'central')
         self.assertNotIn('s3cret', str(error))
         self.assertIn('remote-glance://central/', str(error))
@@ -520,13 +521,13 @@ class TestLinkAuthorization(base.StoreTestCase):
         linked, other = self.serve_record(), self.serve_record()
         removed = {'url': 'remote-glance://central/%s' % other['id'],
                    'status': 'pending_delete'}
-        for locations in (
+        for kept in (
                 [{'url': 'rbd://fsid/images/edge-1/snap', 'status': 'active'},
                  {'url': 'remote-glance://central/%s' % linked['id'],
                   'status': 'active'}],
                 [{'url': 'rbd://fsid/images/edge-1/snap', 'status': 'active'},
                  removed]):
-            self.edge(locations=locations)
+            self.edge(locations=kept)
             context, links = self.scoped()
             self.assertEqual(1024, self.store.get_size(
                 self.location(linked['id']), context=context))
