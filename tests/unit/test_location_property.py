@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """Property-based tests of the location parser (locations.parse_location):
 hypothesis generates arbitrary URIs and proves that exactly
 ``remote-glance://<this backend>/<lowercase uuid>`` is accepted, and that a
@@ -13,6 +25,14 @@ import testtools
 
 from glance_store_remote import exceptions
 from glance_store_remote import locations
+
+# The tests run beside others on a loaded 2-core machine: how fast inputs
+# are generated says nothing about the parser, and no example has a time
+# limit. The examples themselves stay as many as by default.
+hypothesis.settings.register_profile(
+    'shared-machine', deadline=None,
+    suppress_health_check=[hypothesis.HealthCheck.too_slow])
+hypothesis.settings.load_profile('shared-machine')
 
 BACKEND = 'central'
 CANONICAL = 'remote-glance://%s/%s'
