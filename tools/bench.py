@@ -54,15 +54,14 @@ import uuid
 import requests
 import urllib3.exceptions
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from glance_store_remote import cache as cache_module
+from tests import lab as lab_module
+from tools import bench_ceph
+from tools import bench_data
+from tools import bench_nova
+from tools import bench_site
 
-from glance_store_remote import cache as cache_module  # noqa: E402
-from tests import lab as lab_module  # noqa: E402
-from tools import bench_ceph  # noqa: E402
-from tools import bench_data  # noqa: E402
-from tools import bench_nova  # noqa: E402
-from tools import bench_site  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 MiB = 1024 * 1024
 READ = 4 * MiB

@@ -56,15 +56,13 @@ import tempfile
 import threading
 import time
 
+import requests
+
+from glance_store_remote import cache as cache_module
+from tests import lab as lab_module
+from tools import bench_data
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-import requests  # noqa: E402
-
-from glance_store_remote import cache as cache_module  # noqa: E402
-from tests import lab as lab_module  # noqa: E402
-from tools import bench_data  # noqa: E402
 
 MiB = 1024 * 1024
 READ = 4 * MiB
@@ -777,7 +775,7 @@ class SiteRows:
                 bench.say('\nHA edge site: NOT SHAPED, %s' % reason)
             prefix = [] if reason else ['ip', 'netns', 'exec', namespace.name]
             command = prefix + [
-                sys.executable, os.path.abspath(__file__), '--inner', out,
+                sys.executable, '-m', 'tools.bench_site', '--inner', out,
                 '--size-mib', str(size // MiB),
                 '--trials', str(bench.args.trials)] + (
                 [] if reason else ['--namespace', namespace.name])

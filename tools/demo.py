@@ -30,10 +30,7 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))))
-
-from tests import lab as lab_module  # noqa: E402
+from tests import lab as lab_module
 
 IMAGE_MIB = 64
 

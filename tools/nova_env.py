@@ -32,10 +32,7 @@ import subprocess
 import sys
 import zlib
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))))
-
-from tools import venv_once  # noqa: E402
+from tools import venv_once
 
 PACKAGES = ('nova==34.0.0', 'openstack-placement==16.0.0', 'libvirt-python',
             'gunicorn', 'PyMySQL')

@@ -19,13 +19,9 @@ without ``oslo.db<18`` its db_sync fails.
     python tools/older_glance.py DIR
 """
 
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))))
-
-from tools import venv_once  # noqa: E402
+from tools import venv_once
 
 PACKAGES = ('glance==30.2.0', 'oslo.db<18', 'SQLAlchemy<2.1', 'gunicorn')
 MARKER = 'glance-store-remote-older-glance-ready'

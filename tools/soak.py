@@ -54,16 +54,14 @@ import sys
 import threading
 import time
 
+import requests
+
+from glance_store_remote import cache as cache_module
+from tests import lab as lab_module
+from tests import site as site_module
+from tools import soak_report as report
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-import requests  # noqa: E402
-
-from glance_store_remote import cache as cache_module  # noqa: E402
-from tests import lab as lab_module  # noqa: E402
-from tests import site as site_module  # noqa: E402
-from tools import soak_report as report  # noqa: E402
 
 MiB = 1024 * 1024
 READ = MiB

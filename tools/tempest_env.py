@@ -20,14 +20,10 @@ functional virtualenv is upgraded (nor move it).
     python tools/tempest_env.py DIR
 """
 
-import os
 import sys
 import zlib
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))))
-
-from tools import venv_once  # noqa: E402
+from tools import venv_once
 
 PACKAGES = ('tempest==47.0.0', 'glance-tempest-plugin==0.17.0')
 # Names the package list: a virtualenv built from another list is rebuilt.
