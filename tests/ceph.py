@@ -15,8 +15,8 @@
 One monitor and one memstore OSD (the data lives in the OSD's memory,
 capped by ``memstore device bytes``), cephx on, pools of size 1, no
 ceph-mgr (pools, RBD I/O, snapshots and clones do not need one). Built by
-hand the way Ceph's own vstart.sh does it; see /work/shared/CEPH-NOTES.md
-for the measurements behind the choices.
+hand the way Ceph's own vstart.sh does it; see
+doc/source/contributor/lab.rst for the facts behind the choices.
 
 Everything the cluster writes (config, keyrings, monitor store, OSD dir,
 logs, pid files, admin sockets, crash dumps) stays in the directory the

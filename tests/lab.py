@@ -28,7 +28,7 @@ and removes its directory: on ``stop()``, on a failed ``start()``, at
 interpreter exit, and, through PR_SET_PDEATHSIG, when the process that
 started a server dies without cleaning up.
 
-Identity without Keystone (see GLANCE-NOTES.md):
+Identity without Keystone (see doc/source/contributor/lab.rst):
 
 * central runs the unauthenticated flavor with a policy that lets that
   (admin) context through: the driver's ``auth_type = none`` reads it the way

@@ -15,7 +15,7 @@ functional tests: a private MariaDB server, an haproxy in front of several
 edge glance-api nodes, an etcd for site coordination, and ``EdgeSiteLab``,
 which puts them together with the lab's usual central.
 
-Each daemon is Debian's own binary (see /work/shared/SITE-NOTES.md), run in
+Each daemon is Debian's own binary (doc/source/contributor/lab.rst), run in
 the foreground as a child of the test process that leads a process group
 of its own and gets SIGTERM if the thread that started it dies
 (PR_SET_PDEATHSIG, as tests.lab and tests.ceph). stop() signals that group

@@ -23,7 +23,7 @@ from source by pip: it needs Debian's ``libvirt-dev`` and ``pkg-config``
 script still builds nothing and exits 0 printing nothing, so that the
 tier can skip and name what is missing.
 
-    python tools/nova_env.py DIR
+    python -m tools.nova_env DIR
 """
 
 import os

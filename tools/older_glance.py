@@ -13,10 +13,10 @@
 """Build (once) a virtualenv with an older Glance, for the functional tier
 that runs central on it. Prints the virtualenv's python.
 
-Glance 30.2.0 (2025.1) runs here with two pins (see GLANCE-NOTES.md):
+Glance 30.2.0 (2025.1) runs here with two pins (doc/source/contributor/lab.rst):
 without ``oslo.db<18`` its db_sync fails.
 
-    python tools/older_glance.py DIR
+    python -m tools.older_glance DIR
 """
 
 import sys

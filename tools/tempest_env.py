@@ -17,7 +17,7 @@ Tempest gets a virtualenv of its own, outside tox's: it is the client
 side, pins its own libraries, and must not move when the Glance of the
 functional virtualenv is upgraded (nor move it).
 
-    python tools/tempest_env.py DIR
+    python -m tools.tempest_env DIR
 """
 
 import sys
