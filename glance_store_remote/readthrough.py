@@ -57,12 +57,13 @@ import logging
 import os
 import threading
 import time
+import typing
 
 from glance_store_remote import cache as cache_module
 from glance_store_remote import delivery
 from glance_store_remote import exceptions
+from glance_store_remote import streams
 from glance_store_remote import upstream
-from glance_store_remote import wan
 
 LOG = logging.getLogger(__name__)
 
@@ -95,6 +96,48 @@ def _can_hash(algo):
     except (ValueError, TypeError):
         return False
     return True
+
+
+class FillSource(typing.Protocol):
+    """What a fill reads: central's stream (_CentralFill) or the site's
+    choice between a peer and central (site_source.SiteSource.open_fill).
+    """
+
+    #: bytes of it that came from a peer of the site
+    bytes_from_peer: int
+
+    def __iter__(self):
+        ...
+
+    def __next__(self):
+        ...
+
+    def close(self):
+        """Release it (the response, the site's lock); idempotent."""
+
+    def verify_failed(self):
+        """Its bytes did not match central's record."""
+
+
+class _CentralFill:
+    """A FillSource of central's bytes: no peer to count or to blame."""
+
+    bytes_from_peer = 0
+
+    def __init__(self, data):
+        self._data = data
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._data)
+
+    def close(self):
+        self._data.close()
+
+    def verify_failed(self):
+        pass
 
 
 class _Fill:
@@ -283,8 +326,7 @@ class ReadThrough:
         else:
             # This read may hold a slot of the WAN limits: the fill takes a
             # second one only if free, never waits for it (wan.py).
-            with wan.without_waiting():
-                self._start_background_fill(expected, record)
+            self._start_background_fill(expected, record, wait=False)
             return data
         # Central serves no ranges: rather than reading the image from byte
         # 0 twice, follow the fill.
@@ -298,12 +340,12 @@ class ReadThrough:
             return self._following(record, expected, offset, length)
         return self._passthrough(record, offset, length)
 
-    def _start_background_fill(self, expected, record):
+    def _start_background_fill(self, expected, record, wait=True):
         """_start_fill for a read that does not depend on it: failures
         are logged, not raised (returns None then).
         """
         try:
-            return self._start_fill(expected, record)
+            return self._start_fill(expected, record, wait)
         except exceptions.UpstreamError as e:
             LOG.debug('background fill of %s not started: %s', record.id, e)
         except exceptions.CacheError as e:
@@ -443,9 +485,11 @@ class ReadThrough:
 
     # -- fills -------------------------------------------------------------
 
-    def _start_fill(self, expected, record):
+    def _start_fill(self, expected, record, wait=True):
         """Start a fill of the image unless one runs already.
 
+        :param wait: wait for a WAN slot (wan.Gate.open_data); False: take
+            one only if free now
         :returns: STARTED, RUNNING, COMPLETE or NO_ROOM
         :raises UpstreamError: central cannot serve (nothing was started)
         """
@@ -453,11 +497,11 @@ class ReadThrough:
         if not lock.try_lock():
             lock.close()
             return RUNNING
-        return self._fill_holding(lock, expected, record)
+        return self._fill_holding(lock, expected, record, wait)
 
-    def _fill_holding(self, lock, expected, record):
+    def _fill_holding(self, lock, expected, record, wait=True):
         """Start a fill while holding its lock; the fill thread releases
-        it. Same returns and raises as _start_fill.
+        it. Same parameters, returns and raises as _start_fill.
         """
         image_id = expected.image_id
         started = False
@@ -482,11 +526,11 @@ class ReadThrough:
                 os.lseek(fd, start, os.SEEK_SET)
                 fill = _Fill(expected, record, lock, start,
                              (stat.st_dev, stat.st_ino))
-                stream = iter(())
+                stream = _CentralFill(streams.empty())
                 if start < expected.size:
                     stream = self._open_fill_source(
                         record, start, expected.size - start,
-                        on_skip=functools.partial(self._skipped, fill, fd))
+                        functools.partial(self._skipped, fill, fd), wait)
             except BaseException as e:
                 os.close(fd)
                 if isinstance(e, OSError) and not isinstance(
@@ -522,15 +566,16 @@ class ReadThrough:
                 lock.unlock()
                 lock.close()
 
-    def _open_fill_source(self, record, offset, length, on_skip):
-        """Central's stream of the bytes a fill needs or, in a coordinated
-        site, the site's choice between central and a peer (same contract,
-        see site_source.SiteSource).
+    def _open_fill_source(self, record, offset, length, on_skip, wait):
+        """The FillSource of the bytes a fill needs: central's stream or,
+        in a coordinated site, the site's choice between central and a
+        peer (site_source.SiteSource.open_fill).
         """
         if self.site is None:
-            return self.central.open_data(record, offset, length,
-                                          on_skip=on_skip)
-        return self.site.open_fill(record, offset, length, on_skip=on_skip)
+            return _CentralFill(self.central.open_data(
+                record, offset, length, on_skip=on_skip, wait=wait))
+        return self.site.open_fill(record, offset, length, on_skip=on_skip,
+                                   wait=wait)
 
     def _skipped(self, fill, fd, count):
         """A fill resuming from a central without ranges dropped *count*
@@ -564,14 +609,12 @@ class ReadThrough:
         """
         with self._fills_lock:
             self._fills.pop(fill.expected.image_id, None)
-        for step in (getattr(stream, 'close', None),
-                     functools.partial(os.close, fd)):
-            if step is not None:
-                try:
-                    step()
-                except Exception:
-                    LOG.exception('cache: abandoning the fill of %s',
-                                  fill.expected.image_id)
+        for step in (stream.close, functools.partial(os.close, fd)):
+            try:
+                step()
+            except Exception:
+                LOG.exception('cache: abandoning the fill of %s',
+                              fill.expected.image_id)
         fill.done = True
         fill.advance()
 
@@ -600,8 +643,7 @@ class ReadThrough:
                 hasher.join()
             if outcome == cache_module.FILLING:
                 outcome = self._verify_and_commit(fill, fd)
-            if outcome == cache_module.VERIFY_FAILED and hasattr(
-                    stream, 'verify_failed'):
+            if outcome == cache_module.VERIFY_FAILED:
                 # A peer's bytes: the site reads that peer no more.
                 stream.verify_failed()
         except Exception:
@@ -621,7 +663,7 @@ class ReadThrough:
         and counted.
         """
         image_id = fill.expected.image_id
-        from_peers = getattr(fill.source, 'bytes_from_peer', 0)
+        from_peers = fill.source.bytes_from_peer if fill.source else 0
         steps = [lambda: fill.lock.write_outcome(outcome)]
         if outcome in (cache_module.WRITE_FAILED,
                        cache_module.VERIFY_FAILED):
@@ -661,9 +703,7 @@ class ReadThrough:
                     self._checkpoint(fill, fd)
                     checkpoint = written
         finally:
-            close = getattr(stream, 'close', None)
-            if close is not None:
-                close()
+            stream.close()
 
     def _checkpoint(self, fill, fd):
         """Make the prefix written so far durable, and say so."""

@@ -79,10 +79,12 @@ class SiteSource:
         # image ID -> when no peer held it complete (oldest first).
         self._not_held = {}
 
-    def open_fill(self, record, offset, length, on_skip=None):
-        """The stream a fill of *record* reads [offset, offset+length)
-        from, with the contract of upstream.Central.open_data; its close()
-        releases the site lock if this node took it.
+    def open_fill(self, record, offset, length, on_skip=None, wait=True):
+        """The readthrough.FillSource a fill of *record* reads
+        [offset, offset+length) from; its close() releases the site lock if
+        this node took it.
+
+        :param wait: wait for a WAN slot if central is read (wan.Gate)
 
         :raises UpstreamError: neither a peer nor central can serve
         """
@@ -91,8 +93,10 @@ class SiteSource:
             lock = self.site.try_lock(image_id)
             locked = lock is not None
         except coordination.Unavailable:
-            return self.central.open_data(record, offset, length,
-                                          on_skip=on_skip)
+            return _FillStream(self, record, offset, length, on_skip,
+                               self.central.open_data(
+                                   record, offset, length, on_skip=on_skip,
+                                   wait=wait), None, None)
         # Holding the lock, look for a complete copy only; else another
         # node holds the lock: it fills, or has just filled (give it a few
         # seconds to show).
@@ -127,7 +131,7 @@ class SiteSource:
                 lock = None
         try:
             data = self.central.open_data(record, offset, length,
-                                          on_skip=on_skip)
+                                          on_skip=on_skip, wait=wait)
         except BaseException:
             if lock is not None:
                 lock.release()

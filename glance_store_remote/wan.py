@@ -52,7 +52,6 @@ network, not the WAN.
 """
 
 import collections
-import contextlib
 import fcntl
 import logging
 import os
@@ -92,25 +91,9 @@ SLOT_CLAIM_MAX_AGE = 120
 SLOT_CHECK_INTERVAL = 5
 
 
-_LOCAL = threading.local()
 # The idle watch's own clock (tests replace ``time`` for the pacing).
 _monotonic = time.monotonic
 _sleep = time.sleep
-
-
-@contextlib.contextmanager
-def without_waiting():
-    """Reads from central opened in this block (in this thread) take a slot
-    only if one is free: for a read that holds a slot already and starts
-    another (a range read warming the cache), which must never wait for a
-    second slot while holding the first.
-    """
-    before = getattr(_LOCAL, 'not_waiting', False)
-    _LOCAL.not_waiting = True
-    try:
-        yield
-    finally:
-        _LOCAL.not_waiting = before
 
 
 class Slots:
@@ -122,7 +105,9 @@ class Slots:
     :param site: a coordination.Site, whose locks are the slots while its
         coordinator works; None: this node's slots only
 
-    Inside without_waiting() a read takes a slot only if one is free. The
+    A read that already holds a slot and starts another (a range read
+    warming the cache) asks with no wait: it takes a slot only if one is
+    free, never waiting for a second while holding the first. The
     site's slots are polled by one thread per process at a time (each try
     costs the coordinator a lease), trying one slot at random each time;
     the others of the process queue behind it, first come, first served.
@@ -148,8 +133,6 @@ class Slots:
 
         :returns: a callable that frees the slot, or None (none was free)
         """
-        if getattr(_LOCAL, 'not_waiting', False):
-            timeout = 0
         with self._cond:
             ticket = object()
             self._queue.append(ticket)
@@ -260,9 +243,9 @@ class Slots:
 
 
 class Gate:
-    """upstream.Central as the cache and the site read it: the same
-    interface, with open_data() behind the slots and the pacing. Every
-    other attribute is central's own.
+    """Central's image data as the cache and the site read it: open_data()
+    behind the slots and the pacing (both optional: without either, the
+    gate only passes central's streams on).
 
     :param central: the upstream.Central
     :param slots: a Slots, or None (no cap on reads at once)
@@ -270,27 +253,28 @@ class Gate:
     :param wait: seconds a read waits for a slot
     """
 
-    def __init__(self, central, slots, bandwidth, wait):
+    def __init__(self, central, slots=None, bandwidth=0, wait=0):
         self._central = central
+        self.backend = central.backend
         self._slots = slots
         self._rate = bandwidth / (slots.count if slots else 1)
         self._wait = wait
 
-    def __getattr__(self, name):
-        return getattr(self._central, name)
-
-    def open_data(self, record, offset=0, length=None, **kwargs):
+    def open_data(self, record, offset=0, length=None, wait=True, **kwargs):
         """As upstream.Central.open_data; first takes a slot, which the
         returned stream holds while its reader reads (see the module
         docstring) and frees when closed.
 
+        :param wait: wait for a slot (remote_glance_fill_slot_wait); False:
+            take one only if one is free now
         :raises UpstreamUnavailable: no slot came free in time
         """
         slot = None
         if self._slots is not None:
             on_skip = kwargs.get('on_skip')
             slot = self._slots.acquire(
-                self._wait, on_wait=on_skip and (lambda: on_skip(0)))
+                self._wait if wait else 0,
+                on_wait=on_skip and (lambda: on_skip(0)))
             if slot is None:
                 raise self._busy(record)
         try:
@@ -457,8 +441,8 @@ _WATCH = _IdleWatch()
 
 
 def gate_from_conf(central, group, lock_dir, site=None):
-    """The Gate of a backend group's options, or *central* itself when
-    neither limit is set.
+    """The Gate of a backend group's options (one that only passes
+    central's streams on when neither limit is set).
 
     :param lock_dir: the node's slot folder (the cache's locks folder), or
         None without a cache
@@ -469,7 +453,7 @@ def gate_from_conf(central, group, lock_dir, site=None):
     count = group.remote_glance_max_fills
     bandwidth = group.remote_glance_max_bandwidth
     if not count and not bandwidth:
-        return central
+        return Gate(central)
     rate = bandwidth / (count or 1)
     if bandwidth and group.remote_glance_chunk_size / rate > (
             MAX_CHUNK_SECONDS):

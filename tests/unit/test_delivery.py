@@ -93,7 +93,7 @@ class LyingPeerSite:
         self.truth = truth
         self.distrusted = 0
 
-    def open_fill(self, record, offset, length, on_skip=None):
+    def open_fill(self, record, offset, length, on_skip=None, wait=True):
         return _PeerStream(self, self.sent[offset:])
 
     def open_held(self, record, offset, length):

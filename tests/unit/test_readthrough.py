@@ -59,7 +59,7 @@ class FakeCentral:
         self.skip_delay = 0       # seconds per chunk dropped
 
     def open_data(self, record, offset=0, length=None, request_id=None,
-                  on_skip=None, skip_to_offset=True):
+                  on_skip=None, skip_to_offset=True, wait=True):
         if self.down:
             raise exceptions.UpstreamUnavailable(self.backend, 'down')
         length = record.size - offset if length is None else length

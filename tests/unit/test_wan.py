@@ -82,22 +82,26 @@ class TestNodeSlots(SlotsTestCase):
         self.assertTrue(waits)
         release()
 
-    def test_without_waiting_a_slot_is_taken_only_if_free(self):
+    def test_a_read_that_does_not_wait_takes_a_slot_only_if_free(self):
         # A range read holding a slot starts a background fill: with one
         # slot the fill is not started, at once (no hold-and-wait).
-        slots = wan.Slots('central', 1, self.lock_dir)
-        held = slots.acquire(0)
-        with wan.without_waiting():
-            self.assertIsNone(slots.acquire(30))
-        held()
+        central = rt.FakeCentral(b'x' * KiB)
+        record = rt.record_of(central.data)
+        gate = wan.Gate(central, wan.Slots('central', 1, self.lock_dir), 0,
+                        wait=30)
+        held = gate.open_data(record)
+        started = time.monotonic()
+        self.assertRaises(exceptions.UpstreamBusy, gate.open_data, record,
+                          wait=False)
+        self.assertLess(time.monotonic() - started, 5)
+        held.close()
         # With two, it takes the second.
-        slots = wan.Slots('central', 2, self.lock_dir)
-        first = slots.acquire(0)
-        with wan.without_waiting():
-            second = slots.acquire(30)
-        self.assertIsNotNone(second)
-        first()
-        second()
+        gate = wan.Gate(central, wan.Slots('central', 2, self.lock_dir), 0,
+                        wait=30)
+        first = gate.open_data(record)
+        second = gate.open_data(record, wait=False)
+        self.assertEqual(central.data, b''.join(second))
+        first.close()
 
     def test_waiting_reads_are_served_in_order(self):
         slots = wan.Slots('central', 1, self.lock_dir)
@@ -293,10 +297,8 @@ class TestGate(SlotsTestCase):
                                          skip_to_offset=False))
         gate.open_data(self.record).close()
 
-    def test_everything_else_is_centrals(self):
-        gate = self.gate()
-        self.assertEqual('central', gate.backend)
-        self.assertIs(self.central.calls, gate.calls)
+    def test_the_gate_names_centrals_backend(self):
+        self.assertEqual('central', self.gate().backend)
 
     def test_each_slot_reads_its_share_of_the_bandwidth(self):
         clock = FakeClock()
@@ -343,10 +345,12 @@ class TestFromConf(testtools.TestCase):
             conf.set_override(name, value, group='central')
         return conf.central
 
-    def test_no_limit_is_central_itself(self):
-        central = rt.FakeCentral(b'')
-        self.assertIs(central, wan.gate_from_conf(central, self.group(),
-                                                  '/nowhere'))
+    def test_without_limits_the_gate_passes_centrals_streams_on(self):
+        central = rt.FakeCentral(b'y' * KiB)
+        gate = wan.gate_from_conf(central, self.group(), '/nowhere')
+        self.assertEqual(central.data, b''.join(gate.open_data(
+            rt.record_of(central.data))))
+        self.assertEqual(0, central.open_streams)
 
     def test_max_fills_needs_a_lock_folder(self):
         self.assertRaises(ValueError, wan.gate_from_conf,
