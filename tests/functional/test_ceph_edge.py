@@ -472,11 +472,12 @@ class TestCopyToStoreOption(CephEdge, base.LabTestCase):
     BACKEND_OPTIONS = {'remote_glance_copy_to_store': TARGET}
 
     def import_like_the_operator(self, central_id):
-        """The edge image under central's ID (what ``glance-remote
-        import`` and the on-demand import make): the one image the option
-        copies.
+        """The edge image under central's ID and owned by central's owner
+        (what ``glance-remote import`` and the on-demand import make): the
+        one image the option copies.
         """
-        self.make_edge_image(id=central_id)
+        owner = self.central_glance.images.get(central_id).owner
+        self.make_edge_image(id=central_id, owner=owner)
         self.edge_glance().images.add_location(
             central_id, self.location_of(central_id), {})
         return self.edge_glance().images.get(central_id)
