@@ -17,7 +17,7 @@ asks central about an image once.
   holding the site's lock of the image (coordination.py), else from the node
   that holds or fills it (peers.py), falling back to central when that node
   fails or lied;
-* ``SiteSource.central_record``: central's record through the one node of
+* ``RecordRelay.central_record``: central's record through the one node of
   the site that answers for the image (upstream.Central.record_relay);
 * ``SiteSource.held_record``: central's record of an image another node
   holds, when central cannot be asked.
@@ -45,6 +45,49 @@ NOT_HELD_MEMO_SIZE = 4096
 # range): the peer hashes the range before its first byte, within the
 # reader's read timeout; a larger range is read from central.
 MAX_PEER_RANGE = 1024 * 1024 * 1024
+
+
+def peer_maker(backend, secret, chunk_size, timeout, ca_file=None):
+    """callable(url) -> the peers.Peer of the node at that peer URL."""
+    return lambda url: peers.Peer(backend, url, secret, chunk_size, timeout,
+                                  ca_file)
+
+
+class RecordRelay:
+    """How the nodes of a site ask central about an image once: through
+    the node that answers for it (upstream.Central's record_relay).
+
+    :param site: the node's coordination.Site
+    :param make_peer: callable(url) -> a peers.Peer (peer_maker)
+    """
+
+    def __init__(self, site, make_peer):
+        self.site = site
+        self._make_peer = make_peer
+
+    def central_record(self, image_id, fetch):
+        """Central's record of *image_id* asked once for the site, and its
+        age in seconds: through the node that answers for the image
+        (rendezvous hashing over the members, so every node picks the same
+        one while they agree on the membership), or with *fetch*
+        (callable(image_id) -> ImageRecord) when that is this node, the
+        coordinator is down, or that node cannot be asked or cannot ask
+        central itself (this node may still reach it).
+
+        :raises UpstreamNotFound, UpstreamUnavailable, UpstreamProtocolError
+        """
+        try:
+            urls = list(self.site.members()) + [self.site.peer_url]
+        except coordination.Unavailable:
+            return fetch(image_id), 0.0
+        owner = max(urls, key=lambda url: hashlib.sha256(
+            ('%s %s' % (url, image_id)).encode()).digest())
+        if owner != self.site.peer_url:
+            try:
+                return self._make_peer(owner).central_record(image_id)
+            except peers.PeerUnreachable as e:
+                LOG.info('cache: image %s: %s; asking central', image_id, e)
+        return fetch(image_id), 0.0
 
 
 class SiteSource:
@@ -197,30 +240,6 @@ class SiteSource:
                          'cannot be asked)', image_id, url)
                 return record
         return None
-
-    def central_record(self, image_id, fetch):
-        """Central's record of *image_id* asked once for the site, and its
-        age in seconds: through the node that answers for the image
-        (rendezvous hashing over the members, so every node picks the same
-        one while they agree on the membership), or with *fetch*
-        (callable(image_id) -> ImageRecord) when that is this node, the
-        coordinator is down, or that node cannot be asked or cannot ask
-        central itself (this node may still reach it).
-
-        :raises UpstreamNotFound, UpstreamUnavailable, UpstreamProtocolError
-        """
-        try:
-            urls = list(self.site.members()) + [self.site.peer_url]
-        except coordination.Unavailable:
-            return fetch(image_id), 0.0
-        owner = max(urls, key=lambda url: hashlib.sha256(
-            ('%s %s' % (url, image_id)).encode()).digest())
-        if owner != self.site.peer_url:
-            try:
-                return self._make_peer(owner).central_record(image_id)
-            except peers.PeerUnreachable as e:
-                LOG.info('cache: image %s: %s; asking central', image_id, e)
-        return fetch(image_id), 0.0
 
     def _find(self, image_id, complete_only):
         """A Peer that holds the image complete, else (unless

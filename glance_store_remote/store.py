@@ -34,7 +34,7 @@ from glance_store import driver
 from glance_store import exceptions as gs_exceptions
 from glance_store import location as gs_location
 
-from glance_store_remote import breaker
+from glance_store_remote import backend as backend_module
 from glance_store_remote import cache
 from glance_store_remote import delivery
 from glance_store_remote import edge_db
@@ -42,11 +42,9 @@ from glance_store_remote import exceptions
 from glance_store_remote import link_scope
 from glance_store_remote import locations
 from glance_store_remote import opts
-from glance_store_remote import readthrough
 from glance_store_remote import record_rules
 from glance_store_remote import store_copy
 from glance_store_remote import upstream
-from glance_store_remote import wan
 
 LOG = logging.getLogger(__name__)
 
@@ -179,50 +177,15 @@ class Store(driver.Store):
                 store_name=SCHEME, reason='remote-glance works only as a '
                 'backend of enabled_backends (multi-store Glance)')
         opts.register_keystoneauth_opts(self.conf, backend)
-        group = self.conf[backend]
-        if not (group.auth_type or group.endpoint_override):
-            raise gs_exceptions.BadStoreConfiguration(
-                store_name=backend, reason='set auth_type (and its options) '
-                'or endpoint_override in [%s] to say where central Glance '
-                'is' % backend)
-        breaker_state = None
-        if group.remote_glance_cache_dir:
-            try:
-                self._cache = cache.Cache(group.remote_glance_cache_dir,
-                                          group.remote_glance_cache_max_size)
-                for change in self._cache.reconcile():
-                    LOG.info('cache of backend %s: %s', backend, change)
-            except exceptions.CacheError as e:
-                raise gs_exceptions.BadStoreConfiguration(
-                    store_name=backend,
-                    reason='remote_glance_cache_dir: %s' % e)
-            breaker_state = breaker.IndexState(self._cache, backend)
-        else:
-            LOG.warning('remote-glance backend %s has no '
-                        'remote_glance_cache_dir: its images are read from '
-                        'central every time and unavailable while central '
-                        'is unreachable', backend)
         try:
-            self._central = upstream.Central.from_conf(
-                self.conf, backend, breaker_state=breaker_state)
-        except Exception as e:
-            raise gs_exceptions.BadStoreConfiguration(
-                store_name=backend, reason=upstream.redact(str(e)))
-        site = self._site(group) if self._cache is not None else None
-        try:
-            # Central's data behind the WAN limits (wan.py).
-            self._data_source = wan.gate_from_conf(
-                self._central, group, self._cache and self._cache.lock_dir,
-                site)
-        except ValueError as e:
+            parts = backend_module.for_node(self.conf, backend)
+        except backend_module.ConfigError as e:
             raise gs_exceptions.BadStoreConfiguration(store_name=backend,
                                                       reason=str(e))
-        if self._cache is not None:
-            self._readthrough = readthrough.ReadThrough(
-                self._cache, self._data_source,
-                group.remote_glance_chunk_size,
-                stall_timeout=2 * (group.timeout or 60) + 5,
-                site=self._site_source(group, site))
+        self._cache = parts.cache
+        self._central = parts.central
+        self._data_source = parts.gate
+        self._readthrough = parts.reader
         try:
             self._auto_copy = store_copy.auto_copy_from_conf(
                 self.conf, backend, self._cache,
@@ -231,57 +194,6 @@ class Store(driver.Store):
             raise gs_exceptions.BadStoreConfiguration(store_name=backend,
                                                       reason=str(e))
         super().configure(re_raise_bsc=re_raise_bsc)
-
-    def _site(self, group):
-        """This node's coordination.Site, or None (unset
-        remote_glance_coordination_url: the node fills by itself).
-
-        :raises BadStoreConfiguration: coordination without tooz, a peer
-            secret or a peer URL
-        """
-        if not group.remote_glance_coordination_url:
-            return None
-        from glance_store_remote import coordination
-        backend = self.backend_group
-        try:
-            coordination.check_installed()
-        except ImportError as e:
-            raise gs_exceptions.BadStoreConfiguration(store_name=backend,
-                                                      reason=str(e))
-        secret = group.remote_glance_peer_secret
-        if not secret or len(secret) < 16:
-            raise gs_exceptions.BadStoreConfiguration(
-                store_name=backend, reason='remote_glance_coordination_url '
-                'needs remote_glance_peer_secret (at least 16 characters, '
-                'the same on every node of the site)')
-        peer_url = group.remote_glance_peer_url or getattr(
-            self.conf, 'worker_self_reference_url', None)
-        if not peer_url:
-            raise gs_exceptions.BadStoreConfiguration(
-                store_name=backend, reason='remote_glance_coordination_url '
-                'needs remote_glance_peer_url (or worker_self_reference_url)'
-                ': the URL at which the other nodes reach this one')
-        return coordination.Site(backend,
-                                 group.remote_glance_coordination_url,
-                                 peer_url, secret=secret)
-
-    def _site_source(self, group, site):
-        """The site_source.SiteSource of the node's *site*, or None."""
-        if site is None:
-            return None
-        from glance_store_remote import site_source
-        source = site_source.SiteSource(
-            site, self._data_source, group.remote_glance_peer_secret,
-            group.remote_glance_chunk_size, timeout=group.timeout or 60,
-            ca_file=group.remote_glance_peer_ca_file,
-            find_timeout=site_source.FIND_TIMEOUT + (
-                group.remote_glance_fill_slot_wait
-                if group.remote_glance_max_fills else 0))
-        # The site asks central about an image once (not once per worker of
-        # every node).
-        self._central.record_relay = source.central_record
-        site.join_in_background()
-        return source
 
     @property
     def cache(self):

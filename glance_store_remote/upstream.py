@@ -178,7 +178,8 @@ class Central:
     """
 
     def __init__(self, backend, adapter, chunk_size, record_ttl,
-                 breaker=None, clock=time.monotonic, range_recheck=3600):
+                 breaker=None, clock=time.monotonic, range_recheck=3600,
+                 record_relay=None):
         self.backend = backend
         self._adapter = adapter
         self.breaker = breaker or breaker_module.Breaker(0, 1)
@@ -190,9 +191,9 @@ class Central:
         # image ID -> Event set when the thread asking about it is done.
         self._asking = {}
         self._record_wait = RECORD_WAIT
-        # callable(image_id, fetch) -> ImageRecord: how a coordinated site
-        # asks central about an image once (site_source.SiteSource).
-        self.record_relay = None
+        # callable(image_id, fetch) -> (ImageRecord, age): how a coordinated
+        # site asks central about an image once (site_source.RecordRelay).
+        self.record_relay = record_relay
         self._range_recheck = range_recheck
         # When central last refused (or ignored) a Range request; None
         # while it has served every range asked.
@@ -202,11 +203,11 @@ class Central:
         self._versions_url = None
 
     @classmethod
-    def from_conf(cls, conf, backend, breaker_state=None):
+    def from_conf(cls, conf, backend, breaker_state=None, record_relay=None):
         """Build from the backend group's keystoneauth1 and driver options.
 
         *breaker_state* shares the circuit breaker (see breaker.py); by
-        default it lives in this process.
+        default it lives in this process. *record_relay*: see record().
 
         No network call happens here: the first request authenticates.
 
@@ -224,7 +225,8 @@ class Central:
             probe_interval=group.remote_glance_breaker_probe_interval)
         return cls(backend, adapter, group.remote_glance_chunk_size,
                    group.remote_glance_record_ttl, breaker=breaker,
-                   range_recheck=group.remote_glance_range_recheck)
+                   range_recheck=group.remote_glance_range_recheck,
+                   record_relay=record_relay)
 
     def probe(self):
         """List one image at central to prove it answers and accepts our
@@ -244,7 +246,7 @@ class Central:
         """Central's record of *image_id*, reused for ``record_ttl`` seconds
         (an unknown ID too). Concurrent misses of one process share one
         answer, a failure included; in a coordinated site
-        (``record_relay``, set by the store) a miss asks the one node of
+        (``record_relay``, site_source.RecordRelay) a miss asks the one node of
         the site that answers for the image, unless *relay* is False (that
         node's own requests).
 

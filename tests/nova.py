@@ -33,8 +33,9 @@ Nova's ``[glance]`` is an edge compute's: ``endpoint_override`` = the EDGE
 Glance, ``num_retries = 0``; nova passes the user's token, which the edge
 validates with Keystone. Every process is a child of the test process
 leading its own process group (tests.site.Daemon): stopped by PID, in the
-order doc/source/contributor/lab.rst gives (nova and placement first, then RabbitMQ and
-epmd, then libvirt, after the lab's domains are destroyed and undefined),
+order doc/source/contributor/lab.rst gives (nova and placement first, then
+RabbitMQ and epmd, then libvirt, after the lab's domains are destroyed and
+undefined),
 also after a failed start, at exit, and (PR_SET_PDEATHSIG) when the test
 process dies. Nothing is killed by name. The lab directory is removed.
 

@@ -13,8 +13,8 @@
 """Build (once) a virtualenv with an older Glance, for the functional tier
 that runs central on it. Prints the virtualenv's python.
 
-Glance 30.2.0 (2025.1) runs here with two pins (doc/source/contributor/lab.rst):
-without ``oslo.db<18`` its db_sync fails.
+Glance 30.2.0 (2025.1) runs here with two pins
+(doc/source/contributor/lab.rst): without ``oslo.db<18`` its db_sync fails.
 
     python -m tools.older_glance DIR
 """

@@ -46,6 +46,7 @@ import time
 
 from oslo_config import cfg
 
+from glance_store_remote import backend as backend_module
 from glance_store_remote import breaker
 from glance_store_remote import cache
 from glance_store_remote import catalog
@@ -53,11 +54,9 @@ from glance_store_remote.cmd import progress
 from glance_store_remote import exceptions
 from glance_store_remote import locations
 from glance_store_remote import opts
-from glance_store_remote import readthrough
 from glance_store_remote import record_rules
 from glance_store_remote import store_copy
 from glance_store_remote import upstream
-from glance_store_remote import wan
 
 DEFAULT_CONFIG_FILE = '/etc/glance/glance-api.conf'
 DRIVER_NAME = 'remote-glance'
@@ -125,17 +124,10 @@ def cmd_show(args, conf, backend):
 
 
 def _cache(conf, backend):
-    group = conf[backend]
-    if not group.remote_glance_cache_dir:
-        raise UsageError('[%s] remote_glance_cache_dir is not set: this '
-                         'backend has no cache' % backend)
     try:
-        # glance-api must be able to open what this run creates.
-        cache.check_owner(group.remote_glance_cache_dir)
-        return cache.Cache(group.remote_glance_cache_dir,
-                           group.remote_glance_cache_max_size)
-    except exceptions.CacheError as e:
-        raise UsageError('[%s] remote_glance_cache_dir: %s' % (backend, e))
+        return backend_module.cli_cache(conf[backend], backend)
+    except backend_module.ConfigError as e:
+        raise UsageError(str(e))
 
 
 def _when(timestamp):
@@ -553,18 +545,13 @@ def _prefetch(args, conf, backend, image_ids):
     :returns: [(image ID, 'cached', 'empty' (a zero-byte image: nothing
         to keep) or 'failed', details)]
     """
-    store = _cache(conf, backend)
-    group = conf[backend]
-    central = _central(conf, backend, breaker.IndexState(store, backend))
-    site = _wan_site(group, backend)
     try:
         # Within the site's (or node's) WAN limits, as glance-api.
-        source = wan.gate_from_conf(central, group, store.lock_dir, site)
-    except ValueError as e:
-        raise UsageError('[%s] %s' % (backend, e))
-    reader = readthrough.ReadThrough(
-        store, source, group.remote_glance_chunk_size,
-        stall_timeout=2 * (group.timeout or 60) + 5)
+        parts = backend_module.for_prefetch(conf, backend)
+    except backend_module.ConfigError as e:
+        raise UsageError(str(e))
+    store, central, reader, site = (parts.cache, parts.central, parts.reader,
+                                    parts.site)
     results = []
     try:
         for image_id in image_ids:
@@ -581,30 +568,11 @@ def _prefetch(args, conf, backend, image_ids):
     return results
 
 
-def _wan_site(group, backend):
-    """The site whose slots of reads from central a prefetch takes
-    (remote_glance_max_fills with a coordinator), or None. The CLI is no
-    peer: it advertises no peer URL.
-    """
-    if not (group.remote_glance_coordination_url and
-            group.remote_glance_max_fills):
-        return None
-    return _cli_site(group, backend)
-
-
 def _cli_site(group, backend):
-    """This run's coordination.Site (the caller stops it): a member of
-    the site without a peer URL, so no node ever reads from it.
-    """
-    from glance_store_remote import coordination
     try:
-        coordination.check_installed()
-    except ImportError as e:
+        return backend_module.member_site(group, backend)
+    except backend_module.ConfigError as e:
         raise UsageError(str(e))
-    # Signed with the site key when the node has one: the other members
-    # then trust what it claims (the sync lock it holds, below).
-    return coordination.Site(backend, group.remote_glance_coordination_url,
-                             None, secret=group.remote_glance_peer_secret)
 
 
 def _prefetch_one(args, store, central, reader, image_id):

@@ -48,7 +48,8 @@ def location(url):
 
 
 # Every PATCH form in which Glance 33 accepts a location from a project
-# member (doc/source/contributor/lab.rst): name -> (media type, operations for a URL).
+# member (doc/source/contributor/lab.rst): name -> (media type, operations
+# for a URL).
 PATCH_FORMS = {
     'v2.1 add /locations/-': (V21, lambda url: [
         {'op': 'add', 'path': '/locations/-', 'value': location(url)}]),

@@ -111,6 +111,9 @@ class TestSiteSource(testtools.TestCase):
         self.addCleanup(site.stop)
         return site
 
+    def relay(self, site):
+        return site_source.RecordRelay(site, lambda url: self.peers[url])
+
     def source(self, site):
         return site_source.SiteSource(
             site, self.central, SECRET, 64 * KiB, 10,
@@ -233,7 +236,7 @@ class TestSiteSource(testtools.TestCase):
             fetched.append(image_id)
             return self.record
         for site in sites:
-            self.assertIs(self.record, self.source(site).central_record(
+            self.assertIs(self.record, self.relay(site).central_record(
                 IMAGE, fetch)[0])
         asked = [url for url in urls if self.peers[url].asked]
         # The owner fetched itself; the other two asked the owner.
@@ -247,11 +250,11 @@ class TestSiteSource(testtools.TestCase):
         for site in others:
             self.peers[site.peer_url] = FakePeer(site.peer_url, None, b'')
         fetched = []
-        source = self.source(me)
+        relay = self.relay(me)
         for n in range(8):
             # Over several IDs the owner is sometimes another node.
             image_id = '%08d-0000-4000-8000-000000000000' % n
-            record, age = source.central_record(
+            record, age = relay.central_record(
                 image_id, lambda i: fetched.append(i) or self.record)
             self.assertEqual((self.record, 0.0), (record, age))
         self.assertEqual(8, len(fetched))
@@ -456,8 +459,9 @@ class TestStoreConfiguration(base.StoreTestCase):
         # central through it.
         self.joins.assert_called_once_with()
         self.assertEqual(SECRET, source.site._secret)
-        self.assertEqual(source.central_record,
-                         store_.central.record_relay)
+        relay = store_.central.record_relay.__self__
+        self.assertIsInstance(relay, site_source.RecordRelay)
+        self.assertIs(source.site, relay.site)
 
     def test_the_peer_url_defaults_to_worker_self_reference_url(self):
         self.conf.register_opt(cfg.StrOpt('worker_self_reference_url'))

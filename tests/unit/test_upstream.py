@@ -214,11 +214,12 @@ class TestRecordSingleFlight(CentralTestCase):
         def relay(image_id, fetch):
             asked.append(image_id)
             return fetch(image_id), 0.0
-        self.client.record_relay = relay
-        self.assertEqual(IMAGE, self.client.record(IMAGE).id)
+        client = upstream.Central.from_conf(self.conf, base.BACKEND,
+                                            record_relay=relay)
+        self.assertEqual(IMAGE, client.record(IMAGE).id)
         self.assertEqual([IMAGE], asked)
-        self.client.forget(IMAGE)
-        self.assertEqual(IMAGE, self.client.record(IMAGE, relay=False).id)
+        client.forget(IMAGE)
+        self.assertEqual(IMAGE, client.record(IMAGE, relay=False).id)
         self.assertEqual([IMAGE], asked)
         self.assertEqual(2, self.central.call_count)
 
