@@ -69,6 +69,11 @@ class TestStoreInfo(base.LabTestCase):
         return image
 
     def wait_active(self, image_id, stores, timeout=60):
+        """Wait until the image is active in *stores* and Glance's import
+        task has ended: the task writes the image's record after the image
+        shows active, and on the lab's SQLite database a write at the same
+        moment as the next test's request can make that one fail.
+        """
         client = self.edge_glance()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -77,11 +82,19 @@ class TestStoreInfo(base.LabTestCase):
                 self.fail('import of %s failed in %s' % (
                     image_id, image['os_glance_failed_import']))
             if (image.status == 'active' and
-                    sorted(image.get('stores', '').split(',')) == stores):
+                    sorted(image.get('stores', '').split(',')) == stores and
+                    'os_glance_import_task' not in image and
+                    self.tasks_ended(image_id)):
                 return image
             time.sleep(0.3)
         self.fail('image %s: %s in %s, not in %s' % (
             image_id, image.status, image.get('stores'), stores))
+
+    def tasks_ended(self, image_id):
+        tasks = self.edge_session().get(
+            '%s/v2/images/%s/tasks' % (self.lab.edge.url, image_id)).json()
+        return all(task['status'] in ('success', 'failure')
+                   for task in tasks['tasks'])
 
     def import_request(self, image_id, body, identity=lab_module.ADMIN):
         return self.edge_session(identity).post(
