@@ -908,6 +908,19 @@ class Peer:
         headers = {}
         if (offset, length) != (0, size):
             headers['Range'] = 'bytes=%d-%d' % (offset, offset + length - 1)
+        resp = self._get_data(record, length, headers,
+                              lambda resp: resp.status == (
+                                  206 if headers else 200))
+        return streams.Chunks(self._stream(resp, record.id, length),
+                              resp.release_conn,
+                              name='peer read of image %s' % record.id)
+
+    def _get_data(self, record, length, headers, acceptable):
+        """The peer's answer to a GET of image data, once its status, its
+        length and the site's signature check out and *acceptable(resp)*.
+
+        :raises UpstreamUnavailable: not asked, or answered otherwise
+        """
         path = peer_path(self.backend, record.id)
         try:
             resp, auth = self._request('GET', path, headers)
@@ -915,18 +928,15 @@ class Peer:
             raise exceptions.UpstreamUnavailable(
                 self.backend, 'peer %s cannot serve image %s' % (
                     self.url, record.id), detail=str(e)) from None
-        expected_status = 206 if headers else 200
-        if resp.status != expected_status or resp.headers.get(
-                'Content-Length') != str(length) or not (
-                    self._signed_by_site(resp, auth, path)):
+        if not (acceptable(resp) and
+                resp.headers.get('Content-Length') == str(length) and
+                self._signed_by_site(resp, auth, path)):
             status = resp.status
             resp.release_conn()
             raise exceptions.UpstreamUnavailable(
                 self.backend, 'peer %s answered HTTP %d for image %s' % (
                     self.url, status, record.id))
-        return streams.Chunks(self._stream(resp, record.id, length),
-                              resp.release_conn,
-                              name='peer read of image %s' % record.id)
+        return resp
 
     def open_verified_range(self, record, offset, length):
         """A range of the peer's complete, verified entry, and the SHA-256
@@ -939,24 +949,13 @@ class Peer:
         """
         headers = {'Range': 'bytes=%d-%d' % (offset, offset + length - 1),
                    DIGEST_HEADER: 'sha256'}
-        path = peer_path(self.backend, record.id)
-        try:
-            resp, auth = self._request('GET', path, headers)
-        except (urllib3.exceptions.HTTPError, OSError) as e:
-            raise exceptions.UpstreamUnavailable(
-                self.backend, 'peer %s cannot serve image %s' % (
-                    self.url, record.id), detail=str(e)) from None
-        digest = resp.headers.get(DIGEST_HEADER) or ''
-        if (resp.status != 206 or
-                resp.headers.get('Content-Length') != str(length) or
-                resp.headers.get(STATE_HEADER) != 'complete' or
-                not re.match(r'^[0-9a-f]{64}\Z', digest) or
-                not self._signed_by_site(resp, auth, path)):
-            status = resp.status
-            resp.release_conn()
-            raise exceptions.UpstreamUnavailable(
-                self.backend, 'peer %s answered HTTP %d for a range of '
-                'image %s' % (self.url, status, record.id))
+        resp = self._get_data(
+            record, length, headers, lambda resp: (
+                resp.status == 206 and
+                resp.headers.get(STATE_HEADER) == 'complete' and
+                re.match(r'^[0-9a-f]{64}\Z',
+                         resp.headers.get(DIGEST_HEADER) or '')))
+        digest = resp.headers[DIGEST_HEADER]
         return streams.Chunks(self._stream(resp, record.id, length),
                               resp.release_conn,
                               name='peer read of image %s' % record.id), digest
