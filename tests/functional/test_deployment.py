@@ -62,6 +62,19 @@ def group_members(pgid):
     return members
 
 
+def wait_members(pgid, count, timeout=30):
+    """The members of *pgid* once there are *count* of them (uWSGI forks
+    its second worker after the first answers: later on a loaded machine),
+    or as many as there are after *timeout* seconds.
+    """
+    deadline = time.monotonic() + timeout
+    members = group_members(pgid)
+    while len(members) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+        members = group_members(pgid)
+    return members
+
+
 class TestUWSGIForkedWorkers(base.LabTestCase):
     """Concurrent clients through both uWSGI workers, one shared cache."""
 
@@ -154,7 +167,7 @@ class TestUWSGILifecycle(testtools.TestCase):
         self.addCleanup(server.stop)
         server.start()
         pgid = server.proc.pid
-        self.assertEqual(3, len(group_members(pgid)))
+        self.assertEqual(3, len(wait_members(pgid, 3)))
         started = time.monotonic()
         server.stop()
         self.assertLess(time.monotonic() - started,
@@ -179,7 +192,7 @@ class TestUWSGILifecycle(testtools.TestCase):
         self.assertTrue(line, 'the launcher could not start the server')
         pgid = int(line)
         self.addCleanup(self.kill_group, pgid)
-        self.assertEqual(3, len(group_members(pgid)))
+        self.assertEqual(3, len(wait_members(pgid, 3)))
         launcher.kill()
         # SIGTERM from PR_SET_PDEATHSIG: uWSGI's master then stops its
         # workers gracefully, which on a loaded 2-core CI machine took
