@@ -58,7 +58,7 @@ import re
 
 from oslo_config import cfg
 
-from glance_store_remote import store as store_module
+from glance_store_remote import locations
 
 LOG = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def read_only_backends(conf=None):
     except cfg.NoSuchOptError:
         return set()
     return {name for name, kind in enabled.items()
-            if kind == store_module.SCHEME}
+            if kind == locations.SCHEME}
 
 
 def exclude_from_all_stores():
@@ -151,7 +151,7 @@ def _info_controller_class():
             stores = []
             for store in listed:
                 if store['id'] in read_only:
-                    store = dict(store, type=store_module.SCHEME,
+                    store = dict(store, type=locations.SCHEME,
                                  properties={},
                                  weight=getattr(getattr(cfg.CONF,
                                                         store['id']),
