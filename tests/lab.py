@@ -43,6 +43,7 @@ import atexit
 import collections
 import ctypes
 import os
+import random
 import shutil
 import signal
 import socket
@@ -181,19 +182,31 @@ def rss(pid):
 _ports_given = set()
 
 
+# Listening ports come from below Linux's ephemeral range (32768-60999 by
+# default): a port taken from it may be the source port of any outgoing
+# connection of the machine (a busy test worker makes thousands) before
+# the server it was meant for binds it.
+PORT_RANGE = (20000, 32767)
+
+
 def free_port():
     """A free port of 127.0.0.1 that this process has not handed out
-    before: the kernel may offer a port again as soon as the socket that
-    found it is closed, before the server it was meant for binds it.
+    before, chosen at random in PORT_RANGE (so that the test workers, which
+    do not share _ports_given, seldom pick the same one) and free when
+    asked.
     """
     with _live_lock:
-        for _ in range(100):
+        for _ in range(1000):
+            port = random.randint(*PORT_RANGE)
+            if port in _ports_given:
+                continue
             with socket.socket() as sock:
-                sock.bind((HOST, 0))
-                port = sock.getsockname()[1]
-            if port not in _ports_given:
-                _ports_given.add(port)
-                return port
+                try:
+                    sock.bind((HOST, port))
+                except OSError:
+                    continue
+            _ports_given.add(port)
+            return port
     raise RuntimeError('no fresh free port on %s' % HOST)
 
 
