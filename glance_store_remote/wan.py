@@ -131,7 +131,8 @@ class Slots:
         """Wait up to *timeout* seconds for a free slot, calling *on_wait()*
         after each look (a fill shows it is alive).
 
-        :returns: a callable that frees the slot, or None (none was free)
+        :returns: the slot (call it to free it; renew() keeps a site
+            claim alive), or None (none was free)
         """
         with self._cond:
             ticket = object()
@@ -195,7 +196,7 @@ class Slots:
             except OSError as e:
                 os.close(fd)
                 return self._unusable(e)
-            return lambda fd=fd: os.close(fd)
+            return _NodeSlot(lambda fd=fd: os.close(fd))
         return None
 
     def _check_holder(self, index):
@@ -239,7 +240,7 @@ class Slots:
                       'cannot be used (%s): reads from central are not '
                       'capped until that is fixed', self.backend,
                       self.lock_dir, error)
-        return lambda: None
+        return _NodeSlot(lambda: None)
 
 
 class Gate:
@@ -317,6 +318,21 @@ class Gate:
                 start, done = now, 0
 
 
+class _NodeSlot:
+    """A slot of this node: calling it frees it; it has no claim to
+    renew (the flock lives as long as its descriptor).
+    """
+
+    def __init__(self, free):
+        self._free = free
+
+    def __call__(self):
+        self._free()
+
+    def renew(self):
+        pass
+
+
 class _SiteSlot:
     """A site slot: calling it frees it; renew() renews its claim."""
 
@@ -370,9 +386,7 @@ class _SlotHolder:
         now = _monotonic()
         if now - self._renewed >= SLOT_RENEW:
             self._renewed = now
-            renew = getattr(slot, 'renew', None)
-            if renew is not None:
-                renew()
+            slot.renew()
         with self._lock:
             self._idle_since = _monotonic()
         return chunk
