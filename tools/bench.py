@@ -22,7 +22,7 @@ reads 4 MiB at a time and discards the bytes):
 * alternative miss / hit: today's alternative, Glance's image cache
   (``caching`` flavor) in front of glance_store's ``http`` store whose
   location is central's ``/v2/images/<id>/file`` (central needs a HEAD
-  filter for that variant alone, see tests/head_filter.py).
+  filter for that variant alone, see tests/harness/head_filter.py).
 
 Then: 8 and 16 concurrent misses (wall time and upstream fetches), a soak
 of 64 clients mixing hits, misses and ranges on a small cache, the edge
@@ -55,7 +55,7 @@ import requests
 import urllib3.exceptions
 
 from glance_store_remote import cache as cache_module
-from tests import lab as lab_module
+from tests.harness import lab as lab_module
 from tools import bench_ceph
 from tools import bench_data
 from tools import bench_nova
@@ -159,7 +159,7 @@ class Bench:
                                         64 * 1024 * MiB)
         # A second remote-glance backend whose central is behind a
         # throttling proxy: a WAN-like link.
-        from tests import faults
+        from tests.harness import faults
         self.proxy = faults.FaultyCentral(central.url).start()
         wan_cache = os.path.join(self.lab.root, 'wan-cache')
         ceph_backends = self.ceph.start(self.lab.root)

@@ -11,9 +11,9 @@
 # under the License.
 
 """The Ceph rows of tools/bench.py: a central whose images live in a REAL
-single-node Ceph (tests/ceph.py), read by the same edge as the other rows
-through a backend of its own (``rbd-central``), behind a proxy that can cut
-the stream.
+single-node Ceph (tests/harness/ceph.py), read by the same edge as the other
+rows through a backend of its own (``rbd-central``), behind a proxy that can
+cut the stream.
 
 Rows, side by side in the same run as the rest of the benchmark:
 
@@ -39,9 +39,9 @@ import time
 import requests
 
 from glance_store_remote import cache as cache_module
-from tests import ceph
-from tests import faults
-from tests import lab as lab_module
+from tests.harness import ceph
+from tests.harness import faults
+from tests.harness import lab as lab_module
 
 MiB = 1024 * 1024
 BACKEND = 'rbd-central'

@@ -12,7 +12,7 @@
 
 """The nova rows of tools/bench.py (``tox -e bench -- --only nova``): time
 from ``server create`` to ACTIVE with a REAL nova 34 at the edge
-(tests/nova.py), for the same bytes served three ways:
+(tests/harness/nova.py), for the same bytes served three ways:
 
 * **miss**: a linked image the edge has never read (central sends it
   through the edge's cache);
@@ -34,7 +34,7 @@ import statistics
 import time
 import uuid
 
-from tests import nova
+from tests.harness import nova
 
 MiB = 1024 * 1024
 IMAGE_MIB = 256          # a raw image: nova keeps raw images as they are

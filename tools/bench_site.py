@@ -11,8 +11,8 @@
 # under the License.
 
 """The HA edge site rows of tools/bench.py (``--only site``): three edge
-glance-api nodes on one MariaDB behind haproxy (tests/site.py), the lab's
-central behind a WAN that the kernel shapes.
+glance-api nodes on one MariaDB behind haproxy (tests/harness/site.py), the
+lab's central behind a WAN that the kernel shapes.
 
 Rows, side by side in one run, with one image of ``--size-mib`` (at most
 256 MiB, as the WAN rows of bench.py cap theirs at 512):
@@ -59,7 +59,7 @@ import time
 import requests
 
 from glance_store_remote import cache as cache_module
-from tests import lab as lab_module
+from tests.harness import lab as lab_module
 from tools import bench_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -227,7 +227,7 @@ class SiteBench:
 
     def start(self, coordination):
         """Start a site (with or without its etcd) and use it."""
-        from tests import site
+        from tests.harness import site
         lab = site.EdgeSiteLab(nodes=NODES, coordination=coordination,
                                cache_max_size=64 * self.size)
         lab.node_threads = 4 * BOOTS_PER_NODE

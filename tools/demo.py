@@ -12,8 +12,8 @@
 
 """The demo: an edge Glance that reads its images from a central Glance.
 
-Starts a REAL central and edge Glance on loopback (tests.lab), uploads an
-image with properties to central, links it at the edge with a
+Starts a REAL central and edge Glance on loopback (tests.harness.lab), uploads
+an image with properties to central, links it at the edge with a
 remote-glance location, downloads and verifies it at the edge (the first
 read fills the edge cache, the second comes from it), then cuts central and
 shows plainly what still works at the edge and what does not. Last, it asks
@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 
-from tests import lab as lab_module
+from tests.harness import lab as lab_module
 
 IMAGE_MIB = 64
 

@@ -13,7 +13,7 @@
 """The fault soak (``tox -e soak``): an operator's bad day on a loopback
 site, one fault at a time, every answer checked.
 
-The site is tests/site.py's EdgeSiteLab, coordinated (etcd): three edge
+The site is tests/harness/site.py's EdgeSiteLab, coordinated (etcd): three edge
 glance-api nodes on one MariaDB behind haproxy, reading the lab's central.
 edge-3's cache is capped (``--cap-images`` images) so that it evicts all
 the time; the lab gives every node one cap, so edge-3 is restarted with a
@@ -57,8 +57,8 @@ import time
 import requests
 
 from glance_store_remote import cache as cache_module
-from tests import lab as lab_module
-from tests import site as site_module
+from tests.harness import lab as lab_module
+from tests.harness import site as site_module
 from tools import soak_report as report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -11,7 +11,8 @@
 # under the License.
 
 """Build (once) a virtualenv with tempest 47 and glance-tempest-plugin, for
-the tempest tier (tests/tempest_lab.py). Prints the virtualenv's python.
+the tempest tier (tests/harness/tempest_lab.py). Prints the virtualenv's
+python.
 
 Tempest gets a virtualenv of its own, outside tox's: it is the client
 side, pins its own libraries, and must not move when the Glance of the

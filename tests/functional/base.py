@@ -10,9 +10,9 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Shared pieces of the functional tests: REAL Glance servers (tests.lab),
-real clients (python-glanceclient, openstacksdk, keystoneauth1), loopback
-only.
+"""Shared pieces of the functional tests: REAL Glance servers
+(tests.harness.lab), real clients (python-glanceclient, openstacksdk,
+keystoneauth1), loopback only.
 
 One lab (central + edge) is started per test class and shared by its tests;
 each test restores what it breaks (a stopped central is started again in
@@ -38,7 +38,7 @@ import requests
 import testtools
 from testtools import content
 
-from tests import lab as lab_module
+from tests.harness import lab as lab_module
 
 MiB = 1024 * 1024
 TEST_TIMEOUT = 180  # seconds; a hung server fails the test, not the run
@@ -292,8 +292,8 @@ class LabTestCase(testtools.TestCase):
 
 
 class CephTestMixin:
-    """Starts a single-node Ceph (tests.ceph) before the class's lab and
-    stops it after; skips, naming what is missing, only where Ceph is not
+    """Starts a single-node Ceph (tests.harness.ceph) before the class's lab
+    and stops it after; skips, naming what is missing, only where Ceph is not
     installed. A class says what its lab gets with lab_options().
     """
 
@@ -306,7 +306,7 @@ class CephTestMixin:
 
     @classmethod
     def setUpClass(cls):
-        from tests import ceph
+        from tests.harness import ceph
         reason = ceph.unavailable_reason()
         if reason:
             raise cls.skipException(reason)

@@ -24,7 +24,7 @@ import subprocess
 import fixtures
 
 from tests.functional import base
-from tests import lab as lab_module
+from tests.harness import lab as lab_module
 
 PROPS = {'os_distro': 'cirros', 'hw_disk_bus': 'virtio'}
 

@@ -10,20 +10,20 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Central on a REAL single-node Ceph (tests/ceph.py): its images live in an
-RBD pool, as in most production Glance deployments, and it answers a Range
-with 400 (glance_store's rbd driver cannot read from an offset). The edge's
-behaviour against it is the range-less suite of
+"""Central on a REAL single-node Ceph (tests/harness/ceph.py): its images live
+in an RBD pool, as in most production Glance deployments, and it answers a
+Range with 400 (glance_store's rbd driver cannot read from an offset). The
+edge's behaviour against it is the range-less suite of
 test_rangeless_central.RangelessCentralTests, run here on RBD.
 
 Skipped, loudly, only where the Ceph packages are not installed (.ci/run
 installs them on CI).
 """
 
-from tests import ceph
 from tests.functional import base
 from tests.functional import test_rangeless_central
-from tests import lab as lab_module
+from tests.harness import ceph
+from tests.harness import lab as lab_module
 
 
 class CephCentral(base.CephTestMixin):

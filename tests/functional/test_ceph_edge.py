@@ -11,8 +11,9 @@
 # under the License.
 
 """An edge site with its own Ceph (the DCN shape), on a REAL single-node Ceph
-(tests/ceph.py): the edge's glance-api has ``enabled_backends = local:file,
-ceph:rbd, central:remote-glance``; central keeps the lab's file store.
+(tests/harness/ceph.py): the edge's glance-api has ``enabled_backends =
+local:file, ceph:rbd, central:remote-glance``; central keeps the lab's file
+store.
 
 Glance's own copy-image import moves an image it reads through remote-glance
 into the edge's RBD pool, where it is cloned the way nova's rbd image
@@ -40,9 +41,9 @@ import time
 import requests
 
 from glance_store_remote import store_copy
-from tests import ceph
 from tests.functional import base
-from tests import lab as lab_module
+from tests.harness import ceph
+from tests.harness import lab as lab_module
 
 MiB = base.MiB
 COPY_TIMEOUT = 120   # seconds for one copy-image of a few MiB

@@ -10,8 +10,8 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""The lab's Ceph (tests/ceph.py): a single-node cluster starts, a Glance
-server whose default backend is an RBD pool of it stores and serves
+"""The lab's Ceph (tests/harness/ceph.py): a single-node cluster starts, a
+Glance server whose default backend is an RBD pool of it stores and serves
 images, a second cluster runs beside it, and stop() leaves no daemon.
 
 Skipped, loudly, only where the Ceph packages are not installed (.ci/run
@@ -33,9 +33,9 @@ import requests
 import testtools
 from testtools import content
 
-from tests import ceph
 from tests.functional import base
-from tests import lab as lab_module
+from tests.harness import ceph
+from tests.harness import lab as lab_module
 
 MiB = 1024 * 1024
 

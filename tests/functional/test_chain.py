@@ -14,7 +14,7 @@
 
 Each far edge's remote-glance backend (``regional``) reads the edge, whose
 own backend (``central``) reads central; both edges cache and import on
-demand (tests.lab.ChainLab). Clients are glanceclient and the
+demand (tests.harness.lab.ChainLab). Clients are glanceclient and the
 ``glance-remote`` CLI, as operators and nova use them.
 """
 
@@ -28,7 +28,7 @@ import requests
 from testtools import content
 
 from tests.functional import base
-from tests import lab as lab_module
+from tests.harness import lab as lab_module
 
 PROJECT_A = lab_module.Identity('project-a', 'alice', ('member', 'reader'))
 MiB = base.MiB

@@ -32,7 +32,7 @@ import fixtures
 import testtools
 
 from tests.functional import base
-from tests import lab as lab_module
+from tests.harness import lab as lab_module
 
 CLIENTS = 8
 
@@ -178,7 +178,7 @@ class TestUWSGILifecycle(testtools.TestCase):
     def test_a_killed_launcher_takes_the_server_down(self):
         launcher = subprocess.Popen(
             [sys.executable, '-c', 'import sys, time\n'
-             'from tests import lab\n'
+             'from tests.harness import lab\n'
              's = lab.GlanceServer("uwsgi-edge", sys.argv[1], workers=2, '
              'wsgi_server="uwsgi")\n'
              'lab.db_sync(s)\n'

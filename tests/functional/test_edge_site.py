@@ -10,9 +10,9 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""An HA edge site against REAL parts (tests/site.py): three edge glance-api
-nodes on one MariaDB database behind haproxy, the lab's usual central, and
-an etcd for site coordination.
+"""An HA edge site against REAL parts (tests/harness/site.py): three edge
+glance-api nodes on one MariaDB database behind haproxy, the lab's usual
+central, and an etcd for site coordination.
 
 What is proved here: the site works through its balancer (links by PATCH
 and POST, downloads and records from every node); the edge database stays
@@ -38,8 +38,8 @@ import testtools
 from testtools import content
 
 from tests.functional import base
-from tests import lab as lab_module
-from tests import site
+from tests.harness import lab as lab_module
+from tests.harness import site
 
 UNAVAILABLE = site.unavailable_reason()
 PROPERTIES = {'os_distro': 'cirros', 'hw_disk_bus': 'virtio'}

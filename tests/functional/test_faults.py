@@ -24,7 +24,7 @@ import subprocess
 import time
 
 from tests.functional import base
-from tests import lab as lab_module
+from tests.harness import lab as lab_module
 
 MiB = base.MiB
 

@@ -25,8 +25,8 @@ import fixtures
 from glanceclient import exc as glance_exc
 
 from tests.functional import base
-from tests import keystone
-from tests import lab as lab_module
+from tests.harness import keystone
+from tests.harness import lab as lab_module
 
 
 class KeystoneTestCase(base.LabTestCase):

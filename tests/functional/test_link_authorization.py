@@ -25,7 +25,7 @@ import os
 import time
 
 from tests.functional import test_record_copy
-from tests import lab as lab_module
+from tests.harness import lab as lab_module
 
 ALICE = test_record_copy.ALICE
 BOB = test_record_copy.BOB

@@ -10,7 +10,8 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""The nova tier: a REAL nova 34 boots servers at the edge (tests/nova.py).
+"""The nova tier: a REAL nova 34 boots servers at the edge
+(tests/harness/nova.py).
 
 Nova's ``[glance]`` is the EDGE Glance (this driver, the record-copy
 filter, keystonemiddleware), as on an edge compute node; libvirt runs qemu
@@ -39,7 +40,7 @@ import testtools
 from testtools import content
 
 from tests.functional import base
-from tests import nova
+from tests.harness import nova
 
 MICROVERSION = '2.95'     # networks='none' needs 2.37; aggregate images 2.81
 BOOT_TIMEOUT = 240        # seconds for a server to leave BUILD

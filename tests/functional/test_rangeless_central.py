@@ -13,7 +13,7 @@
 """A central whose store serves no byte ranges: Glance on rbd (see
 test_ceph_central.py), swift, s3 or http answers a Range with 400. Here
 central keeps its images on glance_store's ``http`` store (the data on a
-plain web server, tests.web_server); the behaviours are shared with the
+plain web server, tests.harness.web_server); the behaviours are shared with the
 RBD tier through RangelessCentralTests.
 
 What is proven, against REAL servers: links by PATCH and POST, downloads
@@ -32,8 +32,8 @@ import uuid
 from testtools import content
 
 from tests.functional import base
-from tests import lab as lab_module
-from tests import web_server
+from tests.harness import lab as lab_module
+from tests.harness import web_server
 
 MiB = base.MiB
 

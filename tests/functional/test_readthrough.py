@@ -12,8 +12,8 @@
 
 """Functional tests of the read-through cache (readthrough.py, cache.py)
 against the REAL lab: central and edge Glance on loopback, with
-tests.faults.FaultyCentral between them where central must lie, crawl or
-stall at an exact byte.
+tests.harness.faults.FaultyCentral between them where central must lie, crawl
+or stall at an exact byte.
 """
 
 import concurrent.futures

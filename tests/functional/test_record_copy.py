@@ -25,7 +25,7 @@ import uuid
 from glanceclient import exc as glance_exc
 
 from tests.functional import base
-from tests import lab as lab_module
+from tests.harness import lab as lab_module
 
 ALICE = lab_module.Identity('project-a', 'alice', ('member', 'reader'))
 BOB = lab_module.Identity('project-b', 'bob', ('member', 'reader'))

@@ -20,7 +20,7 @@ import subprocess
 from glanceclient import exc as glance_exc
 
 from tests.functional import base
-from tests import lab as lab_module
+from tests.harness import lab as lab_module
 
 USER = 'sentinel-user-7f3a'
 SECRET = 'S3NTINEL-pw-91c2e'

@@ -45,8 +45,8 @@ from glance_store_remote import cache as cache_module
 from glance_store_remote import coordination
 from glance_store_remote import peers
 from tests.functional import test_edge_site as edge_site
-from tests import lab as lab_module
-from tests import site as site_module
+from tests.harness import lab as lab_module
+from tests.harness import site as site_module
 
 SIZE = 4 * 1024 * 1024 + 13
 

@@ -41,8 +41,8 @@ from testtools import content
 
 from tests.functional import base
 from tests.functional import test_edge_site as edge_site
-from tests import lab as lab_module
-from tests import site
+from tests.harness import lab as lab_module
+from tests.harness import site
 
 MiB = 1024 * 1024
 # Seconds etcd's every answer is held back while the node starts: its join

@@ -12,7 +12,8 @@
 
 """A coordinated site whose nodes' caches are too small for what they are
 asked, with central stopped: every read that would go to central asks the
-site first (REAL Glance nodes on MariaDB, haproxy, etcd; tests/site.py).
+site first (REAL Glance nodes on MariaDB, haproxy, etcd;
+tests/harness/site.py).
 """
 
 import hashlib

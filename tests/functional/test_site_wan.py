@@ -31,7 +31,7 @@ import time
 from testtools import content
 
 from tests.functional import test_edge_site as edge_site
-from tests import lab as lab_module
+from tests.harness import lab as lab_module
 
 MiB = 1024 * 1024
 # 32 MiB at 4 MiB/s: the first read holds the site's slot for 8 s or more

@@ -12,9 +12,9 @@
 
 """Functional tests of the remote-glance driver itself, without a cache:
 every read goes to central. A REAL central and edge Glance on loopback
-(tests.lab), driven with python-glanceclient, openstacksdk and keystoneauth1
-sessions as nova and operators drive them. The cache tier is tested in
-test_readthrough.py.
+(tests.harness.lab), driven with python-glanceclient, openstacksdk and
+keystoneauth1 sessions as nova and operators drive them. The cache tier is
+tested in test_readthrough.py.
 """
 
 import concurrent.futures

@@ -27,7 +27,7 @@ import tempfile
 import time
 
 from tests.functional import base
-from tests import lab as lab_module
+from tests.harness import lab as lab_module
 
 OLDER = os.environ.get('GSR_OLDER_CENTRAL_PYTHON')
 MEMBER = lab_module.Identity('edge-members', 'member-user',

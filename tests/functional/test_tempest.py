@@ -12,7 +12,7 @@
 
 """The tempest tier inside the functional run: tempest 47's image API
 tests and glance-tempest-plugin's RBAC tests against the edge and a stock
-Glance behind one real Keystone (tests/tempest_lab.py). It fails when a
+Glance behind one real Keystone (tests/harness/tempest_lab.py). It fails when a
 test fails on the edge and not on stock; failures both share are attached
 to the result by name. Tempest lives in a virtualenv that
 tools/tempest_env.py builds once under .tox (``tox -e functional`` and
@@ -24,8 +24,8 @@ import os
 import testtools
 from testtools import content
 
-from tests import site
-from tests import tempest_lab
+from tests.harness import site
+from tests.harness import tempest_lab
 
 TEMPEST = os.environ.get('GSR_TEMPEST_PYTHON')
 

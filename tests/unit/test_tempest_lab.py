@@ -10,8 +10,8 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Unit tests of the tempest tier's verdict (tests/tempest_lab.py): which
-failures fail the tier, and the qcow2 image it gives tempest. The tier
+"""Unit tests of the tempest tier's verdict (tests/harness/tempest_lab.py):
+which failures fail the tier, and the qcow2 image it gives tempest. The tier
 itself runs in tests/functional/test_tempest.py.
 """
 
@@ -20,7 +20,7 @@ import tempfile
 from oslo_utils.imageutils import format_inspector
 import testtools
 
-from tests import tempest_lab
+from tests.harness import tempest_lab
 
 T = 'tempest.api.image.v2.test_images.ImportImagesTest.'
 

@@ -16,7 +16,7 @@ a stock Glance.
 tempest 47's image API tests (``tempest.api.image``) and
 glance-tempest-plugin's RBAC tests, from a virtualenv of their own
 (tools/tempest_env.py), run against Glance 33 servers behind one real
-Keystone (tests/keystone.py), on 127.0.0.1, in pairs (PAIRS):
+Keystone (tests/harness/keystone.py), on 127.0.0.1, in pairs (PAIRS):
 
 * an EDGE configured as the docs say: ``local:file`` (the default),
   ``central:remote-glance`` reading a central Glance (RegionOne) with a
@@ -42,11 +42,12 @@ not on stock is a regression (the tier fails); one that fails on both is
 shared, reported by name, and does not fail the tier (it is Glance's,
 tempest's or the lab's, not ours).
 
-    python -m tests.tempest_lab --tempest-python .tox/tempest-47/bin/python
+    python -m tests.harness.tempest_lab \
+        --tempest-python .tox/tempest-47/bin/python
 
 Keystone and the Glance servers keep their databases in one private MariaDB
-(tests/site.py), as production does: on SQLite, tempest's concurrency made
-Keystone and both Glance servers answer 500 ("database is locked") to
+(tests/harness/site.py), as production does: on SQLite, tempest's concurrency
+made Keystone and both Glance servers answer 500 ("database is locked") to
 dozens of requests of one run, in WAL mode too.
 """
 
@@ -62,10 +63,10 @@ import tempfile
 import threading
 import time
 
-from tests import keystone
-from tests import lab as lab_module
-from tests import site
-from tests import web_server
+from tests.harness import keystone
+from tests.harness import lab as lab_module
+from tests.harness import site
+from tests.harness import web_server
 
 # The selection: Glance's image API tests and the plugin's RBAC tests.
 SELECTION = r'^(tempest\.api\.image\.|glance_tempest_plugin\.tests\.rbac\.)'

@@ -18,10 +18,10 @@ which puts them together with the lab's usual central.
 Each daemon is Debian's own binary (doc/source/contributor/lab.rst), run in
 the foreground as a child of the test process that leads a process group
 of its own and gets SIGTERM if the thread that started it dies
-(PR_SET_PDEATHSIG, as tests.lab and tests.ceph). stop() signals that group
-by PID (SIGTERM, then SIGKILL after a short grace) and reaps it; every part
-still running at interpreter exit is stopped. Nothing is killed by name.
-Every file a part writes (datadir, config, sockets, logs) stays in the
+(PR_SET_PDEATHSIG, as tests.harness.lab and tests.harness.ceph). stop() signals
+that group by PID (SIGTERM, then SIGKILL after a short grace) and reaps it;
+every part still running at interpreter exit is stopped. Nothing is killed by
+name. Every file a part writes (datadir, config, sockets, logs) stays in the
 directory its caller gives; EdgeSiteLab's is the lab's temporary directory,
 removed at stop() also after a failed start().
 
@@ -43,7 +43,7 @@ import time
 
 import requests
 
-from tests import lab as lab_module
+from tests.harness import lab as lab_module
 
 HOST = lab_module.HOST
 # Debian package of each binary the site needs, as .ci/run installs them.

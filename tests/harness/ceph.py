@@ -20,9 +20,9 @@ doc/source/contributor/lab.rst for the facts behind the choices.
 
 Everything the cluster writes (config, keyrings, monitor store, OSD dir,
 logs, pid files, admin sockets, crash dumps) stays in the directory the
-caller gives; the caller owns and removes it. Cleanup follows tests.lab:
-each daemon runs in the foreground as a child leading a process group of
-its own, gets SIGTERM if the process that started it dies
+caller gives; the caller owns and removes it. Cleanup follows
+tests.harness.lab: each daemon runs in the foreground as a child leading a
+process group of its own, gets SIGTERM if the process that started it dies
 (PR_SET_PDEATHSIG), and is stopped by its process group at stop() and at
 interpreter exit, SIGKILL after a short grace. Nothing is killed by name.
 
@@ -47,7 +47,7 @@ import threading
 import time
 import uuid
 
-from tests import lab as lab_module
+from tests.harness import lab as lab_module
 
 HOST = lab_module.HOST
 # The Debian packages (Ceph 16.2, Debian 12) the tier needs, as .ci/run
@@ -171,8 +171,8 @@ def link_bindings(python=sys.executable):
 
 def free_ports(count):
     """*count* distinct free ports of 127.0.0.1 (all held open at once
-    while picked: two calls of tests.lab.free_port() can return the same
-    port).
+    while picked: two calls of tests.harness.lab.free_port() can return the
+    same port).
     """
     sockets = []
     try:
@@ -214,7 +214,7 @@ class CephCluster:
     Call start() from a thread that outlives the cluster (the main
     thread): PR_SET_PDEATHSIG fires when the *thread* that started a daemon
     ends, so a cluster started from a short-lived worker thread gets
-    SIGTERM as soon as that thread returns (as do tests.lab's servers).
+    SIGTERM as soon as that thread returns (as do tests.harness.lab's servers).
 
     After start(): ``conf_file``, ``fsid``, ``admin_keyring``,
     ``glance_user``, ``glance_keyring``, ``mon_host``, ``pids()``.
@@ -553,7 +553,7 @@ def rbd_backend_options(cluster, backend_name='ceph', pool='images',
                         default=True, chunk_size=8):
     """The ``{section: {key: value}}`` of a Glance 33 glance-api.conf for
     an rbd store *backend_name* on *pool* of *cluster*, as the Glance user;
-    merged over tests.lab.GlanceServer's own config (``options=``,
+    merged over tests.harness.lab.GlanceServer's own config (``options=``,
     ``central_options=``).
 
     :param default: make it the only and default backend (Glance then

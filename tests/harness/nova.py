@@ -12,8 +12,8 @@
 
 """A REAL nova 34 at the edge, for the functional tests' nova tier.
 
-``NovaLab`` is the Keystone tier's lab (tests.keystone: a real Keystone,
-central in RegionOne, the edge in RegionTwo with this driver and the
+``NovaLab`` is the Keystone tier's lab (tests.harness.keystone: a real
+Keystone, central in RegionOne, the edge in RegionTwo with this driver and the
 record-copy filter behind keystonemiddleware) plus an edge compute site:
 
 * RabbitMQ (Debian's rabbitmq-server) with its own epmd, both on free
@@ -21,10 +21,10 @@ record-copy filter behind keystonemiddleware) plus an edge compute site:
 * a private libvirtd (its sockets in the lab) and virtlogd, with qemu in
   TCG (``virt_type = qemu``, ``cpu_mode = none``): no KVM is needed;
 * placement (``openstack-placement`` 16, gunicorn), nova-api (gunicorn,
-  through tests/nova_wsgi.py), nova-conductor, nova-scheduler and
+  through tests/harness/nova_wsgi.py), nova-conductor, nova-scheduler and
   nova-compute (libvirt driver), from nova 34 (the release of Glance 33) in
   a virtualenv of their own (tools/nova_env.py, found through
-  ``GSR_NOVA_PYTHON``), on a private MariaDB (tests.site);
+  ``GSR_NOVA_PYTHON``), on a private MariaDB (tests.harness.site);
 * a loopback STAND-IN for neutron (NeutronStandIn): servers are created
   with ``networks='none'``, yet nova still lists ports and security
   groups; the stand-in answers those lists, empty. No real neutron runs.
@@ -32,8 +32,8 @@ record-copy filter behind keystonemiddleware) plus an edge compute site:
 Nova's ``[glance]`` is an edge compute's: ``endpoint_override`` = the EDGE
 Glance, ``num_retries = 0``; nova passes the user's token, which the edge
 validates with Keystone. Every process is a child of the test process
-leading its own process group (tests.site.Daemon): stopped by PID, in the
-order doc/source/contributor/lab.rst gives (nova and placement first, then
+leading its own process group (tests.harness.site.Daemon): stopped by PID, in
+the order doc/source/contributor/lab.rst gives (nova and placement first, then
 RabbitMQ and epmd, then libvirt, after the lab's domains are destroyed and
 undefined),
 also after a failed start, at exit, and (PR_SET_PDEATHSIG) when the test
@@ -59,10 +59,10 @@ import time
 
 import requests
 
-from tests import keystone
-from tests import lab as lab_module
-from tests import site
-from tests import web_server
+from tests.harness import keystone
+from tests.harness import lab as lab_module
+from tests.harness import site
+from tests.harness import web_server
 
 HOST = lab_module.HOST
 NOVA_PYTHON_ENV = 'GSR_NOVA_PYTHON'
@@ -83,7 +83,8 @@ SETUP_TIMEOUT = 240   # seconds: compute registered in placement and cells
 COMMAND_TIMEOUT = 180
 COMPUTE_HOST = 'edge-compute-1'
 
-# name: (password, project, roles), in Keystone next to tests.keystone's.
+# name: (password, project, roles), in Keystone next to
+# tests.harness.keystone's.
 SERVICE_USERS = {
     'nova': ('nova-lab-pw', 'service', ('admin', 'service')),
     'placement': ('placement-lab-pw', 'service', ('admin', 'service')),
@@ -696,10 +697,11 @@ class NovaLab(keystone.KeystoneLab):
 
     def _start_services(self):
         self.placement = self._gunicorn(
-            'placement', self.placement_port, 'tests.nova_wsgi:placement',
+            'placement', self.placement_port,
+            'tests.harness.nova_wsgi:placement',
             {'OS_PLACEMENT_CONFIG_DIR': self.placement_root})
         self.nova_api = self._gunicorn(
-            'nova-api', self.nova_port, 'tests.nova_wsgi:compute',
+            'nova-api', self.nova_port, 'tests.harness.nova_wsgi:compute',
             {'OS_NOVA_CONFIG_DIR': self.nova_root})
         for name in ('nova-conductor', 'nova-scheduler', 'nova-compute'):
             self.services[name] = PythonService(
@@ -763,7 +765,9 @@ class NovaLab(keystone.KeystoneLab):
     # -- clients and logs --------------------------------------------------
 
     def compute(self, user):
-        """A keystoneauth1 adapter to nova as *user* (tests.keystone)."""
+        """A keystoneauth1 adapter to nova as *user* (a user
+        tests.harness.keystone made).
+        """
         from keystoneauth1 import adapter
         return adapter.Adapter(self.session(user), service_type='compute',
                                endpoint_override=self.nova_url)

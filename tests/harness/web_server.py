@@ -28,7 +28,7 @@ import os
 import threading
 import uuid
 
-from tests import lab as lab_module
+from tests.harness import lab as lab_module
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

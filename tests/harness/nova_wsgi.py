@@ -11,12 +11,12 @@
 # under the License.
 
 """gunicorn entry points for the nova tier's placement and nova-api
-(tests/nova.py), in nova's virtualenv.
+(tests/harness/nova.py), in nova's virtualenv.
 
 Both parse ``sys.argv`` as their own command line; under gunicorn that is
 gunicorn's, and the worker dies. Keep only the program name, then import
-the one application asked for (``tests.nova_wsgi:compute`` or
-``tests.nova_wsgi:placement``): each process loads only its own.
+the one application asked for (``tests.harness.nova_wsgi:compute`` or
+``tests.harness.nova_wsgi:placement``): each process loads only its own.
 """
 
 import sys

@@ -15,8 +15,8 @@
 The ``keystone`` package from PyPI, sqlite, fernet tokens, served by
 gunicorn (one worker: token caches are per process). Bootstrapped with an
 admin, then provisioned by KeystoneLab: regions, the image service's
-endpoints, projects, users and roles. Cleanup follows tests.lab: by process
-group, at stop, at exit and when the test process dies.
+endpoints, projects, users and roles. Cleanup follows tests.harness.lab: by
+process group, at stop, at exit and when the test process dies.
 """
 
 import os
@@ -26,7 +26,7 @@ import time
 
 import requests
 
-from tests import lab as lab_module
+from tests.harness import lab as lab_module
 
 ADMIN_PASSWORD = 'admin-lab-password'
 DOMAIN = 'Default'
@@ -90,7 +90,8 @@ class Keystone:
                 [sys.executable, '-m', 'gunicorn', '--bind',
                  '%s:%d' % (lab_module.HOST, self.port), '--workers', '1',
                  '--worker-class', 'gthread', '--threads', '8',
-                 '--no-control-socket', 'tests.keystone_wsgi:application'],
+                 '--no-control-socket',
+                 'tests.harness.keystone_wsgi:application'],
                 env=env, cwd=self.root, stdin=subprocess.DEVNULL,
                 stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True, preexec_fn=lab_module._die_with_parent)

@@ -56,7 +56,8 @@ import time
 import requests
 
 GLANCE_ETC = os.path.join(sys.prefix, 'etc', 'glance')
-PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
 BIN = os.path.dirname(sys.executable)
 HOST = '127.0.0.1'
 
@@ -224,7 +225,7 @@ def _paste_ini(glance_etc=GLANCE_ETC):
       (the edge's usual flavor here);
     * ``trusted``: unauthenticated (admin, no roles), with the filters;
     * ``headfile``: unauthenticated, with the benchmark's HEAD filter (see
-      tests/head_filter.py);
+      tests/harness/head_filter.py);
     * ``headerauth+storeinfo``: ``headerauth`` with the store-info filter
       too;
     * ``keystone+cachemanagement+edge``: the edge as the docs describe it,
@@ -261,7 +262,8 @@ def _paste_ini(glance_etc=GLANCE_ETC):
                   'paste.composite_factory = glance.api:root_app_factory',
                   '/: api', '/healthcheck: healthcheck']
     lines += ['', '[filter:headfile]',
-              'paste.filter_factory = tests.head_filter:filter_factory',
+              'paste.filter_factory = '
+              'tests.harness.head_filter:filter_factory',
               '', '[filter:remote-glance-record-copy]',
               'paste.filter_factory = glance_store_remote.record_copy:'
               'filter_factory',
@@ -665,7 +667,8 @@ class Lab(LabBase):
     :param cache_max_size: cap of the edge's remote-glance cache in bytes;
         None runs the edge without a cache
     :param cache_dir: the edge's cache directory (default: in the lab)
-    :param proxy: put tests.faults.FaultyCentral between edge and central
+    :param proxy: put tests.harness.faults.FaultyCentral between edge and
+        central
     :param central_python: the interpreter of another virtualenv whose
         (older) Glance central runs; default: this one
     :param central_tls: serve central over HTTPS with a test CA (the edge
@@ -727,7 +730,7 @@ class Lab(LabBase):
             python=self.central_python)
         central_url = self.central.url
         if self.use_proxy:
-            from tests import faults
+            from tests.harness import faults
             self.proxy = faults.FaultyCentral(self.central.url).start()
             central_url = self.proxy.url
         self.edge = edge_server(

@@ -17,7 +17,7 @@ It forwards every request to central unchanged and streams the answer back,
 and for the body of ``GET .../file`` answers it can, from a given body
 offset: flip one byte, cut the connection, stall until released, or throttle
 to a rate. Faults are one-shot or sticky as set; ``reset()`` clears them.
-Used through ``tests.lab.Lab(proxy=True)``.
+Used through ``tests.harness.lab.Lab(proxy=True)``.
 """
 
 import http.client
@@ -28,7 +28,7 @@ import threading
 import time
 import urllib.parse
 
-from tests import lab as lab_module
+from tests.harness import lab as lab_module
 
 HOP_BY_HOP = {'connection', 'keep-alive', 'proxy-authenticate',
               'proxy-authorization', 'te', 'trailer', 'transfer-encoding',
