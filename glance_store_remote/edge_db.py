@@ -10,33 +10,79 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""The edge Glance's own database, from inside glance-api.
+"""The edge Glance's own code, from inside glance-api: the one module of
+this package that calls Glance (its database API, its schema, its import
+tasks). Each function names the Glance code it mirrors or calls, as read in
+Glance 30.2.0 and 33.0.0 (the releases the tests run it against:
+tests/functional/test_edge_db.py).
 
 The driver and the filters run in glance-api's process, where Glance's
 database engine is configured. ``EdgeRecords`` reads and writes image rows
 through Glance's database API with an admin context: callers use it only for
 what Glance has already authorized (see record_copy.py and ondemand.py).
-``count_live_locations`` answers None outside glance-api (the CLI, unit
-tests), and callers keep to the safe side.
+``GlanceEdge`` is what the automatic copy (store_copy.AutoCopy) needs of
+the edge: images, their users, and Glance's copy-image import started as
+Glance's API starts it. ``count_live_locations`` answers None outside
+glance-api (the CLI, unit tests), and callers keep to the safe side.
+
+Glance is imported when a function runs, never at module level: store.py
+imports this module, and Glance imports every store driver to list its
+options.
 """
 
+import datetime
 import logging
+
+from glance_store_remote import exceptions
 
 LOG = logging.getLogger(__name__)
 
-_COUNT_LIVE_LOCATIONS = (
-    "SELECT COUNT(*) FROM image_locations WHERE value = :uri "
+# Glance's bookkeeping of an import, in image properties
+# (glance/api/v2/images.py, glance/async_/flows/api_image_import.py).
+IMPORT_LOCK = 'os_glance_import_task'
+IMPORTING = 'os_glance_importing_to_stores'
+FAILED = 'os_glance_failed_import'
+
+# Glance's tasks table refuses a task without an owner: a copy this package
+# starts for an image without one is owned by this name.
+TASK_OWNER = 'glance-store-remote'
+
+# ImagesController._enforce_import_lock: a lock whose task has not been
+# updated for this long is stale (twice as long for a pending task), in
+# these task states.
+LOCK_EXPIRY = datetime.timedelta(minutes=60)
+BUSTABLE_STATES = ('pending', 'processing', 'success', 'failure')
+
+# The live locations of a URI in Glance's image_locations table
+# (glance/db/sqlalchemy/models.py: ImageLocation). deleted is bound as a
+# boolean: PostgreSQL refuses a comparison of its boolean column with 0.
+_LIVE_LOCATIONS = (
+    "SELECT image_id FROM image_locations WHERE value = :uri "
     "AND deleted = :deleted AND status = 'active'")
 
 
-_LIVE_IMAGES_AT = (
-    "SELECT DISTINCT image_id FROM image_locations WHERE value = :uri "
-    "AND deleted = :deleted AND status = 'active'")
+class ImportLocked(exceptions.RemoteGlanceError):
+    """Another import holds the image's import lock and it is not stale
+    (Glance's API answers 409 then).
+    """
 
 
 def _engine():
     from glance.db.sqlalchemy import api as db_api
     return db_api.get_engine()
+
+
+def _live_location_images(uri):
+    """The image ID of each live location *uri*, one per location row
+    (Glance's own image_locations rows, through its engine).
+
+    :raises Exception: the edge database cannot be read here
+    """
+    import sqlalchemy
+    with _engine().connect() as connection:
+        return [row[0] for row in connection.execute(
+            sqlalchemy.text(_LIVE_LOCATIONS),
+            {'uri': uri, 'deleted': False})]
 
 
 def count_live_locations(uri):
@@ -46,13 +92,7 @@ def count_live_locations(uri):
     :returns: the count, or None when the edge database cannot be read
     """
     try:
-        import sqlalchemy
-        # deleted is bound as a boolean: PostgreSQL refuses a comparison
-        # of its boolean column with 0.
-        with _engine().connect() as connection:
-            return connection.execute(
-                sqlalchemy.text(_COUNT_LIVE_LOCATIONS),
-                {'uri': uri, 'deleted': False}).scalar()
+        return len(_live_location_images(uri))
     except Exception as e:
         LOG.debug('edge database not readable here: %s', e)
         return None
@@ -63,21 +103,19 @@ def live_images_at(uri):
     list when the edge database cannot be read).
     """
     try:
-        import sqlalchemy
-        with _engine().connect() as connection:
-            return sorted(row[0] for row in connection.execute(
-                sqlalchemy.text(_LIVE_IMAGES_AT),
-                {'uri': uri, 'deleted': False}))
+        return sorted(set(_live_location_images(uri)))
     except Exception as e:
         LOG.debug('edge database not readable here: %s', e)
         return []
 
 
 def api_view(record):
-    """An edge image row (edge_db.EdgeRecords.get) in the shape Glance's
-    API shows it: properties as top-level keys, ``stores`` from the active
-    locations, ``locations`` as url and metadata.
+    """An edge image row (EdgeRecords.get) in the shape Glance's API shows
+    it (glance/api/v2/images.py: ResponseSerializer._format_image):
+    properties as top-level keys, ``stores`` from the active locations,
+    ``locations`` as url and metadata.
     """
+
     image = dict(record.get('properties') or {})
     for key in ('id', 'status', 'size', 'checksum', 'os_hash_algo',
                 'os_hash_value', 'disk_format', 'container_format', 'owner'):
@@ -94,7 +132,9 @@ def api_view(record):
 
 
 class EdgeRecords:
-    """The edge images as Glance's database API holds them.
+    """The edge images as Glance's database API holds them
+    (``glance.db.get_api()``: glance/db/sqlalchemy/api.py), with Glance's
+    admin context (glance/context.py: get_admin_context).
 
     These writes bypass Glance's domain layer: no notification, no quota,
     no property protection. Callers write only what Glance accepted.
@@ -108,7 +148,8 @@ class EdgeRecords:
 
     def get(self, image_id, context=None):
         """The live edge record (a dict, ``properties`` as a dict,
-        ``locations`` as Glance lists them) or None.
+        ``locations`` as Glance lists them) or None: Glance's
+        ``image_get``.
 
         :param context: a request context: then None also when Glance
             would not show the image to that requester
@@ -128,7 +169,8 @@ class EdgeRecords:
 
     def known(self, image_id):
         """Whether the edge has, or had, an image with this ID: deleted
-        rows count, since Glance never gives a deleted image's ID again.
+        rows count, since Glance never gives a deleted image's ID again
+        (``image_get`` with ``force_show_deleted``).
         """
         from glance.common import exception as glance_exception
         try:
@@ -139,7 +181,8 @@ class EdgeRecords:
         return True
 
     def create(self, values, tags, members):
-        """Create an image row, then its tags and members.
+        """Create an image row, then its tags and members: Glance's
+        ``image_create``, ``image_tag_set_all``, ``image_member_create``.
 
         :param members: {project: membership status}
         :raises glance.common.exception.Duplicate: the ID exists already
@@ -153,7 +196,175 @@ class EdgeRecords:
                 'status': status, 'can_share': False})
 
     def update(self, image_id, values, properties):
-        """Set core *values* and add *properties*; other properties stay."""
+        """Set core *values* and add *properties*; other properties stay
+        (Glance's ``image_update`` with ``purge_props=False``).
+        """
         self._db.image_update(self._context, image_id,
                               dict(values, properties=properties),
                               purge_props=False)
+
+
+class GlanceEdge:
+    """Glance's own database and import tasks, from inside glance-api:
+    what store_copy.AutoCopy needs of the edge (the same methods as
+    store_copy.EdgeCopies, which asks the edge's API instead).
+    """
+
+    def __init__(self):
+        self._records = EdgeRecords()
+
+    def image(self, image_id):
+        """The edge image, API-shaped (see api_view), or None."""
+        record = self._records.get(image_id)
+        return api_view(record) if record is not None else None
+
+    def users(self, location):
+        """The live edge images with an active *location*, API-shaped.
+
+        :raises Exception: the edge database cannot be read
+        """
+        return [image for image in map(self.image, sorted(set(
+            _live_location_images(location)))) if image is not None]
+
+    def start_copy(self, image_id, target):
+        """Start Glance's copy-image import of *image_id* into *target*, as
+        ``POST /v2/images/<id>/import`` does once its policy check passed
+        (glance/api/v2/images.py: ImagesController.import_image): a stale
+        import lock recovered (``_enforce_import_lock``), a task, the
+        image's import lock, what the stale lock's task left in the import
+        properties cleaned up (``_cleanup_stale_task_progress``), the task
+        run in Glance's task pool. Runs with an admin context: the operator
+        asked for it in the configuration.
+
+        :returns: the task ID
+        :raises ImportLocked: another import holds the image's lock
+        """
+        from glance.api import common as api_common
+        from glance.common import exception as glance_exception
+        from glance import context as glance_context
+        from glance import gateway as glance_gateway
+
+        context = glance_context.get_admin_context()
+        gateway = glance_gateway.Gateway()
+        image_repo = gateway.get_repo(context)
+        task_repo = gateway.get_task_repo(context)
+        image = image_repo.get(image_id)
+        stole_lock_from_task = None
+        if IMPORT_LOCK in image.extra_properties:
+            stole_lock_from_task = _enforce_import_lock(
+                image_repo, task_repo, image)
+        task = gateway.get_task_factory(context).new_task(
+            task_type='api_image_import',
+            owner=image.owner or TASK_OWNER,
+            task_input={'image_id': image_id,
+                        'import_req': {'method': {'name': 'copy-image'},
+                                       'stores': [target]},
+                        'backend': [target]},
+            image_id=image_id, user_id=None,
+            request_id=context.request_id)
+        try:
+            image_repo.set_property_atomic(image, IMPORT_LOCK, task.task_id)
+        except glance_exception.Duplicate:
+            raise ImportLocked('edge image %s: another import runs'
+                               % image_id)
+        if stole_lock_from_task:
+            _cleanup_stale_task_progress(image_repo, image,
+                                         stole_lock_from_task)
+        task_repo.add(task)
+        executor = gateway.get_task_executor_factory(
+            context, admin_context=context).new_task_executor(context)
+        api_common.get_thread_pool('tasks_pool').spawn(task.run, executor)
+        return task.task_id
+
+
+def _enforce_import_lock(image_repo, task_repo, image):
+    """Glance's ImagesController._enforce_import_lock: the lock of *image*
+    is stale when its task is gone, or in a state Glance may bust and not
+    updated for LOCK_EXPIRY (twice that while pending); then remove it
+    (``_bust_import_lock``) and return the task (None when gone).
+
+    :raises ImportLocked: the lock is valid
+    """
+    from glance.common import exception as glance_exception
+    from oslo_utils import timeutils
+
+    other_task = image.extra_properties[IMPORT_LOCK]
+    expiry = LOCK_EXPIRY
+    try:
+        task = task_repo.get(other_task)
+    except glance_exception.NotFound:
+        LOG.warning('Image %(image)s has non-existent import task '
+                    '%(task)s; considering it stale',
+                    {'image': image.image_id, 'task': other_task})
+        task = None
+        age = 0
+    else:
+        age = timeutils.utcnow() - task.updated_at
+        if task.status == 'pending':
+            expiry *= 2
+    if not task or (task.status in BUSTABLE_STATES and age >= expiry):
+        _bust_import_lock(image_repo, task_repo, image, task, other_task)
+        return task
+    if task.status in BUSTABLE_STATES:
+        LOG.warning('Image %(image)s has active import task %(task)s in '
+                    'status %(status)s; lock remains valid for %(expire)i '
+                    'more seconds',
+                    {'image': image.image_id, 'task': task.task_id,
+                     'status': task.status,
+                     'expire': (expiry - age).total_seconds()})
+    raise ImportLocked('edge image %s: another import runs'
+                       % image.image_id)
+
+
+def _bust_import_lock(image_repo, task_repo, image, task, task_id):
+    """Glance's ImagesController._bust_import_lock: fail the stale task
+    (when it can still fail), drop its lock.
+
+    :raises ImportLocked: another request removed the lock first
+    """
+    from glance.common import exception as glance_exception
+
+    if task:
+        try:
+            task.fail('Expired lock preempted')
+            task_repo.save(task)
+        except glance_exception.InvalidTaskStatusTransition:
+            # A task in a terminal state whose lock was never dropped.
+            pass
+    try:
+        image_repo.delete_property_atomic(image, IMPORT_LOCK, task_id)
+    except glance_exception.NotFound:
+        LOG.warning('Image %(image)s has stale import task %(task)s but we '
+                    'lost the race to remove it.',
+                    {'image': image.image_id, 'task': task_id})
+        # As Glance: act as if it had not expired, no retry loop.
+        raise ImportLocked('edge image %s: another import runs'
+                           % image.image_id)
+    LOG.warning('Image %(image)s has stale import task %(task)s in status '
+                '%(status)s from %(owner)s; removed lock because it had '
+                'expired.',
+                {'image': image.image_id, 'task': task_id,
+                 'status': task and task.status or 'missing',
+                 'owner': task and task.owner or 'unknown owner'})
+
+
+def _cleanup_stale_task_progress(image_repo, image, task):
+    """Glance's ImagesController._cleanup_stale_task_progress: take the
+    stores of the task whose lock was busted out of the image's importing
+    and failed lists.
+    """
+    stores = task.task_input.get('backend', [])
+    changed = set()
+    for store in stores:
+        for key in (IMPORTING, FAILED):
+            values = image.extra_properties.get(key, '').split(',')
+            if store in values:
+                values.remove(store)
+                changed.add(key)
+            image.extra_properties[key] = ','.join(values)
+    if changed:
+        image_repo.save(image)
+        LOG.debug('Image %(image)s had stale import progress info %(keys)s '
+                  'from task %(task)s which was cleaned up',
+                  {'image': image.image_id, 'task': task.task_id,
+                   'keys': ','.join(changed)})

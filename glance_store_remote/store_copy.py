@@ -37,13 +37,11 @@ This module owns:
   (the CLI, with the operator's credentials);
 * ``AutoCopy``: the ``remote_glance_copy_to_store`` option inside glance-api
   (a copy of the edge image under central's ID after the first complete,
-  verified read, then the release of the cache entry); ``GlanceEdge`` is its
-  access to Glance's database and task machinery, the only part that imports
-  Glance;
+  verified read, then the release of the cache entry); its access to
+  Glance's database and task machinery is edge_db.GlanceEdge;
 * ``release_cache``: evicting a cache entry the store copy made redundant.
 
-Nothing here talks to central. No Glance import at module level: store.py
-imports this module.
+Nothing here talks to central or imports Glance.
 """
 
 import logging
@@ -61,9 +59,9 @@ from glance_store_remote import streams
 LOG = logging.getLogger(__name__)
 
 # Glance's bookkeeping of an import, in image properties.
-IMPORT_LOCK = 'os_glance_import_task'
-IMPORTING = 'os_glance_importing_to_stores'
-FAILED = 'os_glance_failed_import'
+IMPORT_LOCK = edge_db.IMPORT_LOCK
+IMPORTING = edge_db.IMPORTING
+FAILED = edge_db.FAILED
 
 # Where a copy into a store stands.
 HELD = 'held'          # the image has a location in the store
@@ -74,10 +72,6 @@ ABSENT = 'absent'      # nothing of the above
 # The fields Glance checks a copy against; the edge record must carry
 # central's values of all of them.
 VERIFIED_FIELDS = ('size', 'checksum', 'os_hash_algo', 'os_hash_value')
-
-# Glance's tasks table refuses a task without an owner: a copy this package
-# starts for an image without one is owned by this name.
-TASK_OWNER = 'glance-store-remote'
 
 # What AutoCopy reports for an edge image that links a central image under
 # an ID of its own (see AutoCopy).
@@ -97,7 +91,7 @@ class CopyError(exceptions.RemoteGlanceError):
     """
 
 
-class CopyBusy(CopyError):
+class CopyBusy(CopyError, edge_db.ImportLocked):
     """Another import of the image runs (Glance's import lock is held)."""
 
 
@@ -323,73 +317,6 @@ class EdgeCopies:
             self._sleep(poll)
 
 
-class GlanceEdge:
-    """Glance's own database and import tasks, from inside glance-api:
-    what AutoCopy needs of the edge. Imports Glance when built.
-    """
-
-    _USERS = ("SELECT DISTINCT l.image_id FROM image_locations l "
-              "JOIN images i ON i.id = l.image_id "
-              "WHERE l.value = :uri AND l.deleted = :deleted "
-              "AND l.status = 'active' AND i.deleted = :deleted")
-
-    def __init__(self):
-        self._records = edge_db.EdgeRecords()
-
-    def image(self, image_id):
-        """The edge image, API-shaped (see view), or None."""
-        record = self._records.get(image_id)
-        return edge_db.api_view(record) if record is not None else None
-
-    def users(self, location):
-        """The live edge images with an active *location*, API-shaped."""
-        from glance.db.sqlalchemy import api as db_api
-        import sqlalchemy
-        with db_api.get_engine().connect() as connection:
-            ids = [row[0] for row in connection.execute(
-                sqlalchemy.text(self._USERS),
-                {'uri': location, 'deleted': False})]
-        return [image for image in map(self.image, sorted(ids))
-                if image is not None]
-
-    def start_copy(self, image_id, target):
-        """Start Glance's copy-image import of *image_id* into *target*, as
-        ``POST /v2/images/<id>/import`` does once its policy check passed
-        (glance.api.v2.images.ImagesController.import_image): a task, the
-        image's import lock, the task run in Glance's task pool. Runs with
-        an admin context: the operator asked for it in the configuration.
-
-        :raises CopyBusy: another import holds the image's lock
-        """
-        from glance.api import common as api_common
-        from glance.common import exception as glance_exception
-        from glance import context as glance_context
-        from glance import gateway as glance_gateway
-
-        context = glance_context.get_admin_context()
-        gateway = glance_gateway.Gateway()
-        image_repo = gateway.get_repo(context)
-        image = image_repo.get(image_id)
-        task = gateway.get_task_factory(context).new_task(
-            task_type='api_image_import',
-            owner=image.owner or TASK_OWNER,
-            task_input={'image_id': image_id,
-                        'import_req': {'method': {'name': 'copy-image'},
-                                       'stores': [target]},
-                        'backend': [target]},
-            image_id=image_id, user_id=None,
-            request_id=context.request_id)
-        try:
-            image_repo.set_property_atomic(image, IMPORT_LOCK, task.task_id)
-        except glance_exception.Duplicate:
-            raise CopyBusy('edge image %s: another import runs' % image_id)
-        gateway.get_task_repo(context).add(task)
-        executor = gateway.get_task_executor_factory(
-            context, admin_context=context).new_task_executor(context)
-        api_common.get_thread_pool('tasks_pool').spawn(task.run, executor)
-        return task.task_id
-
-
 class AutoCopy:
     """``remote_glance_copy_to_store``: after a complete read of a central
     image through this backend, copy the edge image under central's ID into
@@ -416,7 +343,8 @@ class AutoCopy:
     :param cache: the backend's cache.Cache, or None
     :param central_record: callable(central image ID) -> central's record
         (a dict): the one kept with the cache when there is one
-    :param edge: the edge's database and tasks (GlanceEdge by default)
+    :param edge: the edge's database and tasks (edge_db.GlanceEdge by
+        default)
     :param release: release the cache entry once every user holds a copy
     """
 
@@ -444,7 +372,7 @@ class AutoCopy:
     @property
     def edge(self):
         if self._edge is None:
-            self._edge = GlanceEdge()
+            self._edge = edge_db.GlanceEdge()
         return self._edge
 
     def location(self, central_id):
@@ -511,7 +439,9 @@ class AutoCopy:
 
         An image under another import (Glance's lock is held: the hashing
         task of a new location, a copy someone else asked for) is looked at
-        again once that import ended, up to MAX_ROUNDS times.
+        again once that import ended, up to MAX_ROUNDS times; a stale lock
+        (its task gone, or not updated for an hour) is recovered as
+        Glance's import call recovers it (edge_db.GlanceEdge.start_copy).
 
         :returns: {edge image ID: 'held' (it was there), 'copied', 'failed',
             'copying' (still running when the wait ended), 'refused: <why>'
@@ -534,13 +464,13 @@ class AutoCopy:
                 state = copy_state(image, self.target)
                 if state == HELD:
                     results[image_id] = 'held'
-                elif state == COPYING:
-                    busy.append(image_id)
                 elif state == FAILED_STATE:
                     # Not retried here: a copy that failed once would fail
                     # in a loop on every read. The CLI retries on request.
                     results[image_id] = 'failed'
                 else:
+                    # Also under a lock: as Glance's API, the start
+                    # recovers a stale one and is refused by a valid one.
                     if central is None:
                         central = self._central_record(central_id)
                     outcome = self._start(image, central, central_id)
@@ -596,7 +526,7 @@ class AutoCopy:
             return NOT_AN_IMPORT
         try:
             task_id = self.edge.start_copy(image['id'], self.target)
-        except CopyBusy as e:
+        except edge_db.ImportLocked as e:
             LOG.info('copy into %s: %s; looking again once it ended',
                      self.target, e)
             return 'busy'

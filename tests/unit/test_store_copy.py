@@ -321,6 +321,10 @@ class FakeEdge:
         return dict(image)
 
     def start_copy(self, image_id, target):
+        if self.images[image_id].get(store_copy.IMPORT_LOCK):
+            # As Glance: a valid lock refuses the import.
+            raise store_copy.CopyBusy('edge image %s: another import runs'
+                                      % image_id)
         if image_id in self.busy:
             self.busy.discard(image_id)
             self.images[image_id][store_copy.IMPORT_LOCK] = 'other'
@@ -404,6 +408,18 @@ class TestAutoCopy(testtools.TestCase):
         results = self.auto(edge, FakeCache('evicted')).process(CENTRAL_ID)
         self.assertEqual('copied', results[CENTRAL_ID])
         self.assertEqual([CENTRAL_ID], edge.started)
+
+    def test_an_image_under_a_stale_lock_is_copied_at_once(self):
+        # The edge recovers a stale lock as Glance's import call does.
+        class Recovering(FakeEdge):
+            def start_copy(self, image_id, target):
+                self.images[image_id].pop(store_copy.IMPORT_LOCK)
+                return super().start_copy(image_id, target)
+        edge = Recovering(edge_image(os_glance_import_task='gone'))
+        results = self.auto(edge, FakeCache('evicted')).process(CENTRAL_ID)
+        self.assertEqual('copied', results[CENTRAL_ID])
+        self.assertEqual([CENTRAL_ID], edge.started)
+        self.assertNotIn('looking again', self.log.output)
 
     def test_a_copy_refused_by_the_lock_is_tried_again(self):
         edge = FakeEdge(edge_image(), busy=[CENTRAL_ID])
