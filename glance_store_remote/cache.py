@@ -118,6 +118,12 @@ INDEX_FILES = (INDEX, INDEX + '-wal', INDEX + '-shm')
 Entry = collections.namedtuple(
     'Entry', 'image_id state size pinned last_access created')
 
+FillFile = collections.namedtuple('FillFile', 'fd start file')
+FillFile.__doc__ = """The partial file a fill writes (Cache.begin_fill).
+
+``fd`` is open for writing at ``start``, the prefix it keeps; ``file`` is
+its (st_dev, st_ino): a follower trusts a verdict only for that file."""
+
 
 class Unchecked(str):
     """A problem ``verify`` reports about an entry it cannot check here (its
@@ -755,6 +761,102 @@ class Cache:
                          'state = ?', (image_id, 'partial')))
         except exceptions.CacheError as e:
             LOG.debug('reservation of %s not released: %s', image_id, e)
+
+    # -- a fill's file -----------------------------------------------------
+    #
+    # The one place that knows where a fill writes and how its followers
+    # (in this process, in another worker, in a peer's answer) find that
+    # file, tell it from a later fill's and read its verdict: the fill
+    # (fill.py) and its followers (following.py) never build a path.
+
+    def holds_complete(self, image_id):
+        """Whether the image's complete entry is on disk. Cost: one stat."""
+        return os.path.exists(self.data_path(image_id))
+
+    def try_fill_lock(self, image_id):
+        """The image's fill lock, held by the caller, or None when another
+        fill holds it. The holder releases it (unlock and close).
+
+        :raises CacheError: the lock file cannot be created or opened
+        """
+        lock = self.lock(image_id, 'fill')
+        if lock.try_lock():
+            return lock
+        lock.close()
+        return None
+
+    def begin_fill(self, lock, expected, record):
+        """Begin a fill of *expected* under its fill *lock*, held: record
+        that a fill runs (the lock's outcome speaks of this fill from here
+        on), reserve the image's room (reserve), and open the partial file
+        cut back to the prefix a fill may keep (resumable_length), its
+        position at the end of that prefix.
+
+        :param record: central's record (a dict), kept with the partial
+        :returns: a FillFile (the caller closes its fd), or None when the
+            image cannot fit: it is then streamed uncached
+        :raises CacheError: the index refused
+        :raises OSError: the disk refused (nothing is left open)
+        """
+        image_id = expected.image_id
+        lock.write_outcome(FILLING)
+        if not self.reserve(expected, record):
+            return None
+        start = self.resumable_length(image_id)
+        fd = os.open(self.data_path(image_id, partial=True),
+                     os.O_RDWR | os.O_CREAT, FILE_MODE)
+        try:
+            stat = os.fstat(fd)
+            os.ftruncate(fd, start)
+            os.lseek(fd, start, os.SEEK_SET)
+        except BaseException:
+            os.close(fd)
+            raise
+        return FillFile(fd, start, (stat.st_dev, stat.st_ino))
+
+    def open_fill_file(self, image_id):
+        """Open the file a fill of the image writes, or wrote: the partial
+        file, else the complete entry it was committed to; None when there
+        is neither. The caller closes the fd.
+
+        :raises OSError: the file exists and cannot be opened
+        """
+        for partial in (True, False):
+            try:
+                return os.open(self.data_path(image_id, partial),
+                               os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+        return None
+
+    def is_current_fill_file(self, image_id, stat):
+        """Whether the open file *stat* describes (os.fstat) is still the
+        image's partial or complete file: a recorded outcome speaks of the
+        fill of that file, not of a later one that started anew after it
+        was discarded. Cost: one or two stat calls.
+        """
+        # Partial first: a commit renames it to the complete one.
+        for partial in (True, False):
+            try:
+                named = os.stat(self.data_path(image_id, partial))
+            except OSError:
+                continue
+            if (named.st_dev, named.st_ino) == (stat.st_dev, stat.st_ino):
+                return True
+        return False
+
+    def fill_outcome(self, image_id):
+        """The outcome the image's last fill recorded (FILLING, VERIFIED,
+        COMMITTED, UPSTREAM_FAILED, WRITE_FAILED, VERIFY_FAILED), or None.
+        Readable after the filler died or gave up.
+
+        :raises CacheError: the lock file cannot be created or opened
+        """
+        lock = self.lock(image_id, 'fill')
+        try:
+            return lock.read_outcome()
+        finally:
+            lock.close()
 
     # -- operator actions ----------------------------------------------------
 

@@ -230,6 +230,81 @@ class TestLocks(CacheTestCase):
         self.assertTrue(two.try_lock(shared=True))
 
 
+class TestFillFile(CacheTestCase):
+    """The fill-file API: what a fill and its followers ask of the cache
+    instead of building paths themselves.
+    """
+
+    DATA = b'x' * (10 * KiB)
+
+    def begin(self, lock=None):
+        record = record_for('img', self.DATA)
+        lock = lock or self.cache.try_fill_lock('img')
+        self.addCleanup(lock.close)
+        return lock, self.cache.begin_fill(
+            lock, cache.expected_from_record(record), record)
+
+    def test_the_fill_lock_is_had_once(self):
+        lock = self.cache.try_fill_lock('img')
+        self.addCleanup(lock.close)
+        self.assertIsNone(self.cache.try_fill_lock('img'))
+        self.assertTrue(self.cache.fill_locked('img'))
+        lock.unlock()
+        self.assertFalse(self.cache.fill_locked('img'))
+
+    def test_begin_records_filling_reserves_and_opens_the_partial(self):
+        _, opened = self.begin()
+        self.addCleanup(os.close, opened.fd)
+        self.assertEqual(cache.FILLING, self.cache.fill_outcome('img'))
+        self.assertEqual('partial', self.cache.entry('img').state)
+        self.assertEqual(0, opened.start)
+        os.write(opened.fd, b'abc')
+        fd = self.cache.open_fill_file('img')
+        self.addCleanup(os.close, fd)
+        self.assertEqual(b'abc', os.pread(fd, 10, 0))
+        self.assertEqual(opened.file, (os.fstat(fd).st_dev,
+                                       os.fstat(fd).st_ino))
+
+    def test_begin_keeps_the_resumable_prefix_only(self):
+        record = record_for('img', self.DATA)
+        self.cache.reserve(cache.expected_from_record(record), record)
+        with open(self.cache.data_path('img', partial=True), 'wb') as f:
+            f.write(self.DATA[:4 * KiB])
+        with open(self.cache.meta_path('img', partial=True), 'w') as f:
+            json.dump({'record': record, 'durable': 1024,
+                       'boot_id': 'another boot'}, f)
+        _, opened = self.begin()
+        self.addCleanup(os.close, opened.fd)
+        self.assertEqual(1024, opened.start)
+        self.assertEqual(1024, os.fstat(opened.fd).st_size)
+        self.assertEqual(1024, os.lseek(opened.fd, 0, os.SEEK_CUR))
+
+    def test_begin_without_room_opens_nothing(self):
+        self.cache = self.make_cache(max_size=KiB)
+        _, opened = self.begin()
+        self.assertIsNone(opened)
+        self.assertIsNone(self.cache.open_fill_file('img'))
+
+    def test_a_committed_file_is_still_the_current_one(self):
+        self.assertFalse(self.cache.holds_complete('img'))
+        record = self.put('img', self.DATA)
+        self.assertTrue(self.cache.holds_complete('img'))
+        fd = self.cache.open_fill_file('img')
+        self.addCleanup(os.close, fd)
+        self.assertTrue(self.cache.is_current_fill_file('img',
+                                                        os.fstat(fd)))
+        # Discarded and filled anew: the old file is not the current one.
+        self.assertEqual('evicted', self.cache.evict('img'))
+        self.put('img', self.DATA)
+        self.assertFalse(self.cache.is_current_fill_file('img',
+                                                         os.fstat(fd)))
+        self.assertEqual(record, self.cache.stored_record('img'))
+
+    def test_no_outcome_before_any_fill(self):
+        self.assertIsNone(self.cache.fill_outcome('img'))
+        self.assertIsNone(self.cache.open_fill_file('img'))
+
+
 class TestVerifyAndReconcile(CacheTestCase):
 
     def test_verify_reports_and_fixes_a_corrupted_entry(self):

@@ -31,7 +31,9 @@ import fixtures
 import testtools
 
 from glance_store_remote import cache
+from glance_store_remote import delivery
 from glance_store_remote import exceptions
+from glance_store_remote import fill
 from glance_store_remote import readthrough
 from glance_store_remote import upstream
 
@@ -275,7 +277,7 @@ class TestVerification(ReadThroughTestCase):
         self.assertIsInstance(error, IOError)
         # At least the last byte was held back: the client can tell.
         self.assertLessEqual(sum(map(len, received)),
-                             self.SIZE - readthrough.HOLD_BACK)
+                             self.SIZE - delivery.HOLD_BACK)
         self.reader.wait_for_fills(10)
         self.assertFalse(os.path.exists(self.cache.data_path(IMAGE)))
         self.assertFalse(os.path.exists(self.cache.data_path(IMAGE, True)))
@@ -431,7 +433,7 @@ class TestCentralWithoutRanges(ReadThroughTestCase):
         # Dropping the prefix again takes longer than the stall timeout;
         # touching the file keeps followers from giving up.
         self.reader.stall_timeout = 0.3
-        self.patch(readthrough, 'TOUCH_INTERVAL', 0.05)
+        self.patch(fill, 'TOUCH_INTERVAL', 0.05)
         self.central.fail_at = 120 * KiB
         self.first_call_only()
         self.assertRaises(exceptions.UpstreamError, self.read_all)
@@ -471,7 +473,7 @@ class TestHashingLagsTheNetwork(ReadThroughTestCase):
     def test_followers_wait_for_the_verdict_longer_than_the_stall(self):
         # 13 blocks of 16 KiB at 0.1 s: 1.3 s of hashing, stall 0.5 s.
         self.reader.stall_timeout = 0.5
-        self.patch(readthrough, 'TOUCH_INTERVAL', 0.05)
+        self.patch(fill, 'TOUCH_INTERVAL', 0.05)
         with concurrent.futures.ThreadPoolExecutor(3) as pool:
             readers = [pool.submit(self.read_all) for _ in range(3)]
             self.assertEqual([self.data] * 3, [r.result() for r in readers])
@@ -569,7 +571,7 @@ class TestNoThreadForTheFill(ReadThroughTestCase):
                                       refuse_fills):
             self.assertEqual(self.data, self.read_all())
         self.assertEqual(before, open_fds(self.cache.root))
-        self.assertEqual({}, self.reader._fills)
+        self.assertEqual([], self.reader._filler.fills())
         self.assertEqual(0, self.central.open_streams)
         self.assertIn('not started', self.log.output)
         # The fill lock was released: the next read fills the cache.
@@ -681,7 +683,7 @@ class TestCacheFailingUnderAReader(ReadThroughTestCase):
         lying = record_of(self.data, os_hash_value='0' * 128)
         received, error = self.disk_full_after_first_chunk(lying)
         self.assertIsInstance(error, exceptions.CacheIntegrityError)
-        self.assertEqual(self.SIZE - readthrough.HOLD_BACK, len(received))
+        self.assertEqual(self.SIZE - delivery.HOLD_BACK, len(received))
 
     def cache_gone_after_first_chunk(self, record):
         self.central.fail_at = 64 * KiB
@@ -702,7 +704,7 @@ class TestCacheFailingUnderAReader(ReadThroughTestCase):
         lying = record_of(self.data, os_hash_value='0' * 128)
         received, error = self.cache_gone_after_first_chunk(lying)
         self.assertIsInstance(error, exceptions.CacheIntegrityError)
-        self.assertEqual(self.SIZE - readthrough.HOLD_BACK, len(received))
+        self.assertEqual(self.SIZE - delivery.HOLD_BACK, len(received))
 
     def no_room_for_takeover_after_first_chunk(self, record):
         self.central.fail_at = 64 * KiB
@@ -724,7 +726,7 @@ class TestCacheFailingUnderAReader(ReadThroughTestCase):
         lying = record_of(self.data, os_hash_value='0' * 128)
         received, error = self.no_room_for_takeover_after_first_chunk(lying)
         self.assertIsInstance(error, exceptions.CacheIntegrityError)
-        self.assertEqual(self.SIZE - readthrough.HOLD_BACK, len(received))
+        self.assertEqual(self.SIZE - delivery.HOLD_BACK, len(received))
 
     def test_a_later_fill_never_vouches_for_the_file_of_a_failed_one(self):
         # A reader holds the file of a fill that failed verification, its
@@ -738,7 +740,7 @@ class TestCacheFailingUnderAReader(ReadThroughTestCase):
         stale = self.read()
         received = len(next(stale))
         self.central.resume.set()
-        while received < self.SIZE - readthrough.HOLD_BACK:
+        while received < self.SIZE - delivery.HOLD_BACK:
             received += len(next(stale))
         self.reader.wait_for_fills(10)
         self.central.data = good
