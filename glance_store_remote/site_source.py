@@ -29,7 +29,7 @@ import time
 
 from glance_store_remote import coordination
 from glance_store_remote import exceptions
-from glance_store_remote import peers
+from glance_store_remote.peers import client
 
 LOG = logging.getLogger(__name__)
 
@@ -48,9 +48,9 @@ MAX_PEER_RANGE = 1024 * 1024 * 1024
 
 
 def peer_maker(backend, secret, chunk_size, timeout, ca_file=None):
-    """callable(url) -> the peers.Peer of the node at that peer URL."""
-    return lambda url: peers.Peer(backend, url, secret, chunk_size, timeout,
-                                  ca_file)
+    """callable(url) -> the peers.client.Peer of the node at that peer URL."""
+    return lambda url: client.Peer(backend, url, secret, chunk_size, timeout,
+                                   ca_file)
 
 
 class RecordRelay:
@@ -58,7 +58,7 @@ class RecordRelay:
     the node that answers for it (upstream.Central's record_relay).
 
     :param site: the node's coordination.Site
-    :param make_peer: callable(url) -> a peers.Peer (peer_maker)
+    :param make_peer: callable(url) -> a peers.client.Peer (peer_maker)
     """
 
     def __init__(self, site, make_peer):
@@ -85,7 +85,7 @@ class RecordRelay:
         if owner != self.site.peer_url:
             try:
                 return self._make_peer(owner).central_record(image_id)
-            except peers.PeerUnreachable as e:
+            except client.PeerUnreachable as e:
                 LOG.info('cache: image %s: %s; asking central', image_id, e)
         return fetch(image_id), 0.0
 
@@ -116,7 +116,7 @@ class SiteSource:
                              else find_timeout)
         self.backend = central.backend
         self._clock = clock
-        self._make_peer = make_peer or (lambda url: peers.Peer(
+        self._make_peer = make_peer or (lambda url: client.Peer(
             self.backend, url, secret, chunk_size, timeout, ca_file))
         self._distrusted = {}
         # image ID -> when no peer held it complete (oldest first).

@@ -231,7 +231,7 @@ def _site_views(conf, backend, verify=False):
     nodes at once; with *verify*, each node's verify report.
     """
     from glance_store_remote import coordination
-    from glance_store_remote import peers
+    from glance_store_remote.peers import client
     group = conf[backend]
     if not group.remote_glance_coordination_url:
         raise UsageError('--site: [%s] remote_glance_coordination_url is '
@@ -251,13 +251,13 @@ def _site_views(conf, backend, verify=False):
         site.stop()
 
     def ask(url):
-        peer = peers.Peer(backend, url, group.remote_glance_peer_secret,
-                          group.remote_glance_chunk_size,
-                          timeout=group.timeout or 60,
-                          ca_file=group.remote_glance_peer_ca_file)
+        peer = client.Peer(backend, url, group.remote_glance_peer_secret,
+                           group.remote_glance_chunk_size,
+                           timeout=group.timeout or 60,
+                           ca_file=group.remote_glance_peer_ca_file)
         try:
             return peer.cache_view(verify=verify)
-        except peers.PeerUnreachable as e:
+        except client.PeerUnreachable as e:
             print('glance-remote: %s' % e, file=sys.stderr)
             return None
     urls = sorted(members)

@@ -43,7 +43,7 @@ from testtools import content
 
 from glance_store_remote import cache as cache_module
 from glance_store_remote import coordination
-from glance_store_remote import peers
+from glance_store_remote.peers import signing
 from tests.functional import test_edge_site as edge_site
 from tests.harness import lab as lab_module
 from tests.harness import site as site_module
@@ -479,32 +479,32 @@ class TestSiteCoordination(edge_site.SiteTestCase):
         node = self.lab.node('edge-2')
         self.assertEqual(200, self.node_fetch(node, edge.id)[0])
         self.wait_site_fills_done()
-        path = peers.peer_path('central', central.id)
+        path = signing.peer_path('central', central.id)
         url = node.url + path
         secret = self.lab.peer_secret
 
         def sign(method='GET', key=secret, target=node.url):
-            return peers.auth_header(key, method, path, target)
+            return signing.auth_header(key, method, path, target)
         good = sign()
         expiry, nonce, _ = good.split(':')
         zeros = '%s:%s:%s' % (expiry, nonce, '0' * 64)
-        for headers in ({}, {peers.AUTH_HEADER: zeros},
-                        {peers.AUTH_HEADER: sign(key='not-the-site-secret')},
-                        {peers.AUTH_HEADER: sign(method='HEAD')},
+        for headers in ({}, {signing.AUTH_HEADER: zeros},
+                        {signing.AUTH_HEADER: sign(key='not-the-site-secret')},
+                        {signing.AUTH_HEADER: sign(method='HEAD')},
                         # Signed for another node, or with a range.
-                        {peers.AUTH_HEADER: sign(
+                        {signing.AUTH_HEADER: sign(
                             target=self.lab.node('edge-3').url)},
-                        {peers.AUTH_HEADER: sign(), 'Range': 'bytes=0-9'},
-                        {peers.AUTH_HEADER: '\u00b2:x'.encode('latin-1')}):
+                        {signing.AUTH_HEADER: sign(), 'Range': 'bytes=0-9'},
+                        {signing.AUTH_HEADER: '\u00b2:x'.encode('latin-1')}):
             response = requests.get(url, headers=headers, timeout=30)
             self.assertEqual(403, response.status_code, headers)
             self.assertNotIn(secret, response.text)
         # The site's own signature is served (the image's bytes), once.
-        response = requests.get(url, headers={peers.AUTH_HEADER: good},
+        response = requests.get(url, headers={signing.AUTH_HEADER: good},
                                 timeout=30)
         self.assertEqual((200, data), (response.status_code,
                                        response.content))
-        replayed = requests.get(url, headers={peers.AUTH_HEADER: good},
+        replayed = requests.get(url, headers={signing.AUTH_HEADER: good},
                                 timeout=30)
         self.assertEqual(403, replayed.status_code)
         for part in [self.lab.central] + self.lab.nodes:
@@ -517,7 +517,7 @@ class TestSiteCoordination(edge_site.SiteTestCase):
         for node in self.lab.nodes[1:]:
             self.assertEqual(200, self.node_fetch(node, edge.id)[0])
         self.wait_site_fills_done()
-        path = peers.peer_path('central', central.id)
+        path = signing.peer_path('central', central.id)
         vip = self.lab.balancer.url
         secret = self.lab.peer_secret
         # A request the site signed for a node, sent to the VIP (with the
@@ -526,7 +526,7 @@ class TestSiteCoordination(edge_site.SiteTestCase):
             host = urllib.parse.urlsplit(node.url).netloc
             for headers in ({}, {'Host': host}):
                 for _ in range(len(self.lab.nodes)):
-                    headers[peers.AUTH_HEADER] = peers.auth_header(
+                    headers[signing.AUTH_HEADER] = signing.auth_header(
                         secret, 'GET', path, node.url)
                     response = requests.get(vip + path, headers=headers,
                                             timeout=30)
@@ -537,8 +537,8 @@ class TestSiteCoordination(edge_site.SiteTestCase):
         # Sent straight to that node, the same kind of request is served.
         node = self.lab.node('edge-3')
         response = requests.get(node.url + path, headers={
-            peers.AUTH_HEADER: peers.auth_header(secret, 'GET', path,
-                                                 node.url)}, timeout=30)
+            signing.AUTH_HEADER: signing.auth_header(secret, 'GET', path,
+                                                     node.url)}, timeout=30)
         self.assertEqual((200, data), (response.status_code,
                                        response.content))
         # A balancer configured as ha-site.rst says refuses the path
@@ -549,8 +549,8 @@ class TestSiteCoordination(edge_site.SiteTestCase):
         self.addCleanup(front.stop)
         front.start()
         response = requests.get(front.url + path, headers={
-            peers.AUTH_HEADER: peers.auth_header(secret, 'GET', path,
-                                                 node.url)}, timeout=30)
+            signing.AUTH_HEADER: signing.auth_header(secret, 'GET', path,
+                                                     node.url)}, timeout=30)
         self.assertEqual(403, response.status_code)
         self.assertEqual(200, requests.get(front.url + '/healthcheck',
                                            timeout=30).status_code)
@@ -569,7 +569,7 @@ class TestSiteCoordination(edge_site.SiteTestCase):
             def do_HEAD(self):
                 seen.append((self.command, dict(self.headers)))
                 self.send_response(200)
-                self.send_header(peers.STATE_HEADER, 'complete')
+                self.send_header(signing.STATE_HEADER, 'complete')
                 self.send_header('Content-Length', str(len(data)))
                 self.end_headers()
             do_GET = do_HEAD

@@ -30,14 +30,14 @@ import testtools
 from glance_store_remote import cache
 from glance_store_remote import coordination
 from glance_store_remote import exceptions
-from glance_store_remote import peers
+from glance_store_remote.peers import client
 from glance_store_remote import readthrough
 from glance_store_remote import site_source
 from tests.unit import base
-from tests.unit import test_peers
+from tests.unit.peers import base as peers_base
 from tests.unit import test_readthrough as rt
 
-SECRET = test_peers.SECRET
+SECRET = peers_base.SECRET
 IMAGE = rt.IMAGE
 KiB = 1024
 
@@ -58,7 +58,7 @@ class FakePeer:
     def central_record(self, image_id):
         self.asked.append(image_id)
         if self.record is None:
-            raise peers.PeerUnreachable(self.url, 'down')
+            raise client.PeerUnreachable(self.url, 'down')
         return self.record, 2.0
 
     def state(self, image_id):
