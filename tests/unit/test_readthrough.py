@@ -10,9 +10,11 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Unit tests of readthrough.py: a real cache directory and a scripted fake
-central (to fail at an exact byte, lie about the hash, or count calls).
-The same behaviours are proven against real Glance servers in
+"""Unit tests of readthrough.py, the read path's decision table: a real
+cache directory and a scripted fake central (to fail at an exact byte, lie
+about the hash, or count calls). The fill and its followers have their own
+tests (test_fill.py, test_following.py), which use the fakes and the base
+class below. The same behaviours are proven against real Glance servers in
 tests/functional/test_readthrough.py.
 """
 
@@ -20,18 +22,14 @@ import concurrent.futures
 import errno
 import gc
 import hashlib
-import multiprocessing
 import os
-import sqlite3
 import threading
 import time
-import uuid
 
 import fixtures
 import testtools
 
 from glance_store_remote import cache
-from glance_store_remote import delivery
 from glance_store_remote import exceptions
 from glance_store_remote import fill
 from glance_store_remote import readthrough
@@ -266,77 +264,6 @@ class TestMissAndHit(ReadThroughTestCase):
         self.assertTrue(self.wait_committed())
 
 
-class TestVerification(ReadThroughTestCase):
-
-    def test_a_wrong_hash_is_never_committed_and_the_client_errs(self):
-        lying = record_of(self.data, os_hash_value='0' * 128)
-        received = []
-        error = self.assertRaises(
-            exceptions.CacheIntegrityError,
-            lambda: received.extend(self.read(record=lying)))
-        self.assertIsInstance(error, IOError)
-        # At least the last byte was held back: the client can tell.
-        self.assertLessEqual(sum(map(len, received)),
-                             self.SIZE - delivery.HOLD_BACK)
-        self.reader.wait_for_fills(10)
-        self.assertFalse(os.path.exists(self.cache.data_path(IMAGE)))
-        self.assertFalse(os.path.exists(self.cache.data_path(IMAGE, True)))
-        self.assertIsNone(self.cache.entry(IMAGE))
-        self.assertEqual(1, self.cache.counters()['verification_failures'])
-
-    def test_md5_is_used_where_central_has_no_os_hash(self):
-        md5_only = record_of(self.data, os_hash_algo=None,
-                             os_hash_value=None)
-        self.assertEqual(self.data, b''.join(self.read(record=md5_only)))
-        self.assertTrue(self.wait_committed())
-
-    def test_an_unknown_algorithm_streams_uncached(self):
-        odd = record_of(self.data, os_hash_algo='no-such-hash')
-        self.assertEqual(self.data, b''.join(self.read(record=odd)))
-        self.assertIsNone(self.cache.entry(IMAGE))
-        self.assertIn('cannot be verified', self.log.output)
-
-
-class TestResume(ReadThroughTestCase):
-
-    def test_central_failing_mid_fill_keeps_the_prefix_then_resumes(self):
-        self.central.fail_at = 120 * KiB
-        takeover_refused = []
-
-        def refuse_second_call(*args, **kw):
-            if self.central.calls:
-                takeover_refused.append(True)
-                raise exceptions.UpstreamUnavailable('central', 'still down')
-            return FakeCentral.open_data(self.central, *args, **kw)
-        self.central.open_data = refuse_second_call
-        received = []
-        self.assertRaises(exceptions.UpstreamError,
-                          lambda: received.extend(self.read()))
-        self.assertEqual([True], takeover_refused)
-        self.assertLessEqual(sum(map(len, received)), 120 * KiB)
-        self.assertEqual(120 * KiB, self.cache.resumable_length(IMAGE))
-        del self.central.open_data
-        self.central.fail_at = None
-        self.assertEqual(self.data, self.read_all())
-        self.assertEqual((120 * KiB, self.SIZE - 120 * KiB),
-                         self.central.calls[-1])
-        self.assertTrue(self.wait_committed())
-        self.assertEqual(1, self.cache.counters()['resumes'])
-
-    def test_a_reader_takes_over_an_interrupted_fill_transparently(self):
-        self.central.fail_at = 64 * KiB
-
-        def heal(*args, **kw):
-            self.central.fail_at = None
-            return FakeCentral.open_data(self.central, *args, **kw)
-        original = self.central.open_data
-        self.central.open_data = lambda *a, **kw: (
-            setattr(self.central, 'open_data', heal) or original(*a, **kw))
-        self.assertEqual(self.data, self.read_all())
-        self.assertEqual([(0, self.SIZE), (64 * KiB, self.SIZE - 64 * KiB)],
-                         self.central.calls)
-
-
 class TestRanges(ReadThroughTestCase):
 
     def test_a_range_inside_an_unverified_prefix_is_never_served_from_it(
@@ -446,139 +373,6 @@ class TestCentralWithoutRanges(ReadThroughTestCase):
         self.assertEqual(120 * KiB, self.central.skipped)
 
 
-class _SlowHasher:
-    """hashlib's hasher, 0.1 s a block: hashing that lags the network."""
-
-    real_new = staticmethod(hashlib.new)
-
-    def __init__(self, algo):
-        self._hasher = self.real_new(algo)
-
-    def update(self, block):
-        time.sleep(0.1)
-        self._hasher.update(block)
-
-    def hexdigest(self):
-        return self._hasher.hexdigest()
-
-
-class TestHashingLagsTheNetwork(ReadThroughTestCase):
-    """The whole image has landed; its hash is not done yet."""
-
-    def setUp(self):
-        super().setUp()
-        self.useFixture(fixtures.MockPatchObject(readthrough.hashlib, 'new',
-                                                 _SlowHasher))
-
-    def test_followers_wait_for_the_verdict_longer_than_the_stall(self):
-        # 13 blocks of 16 KiB at 0.1 s: 1.3 s of hashing, stall 0.5 s.
-        self.reader.stall_timeout = 0.5
-        self.patch(fill, 'TOUCH_INTERVAL', 0.05)
-        with concurrent.futures.ThreadPoolExecutor(3) as pool:
-            readers = [pool.submit(self.read_all) for _ in range(3)]
-            self.assertEqual([self.data] * 3, [r.result() for r in readers])
-
-    def whole_file_unverified(self, record):
-        """Start a whole read of *record*; return once the fill's file is
-        whole and its hash not done. Returns the future of that read.
-        """
-        pool = concurrent.futures.ThreadPoolExecutor(1)
-        self.addCleanup(pool.shutdown)
-        first = pool.submit(drain, self.read(record=record))
-        partial = self.cache.data_path(IMAGE, partial=True)
-        deadline = time.monotonic() + 10
-        while not (os.path.exists(partial) and
-                   os.path.getsize(partial) == self.SIZE):
-            self.assertLess(time.monotonic(), deadline)
-            time.sleep(0.01)
-        return first
-
-    def test_a_range_to_the_last_byte_is_not_served_from_the_file(self):
-        # Central serves ranges: the tail comes from it, not from the
-        # unverified file.
-        first = self.whole_file_unverified(self.record)
-        self.assertEqual(self.data[-10:], self.read_all(
-            offset=self.SIZE - 10, length=10))
-        self.assertIn((self.SIZE - 10, 10), self.central.calls)
-        self.assertIsNone(first.result()[1])
-
-    def test_a_range_to_the_last_byte_waits_for_the_verdict(self):
-        # Central serves no ranges: the tail follows the fill, and the
-        # image fails verification.
-        self.central.serves_ranges = False
-        lying = record_of(self.data, os_hash_value='0' * 128)
-        first = self.whole_file_unverified(lying)
-        received, error = drain(self.read(record=lying,
-                                          offset=self.SIZE - 10))
-        self.assertIsInstance(error, exceptions.CacheIntegrityError)
-        self.assertLess(len(received), 10)
-        self.assertIsInstance(first.result()[1],
-                              exceptions.CacheIntegrityError)
-        self.assertEqual([(0, self.SIZE)], self.central.calls)
-
-
-class TestRangeFollowerWhoseCacheFails(ReadThroughTestCase):
-    """A range follows the fill (central serves no ranges) and the cache
-    fails under it after its first bytes.
-    """
-
-    def read_until_the_cache_fails(self, record, offset, length):
-        self.central.serves_ranges = False
-        self.central.fail_at = 64 * KiB
-        self.heal_after_first_call()
-        chunks = self.read(record=record, offset=offset, length=length)
-        first = next(chunks)
-        self.useFixture(fixtures.MockPatchObject(
-            self.cache, 'lock', side_effect=exceptions.CacheError('gone')))
-        received, error = drain(chunks)
-        return first + received, error
-
-    def test_a_range_to_the_end_verifies_from_byte_0(self):
-        got, error = self.read_until_the_cache_fails(
-            self.record, 16 * KiB, self.SIZE - 16 * KiB)
-        self.assertIsNone(error)
-        self.assertEqual(self.data[16 * KiB:], got)
-
-    def test_a_range_of_a_wrong_image_gets_no_byte(self):
-        # Bytes of a fill nobody verified yet never reach a range.
-        self.central.serves_ranges = False
-        lying = record_of(self.data, os_hash_value='0' * 128)
-        received, error = drain(self.read(record=lying, offset=16 * KiB,
-                                          length=100 * KiB))
-        self.assertIsInstance(error, exceptions.CacheIntegrityError)
-        self.assertEqual(b'', received)
-
-    def test_a_range_before_the_end_passes_through(self):
-        got, error = self.read_until_the_cache_fails(
-            self.record, 16 * KiB, 100 * KiB)
-        self.assertIsNone(error)
-        self.assertEqual(self.data[16 * KiB:116 * KiB], got)
-
-
-class TestNoThreadForTheFill(ReadThroughTestCase):
-
-    def test_the_read_passes_through_and_nothing_is_left_open(self):
-        start = threading.Thread.start
-
-        def refuse_fills(thread):
-            if thread.name.startswith('fill-'):
-                raise RuntimeError("can't start new thread")
-            return start(thread)
-        # The descriptors of this cache's files (the process's others may
-        # come and go with other tests' threads in the same worker).
-        before = open_fds(self.cache.root)
-        with fixtures.MockPatchObject(threading.Thread, 'start',
-                                      refuse_fills):
-            self.assertEqual(self.data, self.read_all())
-        self.assertEqual(before, open_fds(self.cache.root))
-        self.assertEqual([], self.reader._filler.fills())
-        self.assertEqual(0, self.central.open_streams)
-        self.assertIn('not started', self.log.output)
-        # The fill lock was released: the next read fills the cache.
-        self.assertEqual(self.data, self.read_all())
-        self.assertTrue(self.wait_committed())
-
-
 class TestPassThrough(ReadThroughTestCase):
 
     MAX_SIZE = 100 * KiB
@@ -591,162 +385,6 @@ class TestPassThrough(ReadThroughTestCase):
     def test_central_down_before_the_first_byte_raises_at_once(self):
         self.central.down = True
         self.assertRaises(exceptions.UpstreamUnavailable, self.read)
-
-
-class TestDiskFull(ReadThroughTestCase):
-
-    def test_write_errors_pass_through_log_once_and_bypass(self):
-        real_write = os.write
-        written = [0]
-
-        def full_disk(fd, data):
-            if written[0] >= 50 * KiB:
-                raise OSError(errno.ENOSPC, 'No space left on device')
-            written[0] += len(data)
-            return real_write(fd, data)
-        self.useFixture(fixtures.MonkeyPatch(
-            'glance_store_remote.readthrough.os.write', full_disk))
-        self.assertEqual(self.data, self.read_all())
-        self.assertEqual(self.data, self.read_all())
-        self.assertEqual(1, self.log.output.count('refused a write'))
-        self.assertIsNone(self.cache.entry(IMAGE))
-        self.assertFalse(os.path.exists(self.cache.data_path(IMAGE, True)))
-
-
-class TestEvictionUnderAFollower(ReadThroughTestCase):
-    """The cache is under pressure: another image needs the room of an
-    entry whose fill just committed while a follower of it is still at its
-    held-back byte, and central is down.
-    """
-
-    # Room for one image only.
-    MAX_SIZE = 300 * KiB
-
-    def test_the_entry_stays_until_the_follower_ends(self):
-        self.central.hold_at = self.SIZE - 16 * KiB
-        chunks = self.read()
-        received = [next(chunks)]
-        self.central.resume.set()
-        self.assertTrue(self.wait_committed())
-        self.central.down = True
-        other = cache.Expected('other-image', self.SIZE, 'sha512', 'x')
-        self.assertFalse(self.cache.reserve(other, {'id': 'other-image'}))
-        self.assertEqual('busy', self.cache.evict(IMAGE))
-        received.extend(chunks)
-        self.assertEqual(self.data, b''.join(received))
-        # Once the stream ended, the entry can go.
-        self.assertEqual('evicted', self.cache.evict(IMAGE))
-
-    def test_an_unstarted_follower_releases_the_entry(self):
-        self.central.gate = threading.Event()
-        chunks = self.read()
-        self.central.gate.set()
-        chunks.close()
-        self.assertTrue(self.wait_committed())
-        self.assertEqual('evicted', self.cache.evict(IMAGE))
-
-
-class TestCacheFailingUnderAReader(ReadThroughTestCase):
-    """A whole-image reader that already sent cached bytes when the cache
-    failed under it reads the rest from central, and releases the last byte
-    only if what it sent and central's rest together match the record.
-    """
-
-    def refuse_writes(self):
-        """Make the disk refuse every write from now on: ENOSPC."""
-        real_write = os.write
-
-        def full_disk(fd, data):
-            raise OSError(errno.ENOSPC, 'No space left on device')
-        self.useFixture(fixtures.MonkeyPatch(
-            'glance_store_remote.readthrough.os.write', full_disk))
-        self.addCleanup(setattr, os, 'write', real_write)
-
-    def disk_full_after_first_chunk(self, record):
-        self.central.hold_at = 64 * KiB
-        chunks = self.read(record=record)
-        first = next(chunks)
-        self.refuse_writes()
-        self.central.resume.set()
-        received, error = drain(chunks)
-        return first + received, error
-
-    def test_disk_refusing_after_bytes_were_sent_verifies_centrals_rest(self):
-        received, error = self.disk_full_after_first_chunk(self.record)
-        self.assertIsNone(error)
-        self.assertEqual(self.data, received)
-        offset, length = self.central.calls[-1]
-        self.assertGreater(offset, 0)
-        self.assertEqual(self.SIZE, offset + length)
-
-    def test_disk_refusing_after_bytes_were_sent_never_ends_unverified(self):
-        lying = record_of(self.data, os_hash_value='0' * 128)
-        received, error = self.disk_full_after_first_chunk(lying)
-        self.assertIsInstance(error, exceptions.CacheIntegrityError)
-        self.assertEqual(self.SIZE - delivery.HOLD_BACK, len(received))
-
-    def cache_gone_after_first_chunk(self, record):
-        self.central.fail_at = 64 * KiB
-        self.heal_after_first_call()
-        chunks = self.read(record=record)
-        first = next(chunks)
-        self.useFixture(fixtures.MockPatchObject(
-            self.cache, 'lock', side_effect=exceptions.CacheError('gone')))
-        received, error = drain(chunks)
-        return first + received, error
-
-    def test_cache_gone_under_a_reader_verifies_centrals_rest(self):
-        received, error = self.cache_gone_after_first_chunk(self.record)
-        self.assertIsNone(error)
-        self.assertEqual(self.data, received)
-
-    def test_cache_gone_under_a_reader_never_ends_unverified(self):
-        lying = record_of(self.data, os_hash_value='0' * 128)
-        received, error = self.cache_gone_after_first_chunk(lying)
-        self.assertIsInstance(error, exceptions.CacheIntegrityError)
-        self.assertEqual(self.SIZE - delivery.HOLD_BACK, len(received))
-
-    def no_room_for_takeover_after_first_chunk(self, record):
-        self.central.fail_at = 64 * KiB
-        self.heal_after_first_call()
-        chunks = self.read(record=record)
-        first = next(chunks)
-        self.useFixture(fixtures.MockPatchObject(
-            self.cache, 'reserve', return_value=False))
-        received, error = drain(chunks)
-        return first + received, error
-
-    def test_takeover_without_room_verifies_centrals_rest(self):
-        received, error = self.no_room_for_takeover_after_first_chunk(
-            self.record)
-        self.assertIsNone(error)
-        self.assertEqual(self.data, received)
-
-    def test_takeover_without_room_never_ends_unverified(self):
-        lying = record_of(self.data, os_hash_value='0' * 128)
-        received, error = self.no_room_for_takeover_after_first_chunk(lying)
-        self.assertIsInstance(error, exceptions.CacheIntegrityError)
-        self.assertEqual(self.SIZE - delivery.HOLD_BACK, len(received))
-
-    def test_a_later_fill_never_vouches_for_the_file_of_a_failed_one(self):
-        # A reader holds the file of a fill that failed verification, its
-        # last byte held back; a second fill of the image then verifies and
-        # commits. Its verdict speaks of another file.
-        good = self.data
-        self.central.data = os.urandom(self.SIZE)
-        # The fill waits after its first chunk until the reader has opened
-        # its file (else the fill can fail and be discarded first).
-        self.central.hold_at = self.central.chunk
-        stale = self.read()
-        received = len(next(stale))
-        self.central.resume.set()
-        while received < self.SIZE - delivery.HOLD_BACK:
-            received += len(next(stale))
-        self.reader.wait_for_fills(10)
-        self.central.data = good
-        self.assertEqual(good, self.read_all())
-        self.assertTrue(self.wait_committed())
-        self.assertRaises(IOError, next, stale)
 
 
 class TestEveryMidStreamErrorIsAnIOError(ReadThroughTestCase):
@@ -774,7 +412,7 @@ class TestEveryMidStreamErrorIsAnIOError(ReadThroughTestCase):
         self.assertTrue(self.wait_committed())
         chunks = self.read()
         self.useFixture(fixtures.MonkeyPatch(
-            'glance_store_remote.readthrough.os.pread',
+            'glance_store_remote.delivery.os.pread',
             lambda *a: (_ for _ in ()).throw(OSError(errno.EIO, 'EIO'))))
         self.assertEndsWith(OSError, chunks)
 
@@ -810,7 +448,7 @@ class TestEveryMidStreamErrorIsAnIOError(ReadThroughTestCase):
         # The first write fails: nothing was sent, the reader turns to
         # central, which is down by then.
         self.useFixture(fixtures.MonkeyPatch(
-            'glance_store_remote.readthrough.os.write',
+            'glance_store_remote.fill.os.write',
             lambda *a: (_ for _ in ()).throw(OSError(errno.ENOSPC, 'full'))))
         self.first_call_only()
         self.assertEqual(b'', self.assertEndsWith(
@@ -821,7 +459,7 @@ class TestEveryMidStreamErrorIsAnIOError(ReadThroughTestCase):
         chunks = self.read()
         next(chunks)
         self.useFixture(fixtures.MonkeyPatch(
-            'glance_store_remote.readthrough.os.write',
+            'glance_store_remote.fill.os.write',
             lambda *a: (_ for _ in ()).throw(OSError(errno.ENOSPC, 'full'))))
         self.central.fail_at = 150 * KiB
         self.central.resume.set()
@@ -912,118 +550,3 @@ class TestFips(ReadThroughTestCase):
         self.reader.wait_for_fills(10)
         self.assertIsNone(self.cache.entry(IMAGE))
         self.assertIn('cannot be verified', self.log.output)
-
-
-# -- two worker processes on one cache directory ----------------------------
-
-# Seconds an index write of the worker processes waits for a busy index (30
-# in production): short, so that a run lasts a fraction of a second while
-# the end of a failed fill still waits on the index.
-BUSY_TIMEOUT = 0.1
-# Seconds the third connection holds the index: longer than the two index
-# writes at the end of a failed fill wait together.
-BUSY_HOLD = 0.35
-PROCESS_SIZE = 64 * KiB
-
-
-class _PacedCentral(FakeCentral):
-    """Central for a worker process: slow enough that the other worker
-    follows the fill; after the last byte of a whole image it waits until
-    the index is held busy, so that the fill ends with the index busy.
-    """
-
-    def __init__(self, fetched, busy):
-        super().__init__(b'')
-        self.fetched = fetched
-        self.busy = busy
-
-    def _chunks(self, pos, end, on_skip=None):
-        whole = pos == 0 and end == len(self.data)
-        for chunk in super()._chunks(pos, end, on_skip):
-            time.sleep(0.005)
-            yield chunk
-        if whole:
-            self.fetched.set()
-            self.busy.wait(10)
-
-
-def _worker(root, commands, results, fetched, busy):
-    """A glance-api worker: reads each image it is sent, whole, and reports
-    (bytes its client received, (is an IOError, error) or None).
-    """
-    real_connect = sqlite3.connect
-
-    def connect(*args, **kwargs):
-        kwargs['timeout'] = BUSY_TIMEOUT
-        return real_connect(*args, **kwargs)
-    sqlite3.connect = connect
-    central = _PacedCentral(fetched, busy)
-    reader = readthrough.ReadThrough(cache.Cache(root, 1024 * KiB), central,
-                                     chunk_size=16 * KiB, stall_timeout=5)
-    results.put('ready')
-    for raw, sent in iter(commands.get, None):
-        central.data = sent
-        received, error = 0, None
-        try:
-            for chunk in reader.read(upstream.ImageRecord(raw), 0,
-                                     raw['size']):
-                received += len(chunk)
-        except Exception as e:
-            error = (isinstance(e, IOError), '%s: %s' % (type(e).__name__, e))
-        reader.wait_for_fills(10)
-        results.put((received, error))
-
-
-class TestVerdictAcrossProcesses(testtools.TestCase):
-    """Two workers read an image whose bytes fail verification while a
-    third connection holds the index busy at the end of the fill (the
-    discard of the partial waits on the index).
-    """
-
-    RUNS = 20
-
-    def test_no_reader_gets_the_whole_of_an_image_that_failed(self):
-        self.useFixture(fixtures.Timeout(120, gentle=True))
-        root = self.useFixture(fixtures.TempDir()).path
-        cache.Cache(root, 1024 * KiB)
-        context = multiprocessing.get_context('spawn')
-        fetched, busy = context.Event(), context.Event()
-        results = context.Queue()
-        commands = []
-        for _ in range(2):
-            queue = context.Queue()
-            worker = context.Process(target=_worker, daemon=True, args=(
-                root, queue, results, fetched, busy))
-            worker.start()
-            self.addCleanup(worker.terminate)
-            self.addCleanup(worker.join, 10)
-            self.addCleanup(queue.put, None)
-            commands.append(queue)
-        for _ in commands:
-            self.assertEqual('ready', results.get(timeout=30))
-        index = sqlite3.connect(os.path.join(root, 'index.sqlite'),
-                                isolation_level=None)
-        self.addCleanup(index.close)
-        outcomes = []
-        for _ in range(self.RUNS):
-            good = os.urandom(PROCESS_SIZE)
-            raw = {'id': str(uuid.uuid4()), 'size': PROCESS_SIZE,
-                   'status': 'active', 'os_hash_algo': 'sha512',
-                   'os_hash_value': hashlib.sha512(good).hexdigest()}
-            sent = os.urandom(PROCESS_SIZE)
-            fetched.clear()
-            busy.clear()
-            for queue in commands:
-                queue.put((raw, sent))
-            self.assertTrue(fetched.wait(20))
-            index.execute('BEGIN IMMEDIATE')
-            busy.set()
-            time.sleep(BUSY_HOLD)
-            index.execute('COMMIT')
-            outcomes += [results.get(timeout=20) for _ in commands]
-        whole = [o for o in outcomes if o[0] == PROCESS_SIZE]
-        self.assertEqual([], whole, '%d wrong images in %d runs'
-                         % (len(whole), self.RUNS))
-        for received, error in outcomes:
-            self.assertIsNotNone(error)
-            self.assertTrue(error[0], error[1])
