@@ -49,6 +49,7 @@ import webob
 
 from glance_store_remote import cache as cache_module
 from glance_store_remote import exceptions
+from glance_store_remote import following
 from glance_store_remote import locations
 from glance_store_remote.peers import signing
 from glance_store_remote import streams
@@ -62,9 +63,6 @@ PROXY_HEADERS = ('X-Forwarded-For', 'X-Forwarded-Host', 'X-Forwarded-Proto',
 # Seconds between two warnings about refused peer requests (each says how
 # many were refused since the last).
 REFUSAL_LOG_INTERVAL = 60
-# Seconds a peer server waits for a fill it streams that makes no progress.
-STALL_TIMEOUT = 30
-POLL_INTERVAL = 0.01
 
 _PATH = re.compile(r'^/remote-glance/peer/(?P<backend>%s)/(?P<id>%s)'
                    r'(?:/(?P<what>record|central-record))?\Z' % (
@@ -216,15 +214,15 @@ class PeerFilter:
             release = [lock.close] if lock is not None else []
             state = 'complete'
         else:
-            fd = _open_partial(cache, image_id)
+            fd = _open_fill_file(cache, image_id)
             if fd is None:
                 return _not_found()
             release = []
             state = 'filling'
             try:
                 record = cache.stored_record(image_id)
-                running = record is not None and _fill_running(cache,
-                                                               image_id)
+                running = record is not None and following.fill_running(
+                    cache, image_id)
             except (exceptions.CacheError, OSError) as e:
                 # The cache cannot be read now (its index busy): the
                 # partial file is not leaked, the reader asks elsewhere.
@@ -297,28 +295,11 @@ class PeerFilter:
 
     def _read(self, cache, image_id, fd, pos, end, growing):
         """The file's bytes [pos, end); a growing (partial) file is followed
-        until the fill writing it stops: then the answer ends short.
+        until the fill writing it stops (following.follow_unverified): then
+        the answer ends short.
         """
-        last_progress = time.monotonic()
-        while pos < end:
-            available = os.fstat(fd).st_size
-            if available > pos:
-                chunk = os.pread(fd, min(self.chunk_size, available - pos,
-                                         end - pos), pos)
-                if chunk:
-                    pos += len(chunk)
-                    last_progress = time.monotonic()
-                    yield chunk
-                    continue
-            if not growing:
-                break
-            if not _fill_running(cache, image_id):
-                if os.fstat(fd).st_size > pos:
-                    continue
-                break
-            if time.monotonic() - last_progress > STALL_TIMEOUT:
-                break
-            time.sleep(POLL_INTERVAL)
+        pos = yield from following.follow_unverified(
+            cache, image_id, fd, pos, end, self.chunk_size, growing)
         if pos < end:
             LOG.info('peer read of image %s ends short at byte %d of %d: the '
                      'fill stopped', image_id, pos, end)
@@ -442,8 +423,7 @@ def _held_record(cache, image_id):
     try:
         record = cache.stored_record(image_id)
         held = record is not None and (
-            os.path.exists(cache.data_path(image_id)) or
-            cache.fill_locked(image_id))
+            cache.holds_complete(image_id) or cache.fill_locked(image_id))
     except exceptions.CacheError:
         held = False
     return _json(record) if held else _not_found()
@@ -476,21 +456,14 @@ def _central_record(store, image_id):
     return _json({'record': record.raw, 'age': age})
 
 
-def _open_partial(cache, image_id):
-    for partial in (True, False):
-        try:
-            return os.open(cache.data_path(image_id, partial), os.O_RDONLY)
-        except OSError:
-            continue
-    return None
-
-
-def _fill_running(cache, image_id):
-    """Whether a process of this node holds the image's fill lock."""
+def _open_fill_file(cache, image_id):
+    """The file a fill of the image writes or wrote (the cache's
+    open_fill_file), or None when it cannot be opened.
+    """
     try:
-        return cache.fill_locked(image_id)
-    except exceptions.CacheError:
-        return False
+        return cache.open_fill_file(image_id)
+    except OSError:
+        return None
 
 
 def _release(steps):

@@ -34,6 +34,7 @@ from glance_store_remote import cache
 from glance_store_remote import delivery
 from glance_store_remote import exceptions
 from glance_store_remote import fill
+from glance_store_remote import following
 from glance_store_remote import readthrough
 from glance_store_remote import upstream
 from tests.unit import test_readthrough as rt
@@ -404,3 +405,50 @@ class TestVerdictAcrossProcesses(testtools.TestCase):
         for received, error in outcomes:
             self.assertIsNotNone(error)
             self.assertTrue(error[0], error[1])
+
+
+class TestFollowUnverified(testtools.TestCase):
+    """A peer's answer follows a partial file until its fill stops."""
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(fixtures.Timeout(30, gentle=True))
+        self.cache = cache.Cache(self.useFixture(fixtures.TempDir()).path,
+                                 1024 * KiB)
+        path = self.cache.data_path(IMAGE, partial=True)
+        with open(path, 'wb') as f:
+            f.write(b'a' * 100)
+        self.fd = self.cache.open_fill_file(IMAGE)
+        self.addCleanup(os.close, self.fd)
+        self.path = path
+
+    def read(self, pos, end, growing):
+        received = []
+        stream = following.follow_unverified(self.cache, IMAGE, self.fd, pos,
+                                             end, 16, growing)
+        try:
+            while True:
+                received.append(next(stream))
+        except StopIteration as stop:
+            return b''.join(received), stop.value
+
+    def test_a_complete_file_is_read_as_it_is(self):
+        self.assertEqual((b'a' * 90, 100), self.read(10, 100, False))
+
+    def test_no_fill_running_ends_short_at_the_end_of_the_file(self):
+        self.assertEqual((b'a' * 100, 100), self.read(0, 200, True))
+
+    def test_a_growing_file_is_followed_while_its_fill_runs(self):
+        lock = self.cache.try_fill_lock(IMAGE)
+        self.addCleanup(lock.close)
+
+        def grow():
+            time.sleep(0.1)
+            with open(self.path, 'ab') as f:
+                f.write(b'b' * 100)
+            lock.unlock()
+        writer = threading.Thread(target=grow)
+        writer.start()
+        self.addCleanup(writer.join)
+        self.assertEqual((b'a' * 100 + b'b' * 100, 200),
+                         self.read(0, 200, True))
