@@ -46,6 +46,12 @@ Permissions: everything is created ``0640`` (files) or ``0750`` (folders),
 whatever the umask, for the user glance-api runs as; ``glance-remote``
 refuses to write to a cache directory another user owns (check_owner).
 
+A fill's file is the cache's too: a fill begins with begin_fill, and its
+followers find its file, tell it from a later fill's and read its verdict
+with open_fill_file, is_current_fill_file and fill_outcome; no other module
+builds a path under the cache directory (the fill is fill.py, following it
+is following.py).
+
 No Glance import here: the cache knows images by ID, size and hash.
 """
 
@@ -118,11 +124,19 @@ INDEX_FILES = (INDEX, INDEX + '-wal', INDEX + '-shm')
 Entry = collections.namedtuple(
     'Entry', 'image_id state size pinned last_access created')
 
+
+def file_identity(stat):
+    """The identity of a file, from its os.stat or os.fstat: what tells a
+    fill's file from a later fill's (FillFile.file).
+    """
+    return stat.st_dev, stat.st_ino
+
+
 FillFile = collections.namedtuple('FillFile', 'fd start file')
 FillFile.__doc__ = """The partial file a fill writes (Cache.begin_fill).
 
 ``fd`` is open for writing at ``start``, the prefix it keeps; ``file`` is
-its (st_dev, st_ino): a follower trusts a verdict only for that file."""
+its file_identity: a follower trusts a verdict only for that file."""
 
 
 class Unchecked(str):
@@ -812,7 +826,7 @@ class Cache:
         except BaseException:
             os.close(fd)
             raise
-        return FillFile(fd, start, (stat.st_dev, stat.st_ino))
+        return FillFile(fd, start, file_identity(stat))
 
     def open_fill_file(self, image_id):
         """Open the file a fill of the image writes, or wrote: the partial
@@ -841,7 +855,7 @@ class Cache:
                 named = os.stat(self.data_path(image_id, partial))
             except OSError:
                 continue
-            if (named.st_dev, named.st_ino) == (stat.st_dev, stat.st_ino):
+            if file_identity(named) == file_identity(stat):
                 return True
         return False
 

@@ -22,7 +22,7 @@ which is one of the four kinds of stream allowed to reach a client:
 * ``FOLLOWING`` (following()): a reader of a fill's growing file, which
   releases its last HOLD_BACK bytes only on the verdict of the fill of the
   very file it reads, and serves a range only once that verdict is in
-  (readthrough._follow);
+  (following.Follower);
 * ``HASHED`` (whole_image() and hold_back_until_verified()): the whole
   image streamed from central (or the rest of it after bytes a reader
   already sent), hashed as it passes, its last HOLD_BACK bytes released
@@ -134,7 +134,7 @@ def _pread(fd, offset, length, chunk_size, on_bytes):
 
 
 def following(chunks, image_id, *release):
-    """A reader that follows a fill (readthrough._follow), which holds back
+    """A reader that follows a fill (following.Follower), which holds back
     its last byte and its ranges until the fill's verdict.
 
     :param release: callables releasing what the reader holds (its lock)

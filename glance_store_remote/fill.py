@@ -135,8 +135,8 @@ class Backoff:
 class Fill:
     """A fill running in this process; followers here wait on ``cond``.
 
-    ``file`` is (st_dev, st_ino) of the file it writes: a follower trusts
-    its verdict only for that file.
+    ``file`` is the identity of the file it writes (cache.file_identity): a
+    follower trusts its verdict only for that file.
     """
 
     def __init__(self, expected, record, lock, start, file):

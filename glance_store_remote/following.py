@@ -189,7 +189,7 @@ class Follower:
                         self.cache.fill_outcome(image_id))
                     return
                 stat = os.fstat(fd)
-                file = (stat.st_dev, stat.st_ino)
+                file = cache_module.file_identity(stat)
                 available = stat.st_size
             if available <= pos:
                 # Ask the file how far the fill got only when this reader

@@ -13,10 +13,10 @@
 """Where a fill of a coordinated site reads an image from, and how the site
 asks central about an image once.
 
-* ``SiteSource.open_fill`` (readthrough.py's one hook): from central while
-  holding the site's lock of the image (coordination.py), else from the node
-  that holds or fills it (peers.py), falling back to central when that node
-  fails or lied;
+* ``SiteSource.open_fill`` (the fill's one hook, fill.Filler.open_source):
+  from central while holding the site's lock of the image
+  (coordination.py), else from the node that holds or fills it (peers.py),
+  falling back to central when that node fails or lied;
 * ``RecordRelay.central_record``: central's record through the one node of
   the site that answers for the image (upstream.Central.record_relay);
 * ``SiteSource.held_record``: central's record of an image another node
@@ -123,7 +123,7 @@ class SiteSource:
         self._not_held = {}
 
     def open_fill(self, record, offset, length, on_skip=None, wait=True):
-        """The readthrough.FillSource a fill of *record* reads
+        """The fill.FillSource a fill of *record* reads
         [offset, offset+length) from; its close() releases the site lock if
         this node took it.
 
