@@ -29,12 +29,15 @@ image whose record lacks them.
 This module owns:
 
 * the rules, as functions of an edge image record in the shape Glance's API
-  shows it (``view`` turns a database row into that shape): where a copy
-  stands (``copy_state``), whether an image may be copied (``refusal``), and
-  which edge images still need the cache's copy of a central image
-  (``lacking_copy``);
-* ``EdgeCopies``: asking an edge's API for a copy and waiting for its end
-  (the CLI, with the operator's credentials);
+  shows it (edge_db.api_view turns a database row into that shape): where a
+  copy stands (``copy_state``), whether an image may be copied
+  (``refusal``), and which edge images still need the cache's copy of a
+  central image (``lacking_copy``);
+* ``copy_image``: the one copy procedure (ask for the copy, wait for
+  another import and for the copy's end), of the CLI and of AutoCopy, their
+  differences as its parameters;
+* ``EdgeCopies``: the edge's API as the CLI asks it for a copy, with the
+  operator's credentials;
 * ``AutoCopy``: the ``remote_glance_copy_to_store`` option inside glance-api
   (a copy of the edge image under central's ID after the first complete,
   verified read, then the release of the cache entry); its access to
@@ -93,6 +96,30 @@ class CopyError(exceptions.RemoteGlanceError):
 
 class CopyBusy(CopyError, edge_db.ImportLocked):
     """Another import of the image runs (Glance's import lock is held)."""
+
+
+class CopyRefused(CopyError):
+    """The edge image must not be copied (see refusal); ``why`` says why."""
+
+    def __init__(self, why):
+        super().__init__(why)
+        self.why = why
+
+
+class NotAnImport(CopyRefused):
+    """The edge image has central's ID but is not its import
+    (record_rules.why_not_an_import): no copy as admin.
+    """
+
+
+class CopyFailed(CopyError):
+    """The copy ended without a location in the store, or the image went
+    away.
+    """
+
+
+class CopyTimeout(CopyError):
+    """An import still held the image when the wait for it ended."""
 
 
 def store_list(value):
@@ -205,10 +232,8 @@ class EdgeCopies:
         openstacksdk image proxy or a keystoneauth1 Adapter)
     """
 
-    def __init__(self, adapter, clock=time.monotonic, sleep=time.sleep):
+    def __init__(self, adapter):
         self._api = adapter
-        self._clock = clock
-        self._sleep = sleep
 
     def _get(self, path, ok=(200,)):
         response = self._api.request(path, 'GET', raise_exc=False)
@@ -268,53 +293,132 @@ class EdgeCopies:
             return ''
         return (tasks[-1].get('message') or '') if tasks else ''
 
-    def wait_idle(self, image_id, timeout, poll=POLL_INTERVAL):
-        """Wait until no import holds edge image *image_id* (Glance's
-        import lock: the hashing task of a new location, a copy someone
-        else asked for).
 
-        :returns: the edge record then
-        :raises CopyError: the image went away or *timeout* seconds passed
-        """
-        deadline = self._clock() + timeout
-        while True:
-            image = self.image(image_id)
+def copy_image(edge, image, target, backend, central_record, timeout, *,
+               retry_failed, only_imports=False, copies=None,
+               task_message=None, poll=POLL_INTERVAL, clock=time.monotonic,
+               sleep=time.sleep):
+    """Copy edge *image* into store *target* with Glance's copy-image
+    import and wait for its end: the one copy procedure, of the CLI's
+    ``--store`` (through the edge's API) and of AutoCopy (inside
+    glance-api).
+
+    An import holding the image's lock (the hashing task of a new location,
+    a copy someone else asked for) refuses the start: the copy is asked
+    again once that import ended, up to MAX_ROUNDS times. A stale lock is
+    recovered by the edge, as Glance's import call recovers it.
+
+    :param edge: EdgeCopies (the edge's API) or edge_db.GlanceEdge
+    :param image: the edge record, API-shaped
+    :param central_record: callable() -> central's record of the image (a
+        dict), called when a copy is about to start, at most once
+    :param timeout: seconds each wait (for another import, for the copy)
+        lasts at most
+    :param retry_failed: ask again for a copy whose last import into
+        *target* failed (the operator's CLI); else answer 'failed': a copy
+        that failed once would fail in a loop on every read
+    :param only_imports: copy only an import of central's image, with
+        *copies* the properties an import copies (AutoCopy, which copies as
+        admin, outside every quota)
+    :param task_message: callable(image ID) -> the message of the image's
+        latest task, for the CopyFailed message, or None
+    :returns: (result, the edge record then): 'held' (the store held it
+        already), 'copied', or 'failed' (not retried)
+    :raises CopyRefused: the image must not be copied (NotAnImport: central's
+        ID, but not its import)
+    :raises CopyFailed: the copy failed, or the image went away
+    :raises CopyTimeout: an import still held the image after *timeout*
+    :raises edge_db.ImportLocked: another import held it in every round
+    :raises CopyError: the edge refused the copy otherwise
+    """
+    image_id = image['id']
+    central = None
+    for attempt in range(MAX_ROUNDS):
+        state = copy_state(image, target)
+        if state == HELD:
+            return 'held', image
+        if state == FAILED_STATE and not retry_failed:
+            return 'failed', image
+        if central is None:
+            central = central_record()
+        try:
+            _check(image, central, backend, target, only_imports, copies)
+            task_id = edge.start_copy(image_id, target)
+        except (CopyRefused, edge_db.ImportLocked) as e:
+            # Under another import, a refusal is not final either: the
+            # hashing task of a new location writes the record's checksum
+            # and os_hash when it ends.
+            if attempt + 1 == MAX_ROUNDS or not (
+                    state == COPYING or
+                    isinstance(e, edge_db.ImportLocked)):
+                raise
+            LOG.info('copy into %s: edge image %s is under another import '
+                     '(%s); looking again once it ended', target, image_id,
+                     e)
+            image, ended = _until_idle(edge, image_id, target, timeout, poll,
+                                       clock, sleep)
             if image is None:
-                raise CopyError('edge image %s disappeared' % image_id)
-            if not image.get(IMPORT_LOCK):
-                return image
-            if self._clock() >= deadline:
-                raise CopyError('edge image %s: another import still runs '
-                                'after %d s' % (image_id, timeout))
-            self._sleep(poll)
+                raise CopyFailed('edge image %s disappeared' % image_id)
+            if not ended:
+                raise CopyTimeout('edge image %s: another import still runs '
+                                  'after %d s' % (image_id, timeout))
+            continue
+        LOG.info('copying edge image %s (central image %s) into store %s: '
+                 'task %s', image_id, image_id, target, task_id)
+        image, ended = _until_idle(edge, image_id, target, timeout, poll,
+                                   clock, sleep)
+        if image is None:
+            raise CopyFailed('edge image %s disappeared during its copy into '
+                             '%s' % (image_id, target))
+        if not ended:
+            raise CopyTimeout('edge image %s: the copy into %s did not end '
+                              'within %d s; it may still be running'
+                              % (image_id, target, timeout))
+        if copy_state(image, target) != HELD:
+            message = task_message(image_id) if task_message else ''
+            raise CopyFailed('edge image %s: the copy into %s failed%s'
+                             % (image_id, target,
+                                ': %s' % message if message else ''))
+        return 'copied', image
 
-    def wait_for_copy(self, image_id, target, timeout,
-                      poll=POLL_INTERVAL):
-        """Wait until edge image *image_id* holds a location in *target*.
 
-        :returns: the edge record then
-        :raises CopyError: the import failed (with Glance's task message),
-            the image went away, or *timeout* seconds passed
-        """
-        deadline = self._clock() + timeout
-        while True:
-            image = self.image(image_id)
-            if image is None:
-                raise CopyError('edge image %s disappeared during its copy '
-                                'into %s' % (image_id, target))
-            state = copy_state(image, target)
+def _check(image, central, backend, target, only_imports, copies):
+    """Raise CopyRefused (NotAnImport) when edge *image* must not be copied
+    (see copy_image).
+    """
+    why = refusal(image, central, backend, target)
+    if why:
+        raise CopyRefused(why)
+    if only_imports:
+        not_import = record_rules.why_not_an_import(
+            image, [loc['url'] for loc in image.get('locations') or ()],
+            locations.location_url(backend, image['id']), central,
+            copies=copies)
+        if not_import:
+            raise NotAnImport(not_import)
+
+
+def _until_idle(edge, image_id, target, timeout, poll, clock, sleep):
+    """Look at edge image *image_id* until no import holds it, up to
+    *timeout* seconds.
+
+    :returns: (the edge record then or None when it went away, whether the
+        import ended)
+    """
+    deadline = clock() + timeout
+    while True:
+        image = edge.image(image_id)
+        if image is None:
+            return None, True
+        state = copy_state(image, target)
+        if state != COPYING:
             if state == HELD:
-                return image
-            if state != COPYING:
-                message = self.last_task_message(image_id)
-                raise CopyError('edge image %s: the copy into %s failed%s'
-                                % (image_id, target,
-                                   ': %s' % message if message else ''))
-            if self._clock() >= deadline:
-                raise CopyError('edge image %s: the copy into %s did not '
-                                'end within %d s; it may still be running'
-                                % (image_id, target, timeout))
-            self._sleep(poll)
+                LOG.info('edge image %s is now held in store %s', image_id,
+                         target)
+            return image, True
+        if clock() >= deadline:
+            return image, False
+        sleep(poll)
 
 
 class AutoCopy:
@@ -434,68 +538,25 @@ class AutoCopy:
     # -- one central image ---------------------------------------------------
 
     def process(self, central_id):
-        """Copy the edge image under *central_id* into the target, wait for
+        """Copy the edge image under *central_id* into the target
+        (copy_image: only an import, a failed copy not retried), wait for
         the copy, release the cache entry when no user lacks a copy.
 
-        An image under another import (Glance's lock is held: the hashing
-        task of a new location, a copy someone else asked for) is looked at
-        again once that import ended, up to MAX_ROUNDS times; a stale lock
-        (its task gone, or not updated for an hour) is recovered as
-        Glance's import call recovers it (edge_db.GlanceEdge.start_copy).
-
         :returns: {edge image ID: 'held' (it was there), 'copied', 'failed',
-            'copying' (still running when the wait ended), 'refused: <why>'
-            or NOT_COPIED_LINK} and, under key None, the release result
-            ('evicted', 'absent', 'pinned', 'busy', 'kept', or None when
-            not asked to release)
+            'copying' (still running when the wait ended), 'refused: <why>',
+            NOT_AN_IMPORT or NOT_COPIED_LINK} and, under key None, the
+            release result ('evicted', 'absent', 'pinned', 'busy', 'kept',
+            or None when not asked to release)
         """
         location = self.location(central_id)
         results = {}
-        central = None
-        for _ in range(MAX_ROUNDS):
-            busy, started = [], []
-            for image in self.edge.users(location):
-                image_id = image['id']
-                if image_id in results:
-                    continue
-                if image_id != central_id:
-                    results[image_id] = NOT_COPIED_LINK
-                    continue
-                state = copy_state(image, self.target)
-                if state == HELD:
-                    results[image_id] = 'held'
-                elif state == FAILED_STATE:
-                    # Not retried here: a copy that failed once would fail
-                    # in a loop on every read. The CLI retries on request.
-                    results[image_id] = 'failed'
-                else:
-                    # Also under a lock: as Glance's API, the start
-                    # recovers a stale one and is refused by a valid one.
-                    if central is None:
-                        central = self._central_record(central_id)
-                    outcome = self._start(image, central, central_id)
-                    if outcome == NOT_AN_IMPORT:
-                        results[image_id] = outcome
-                        continue
-                    if outcome is None:
-                        started.append(image_id)
-                    elif outcome == 'busy':
-                        busy.append(image_id)
-                    else:
-                        results[image_id] = outcome
-            if not busy and not started:
-                break
-            ended = self._wait(busy + started)
-            for image_id in started:
-                results[image_id] = {HELD: 'copied', COPYING: 'copying'}.get(
-                    ended[image_id], 'failed')
-                if results[image_id] == 'failed':
-                    LOG.error('the copy of edge image %s into store %s '
-                              'failed; see its import task', image_id,
-                              self.target)
-            for image_id in busy:
-                if ended[image_id] == COPYING:
-                    results[image_id] = 'copying'
+        for image in self.edge.users(location):
+            if image['id'] != central_id:
+                results[image['id']] = NOT_COPIED_LINK
+                continue
+            result = self._copy(image, central_id)
+            if result is not None:
+                results[central_id] = result
         links = [key for key, result in results.items()
                  if result == NOT_COPIED_LINK]
         if links:
@@ -508,59 +569,36 @@ class AutoCopy:
         results[None] = self._release(central_id, location)
         return results
 
-    def _start(self, image, central, central_id):
-        """Start the copy of edge *image*: None when started, 'busy' when
-        another import holds it, else 'refused: <why>'.
+    def _copy(self, image, central_id):
+        """copy_image for the edge image under *central_id*: its result,
+        what its refusal or failure means here (logged), or None when
+        another import held the image in every round (looked at again on
+        the next complete read).
         """
-        why = refusal(image, central, self.backend, self.target)
-        if why:
-            LOG.warning('not copying into %s: %s', self.target, why)
-            return 'refused: %s' % why
-        not_import = record_rules.why_not_an_import(
-            image, [loc['url'] for loc in image.get('locations') or ()],
-            self.location(central_id), central, copies=self._copies)
-        if not_import:
+        try:
+            return copy_image(
+                self.edge, image, self.target, self.backend,
+                lambda: self._central_record(central_id), self.timeout,
+                retry_failed=False, only_imports=True, copies=self._copies,
+                poll=self.poll, clock=self._clock, sleep=self._sleep)[0]
+        except NotAnImport as e:
             LOG.warning('not copying edge image %s into %s: it has central '
                         "image %s's ID but is not its import: %s",
-                        image['id'], self.target, central_id, not_import)
+                        image['id'], self.target, central_id, e.why)
             return NOT_AN_IMPORT
-        try:
-            task_id = self.edge.start_copy(image['id'], self.target)
-        except edge_db.ImportLocked as e:
-            LOG.info('copy into %s: %s; looking again once it ended',
-                     self.target, e)
-            return 'busy'
-        LOG.info('copying edge image %s (central image %s) into store %s: '
-                 'task %s', image['id'], central_id, self.target, task_id)
-        return None
-
-    def _wait(self, image_ids):
-        """Wait (up to ``timeout``) until no import holds *image_ids*.
-
-        :returns: {image ID: its copy_state then (COPYING if the wait timed
-            out)}
-        """
-        ended = {}
-        waiting = list(image_ids)
-        deadline = self._clock() + self.timeout
-        while True:
-            for image_id in list(waiting):
-                image = self.edge.image(image_id)
-                state = copy_state(image, self.target) if image else ABSENT
-                if state != COPYING:
-                    waiting.remove(image_id)
-                    ended[image_id] = state
-                    if state == HELD:
-                        LOG.info('edge image %s is now held in store %s',
-                                 image_id, self.target)
-            if not waiting:
-                return ended
-            if self._clock() >= deadline:
-                LOG.warning('imports of %s still running after %d s',
-                            ', '.join(waiting), self.timeout)
-                ended.update((image_id, COPYING) for image_id in waiting)
-                return ended
-            self._sleep(self.poll)
+        except CopyRefused as e:
+            LOG.warning('not copying into %s: %s', self.target, e.why)
+            return 'refused: %s' % e.why
+        except CopyTimeout:
+            LOG.warning('imports of %s still running after %d s',
+                        image['id'], self.timeout)
+            return COPYING
+        except CopyFailed:
+            LOG.error('the copy of edge image %s into store %s failed; see '
+                      'its import task', image['id'], self.target)
+            return 'failed'
+        except edge_db.ImportLocked:
+            return None
 
     def _release(self, central_id, location):
         if not self.release or self.cache is None:

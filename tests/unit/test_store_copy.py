@@ -199,6 +199,7 @@ class Clock:
 
 
 class TestEdgeCopies(testtools.TestCase):
+    """The CLI's copies: copy_image through the edge's API."""
 
     def setUp(self):
         super().setUp()
@@ -206,9 +207,16 @@ class TestEdgeCopies(testtools.TestCase):
         session = ks_session.Session(auth=noauth.NoAuth(endpoint=EDGE))
         self.clock = Clock()
         self.edge = store_copy.EdgeCopies(
-            ks_adapter.Adapter(session, endpoint_override=EDGE + '/v2'),
-            clock=self.clock, sleep=self.clock.sleep)
+            ks_adapter.Adapter(session, endpoint_override=EDGE + '/v2'))
         self.image_url = EDGE + '/v2/images/' + CENTRAL_ID
+
+    def copy(self, image=None, timeout=10):
+        """copy_image as the CLI asks it (a failed copy is retried)."""
+        return store_copy.copy_image(
+            self.edge, image or edge_image(), 'ceph', 'central',
+            central_record, timeout, retry_failed=True,
+            task_message=self.edge.last_task_message, clock=self.clock,
+            sleep=self.clock.sleep)
 
     def test_a_copy_is_asked_with_glances_import_call(self):
         asked = self.mock.post(self.image_url + '/import', status_code=202)
@@ -233,56 +241,93 @@ class TestEdgeCopies(testtools.TestCase):
         self.assertIn('copy_image', str(e))
 
     def test_waiting_ends_when_the_store_is_listed(self):
+        self.mock.post(self.image_url + '/import', status_code=202)
         self.mock.get(self.image_url, [
             {'json': edge_image(os_glance_import_task='t1')},
             {'json': edge_image(stores='central,ceph')}])
-        image = self.edge.wait_for_copy(CENTRAL_ID, 'ceph', timeout=10)
+        result, image = self.copy()
+        self.assertEqual('copied', result)
         self.assertEqual('central,ceph', image['stores'])
         self.assertEqual(1.0, self.clock.now)
 
     def test_a_failed_copy_gives_glances_task_message(self):
+        self.mock.post(self.image_url + '/import', status_code=202)
         self.mock.get(self.image_url, json=edge_image(
             os_glance_importing_to_stores='ceph'))
         self.mock.get(self.image_url + '/tasks', json={'tasks': [
             {'created_at': '2026-01-01T00:00:00Z', 'message': 'old'},
             {'created_at': '2026-01-02T00:00:00Z',
              'message': 'the data central sent does not match'}]})
-        e = self.assertRaises(store_copy.CopyError, self.edge.wait_for_copy,
-                              CENTRAL_ID, 'ceph', 10)
+        e = self.assertRaises(store_copy.CopyFailed, self.copy)
         self.assertIn('the copy into ceph failed: the data central sent',
                       str(e))
 
     def test_a_failed_copy_without_tasks_api_still_fails(self):
+        self.mock.post(self.image_url + '/import', status_code=202)
         self.mock.get(self.image_url, json=edge_image(
             os_glance_failed_import='ceph'))
         self.mock.get(self.image_url + '/tasks', status_code=404)
-        e = self.assertRaises(store_copy.CopyError, self.edge.wait_for_copy,
-                              CENTRAL_ID, 'ceph', 10)
+        e = self.assertRaises(store_copy.CopyFailed, self.copy)
         self.assertTrue(str(e).endswith('the copy into ceph failed'))
 
     def test_a_copy_that_runs_too_long_says_it_may_still_run(self):
+        self.mock.post(self.image_url + '/import', status_code=202)
         self.mock.get(self.image_url, json=edge_image(
             os_glance_import_task='t1'))
-        e = self.assertRaises(store_copy.CopyError, self.edge.wait_for_copy,
-                              CENTRAL_ID, 'ceph', 5)
+        e = self.assertRaises(store_copy.CopyTimeout, self.copy, timeout=5)
         self.assertIn('did not end within 5 s', str(e))
 
     def test_an_image_deleted_during_the_copy_fails_it(self):
+        self.mock.post(self.image_url + '/import', status_code=202)
         self.mock.get(self.image_url, status_code=404)
-        e = self.assertRaises(store_copy.CopyError, self.edge.wait_for_copy,
-                              CENTRAL_ID, 'ceph', 5)
+        e = self.assertRaises(store_copy.CopyFailed, self.copy, timeout=5)
         self.assertIn('disappeared', str(e))
 
     def test_waiting_for_another_import_to_end(self):
+        # The edge answers 409 while another import holds the lock; the
+        # copy is asked again once it ended.
+        asked = self.mock.post(self.image_url + '/import', [
+            {'status_code': 409, 'text': 'in progress'},
+            {'status_code': 202}])
         self.mock.get(self.image_url, [
             {'json': edge_image(os_glance_import_task='t1')},
-            {'json': edge_image()}])
-        self.assertNotIn(store_copy.IMPORT_LOCK,
-                         self.edge.wait_idle(CENTRAL_ID, 10))
+            {'json': edge_image()},
+            {'json': edge_image(stores='central,ceph')}])
+        self.assertEqual('copied', self.copy(
+            edge_image(os_glance_import_task='t1'))[0])
+        self.assertEqual(2, asked.call_count)
+        self.mock.post(self.image_url + '/import', status_code=409,
+                       text='in progress')
         self.mock.get(self.image_url, json=edge_image(
             os_glance_import_task='t1'))
-        self.assertRaises(store_copy.CopyError, self.edge.wait_idle,
-                          CENTRAL_ID, 3)
+        e = self.assertRaises(store_copy.CopyTimeout, self.copy, timeout=3)
+        self.assertIn('another import still runs after 3 s', str(e))
+
+    def test_a_new_locations_hashing_task_is_waited_for_first(self):
+        # The edge record gets its checksum and os_hash when the hashing
+        # task of its new location ends: no refusal before that.
+        asked = self.mock.post(self.image_url + '/import', status_code=202)
+        self.mock.get(self.image_url, [
+            {'json': edge_image()},
+            {'json': edge_image(stores='central,ceph')}])
+        result, _ = self.copy(edge_image(os_glance_import_task='hashing',
+                                         checksum=None, os_hash_value=None))
+        self.assertEqual('copied', result)
+        self.assertEqual(1, asked.call_count)
+
+    def test_a_refusal_without_another_import_is_final(self):
+        asked = self.mock.post(self.image_url + '/import', status_code=202)
+        e = self.assertRaises(store_copy.CopyRefused, self.copy,
+                              edge_image(os_hash_value=None))
+        self.assertIn('has no os_hash_value', e.why)
+        self.assertEqual(0, asked.call_count)
+
+    def test_a_lock_held_in_every_round_fails_as_busy(self):
+        self.mock.post(self.image_url + '/import', status_code=409,
+                       text='in progress')
+        self.mock.get(self.image_url, json=edge_image())
+        e = self.assertRaises(store_copy.CopyBusy, self.copy)
+        self.assertIn('another import runs: in progress', str(e))
 
     def test_images_follows_pagination(self):
         self.mock.get(EDGE + '/v2/images?limit=100', json={

@@ -49,7 +49,7 @@ class CliTestCase(testtools.TestCase):
         """
         self.central = mock.Mock(backend='c')
         self.central.open_data.side_effect = AssertionError('data asked')
-        for where in ('glance_store_remote.cmd.main._central',
+        for where in ('glance_store_remote.cmd.config.central',
                       'glance_store_remote.backend._central'):
             self.useFixture(fixtures.MonkeyPatch(
                 where, lambda *args, **kwargs: self.central))

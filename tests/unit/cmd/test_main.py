@@ -10,10 +10,11 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Unit tests of cmd/main.py: how the CLI finds its backend in the edge's
-glance-api.conf and how it fails, and what prefetch and cache verify report
-for the odd image (with a fake central). Its talk with central is proven
-against the real lab in tests/functional/test_cmd.py."""
+"""Unit tests of the command line through cmd/main.py: how it finds its
+backend in the edge's glance-api.conf (cmd/config.py) and how it fails,
+and what prefetch and cache verify report for the odd image (with a fake
+central). Its talk with central is proven against the real lab in
+tests/functional/test_cmd.py."""
 
 import hashlib
 import io
@@ -25,6 +26,7 @@ import fixtures
 import testtools
 
 from glance_store_remote import cache
+from glance_store_remote.cmd import config
 from glance_store_remote.cmd import main
 from glance_store_remote import upstream
 from tests.unit.cmd import base as cli_base
@@ -48,20 +50,20 @@ class TestLoadBackend(testtools.TestCase):
         path = self.write('[DEFAULT]\nenabled_backends = local:file, '
                           'central:remote-glance\n[central]\n'
                           'auth_type = none\n')
-        conf, backend = main.load_backend(path)
+        conf, backend = config.load_backend(path)
         self.assertEqual('central', backend)
         self.assertEqual('none', conf.central.auth_type)
 
     def test_two_remote_backends_need_a_name(self):
         path = self.write('[DEFAULT]\nenabled_backends = a:remote-glance, '
                           'b:remote-glance\n')
-        error = self.assertRaises(main.UsageError, main.load_backend, path)
+        error = self.assertRaises(config.UsageError, config.load_backend, path)
         self.assertIn('--backend', str(error))
-        self.assertEqual('b', main.load_backend(path, 'b')[1])
+        self.assertEqual('b', config.load_backend(path, 'b')[1])
 
     def test_a_backend_of_another_kind_is_refused(self):
         path = self.write('[DEFAULT]\nenabled_backends = local:file\n')
-        error = self.assertRaises(main.UsageError, main.load_backend, path,
+        error = self.assertRaises(config.UsageError, config.load_backend, path,
                                   'local')
         self.assertIn("'local'", str(error))
 

@@ -24,7 +24,7 @@ from unittest import mock
 import fixtures
 
 from glance_store_remote import cache
-from glance_store_remote.cmd import main
+from glance_store_remote.cmd import catalog as cmd_catalog
 from glance_store_remote import store_copy
 from glance_store_remote import upstream
 from tests.unit.cmd import base as cli_base
@@ -49,7 +49,9 @@ def edge_image(**fields):
 
 
 class FakeEdge:
-    """EdgeCopies' surface: a copy asked for succeeds."""
+    """EdgeCopies' surface: a copy asked for has succeeded at the next
+    look; another import (the lock held) has ended after one look.
+    """
 
     def __init__(self, image, others=()):
         self.record = image
@@ -57,24 +59,27 @@ class FakeEdge:
         self.started = []
 
     def image(self, image_id):
-        return dict(self.record) if self.record else None
+        if not self.record:
+            return None
+        shown = dict(self.record)
+        self.record.pop(store_copy.IMPORT_LOCK, None)
+        return shown
 
     def images(self):
         return [dict(self.record)] + self.others
 
-    def wait_idle(self, image_id, timeout):
-        self.record.pop(store_copy.IMPORT_LOCK, None)
-        return dict(self.record)
-
     def start_copy(self, image_id, target):
+        if self.record.get(store_copy.IMPORT_LOCK):
+            raise store_copy.CopyBusy('edge image %s: another import runs'
+                                      % image_id)
         self.started.append((image_id, target))
-
-    def wait_for_copy(self, image_id, target, timeout):
         self.record['stores'] += ',' + target
         self.record['locations'].append(
             {'url': 'rbd://f/images/%s/snap' % image_id,
              'metadata': {'store': target}})
-        return dict(self.record)
+
+    def last_task_message(self, image_id):
+        return ''
 
 
 class TestCopyOne(cli_base.CliTestCase):
@@ -94,8 +99,8 @@ class TestCopyOne(cli_base.CliTestCase):
     def copy(self, edge, keep_cache=False):
         args = argparse.Namespace(store='ceph', keep_cache=keep_cache,
                                   copy_timeout=60)
-        return main._copy_one(args, edge, self.store, self.central, 'c',
-                              IMAGE_ID)
+        return cmd_catalog._copy_one(args, edge, self.store, self.central,
+                                     'c', IMAGE_ID)
 
     def test_a_copy_is_asked_then_the_cache_released(self):
         edge = FakeEdge(edge_image())
@@ -153,7 +158,7 @@ class TestStoreCommandLine(cli_base.CliTestCase):
         super().setUp()
         self.mock_central()
         self.useFixture(fixtures.MonkeyPatch(
-            'glance_store_remote.cmd.main._edge_adapter',
+            'glance_store_remote.cmd.config.edge_adapter',
             lambda args: mock.Mock()))
 
     def test_import_store_without_prefetch_exits_2(self):
@@ -189,8 +194,9 @@ class TestStoreCommandLine(cli_base.CliTestCase):
         with open(store.data_path(IMAGE_ID, partial=True), 'wb') as f:
             f.write(DATA)
         store.commit(IMAGE_ID, record)
-        with mock.patch.object(main, '_copy_one', side_effect=store_copy.
-                               CopyError('edge image x is queued')):
+        with mock.patch.object(cmd_catalog, '_copy_one',
+                               side_effect=store_copy.CopyError(
+                                   'edge image x is queued')):
             self.assertEqual(1, self.run_cli('prefetch', '--store', 'ceph',
                                              IMAGE_ID))
         self.assertIn('%s already cached\n%s store ceph: failed: edge image '

@@ -20,7 +20,8 @@ import json
 
 import fixtures
 
-from glance_store_remote.cmd import main
+from glance_store_remote.cmd import catalog as cmd_catalog
+from glance_store_remote.cmd import config
 from tests.unit.cmd import base as cli_base
 from tests.unit import test_catalog as fakes
 
@@ -36,10 +37,10 @@ class TestCatalogCommands(cli_base.CliTestCase):
         central = fakes.FakeCentral(record)
         central.probe = lambda: 'http://central'
         self.useFixture(fixtures.MonkeyPatch(
-            'glance_store_remote.cmd.main._central',
+            'glance_store_remote.cmd.config.central',
             lambda *args, **kwargs: central))
         self.useFixture(fixtures.MonkeyPatch(
-            'glance_store_remote.cmd.main._edge', lambda args: edge))
+            'glance_store_remote.cmd.config.edge', lambda args: edge))
         return edge
 
     def test_import_of_an_image_that_is_not_ours_reports_a_conflict(self):
@@ -80,8 +81,8 @@ class TestCatalogCommands(cli_base.CliTestCase):
     def held_elsewhere(self, holder):
         edge = self.use(ListingEdge(None), None)
         self.useFixture(fixtures.MonkeyPatch(
-            'glance_store_remote.cmd.main._site_sync_lock',
-            lambda conf, backend: main._AnotherSync(holder)))
+            'glance_store_remote.cmd.catalog._site_sync_lock',
+            lambda conf, backend: cmd_catalog._AnotherSync(holder)))
         self.assertEqual(1, self.run_cli('sync'))
         self.assertIn("sync did NOT run: the site's sync lock is held by",
                       self.stderr.getvalue())
@@ -127,12 +128,12 @@ class TestSiteSyncLock(cli_base.CliTestCase):
 
     def lock_with(self, site):
         self.useFixture(fixtures.MonkeyPatch(
-            'glance_store_remote.cmd.main._cli_site',
+            'glance_store_remote.cmd.config.site',
             lambda group, backend: site))
-        conf, backend = main.load_backend(self.config)
+        conf, backend = config.load_backend(self.config)
         conf.set_override('remote_glance_coordination_url', 'etcd3+http://x',
                           group=backend)
-        return main._site_sync_lock(conf, backend)
+        return cmd_catalog._site_sync_lock(conf, backend)
 
     def test_the_lock_is_claimed_so_that_others_can_name_its_holder(self):
         site = FakeSite()
@@ -144,5 +145,5 @@ class TestSiteSyncLock(cli_base.CliTestCase):
     def test_a_held_lock_names_its_holder(self):
         holder = {'member': 'm', 'host': 'h', 'pid': 1, 'since': 0, 'age': 0}
         lock = self.lock_with(FakeSite(holder))
-        self.assertIsInstance(lock, main._AnotherSync)
+        self.assertIsInstance(lock, cmd_catalog._AnotherSync)
         self.assertIs(holder, lock.holder)
