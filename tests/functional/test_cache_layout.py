@@ -156,6 +156,13 @@ def write_config(folder, cache_dir, central_url):
     return path
 
 
+def largest_file(folder):
+    """The size of the largest file under *folder* (0: none)."""
+    return max((os.path.getsize(os.path.join(where, name))
+                for where, _, names in os.walk(folder) for name in names),
+               default=0)
+
+
 def describe_layout(cache_dir):
     """What the layout contract fixes in a cache directory, as one value to
     compare: each path's mode and its content as the contract speaks of it.
@@ -320,7 +327,6 @@ class TestCacheLayout(testtools.TestCase):
         STALL_AT and SIGKILL the reader once the fill wrote that much.
         """
         image_id = cls.partial_image.id
-        partial = os.path.join(cache_dir, 'partial', image_id + '.data')
         armed = cls.lab.proxy.arm(stall_at=STALL_AT)
         with open(os.path.join(cls.root, 'killed-reader.log'), 'ab') as log:
             reader = subprocess.Popen(
@@ -336,8 +342,10 @@ class TestCacheLayout(testtools.TestCase):
                 raise AssertionError('the reader of %s did not start: %s'
                                      % (tree, opened))
             cls._assert_module_of(tree, opened)
-            while not (armed.stalled.is_set() and os.path.exists(partial) and
-                       os.path.getsize(partial) >= STALL_AT):
+            # Whatever the file is named: a layout that changed fails in
+            # the comparison, which names the difference.
+            while not (armed.stalled.is_set() and
+                       largest_file(cache_dir) >= STALL_AT):
                 if time.monotonic() > deadline or reader.poll() is not None:
                     raise AssertionError(
                         'the fill of %s by %s never reached byte %d'
