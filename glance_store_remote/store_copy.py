@@ -52,6 +52,7 @@ import os
 import queue
 import threading
 import time
+import typing
 
 from glance_store_remote import edge_db
 from glance_store_remote import exceptions
@@ -294,6 +295,22 @@ class EdgeCopies:
         return (tasks[-1].get('message') or '') if tasks else ''
 
 
+class Edge(typing.Protocol):
+    """What copy_image needs of the edge: EdgeCopies (its API, with the
+    operator's credentials) and edge_db.GlanceEdge (Glance's own code,
+    inside glance-api) both are one.
+    """
+
+    def image(self, image_id):
+        """The edge image, API-shaped, or None when there is none."""
+
+    def start_copy(self, image_id, target):
+        """Start Glance's copy-image import of *image_id* into *target*.
+
+        :raises edge_db.ImportLocked: another import holds the image
+        """
+
+
 def copy_image(edge, image, target, backend, central_record, timeout, *,
                retry_failed, only_imports=False, copies=None,
                task_message=None, poll=POLL_INTERVAL, clock=time.monotonic,
@@ -308,7 +325,7 @@ def copy_image(edge, image, target, backend, central_record, timeout, *,
     again once that import ended, up to MAX_ROUNDS times. A stale lock is
     recovered by the edge, as Glance's import call recovers it.
 
-    :param edge: EdgeCopies (the edge's API) or edge_db.GlanceEdge
+    :param edge: an Edge: EdgeCopies or edge_db.GlanceEdge
     :param image: the edge record, API-shaped
     :param central_record: callable() -> central's record of the image (a
         dict), called when a copy is about to start, at most once
