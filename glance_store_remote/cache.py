@@ -40,7 +40,8 @@ processes is flock on the files under ``locks/``.
 Index connections are per thread and per process: a Cache made before a
 fork (``Store.configure`` runs in uWSGI's master unless ``lazy-apps``, and
 in gunicorn's with ``--preload``) opens new connections in each child, as
-SQLite requires (see _release_inherited_connections).
+SQLite requires (see cache_index.py, which holds the index apart from the
+files).
 
 Permissions: everything is created ``0640`` (files) or ``0750`` (folders),
 whatever the umask, for the user glance-api runs as; ``glance-remote``
@@ -64,11 +65,10 @@ import logging
 import os
 import pwd
 import sqlite3
-import threading
 import time
-import weakref
 
 from glance_store_remote import cache_fs
+from glance_store_remote import cache_index
 from glance_store_remote import exceptions
 
 LOG = logging.getLogger(__name__)
@@ -76,12 +76,12 @@ LOG = logging.getLogger(__name__)
 LAYOUT_VERSION = 1
 LAYOUT_TEXT = 'glance-store-remote cache layout %d\n' % LAYOUT_VERSION
 
-# bytes_resent: bytes central sent again before the offset a read needed,
-# because it serves no byte ranges (upstream.Central.serves_ranges).
-# bytes_from_peers: bytes fills read from other nodes of the site.
-COUNTERS = ('hits', 'misses', 'coalesced', 'bytes_from_central',
-            'bytes_from_peers', 'bytes_resent', 'bytes_from_cache', 'resumes',
-            'verification_failures', 'evictions', 'passthrough')
+# The index's, named here too: callers know the cache (cache_index.py).
+COUNTERS = cache_index.COUNTERS
+INDEX = cache_index.INDEX
+INDEX_FILES = cache_index.INDEX_FILES
+Entry = cache_index.Entry
+
 
 # A fill's outcome, kept in the first bytes of its lock file so that it can
 # be read by another process after the filler died or gave up, and written
@@ -90,23 +90,6 @@ OUTCOME_BYTES = 128
 FILLING, VERIFIED, COMMITTED = 'filling', 'verified', 'committed'
 UPSTREAM_FAILED, WRITE_FAILED, VERIFY_FAILED = 'upstream', 'write', 'verify'
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS entries (
-    image_id TEXT PRIMARY KEY,
-    state TEXT NOT NULL CHECK (state IN ('partial', 'complete')),
-    size INTEGER NOT NULL,
-    pinned INTEGER NOT NULL DEFAULT 0,
-    last_access REAL NOT NULL,
-    created REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS counters (
-    name TEXT PRIMARY KEY,
-    value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS breaker (
-    name TEXT PRIMARY KEY,
-    state TEXT NOT NULL,
-    failures INTEGER NOT NULL,
-    opened_at REAL NOT NULL);
-"""
 
 Expected = collections.namedtuple('Expected', 'image_id size algo digest')
 Expected.__doc__ = """What a fill must produce: central's size and hash.
@@ -116,13 +99,6 @@ has no os_hash)."""
 
 FILE_MODE = 0o640  # data, records, locks, layout and the index files
 DIR_MODE = 0o750
-INDEX = 'index.sqlite'
-# SQLite makes these itself with the mode of INDEX (and, running as root,
-# its owner).
-INDEX_FILES = (INDEX, INDEX + '-wal', INDEX + '-shm')
-
-Entry = collections.namedtuple(
-    'Entry', 'image_id state size pinned last_access created')
 
 
 def file_identity(stat):
@@ -174,18 +150,6 @@ def _write_atomically(path, data):
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-
-
-def _create(path):
-    """Create an empty file with FILE_MODE unless it exists. The index is
-    made this way so that SQLite gives the -wal and -shm it creates the
-    same mode.
-    """
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-                         FILE_MODE))
-    except FileExistsError:
-        pass
 
 
 def _unlink(path):
@@ -249,104 +213,6 @@ def check_owner(root):
             % (where, _user(owner)[0], _user(me)[0], _user(owner)[1]))
 
 
-# -- index connections across fork() -----------------------------------------
-#
-# SQLite: "do not open a database connection, then fork(), then try to use
-# that connection in the child". Worse, a connection inherited but merely
-# kept alive in the child corrupts the child's NEW connections too: SQLite
-# keeps per-file lock bookkeeping in process memory (inherited) while POSIX
-# locks are per process (not inherited), so a new connection in the child
-# would believe it holds the locks the parent's connection holds, and work
-# without them. So, in a child, before it opens its first connection, every
-# connection inherited from the parent is closed: that only drops the
-# child's copy (it holds no lock the kernel knows of, unmapping the shared
-# -shm writes nothing, and the WAL is only checkpointed when the close wins
-# an exclusive lock, i.e. when no other process has the index open). A
-# connection that was inside a transaction at fork time (another thread of
-# the parent was writing) is never closed, nor used: closing it would roll
-# back the parent's transaction in the shared -shm. It is kept referenced
-# for the child's lifetime; the child's own writes then find the index
-# busy (an error, never a corruption). Masters fork before serving, so
-# this does not happen in glance-api.
-#
-# This happens lazily, when the child first needs the index, noticed by the
-# PID (uWSGI forks in C: no Python fork hook runs there). Never in a fork
-# hook: a child about to exec (subprocess with preexec_fn, as oslo's
-# processutils runs qemu-img) must not call into SQLite, whose mutexes
-# another thread of the parent may have held at fork time. For the same
-# reason a fork hook keeps every connection referenced across os.fork:
-# CPython frees the parent's other threads' state in the child, which would
-# otherwise close their connections right there.
-
-class _Connection(sqlite3.Connection):
-    """An index connection that knows the process that opened it."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.pid = os.getpid()
-
-
-_connections = weakref.WeakSet()  # every live index connection
-_connections_pid = os.getpid()    # the process they all belong to
-_connections_lock = threading.Lock()
-_kept_across_fork = []            # strong references until released
-_stranded = []                    # in a transaction at fork: never closed
-
-
-def _connect(path):
-    """A new connection of this process (see above)."""
-    if _connections_pid != os.getpid():
-        _release_inherited_connections()
-    with _connections_lock:
-        # check_same_thread: each connection is used by the one thread it
-        # was made for, and may be closed by a child's other thread.
-        db = sqlite3.connect(path, timeout=30, isolation_level=None,
-                             factory=_Connection, check_same_thread=False)
-        _connections.add(db)
-    return db
-
-
-def _release_inherited_connections():
-    """In a forked child: close the parent's connections (see above)."""
-    global _connections_pid
-    with _connections_lock:
-        if _connections_pid == os.getpid():
-            return
-        for db in list(_connections):
-            _connections.discard(db)
-            if db.in_transaction:
-                _stranded.append(db)
-                continue
-            try:
-                db.close()
-            except sqlite3.Error:
-                _stranded.append(db)
-        del _kept_across_fork[:]
-        _connections_pid = os.getpid()
-
-
-def _before_fork():
-    _connections_lock.acquire()
-    _kept_across_fork[:] = list(_connections)
-
-
-def _after_fork_in_parent():
-    if _connections_pid == os.getpid():
-        del _kept_across_fork[:]
-    # else: a child that has not released what it inherited forked again.
-    _connections_lock.release()
-
-
-def _after_fork_in_child():
-    # Keeps _kept_across_fork: see above.
-    _connections_lock.release()
-
-
-os.register_at_fork(before=_before_fork,
-                    after_in_parent=_after_fork_in_parent,
-                    after_in_child=_after_fork_in_child)
-
-
 class FileLock:
     """An flock on one file; exclusion is per open file, so two threads of
     one process exclude each other as two processes do.
@@ -405,7 +271,7 @@ class Cache:
         self.root = root
         self.max_size = max_size
         self._clock = clock
-        self._local = threading.local()
+        self.index = cache_index.Index(root, FILE_MODE)
         try:
             cache_fs.check(root)  # before creating anything: see cache_fs
             os.makedirs(root, DIR_MODE, exist_ok=True)
@@ -415,7 +281,7 @@ class Cache:
             for name in INDEX_FILES + ('layout',):
                 _tighten(os.path.join(root, name), FILE_MODE)
             self._check_layout()
-            self._db().executescript(_SCHEMA)
+            self.index.create_schema()
         except (OSError, sqlite3.Error, exceptions.CacheError) as e:
             raise exceptions.CacheError(
                 'cache directory %s cannot be used: %s' % (root, e))
@@ -478,103 +344,42 @@ class Cache:
                 'cache directory %s has layout %r; this release reads %r'
                 % (self.root, found.strip(), LAYOUT_TEXT.strip()))
 
-    # -- index ---------------------------------------------------------------
+    # -- index (cache_index.py) -------------------------------------------
 
     def _db(self):
-        """This thread's connection to the index, in this process.
-
-        Fast path: one getpid. A connection made before a fork is never
-        used after it (see _release_inherited_connections).
-
-        :raises CacheError: the index cannot be opened
-        """
-        db = getattr(self._local, 'db', None)
-        if db is None or db.pid != os.getpid():
-            path = os.path.join(self.root, INDEX)
-            try:
-                _create(path)
-                db = _connect(path)
-                db.execute('PRAGMA journal_mode=WAL')
-                db.execute('PRAGMA synchronous=NORMAL')
-                # The index is small; every glance-api thread has its own
-                # connection, so keep each one's page cache small too.
-                db.execute('PRAGMA cache_size=-256')
-            except (OSError, sqlite3.Error) as e:
-                raise exceptions.CacheError('cache index of %s: %s'
-                                            % (self.root, e))
-            self._local.db = db
-        return db
+        return self.index.db()
 
     def _write(self, *statements):
-        """Run (sql, args) pairs in one immediate transaction."""
-        db = self._db()
-        try:
-            db.execute('BEGIN IMMEDIATE')
-            try:
-                for sql, args in statements:
-                    db.execute(sql, args)
-                db.execute('COMMIT')
-            except BaseException:
-                db.execute('ROLLBACK')
-                raise
-        except sqlite3.Error as e:
-            raise exceptions.CacheError('cache index of %s: %s'
-                                        % (self.root, e))
+        self.index.write(*statements)
 
-    @staticmethod
-    def _bump(**increments):
-        return [('INSERT INTO counters (name, value) VALUES (?, ?) '
-                 'ON CONFLICT(name) DO UPDATE SET value = value + ?',
-                 (name, amount, amount))
-                for name, amount in increments.items() if amount]
+    _bump = staticmethod(cache_index.Index.bump)
 
     def count(self, **increments):
         """Add to counters; a failure only loses the count."""
-        statements = self._bump(**increments)
-        if not statements:
-            return
-        try:
-            self._write(*statements)
-        except exceptions.CacheError as e:
-            LOG.debug('counters not updated: %s', e)
+        self.index.count(**increments)
 
     def counters(self):
-        values = dict.fromkeys(COUNTERS, 0)
-        values.update(self._db().execute(
-            'SELECT name, value FROM counters').fetchall())
-        return values
+        """Every counter of COUNTERS, by name."""
+        return self.index.counters()
 
     def entry(self, image_id):
-        row = self._db().execute(
-            'SELECT image_id, state, size, pinned, last_access, created '
-            'FROM entries WHERE image_id = ?', (image_id,)).fetchone()
-        return Entry(*row) if row else None
+        """The image's Entry, or None."""
+        return self.index.entry(image_id)
 
     def entries(self):
         """Every entry, least recently used first."""
-        return [Entry(*row) for row in self._db().execute(
-            'SELECT image_id, state, size, pinned, last_access, created '
-            'FROM entries ORDER BY last_access')]
+        return self.index.entries()
 
     def used(self):
         """Bytes reserved by all entries (complete and partial)."""
-        return self._db().execute(
-            'SELECT COALESCE(SUM(size), 0) FROM entries').fetchone()[0]
-
-    # -- breaker state, shared by every worker ------------------------------
+        return self.index.used()
 
     def load_breaker(self, name):
-        row = self._db().execute(
-            'SELECT state, failures, opened_at FROM breaker WHERE name = ?',
-            (name,)).fetchone()
-        return row
+        """The breaker's row: (state, failures, opened_at), or None."""
+        return self.index.load_breaker(name)
 
     def save_breaker(self, name, state, failures, opened_at):
-        self._write(('INSERT INTO breaker (name, state, failures, opened_at) '
-                     'VALUES (?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET '
-                     'state = ?, failures = ?, opened_at = ?',
-                     (name, state, failures, opened_at, state, failures,
-                      opened_at)))
+        self.index.save_breaker(name, state, failures, opened_at)
 
     # -- complete entries (the fast path) ------------------------------------
 

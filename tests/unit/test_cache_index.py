@@ -1,0 +1,77 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Unit tests of cache_index.py: the index of a cache directory on its own
+(its fork safety is tested through the cache, tests/unit/test_cache.py
+TestFork).
+"""
+
+import os
+import stat
+import threading
+
+import fixtures
+import testtools
+
+from glance_store_remote import cache_index
+
+
+class TestIndex(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.root = self.useFixture(fixtures.TempDir()).path
+        self.index = cache_index.Index(self.root, 0o640)
+        self.index.create_schema()
+
+    def test_the_index_file_is_made_with_the_mode_given(self):
+        self.assertEqual(0o640, stat.S_IMODE(os.stat(os.path.join(
+            self.root, cache_index.INDEX)).st_mode))
+
+    def test_counters_start_at_zero_and_add_up(self):
+        self.assertEqual(dict.fromkeys(cache_index.COUNTERS, 0),
+                         self.index.counters())
+        self.index.count(hits=2, misses=0)
+        self.index.count(hits=1, evictions=3)
+        counters = self.index.counters()
+        self.assertEqual((3, 0, 3), (counters['hits'], counters['misses'],
+                                     counters['evictions']))
+
+    def test_entries_least_recently_used_first(self):
+        for image_id, last_access in (('b', 2.0), ('a', 1.0)):
+            self.index.write((
+                'INSERT INTO entries (image_id, state, size, last_access, '
+                'created) VALUES (?, ?, ?, ?, ?)',
+                (image_id, 'complete', 10, last_access, last_access)))
+        self.assertEqual(['a', 'b'],
+                         [e.image_id for e in self.index.entries()])
+        self.assertEqual(cache_index.Entry('a', 'complete', 10, 0, 1.0, 1.0),
+                         self.index.entry('a'))
+        self.assertIsNone(self.index.entry('c'))
+        self.assertEqual(20, self.index.used())
+
+    def test_breaker_rows_are_kept(self):
+        self.assertIsNone(self.index.load_breaker('central'))
+        self.index.save_breaker('central', 'open', 3, 5.0)
+        self.index.save_breaker('central', 'closed', 0, 6.0)
+        self.assertEqual(('closed', 0, 6.0),
+                         tuple(self.index.load_breaker('central')))
+
+    def test_each_thread_has_its_own_connection(self):
+        mine = self.index.db()
+        theirs = []
+        worker = threading.Thread(target=lambda: theirs.append(
+            self.index.db()))
+        worker.start()
+        worker.join()
+        self.assertIs(mine, self.index.db())
+        self.assertIsNot(mine, theirs[0])
