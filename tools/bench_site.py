@@ -59,6 +59,7 @@ import time
 import requests
 
 from glance_store_remote import cache as cache_module
+from tests.harness import daemon
 from tests.harness import lab as lab_module
 from tools import bench_data
 
@@ -782,16 +783,10 @@ class SiteRows:
             proc = subprocess.Popen(command, cwd=ROOT,
                                     stdin=subprocess.DEVNULL,
                                     start_new_session=True,
-                                    preexec_fn=lab_module._die_with_parent)
+                                    preexec_fn=daemon.die_with_parent)
             proc.wait(INNER_TIMEOUT)
         finally:
-            if proc is not None and proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+            daemon.stop(proc, 30)
             namespace.remove()
         try:
             with open(out) as f:

@@ -48,7 +48,6 @@ import io
 import json
 import os
 import random
-import signal
 import sqlite3
 import sys
 import threading
@@ -357,9 +356,7 @@ class Soak:
     def crash_node(self, name):
         node = self.lab.node(name)
         self.down.add(name)
-        node._signal_group(signal.SIGKILL)
-        node.proc.wait(30)
-        node.proc = None
+        node.kill()
         readers = self.fault_started()
         time.sleep(self.args.outage)
         node.start()
@@ -423,9 +420,7 @@ class Soak:
                 break
             time.sleep(0.002)
         central = self.lab.central
-        central._signal_group(signal.SIGKILL)
-        central.proc.wait(30)
-        central.proc = None
+        central.kill()
         readers = self.fault_started()
         if self.held('edge-1', image):
             self.notes.append('central SIGKILLed mid-stream: edge-1 held '

@@ -20,33 +20,32 @@ doc/source/contributor/lab.rst for the facts behind the choices.
 
 Everything the cluster writes (config, keyrings, monitor store, OSD dir,
 logs, pid files, admin sockets, crash dumps) stays in the directory the
-caller gives; the caller owns and removes it. Cleanup follows
-tests.harness.lab: each daemon runs in the foreground as a child leading a
-process group of its own, gets SIGTERM if the process that started it dies
-(PR_SET_PDEATHSIG), and is stopped by its process group at stop() and at
-interpreter exit, SIGKILL after a short grace. Nothing is killed by name.
+caller gives; the caller owns and removes it. Each daemon runs as
+tests.harness.daemon runs every part of the lab: in the foreground as a
+child leading a process group of its own, with SIGTERM if the process that
+started it dies (PR_SET_PDEATHSIG), stopped by its process group at stop()
+and at interpreter exit, SIGKILL after a short grace. Nothing is killed by
+name.
 
 Two clusters coexist on one machine (stestr runs two workers): the monitor
-listens on two free ports picked at once (and starts again on fresh ones
-if another process took one before its bind), and each OSD binds the first
+listens on two free ports of the lab's (tests.harness.daemon.free_port;
+it starts again on fresh ones if another process took one before its
+bind), and each OSD binds the first
 free ports of its ``ms_bind_port_min..max`` range (Ceph moves on to the
 next port when one is taken), so clusters sharing the range share it
 without clashing.
 """
 
-import atexit
 import glob
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 
+from tests.harness import daemon
 from tests.harness import lab as lab_module
 
 HOST = lab_module.HOST
@@ -75,9 +74,6 @@ OSD_UP_TIMEOUT = 60    # seconds for the OSD to be up
 COMMAND_TIMEOUT = 60   # seconds for one ceph/rbd command
 STOP_GRACE = 5         # seconds after SIGTERM before SIGKILL
 MON_BIND_ATTEMPTS = 3  # monitor starts on fresh ports if one was taken
-
-_live = set()
-_live_lock = threading.Lock()
 
 
 class CephError(RuntimeError):
@@ -108,11 +104,7 @@ def unavailable_reason():
         if not os.path.exists(_binding_file(module)):
             missing.append('%s (package %s)' % (_binding_file(module),
                                                 package))
-    if not missing:
-        return None
-    return ('CEPH TIER SKIPPED: not installed here: %s. Install as root: '
-            'apt-get install --no-install-recommends %s (.ci/run does it '
-            'on CI)' % (', '.join(missing), ' '.join(PACKAGES)))
+    return daemon.skip_reason('Ceph', missing, PACKAGES)
 
 
 def ceph_available():
@@ -169,23 +161,6 @@ def link_bindings(python=sys.executable):
     return site
 
 
-def free_ports(count):
-    """*count* distinct free ports of 127.0.0.1 (all held open at once
-    while picked: two calls of tests.harness.lab.free_port() can return the
-    same port).
-    """
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sockets.append(sock)
-            sock.bind((HOST, 0))
-        return tuple(sock.getsockname()[1] for sock in sockets)
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def _ceph_env():
     # The ceph CLI is a Debian python3 script: keep the test virtualenv's
     # Python settings away from it.
@@ -233,7 +208,7 @@ class CephCluster:
         self.pg_num = pg_num
         self.options = options
         self.fsid = str(uuid.uuid4())
-        self.mon_ports = free_ports(2)
+        self.mon_ports = (daemon.free_port(), daemon.free_port())
         self.conf_file = os.path.join(self.root, 'ceph.conf')
         self.admin_keyring = os.path.join(self.root, 'keyring')
         self.glance_keyring = os.path.join(
@@ -260,13 +235,8 @@ class CephCluster:
         CephError with the logs' tail. Returns self.
         """
         began = time.monotonic()
-        with _live_lock:
-            _live.add(self)
-        try:
+        with daemon.starting(self):
             self._start()
-        except BaseException:
-            self.stop()
-            raise
         self.start_seconds = time.monotonic() - began
         return self
 
@@ -336,7 +306,7 @@ class CephCluster:
             self._stop_daemon('mon.a')
             os.rename(os.path.join(self.log_dir, 'mon.a.log'),
                       os.path.join(self.log_dir, 'mon.a.log.%d' % attempt))
-            self.mon_ports = free_ports(2)
+            self.mon_ports = (daemon.free_port(), daemon.free_port())
 
     def _write_conf(self):
         root = self.root
@@ -409,28 +379,14 @@ class CephCluster:
         """Start a daemon in the foreground, leading its own process group,
         with SIGTERM when this process dies.
         """
-        with open(os.path.join(self.log_dir, name + '.out'), 'ab') as out:
-            self.procs[name] = subprocess.Popen(
-                [binary, '-f', '-c', self.conf_file] + list(args),
-                cwd=self.root, env=_ceph_env(), stdin=subprocess.DEVNULL,
-                stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=lab_module._die_with_parent)
+        self.procs[name] = daemon.spawn(
+            [binary, '-f', '-c', self.conf_file] + list(args),
+            os.path.join(self.log_dir, name + '.out'), self.root,
+            env=_ceph_env())
 
     def _wait(self, what, timeout, ready):
-        deadline = time.monotonic() + timeout
-        while True:
-            for name, proc in self.procs.items():
-                if proc.poll() is not None:
-                    raise CephError('%s exited with %s while waiting for %s:'
-                                    '\n%s' % (name, proc.returncode, what,
-                                              self.log_tail()))
-            if ready():
-                return
-            if time.monotonic() > deadline:
-                raise CephError('no %s after %ss:\n%s'
-                                % (what, timeout, self.log_tail()))
-            time.sleep(0.2)
+        daemon.wait_until(ready, timeout, self.procs, what, self.log_tail,
+                          error=CephError, interval=0.2)
 
     def _has_quorum(self):
         try:
@@ -454,22 +410,10 @@ class CephCluster:
         for name in reversed(list(self.procs)):
             self._stop_daemon(name)
         self.procs = {}
-        with _live_lock:
-            _live.discard(self)
+        daemon.forget(self)
 
     def _stop_daemon(self, name):
-        proc = self.procs.pop(name)
-        _signal_group(proc, signal.SIGTERM)
-        try:
-            proc.wait(STOP_GRACE)
-        except subprocess.TimeoutExpired:
-            pass
-        # Anything left in the group (also after the leader exited).
-        _signal_group(proc, signal.SIGKILL)
-        try:
-            proc.wait(STOP_GRACE)
-        except subprocess.TimeoutExpired:
-            pass
+        daemon.stop(self.procs.pop(name), STOP_GRACE)
 
     @property
     def running(self):
@@ -542,13 +486,6 @@ class CephCluster:
         return '\n'.join(parts) or '(no daemon log in %s)' % self.log_dir
 
 
-def _signal_group(proc, signum):
-    try:
-        os.killpg(proc.pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 def rbd_backend_options(cluster, backend_name='ceph', pool='images',
                         default=True, chunk_size=8):
     """The ``{section: {key: value}}`` of a Glance 33 glance-api.conf for
@@ -577,11 +514,3 @@ def rbd_backend_options(cluster, backend_name='ceph', pool='images',
     if default:
         options['glance_store'] = {'default_backend': backend_name}
     return options
-
-
-@atexit.register
-def _stop_everything():
-    with _live_lock:
-        leftovers = list(_live)
-    for cluster in leftovers:
-        cluster.stop()

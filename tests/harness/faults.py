@@ -28,7 +28,7 @@ import threading
 import time
 import urllib.parse
 
-from tests.harness import lab as lab_module
+from tests.harness import daemon
 
 HOP_BY_HOP = {'connection', 'keep-alive', 'proxy-authenticate',
               'proxy-authorization', 'te', 'trailer', 'transfer-encoding',
@@ -171,10 +171,10 @@ class FaultyCentral:
         self.upstream = upstream
         self.faults = Faults()
         self.seen = []
-        self.port = lab_module.free_port()
-        self.url = 'http://%s:%d' % (lab_module.HOST, self.port)
+        self.port = daemon.free_port()
+        self.url = 'http://%s:%d' % (daemon.HOST, self.port)
         self._server = http.server.ThreadingHTTPServer(
-            (lab_module.HOST, self.port), _Handler)
+            (daemon.HOST, self.port), _Handler)
         self._server.daemon_threads = True
         self._server.proxy = self
         self._thread = threading.Thread(target=self._server.serve_forever,

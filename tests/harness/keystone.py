@@ -15,17 +15,17 @@
 The ``keystone`` package from PyPI, sqlite, fernet tokens, served by
 gunicorn (one worker: token caches are per process). Bootstrapped with an
 admin, then provisioned by KeystoneLab: regions, the image service's
-endpoints, projects, users and roles. Cleanup follows tests.harness.lab: by
-process group, at stop, at exit and when the test process dies.
+endpoints, projects, users and roles. Cleanup as tests.harness.daemon does
+it: by process group, at stop, at exit and when the test process dies.
 """
 
 import os
 import subprocess
 import sys
-import time
 
 import requests
 
+from tests.harness import daemon
 from tests.harness import lab as lab_module
 
 ADMIN_PASSWORD = 'admin-lab-password'
@@ -45,7 +45,7 @@ class Keystone:
         self.connection = connection or 'sqlite:///' + os.path.join(
             root, 'keystone.sqlite')
         os.makedirs(root, exist_ok=True)
-        self.port = lab_module.free_port()
+        self.port = daemon.free_port()
         self.url = 'http://%s:%d/v3' % (lab_module.HOST, self.port)
         self.proc = None
         self.log_file = os.path.join(root, 'keystone.log')
@@ -85,34 +85,38 @@ class Keystone:
                      '--bootstrap-region-id', 'RegionOne')
         env = dict(os.environ, OS_KEYSTONE_CONFIG_DIR=self.root,
                    PYTHONPATH=lab_module.PROJECT_ROOT)
-        with open(os.path.join(self.root, 'gunicorn.log'), 'ab') as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, '-m', 'gunicorn', '--bind',
-                 '%s:%d' % (lab_module.HOST, self.port), '--workers', '1',
-                 '--worker-class', 'gthread', '--threads', '8',
-                 '--no-control-socket',
-                 'tests.harness.keystone_wsgi:application'],
-                env=env, cwd=self.root, stdin=subprocess.DEVNULL,
-                stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=lab_module._die_with_parent)
-        deadline = time.monotonic() + lab_module.START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError('keystone exited with %s'
-                                   % self.proc.returncode)
+        self.proc = daemon.spawn(
+            [sys.executable, '-m', 'gunicorn', '--bind',
+             '%s:%d' % (lab_module.HOST, self.port), '--workers', '1',
+             '--worker-class', 'gthread', '--threads', '8',
+             '--no-control-socket',
+             'tests.harness.keystone_wsgi:application'],
+            os.path.join(self.root, 'gunicorn.log'), self.root, env=env)
+        daemon.wait_until(
+            lambda: requests.get(self.url, timeout=2).status_code == 200,
+            lab_module.START_TIMEOUT, {'keystone': self.proc},
+            'an answer from keystone', self.log_tail, interval=0.2)
+        return self
+
+    def log_tail(self, lines=30):
+        """The last *lines* of Keystone's log and of gunicorn's output."""
+        parts = []
+        for name in ('keystone.log', 'gunicorn.log'):
             try:
-                if requests.get(self.url, timeout=2).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError('keystone did not answer')
+                with open(os.path.join(self.root, name),
+                          errors='replace') as f:
+                    text = f.read().splitlines()[-lines:]
+            except FileNotFoundError:
+                continue
+            parts.append('--- %s\n%s' % (name, '\n'.join(text)))
+        return '\n'.join(parts) or '(no output in %s)' % self.root
 
     def stop(self):
-        lab_module.GlanceServer._signal_group(self, 9)
-        if self.proc is not None:
-            self.proc.wait(10)
-            self.proc = None
+        """SIGKILL Keystone's process group (it keeps nothing worth a
+        graceful stop) and reap it; safe to call twice.
+        """
+        daemon.kill(self.proc)
+        self.proc = None
 
     def session(self, user, password, project, **kw):
         """A keystoneauth1 session as *user* in *project*."""

@@ -23,10 +23,10 @@ The demo, the functional tests and the benchmarks all use this module. It
 waits for readiness, keeps each server's logs (central's access log is
 parsed so tests can count what reached central), can stop, restart, freeze
 and thaw central to cut the WAN, can run the edge with several worker
-processes, and always stops every process it started (by process group)
-and removes its directory: on ``stop()``, on a failed ``start()``, at
-interpreter exit, and, through PR_SET_PDEATHSIG, when the process that
-started a server dies without cleaning up.
+processes, and always stops every process it started (by process group,
+through tests.harness.daemon) and removes its directory: on ``stop()``, on a
+failed ``start()``, at interpreter exit, and, through PR_SET_PDEATHSIG, when
+the process that started a server dies without cleaning up.
 
 Identity without Keystone (see doc/source/contributor/lab.rst):
 
@@ -39,27 +39,24 @@ Identity without Keystone (see doc/source/contributor/lab.rst):
   Loopback test labs only; never a shipped configuration.
 """
 
-import atexit
 import collections
-import ctypes
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 
 import requests
+
+from tests.harness import daemon
+from tests.harness import faults
 
 GLANCE_ETC = os.path.join(sys.prefix, 'etc', 'glance')
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 BIN = os.path.dirname(sys.executable)
-HOST = '127.0.0.1'
+HOST = daemon.HOST
 
 START_TIMEOUT = 60     # seconds for a server to answer after launch
 STOP_TIMEOUT = 10      # seconds for a graceful stop before SIGKILL
@@ -84,19 +81,6 @@ ADMIN_EVERYONE = {'context_is_admin': '@', 'service_api': '@'}
 Identity = collections.namedtuple('Identity', 'project_id user_id roles')
 ADMIN = Identity('edge-admins', 'operator',
                  ('admin', 'member', 'reader', 'service'))
-
-_PR_SET_PDEATHSIG = 1
-_live = set()
-_live_lock = threading.Lock()
-
-
-def _die_with_parent():
-    """preexec_fn: the server gets SIGTERM if the test process dies."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG,
-                                                signal.SIGTERM)
-    except Exception:
-        pass
 
 
 def make_tls(folder):
@@ -180,35 +164,8 @@ def rss(pid):
     return 0
 
 
-_ports_given = set()
-
-
-# Listening ports come from below Linux's ephemeral range (32768-60999 by
-# default): a port taken from it may be the source port of any outgoing
-# connection of the machine (a busy test worker makes thousands) before
-# the server it was meant for binds it.
-PORT_RANGE = (20000, 32767)
-
-
-def free_port():
-    """A free port of 127.0.0.1 that this process has not handed out
-    before, chosen at random in PORT_RANGE (so that the test workers, which
-    do not share _ports_given, seldom pick the same one) and free when
-    asked.
-    """
-    with _live_lock:
-        for _ in range(1000):
-            port = random.randint(*PORT_RANGE)
-            if port in _ports_given:
-                continue
-            with socket.socket() as sock:
-                try:
-                    sock.bind((HOST, port))
-                except OSError:
-                    continue
-            _ports_given.add(port)
-            return port
-    raise RuntimeError('no fresh free port on %s' % HOST)
+# A free port of 127.0.0.1 for a server of the lab (see tests.harness.daemon).
+free_port = daemon.free_port
 
 
 # This package's paste filters, in the order the edge example gives them.
@@ -406,13 +363,8 @@ class GlanceServer:
                    PYTHONPATH=PROJECT_ROOT)
         cmd = (self._uwsgi_command() if self.wsgi_server == 'uwsgi'
                else self._gunicorn_command())
-        with open(self.server_log, 'ab') as out:
-            self.proc = subprocess.Popen(
-                cmd, env=env, cwd=self.root, stdin=subprocess.DEVNULL,
-                stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=_die_with_parent)
-        with _live_lock:
-            _live.add(self)
+        self.proc = daemon.spawn(cmd, self.server_log, self.root, env)
+        daemon.track(self)
 
     def _gunicorn_command(self):
         tls = ['--certfile', self.tls[1], '--keyfile', self.tls[2]] \
@@ -444,20 +396,11 @@ class GlanceServer:
                 '--logformat', UWSGI_ACCESS_FORMAT]
 
     def wait_ready(self, timeout=START_TIMEOUT):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError('%s glance-api exited with %s:\n%s' % (
-                    self.name, self.proc.returncode, self.log_tail()))
-            try:
-                if requests.get(self.url + '/versions', timeout=2,
-                                verify=self.verify).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError('%s glance-api did not answer in %ss:\n%s'
-                           % (self.name, timeout, self.log_tail()))
+        daemon.wait_until(
+            lambda: requests.get(self.url + '/versions', timeout=2,
+                                 verify=self.verify).status_code == 200,
+            timeout, {self.name + ' glance-api': self.proc},
+            'an answer from %s glance-api' % self.name, self.log_tail)
 
     def start(self):
         self.launch()
@@ -468,32 +411,23 @@ class GlanceServer:
         return self.proc is not None and self.proc.poll() is None
 
     def _signal_group(self, signum):
-        if self.proc is None:
-            return
-        try:
-            os.killpg(self.proc.pid, signum)
-        except (ProcessLookupError, PermissionError):
-            pass
+        daemon.signal_group(self.proc, signum)
 
     def stop(self):
-        """Stop the server and every worker; safe to call twice."""
-        if self.proc is None:
-            return
-        self._signal_group(signal.SIGCONT)
-        self._signal_group(signal.SIGTERM)
-        try:
-            self.proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            pass
-        # Workers share the master's process group: take them all.
-        self._signal_group(signal.SIGKILL)
-        try:
-            self.proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            pass
+        """Stop the server and every worker (they share the master's
+        process group); safe to call twice.
+        """
+        daemon.stop(self.proc, STOP_TIMEOUT)
         self.proc = None
-        with _live_lock:
-            _live.discard(self)
+        daemon.forget(self)
+
+    def kill(self):
+        """SIGKILL the server and every worker at once (a crash), and
+        reap the master; start() brings it back.
+        """
+        daemon.kill(self.proc, STOP_TIMEOUT)
+        self.proc = None
+        daemon.forget(self)
 
     def restart(self):
         self.stop()
@@ -616,13 +550,8 @@ class LabBase:
 
     def start(self):
         self.root = tempfile.mkdtemp(prefix='gsr-lab-')
-        with _live_lock:
-            _live.add(self)
-        try:
+        with daemon.starting(self):
             self._start()
-        except BaseException:
-            self.stop()
-            raise
         return self
 
     def _start(self):
@@ -650,8 +579,7 @@ class LabBase:
                 part.stop()
         if self.root:
             shutil.rmtree(self.root, ignore_errors=True)
-        with _live_lock:
-            _live.discard(self)
+        daemon.forget(self)
 
     def __enter__(self):
         return self.start()
@@ -730,7 +658,6 @@ class Lab(LabBase):
             python=self.central_python)
         central_url = self.central.url
         if self.use_proxy:
-            from tests.harness import faults
             self.proxy = faults.FaultyCentral(self.central.url).start()
             central_url = self.proxy.url
         self.edge = edge_server(
@@ -832,11 +759,3 @@ class ChainLab(LabBase):
             for name, cache in (('far-edge', 'far-cache'),
                                 ('far-edge-2', 'far-cache-2')))
         self._launch(self.edge, self.far, self.far2, self.central)
-
-
-@atexit.register
-def _stop_everything():
-    with _live_lock:
-        leftovers = list(_live)
-    for thing in leftovers:
-        thing.stop()

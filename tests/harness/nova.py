@@ -59,6 +59,7 @@ import time
 
 import requests
 
+from tests.harness import daemon
 from tests.harness import keystone
 from tests.harness import lab as lab_module
 from tests.harness import site
@@ -109,11 +110,7 @@ def unavailable_reason():
         missing.append("nova's virtualenv (%s, built by tools/nova_env.py "
                        'with tox -e functional or -e nova; needs libvirt-dev '
                        'and pkg-config)' % NOVA_PYTHON_ENV)
-    if not missing:
-        return None
-    return ('NOVA TIER SKIPPED: not installed here: %s. Install as root: '
-            'apt-get install --no-install-recommends %s (.ci/run does it on '
-            'CI)' % (', '.join(missing), ' '.join(PACKAGES)))
+    return daemon.skip_reason('nova', missing, PACKAGES)
 
 
 def _env_command(env, command):
@@ -136,14 +133,14 @@ class Epmd(site.Daemon):
 
     def __init__(self, root):
         super().__init__(root)
-        self.port = lab_module.free_port()
+        self.port = daemon.free_port()
 
     def command(self):
         return [site.which('epmd'), '-port', str(self.port),
                 '-address', HOST]
 
     def ready(self):
-        return site._port_open(self.port)
+        return daemon.port_open(self.port)
 
 
 class RabbitMQ(site.Daemon):
@@ -156,8 +153,8 @@ class RabbitMQ(site.Daemon):
     def __init__(self, root, epmd):
         super().__init__(root)
         self.epmd = epmd
-        self.port = lab_module.free_port()
-        self.dist_port = lab_module.free_port()
+        self.port = daemon.free_port()
+        self.dist_port = daemon.free_port()
         self.node = 'gsr%s@localhost' % secrets.token_hex(4)
         self.transport_url = 'rabbit://guest:guest@%s:%d/' % (HOST,
                                                               self.port)
@@ -385,24 +382,9 @@ class NeutronStandIn(web_server.LoopbackServer):
         return self
 
 
-def _launch(daemon):
-    """The first half of site.Daemon.start(): launch, do not wait."""
-    with site._live_lock:
-        site._live.add(daemon)
-    try:
-        daemon._prepare()
-        with open(daemon.out_file, 'ab') as out:
-            daemon.proc = subprocess.Popen(
-                daemon.command(), cwd=daemon.root, stdin=subprocess.DEVNULL,
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                preexec_fn=lab_module._die_with_parent)
-    except BaseException:
-        daemon.stop()
-        raise
-
-
-def _wait_ready(daemon, timeout=site.READY_TIMEOUT, relaunch=False):
-    """The second half: wait until *daemon* serves; stop it on failure.
+def _wait_ready(part, timeout=site.READY_TIMEOUT, relaunch=False):
+    """The second half of site.Daemon.start() for a launched *part*: wait
+    until it serves; stop it on failure.
 
     :param relaunch: launch it once more if it exited (seen once: a
         nova-conductor exiting 1 at start on a loaded machine); the first
@@ -410,17 +392,17 @@ def _wait_ready(daemon, timeout=site.READY_TIMEOUT, relaunch=False):
     """
     try:
         try:
-            daemon._wait_ready(timeout)
+            part.wait_ready(timeout)
         except site.SiteError as e:
-            if not relaunch or daemon.running:
+            if not relaunch or part.running:
                 raise
             print('%s exited at start; launching it again. %s' % (
-                daemon.name, e), file=sys.stderr)
-            daemon.stop()
-            _launch(daemon)
-            daemon._wait_ready(timeout)
+                part.name, e), file=sys.stderr)
+            part.stop()
+            part.launch()
+            part.wait_ready(timeout)
     except BaseException:
-        daemon.stop()
+        part.stop()
         raise
 
 
@@ -492,8 +474,8 @@ class NovaLab(keystone.KeystoneLab):
         self.prefix = 'gsr-%s-' % os.path.basename(self.root)[-6:].replace(
             '_', 'x')
         self.neutron = NeutronStandIn().start()
-        self.placement_port = lab_module.free_port()
-        self.nova_port = lab_module.free_port()
+        self.placement_port = daemon.free_port()
+        self.nova_port = daemon.free_port()
         self.placement_url = 'http://%s:%d' % (HOST, self.placement_port)
         self.nova_url = 'http://%s:%d/v2.1' % (HOST, self.nova_port)
         self._provision_nova()
@@ -510,8 +492,8 @@ class NovaLab(keystone.KeystoneLab):
         # scheduler writing one sqlite file fail with "database is locked".
         self.mariadb = site.MariaDB(os.path.join(self.root, 'mariadb'),
                                     database='nova_api', user='nova')
-        for daemon in (self.rabbit, self.virtlogd, self.mariadb):
-            _launch(daemon)
+        for part in (self.rabbit, self.virtlogd, self.mariadb):
+            part.launch()
         _wait_ready(self.mariadb)
         for database in DATABASES[1:]:
             self.mariadb.query('CREATE DATABASE IF NOT EXISTS `%s`' %
@@ -521,8 +503,8 @@ class NovaLab(keystone.KeystoneLab):
                     database, host))
         self._write_configs()
         self._db_setup()
-        for daemon in (self.rabbit, self.virtlogd):
-            _wait_ready(daemon)
+        for part in (self.rabbit, self.virtlogd):
+            _wait_ready(part)
         self.libvirtd.start()
         self._start_services()
         self._wait_compute()
@@ -713,13 +695,13 @@ class NovaLab(keystone.KeystoneLab):
         # it starts once the conductor is up.
         compute = self.services.pop('nova-compute')
         daemons = (self.placement, self.nova_api, *self.services.values())
-        for daemon in daemons:
-            _launch(daemon)
-        for daemon in daemons:
-            _wait_ready(daemon, SETUP_TIMEOUT, relaunch=True)
+        for part in daemons:
+            part.launch()
+        for part in daemons:
+            _wait_ready(part, SETUP_TIMEOUT, relaunch=True)
         self._wait_service('nova-conductor')
         self.services['nova-compute'] = compute
-        _launch(compute)
+        compute.launch()
 
     def _wait_service(self, binary):
         adapter = self.compute('operator')
@@ -744,10 +726,10 @@ class NovaLab(keystone.KeystoneLab):
         adapter = self.compute('operator')
         deadline = time.monotonic() + SETUP_TIMEOUT
         while True:
-            for daemon in self.services.values():
-                if not daemon.running:
+            for part in self.services.values():
+                if not part.running:
                     raise site.SiteError('%s exited:\n%s' % (
-                        daemon.name, self.service_log(daemon.name, 30)))
+                        part.name, self.service_log(part.name, 30)))
             try:
                 hypervisors = adapter.get(
                     '/os-hypervisors/detail', raise_exc=False,

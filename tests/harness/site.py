@@ -15,34 +15,32 @@ functional tests: a private MariaDB server, an haproxy in front of several
 edge glance-api nodes, an etcd for site coordination, and ``EdgeSiteLab``,
 which puts them together with the lab's usual central.
 
-Each daemon is Debian's own binary (doc/source/contributor/lab.rst), run in
-the foreground as a child of the test process that leads a process group
-of its own and gets SIGTERM if the thread that started it dies
-(PR_SET_PDEATHSIG, as tests.harness.lab and tests.harness.ceph). stop() signals
-that group by PID (SIGTERM, then SIGKILL after a short grace) and reaps it;
-every part still running at interpreter exit is stopped. Nothing is killed by
-name. Every file a part writes (datadir, config, sockets, logs) stays in the
-directory its caller gives; EdgeSiteLab's is the lab's temporary directory,
-removed at stop() also after a failed start().
+Each daemon is Debian's own binary (doc/source/contributor/lab.rst), run
+as tests.harness.daemon runs every part of the lab: in the foreground as a
+child of the test process that leads a process group of its own and gets
+SIGTERM if the thread that started it dies (PR_SET_PDEATHSIG). stop()
+signals that group by PID (SIGTERM, then SIGKILL after a short grace) and
+reaps it; every part still running at interpreter exit is stopped. Nothing
+is killed by name. Every file a part writes (datadir, config, sockets,
+logs) stays in the directory its caller gives; EdgeSiteLab's is the lab's
+temporary directory, removed at stop() also after a failed start().
 
 The MariaDB password is generated per server; it is written only to the
 server (through the root socket) and to the Glance configs that need it,
 never to a log: ``MariaDB.url`` holds it, ``repr()`` and errors do not.
 """
 
-import atexit
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 import requests
 
+from tests.harness import daemon
 from tests.harness import lab as lab_module
 
 HOST = lab_module.HOST
@@ -55,11 +53,8 @@ PACKAGES = ('mariadb-server', 'haproxy', 'etcd-server')
 SBIN = ('/usr/sbin', '/sbin', '/usr/local/sbin')
 
 READY_TIMEOUT = 60    # seconds for a daemon to answer after launch
-STOP_GRACE = 10       # seconds after SIGTERM before SIGKILL
+STOP_GRACE = daemon.STOP_GRACE
 COMMAND_TIMEOUT = 120
-
-_live = set()
-_live_lock = threading.Lock()
 
 
 class SiteError(RuntimeError):
@@ -85,11 +80,7 @@ def unavailable_reason(binaries=tuple(BINARIES), python=sys.executable):
     if checked.returncode:
         missing.append('the Python module pymysql in %s (PyPI PyMySQL, '
                        'test-requirements.txt)' % python)
-    if not missing:
-        return None
-    return ('EDGE SITE TIER SKIPPED: not installed here: %s. Install as '
-            'root: apt-get install --no-install-recommends %s (.ci/run does '
-            'it on CI)' % (', '.join(missing), ' '.join(PACKAGES)))
+    return daemon.skip_reason('edge site', missing, PACKAGES)
 
 
 class Daemon:
@@ -116,40 +107,30 @@ class Daemon:
         """Launch the daemon and wait until it is ready; on failure stop
         it and raise SiteError with its output's tail. Returns self.
         """
-        with _live_lock:
-            _live.add(self)
-        try:
-            self._prepare()
-            with open(self.out_file, 'ab') as out:
-                self.proc = subprocess.Popen(
-                    self.command(), cwd=self.root, stdin=subprocess.DEVNULL,
-                    stdout=out, stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    preexec_fn=lab_module._die_with_parent)
-            self._wait_ready(timeout)
-        except BaseException:
-            self.stop()
-            raise
+        self.launch()
+        with daemon.starting(self):
+            self.wait_ready(timeout)
         return self
+
+    def launch(self):
+        """Start the daemon without waiting (see wait_ready()); stop it
+        if that fails.
+        """
+        with daemon.starting(self):
+            self._prepare()
+            self.proc = daemon.spawn(self.command(), self.out_file,
+                                     self.root)
+
+    def wait_ready(self, timeout=READY_TIMEOUT):
+        """Wait until the launched daemon is ready; raise SiteError with
+        its output's tail when it exits or the time is up.
+        """
+        daemon.wait_until(self.ready, timeout, {self.name: self.proc},
+                          'an answer from ' + self.name, self.log_tail,
+                          error=SiteError)
 
     def _prepare(self):
         """Work before the first launch (one-off setup)."""
-
-    def _wait_ready(self, timeout):
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise SiteError('%s exited with %s:\n%s' % (
-                    self.name, self.proc.returncode, self.log_tail()))
-            try:
-                if self.ready():
-                    return
-            except Exception:
-                pass
-            if time.monotonic() > deadline:
-                raise SiteError('%s not ready after %ss:\n%s' % (
-                    self.name, timeout, self.log_tail()))
-            time.sleep(0.1)
 
     @property
     def running(self):
@@ -161,35 +142,21 @@ class Daemon:
 
     def signal(self, signum):
         """Send *signum* to the daemon's process group."""
-        if self.proc is not None:
-            try:
-                os.killpg(self.proc.pid, signum)
-            except (ProcessLookupError, PermissionError):
-                pass
+        daemon.signal_group(self.proc, signum)
 
     def stop(self, grace=STOP_GRACE):
         """SIGTERM the daemon's process group, SIGKILL after *grace*
         seconds, reap it. Safe to call twice; files stay.
         """
-        if self.proc is not None:
-            self.signal(signal.SIGCONT)
-            self.signal(signal.SIGTERM)
-            try:
-                self.proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                pass
-            self.signal(signal.SIGKILL)
-            try:
-                self.proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                pass
-            self.proc = None
-        with _live_lock:
-            _live.discard(self)
+        daemon.stop(self.proc, grace)
+        self.proc = None
+        daemon.forget(self)
 
     def kill(self):
         """SIGKILL the process group at once (a crash), and reap it."""
-        self.stop(grace=0)
+        daemon.kill(self.proc)
+        self.proc = None
+        daemon.forget(self)
 
     def log_files(self):
         return (self.out_file,)
@@ -215,12 +182,6 @@ class Daemon:
         self.stop()
 
 
-def _port_open(port):
-    with socket.socket() as sock:
-        sock.settimeout(1)
-        return sock.connect_ex((HOST, port)) == 0
-
-
 class MariaDB(Daemon):
     """A private MariaDB server: its own datadir, unix socket and loopback
     port, a database and a password user for Glance.
@@ -242,7 +203,7 @@ class MariaDB(Daemon):
         self.database = database
         self.user = user
         self._password = secrets.token_hex(16)
-        self.port = lab_module.free_port()
+        self.port = daemon.free_port()
         self.datadir = os.path.join(self.root, 'data')
         self.socket = os.path.join(self.root, 'mysqld.sock')
         self.error_log = os.path.join(self.root, 'error.log')
@@ -348,8 +309,8 @@ class Etcd(Daemon):
 
     def __init__(self, root, tls=False):
         super().__init__(root)
-        self.port = lab_module.free_port()
-        self.peer_port = lab_module.free_port()
+        self.port = daemon.free_port()
+        self.peer_port = daemon.free_port()
         self.tls = None
         if tls:
             folder = os.path.join(self.root, 'tls')
@@ -411,7 +372,7 @@ class HAProxy(Daemon):
         self.deny_peer_path = deny_peer_path
         self.health_path = health_path
         self.timeout = timeout
-        self.port = lab_module.free_port()
+        self.port = daemon.free_port()
         self.url = 'http://%s:%d' % (HOST, self.port)
         self.config_file = os.path.join(self.root, 'haproxy.cfg')
         self.stats_socket = os.path.join(self.root, 'stats.sock')
@@ -460,7 +421,7 @@ class HAProxy(Daemon):
         return [which('haproxy'), '-db', '-f', self.config_file]
 
     def ready(self):
-        return _port_open(self.port) and all(
+        return daemon.port_open(self.port) and all(
             state == 'UP' for state in self.server_states().values())
 
     def server_states(self):
@@ -643,11 +604,3 @@ class EdgeSiteLab(lab_module.LabBase):
     def edge_query(self, sql, args=None):
         """Rows of *sql* run on the site's Glance database."""
         return self.db.query(sql, args, database=self.db.database)
-
-
-@atexit.register
-def _stop_everything():
-    with _live_lock:
-        leftovers = list(_live)
-    for daemon in leftovers:
-        daemon.stop()

@@ -20,7 +20,6 @@ HEAD of the files in its folder, whole (Python's handler ignores Range,
 which the http store never sends). Stopped with ``stop()``, also at exit.
 """
 
-import atexit
 import functools
 import hashlib
 import http.server
@@ -28,7 +27,7 @@ import os
 import threading
 import uuid
 
-from tests.harness import lab as lab_module
+from tests.harness import daemon
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -54,14 +53,14 @@ class LoopbackServer:
 
     def start(self):
         self._server = http.server.ThreadingHTTPServer(
-            (lab_module.HOST, 0), self.handler())
+            (daemon.HOST, 0), self.handler())
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
-        self.url = 'http://%s:%d' % (lab_module.HOST, self.port)
+        self.url = 'http://%s:%d' % (daemon.HOST, self.port)
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         name=self.name, daemon=True)
         self._thread.start()
-        atexit.register(self.stop)
+        daemon.track(self)
         return self
 
     def stop(self):
@@ -70,6 +69,7 @@ class LoopbackServer:
             server.shutdown()
             server.server_close()
             self._thread.join(10)
+        daemon.forget(self)
 
 
 class ImageWebServer(LoopbackServer):
