@@ -18,7 +18,7 @@ and connections do not survive a fork), with its heartbeat running. Through
 it a node
 
 * joins the site's group ``remote-glance.<backend>``, its capabilities
-  naming the URL at which the other nodes read images from it (peers.py),
+  naming the URL at which the other nodes read images from it (peers/),
   the images it is reading from central (``filling``) and the site locks it
   holds with a claim (``held``: the WAN slots, the sync lock);
 * takes the site's per-image lock ``remote-glance.<backend>.<image>``,

@@ -30,7 +30,7 @@ which is one of the four kinds of stream allowed to reach a client:
   body, which every client tells from a complete image;
 * ``PEER_RANGE`` (peer_range()): a range of a peer's complete, verified
   entry, hashed as it passes, its last byte released only when the bytes
-  match the SHA-256 the peer signed with its answer (peers.py);
+  match the SHA-256 the peer signed with its answer (peers/client.py);
 * ``CENTRAL_RANGE`` (from_central() for a part of the image): bytes that
   central itself sent for a range that is not the whole image. No hash
   vouches for part of an image; these are the bytes the client would get

@@ -48,7 +48,7 @@ the count of requests it refused), not once per request.
 A paste filter rather than a driver hook: a glance_store driver is only
 asked about locations of images Glance already has, and by then the 404 is
 decided. The filter runs in glance-api, after the request context is known,
-and writes through Glance's database API (edge_db.py).
+and writes through Glance's database API (glance_edge.py).
 """
 
 import collections
@@ -59,8 +59,8 @@ import time
 
 import webob
 
-from glance_store_remote import edge_db
 from glance_store_remote import exceptions
+from glance_store_remote import glance_edge
 from glance_store_remote import locations
 from glance_store_remote import record_rules
 
@@ -128,7 +128,7 @@ def importing_stores():
 class OnDemandImport:
     """WSGI middleware; see the module docstring.
 
-    :param records: the edge database (edge_db.EdgeRecords by default)
+    :param records: the edge database (glance_edge.EdgeRecords by default)
     :param find_stores: callable() -> the remote-glance stores to import
         from (importing_stores by default)
     """
@@ -149,7 +149,7 @@ class OnDemandImport:
     @property
     def records(self):
         if self._records is None:
-            self._records = edge_db.EdgeRecords()
+            self._records = glance_edge.EdgeRecords()
         return self._records
 
     def __call__(self, environ, start_response):
@@ -239,7 +239,7 @@ class OnDemandImport:
             return
         if record is None:
             return   # deleted: Glance never gives its ID again
-        image = edge_db.api_view(record)
+        image = glance_edge.api_view(record)
         urls = [location['url'] for location in image['locations']]
         now = self._clock()
         for store in stores:
@@ -314,7 +314,6 @@ class OnDemandImport:
                      '(backend %s), which it may not see at central; not '
                      'imported', project, image_id, backend)
             return NOT_FOUND
-        from glance.common import exception as glance_exception
         try:
             with self._lock:  # one import of an ID at a time per worker
                 if self.records.known(image_id):
@@ -325,7 +324,7 @@ class OnDemandImport:
                         backend,
                         record_rules.CopyRules.from_conf(store.conf, backend)),
                     sorted(record.get('tags') or ()), members)
-        except glance_exception.Duplicate:
+        except glance_edge.AlreadyExists:
             LOG.info('remote-glance: image %s was imported by another '
                      'worker meanwhile', image_id)
             return IMPORTED

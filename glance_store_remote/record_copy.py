@@ -44,8 +44,8 @@ import re
 import threading
 import time
 
-from glance_store_remote import edge_db
 from glance_store_remote import exceptions
+from glance_store_remote import glance_edge
 from glance_store_remote import link_scope
 from glance_store_remote import locations
 from glance_store_remote import record_rules
@@ -97,7 +97,7 @@ class RecordCopier:
     """Copies central's record into edge images whose links the driver
     authorized, once Glance has accepted them.
 
-    :param records: the edge database (edge_db.EdgeRecords by default)
+    :param records: the edge database (glance_edge.EdgeRecords by default)
     :param find_store: callable(backend) -> remote-glance Store or None
     :param retry_in_background: retry waiting links in a thread of this
         worker (off in unit tests, which call run_pending)
@@ -124,7 +124,7 @@ class RecordCopier:
     @property
     def records(self):
         if self._records is None:
-            self._records = edge_db.EdgeRecords()
+            self._records = glance_edge.EdgeRecords()
         return self._records
 
     def schedule(self, scope, backend, central_id):

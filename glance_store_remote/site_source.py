@@ -15,8 +15,8 @@ asks central about an image once.
 
 * ``SiteSource.open_fill`` (the fill's one hook, fill.Filler.open_source):
   from central while holding the site's lock of the image
-  (coordination.py), else from the node that holds or fills it (peers.py),
-  falling back to central when that node fails or lied;
+  (coordination.py), else from the node that holds or fills it
+  (peers/client.py), falling back to central when that node fails or lied;
 * ``RecordRelay.central_record``: central's record through the one node of
   the site that answers for the image (upstream.Central.record_relay);
 * ``SiteSource.held_record``: central's record of an image another node

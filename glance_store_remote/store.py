@@ -37,8 +37,8 @@ from glance_store import location as gs_location
 from glance_store_remote import backend as backend_module
 from glance_store_remote import cache
 from glance_store_remote import delivery
-from glance_store_remote import edge_db
 from glance_store_remote import exceptions
+from glance_store_remote import glance_edge
 from glance_store_remote import link_scope
 from glance_store_remote import locations
 from glance_store_remote import opts
@@ -77,7 +77,7 @@ _TO_GLANCE_STORE_AT_LINK = tuple(
 
 def linked_central_images(edge_record):
     """The central image IDs that the live remote-glance locations of an
-    edge record (edge_db.EdgeRecords.get) name, in any backend.
+    edge record (glance_edge.EdgeRecords.get) name, in any backend.
     """
     linked = set()
     for loc in edge_record.get('locations') or ():
@@ -117,7 +117,7 @@ def _not_held_here(location):
         central_id = location.store_location.image_id
         # The edge image the user asked for, when only one uses this
         # location (a link may give it an ID of its own).
-        users = edge_db.live_images_at(location.get_store_uri())
+        users = glance_edge.live_images_at(location.get_store_uri())
         e.public = exceptions.not_held_here(
             central_id, users[0] if len(users) == 1 else None)
         raise
@@ -262,8 +262,8 @@ class Store(driver.Store):
             return
         # Read with the requester's own context: Glance loaded this image
         # for the requester before asking, so anything else is refused.
-        edge = edge_db.EdgeRecords().get(scope.edge_image_id,
-                                         context=context)
+        edge = glance_edge.EdgeRecords().get(scope.edge_image_id,
+                                             context=context)
         if edge is None:
             raise exceptions.LinkRefused(
                 'edge image %s is not visible to project %s' % (
@@ -361,7 +361,7 @@ class Store(driver.Store):
         self._central.forget(image_id)
         if self._cache is None:
             return
-        users = edge_db.count_live_locations(location.get_store_uri())
+        users = glance_edge.count_live_locations(location.get_store_uri())
         if users is None or users > 1:
             LOG.info('cache: keeping image %s, %s', image_id,
                      'still used by other edge images' if users

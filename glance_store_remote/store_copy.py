@@ -29,7 +29,7 @@ image whose record lacks them.
 This module owns:
 
 * the rules, as functions of an edge image record in the shape Glance's API
-  shows it (edge_db.api_view turns a database row into that shape): where a
+  shows it (glance_edge.api_view turns a database row into that shape): where a
   copy stands (``copy_state``), whether an image may be copied
   (``refusal``), and which edge images still need the cache's copy of a
   central image (``lacking_copy``);
@@ -41,7 +41,7 @@ This module owns:
 * ``AutoCopy``: the ``remote_glance_copy_to_store`` option inside glance-api
   (a copy of the edge image under central's ID after the first complete,
   verified read, then the release of the cache entry); its access to
-  Glance's database and task machinery is edge_db.GlanceEdge;
+  Glance's database and task machinery is glance_edge.GlanceEdge;
 * ``release_cache``: evicting a cache entry the store copy made redundant.
 
 Nothing here talks to central or imports Glance.
@@ -54,8 +54,8 @@ import threading
 import time
 import typing
 
-from glance_store_remote import edge_db
 from glance_store_remote import exceptions
+from glance_store_remote import glance_edge
 from glance_store_remote import locations
 from glance_store_remote import record_rules
 from glance_store_remote import streams
@@ -63,9 +63,9 @@ from glance_store_remote import streams
 LOG = logging.getLogger(__name__)
 
 # Glance's bookkeeping of an import, in image properties.
-IMPORT_LOCK = edge_db.IMPORT_LOCK
-IMPORTING = edge_db.IMPORTING
-FAILED = edge_db.FAILED
+IMPORT_LOCK = glance_edge.IMPORT_LOCK
+IMPORTING = glance_edge.IMPORTING
+FAILED = glance_edge.FAILED
 
 # Where a copy into a store stands.
 HELD = 'held'          # the image has a location in the store
@@ -95,7 +95,7 @@ class CopyError(exceptions.RemoteGlanceError):
     """
 
 
-class CopyBusy(CopyError, edge_db.ImportLocked):
+class CopyBusy(CopyError, glance_edge.ImportLocked):
     """Another import of the image runs (Glance's import lock is held)."""
 
 
@@ -297,7 +297,7 @@ class EdgeCopies:
 
 class Edge(typing.Protocol):
     """What copy_image needs of the edge: EdgeCopies (its API, with the
-    operator's credentials) and edge_db.GlanceEdge (Glance's own code,
+    operator's credentials) and glance_edge.GlanceEdge (Glance's own code,
     inside glance-api) both are one.
     """
 
@@ -307,7 +307,7 @@ class Edge(typing.Protocol):
     def start_copy(self, image_id, target):
         """Start Glance's copy-image import of *image_id* into *target*.
 
-        :raises edge_db.ImportLocked: another import holds the image
+        :raises glance_edge.ImportLocked: another import holds the image
         """
 
 
@@ -325,7 +325,7 @@ def copy_image(edge, image, target, backend, central_record, timeout, *,
     again once that import ended, up to MAX_ROUNDS times. A stale lock is
     recovered by the edge, as Glance's import call recovers it.
 
-    :param edge: an Edge: EdgeCopies or edge_db.GlanceEdge
+    :param edge: an Edge: EdgeCopies or glance_edge.GlanceEdge
     :param image: the edge record, API-shaped
     :param central_record: callable() -> central's record of the image (a
         dict), called when a copy is about to start, at most once
@@ -345,7 +345,7 @@ def copy_image(edge, image, target, backend, central_record, timeout, *,
         ID, but not its import)
     :raises CopyFailed: the copy failed, or the image went away
     :raises CopyTimeout: an import still held the image after *timeout*
-    :raises edge_db.ImportLocked: another import held it in every round
+    :raises glance_edge.ImportLocked: another import held it in every round
     :raises CopyError: the edge refused the copy otherwise
     """
     image_id = image['id']
@@ -361,13 +361,13 @@ def copy_image(edge, image, target, backend, central_record, timeout, *,
         try:
             _check(image, central, backend, target, only_imports, copies)
             task_id = edge.start_copy(image_id, target)
-        except (CopyRefused, edge_db.ImportLocked) as e:
+        except (CopyRefused, glance_edge.ImportLocked) as e:
             # Under another import, a refusal is not final either: the
             # hashing task of a new location writes the record's checksum
             # and os_hash when it ends.
             if attempt + 1 == MAX_ROUNDS or not (
                     state == COPYING or
-                    isinstance(e, edge_db.ImportLocked)):
+                    isinstance(e, glance_edge.ImportLocked)):
                 raise
             LOG.info('copy into %s: edge image %s is under another import '
                      '(%s); looking again once it ended', target, image_id,
@@ -464,7 +464,7 @@ class AutoCopy:
     :param cache: the backend's cache.Cache, or None
     :param central_record: callable(central image ID) -> central's record
         (a dict): the one kept with the cache when there is one
-    :param edge: the edge's database and tasks (edge_db.GlanceEdge by
+    :param edge: the edge's database and tasks (glance_edge.GlanceEdge by
         default)
     :param release: release the cache entry once every user holds a copy
     """
@@ -493,7 +493,7 @@ class AutoCopy:
     @property
     def edge(self):
         if self._edge is None:
-            self._edge = edge_db.GlanceEdge()
+            self._edge = glance_edge.GlanceEdge()
         return self._edge
 
     def location(self, central_id):
@@ -614,7 +614,7 @@ class AutoCopy:
             LOG.error('the copy of edge image %s into store %s failed; see '
                       'its import task', image['id'], self.target)
             return 'failed'
-        except edge_db.ImportLocked:
+        except glance_edge.ImportLocked:
             return None
 
     def _release(self, central_id, location):

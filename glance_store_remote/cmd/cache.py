@@ -119,7 +119,7 @@ def cmd_cache_stats(args, conf, backend):
 
 def _site_views(conf, backend, verify=False):
     """{peer URL: the node's cache view, or None (not reachable)} of every
-    node of the site, asked over the peer path (peers.cache_view), all
+    node of the site, asked over the peer path (peers.server.cache_view), all
     nodes at once; with *verify*, each node's verify report.
     """
     from glance_store_remote import coordination

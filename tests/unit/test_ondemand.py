@@ -21,9 +21,8 @@ import fixtures
 import testtools
 import webob
 
-from glance.common import exception as glance_exception
-
 from glance_store_remote import exceptions
+from glance_store_remote import glance_edge
 from glance_store_remote import ondemand
 from tests.unit.base import Context
 
@@ -61,7 +60,7 @@ class FakeRecords:
     def create(self, values, tags, members):
         if self.duplicate:
             self.ids.add(values['id'])
-            raise glance_exception.Duplicate()
+            raise glance_edge.AlreadyExists('duplicate')
         self.created.append((values, tags, members))
         self.ids.add(values['id'])
 

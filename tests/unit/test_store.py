@@ -288,7 +288,7 @@ class TestGet(base.StoreTestCase):
         self.serve_data(body['id'], b'', status=503)
         edge_id = str(uuid.uuid4())
         users = self.useFixture(fixtures.MockPatch(
-            'glance_store_remote.edge_db.live_images_at',
+            'glance_store_remote.glance_edge.live_images_at',
             return_value=[edge_id])).mock
         error = self.assertRaises(gs_exceptions.RemoteServiceUnavailable,
                                   self.store.get, self.location(body['id']))
@@ -334,7 +334,7 @@ class TestDeleteReleasesTheCache(base.StoreTestCase):
 
     def users(self, count):
         self.useFixture(fixtures.MockPatch(
-            'glance_store_remote.edge_db.count_live_locations',
+            'glance_store_remote.glance_edge.count_live_locations',
             return_value=count))
 
     def test_last_user_releases_the_entry(self):
@@ -433,7 +433,7 @@ class TestLinkAuthorization(base.StoreTestCase):
 
     def edge(self, **fields):
         self.useFixture(fixtures.MockPatch(
-            'glance_store_remote.edge_db.EdgeRecords',
+            'glance_store_remote.glance_edge.EdgeRecords',
             return_value=FakeEdge(dict({'disk_format': 'raw'}, **fields))))
 
     def shared_in_a_scope(self, membership):

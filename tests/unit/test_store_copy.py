@@ -28,8 +28,8 @@ import testtools
 
 from glance_store import exceptions as gs_exceptions
 
-from glance_store_remote import edge_db
 from glance_store_remote import exceptions
+from glance_store_remote import glance_edge
 from glance_store_remote import store_copy
 from tests.unit import base
 
@@ -179,7 +179,7 @@ class TestView(testtools.TestCase):
                     'status': 'active'},
                    {'url': 'rbd://f/images/x/snap',
                     'metadata': {'store': 'ceph'}, 'status': 'deleted'}]}
-        image = edge_db.api_view(row)
+        image = glance_edge.api_view(row)
         self.assertEqual('central', image['stores'])
         self.assertEqual('t1', image[store_copy.IMPORT_LOCK])
         self.assertEqual([LOCATION], [loc['url']

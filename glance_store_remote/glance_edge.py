@@ -14,7 +14,7 @@
 this package that calls Glance (its database API, its schema, its import
 tasks). Each function names the Glance code it mirrors or calls, as read in
 Glance 30.2.0 and 33.0.0 (the releases the tests run it against:
-tests/functional/test_edge_db.py).
+tests/functional/test_glance_edge.py).
 
 The driver and the filters run in glance-api's process, where Glance's
 database engine is configured. ``EdgeRecords`` reads and writes image rows
@@ -59,6 +59,12 @@ BUSTABLE_STATES = ('pending', 'processing', 'success', 'failure')
 _LIVE_LOCATIONS = (
     "SELECT image_id FROM image_locations WHERE value = :uri "
     "AND deleted = :deleted AND status = 'active'")
+
+
+class AlreadyExists(exceptions.RemoteGlanceError):
+    """The edge database holds an image of that ID already (Glance's
+    ``Duplicate``, translated here so callers import no Glance code).
+    """
 
 
 class ImportLocked(exceptions.RemoteGlanceError):
@@ -185,9 +191,14 @@ class EdgeRecords:
         ``image_create``, ``image_tag_set_all``, ``image_member_create``.
 
         :param members: {project: membership status}
-        :raises glance.common.exception.Duplicate: the ID exists already
+        :raises AlreadyExists: the ID exists already
         """
-        self._db.image_create(self._context, values)
+        from glance.common import exception as glance_exception
+        try:
+            self._db.image_create(self._context, values)
+        except glance_exception.Duplicate as e:
+            raise AlreadyExists('image %s exists in the edge database '
+                                'already' % values['id']) from e
         if tags:
             self._db.image_tag_set_all(self._context, values['id'], tags)
         for project, status in sorted(members.items()):

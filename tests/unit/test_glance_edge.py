@@ -10,14 +10,14 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Unit tests of edge_db.py against a sqlite database shaped like the
+"""Unit tests of glance_edge.py against a sqlite database shaped like the
 edge Glance's image_locations table."""
 
 import fixtures
 import sqlalchemy
 import testtools
 
-from glance_store_remote import edge_db
+from glance_store_remote import glance_edge
 
 URI = 'remote-glance://central/3f1c4a0e-8a2b-4d7e-9c55-0a1b2c3d4e5f'
 
@@ -42,24 +42,26 @@ class TestLiveLocations(testtools.TestCase):
                     'status) VALUES (:i, :v, :d, :s)'),
                     {'i': image, 'v': uri, 'd': deleted, 's': status})
         self.useFixture(fixtures.MockPatch(
-            'glance_store_remote.edge_db._engine', return_value=self.engine))
+            'glance_store_remote.glance_edge._engine',
+            return_value=self.engine))
 
     def test_counts_only_live_locations_of_that_uri(self):
-        self.assertEqual(2, edge_db.count_live_locations(URI))
+        self.assertEqual(2, glance_edge.count_live_locations(URI))
 
     def test_unknown_uri_counts_zero(self):
-        self.assertEqual(0, edge_db.count_live_locations('remote-glance://x'))
+        self.assertEqual(
+            0, glance_edge.count_live_locations('remote-glance://x'))
 
     def test_an_unreadable_database_answers_none(self):
         self.useFixture(fixtures.MockPatch(
-            'glance_store_remote.edge_db._engine',
+            'glance_store_remote.glance_edge._engine',
             side_effect=RuntimeError('no engine here')))
-        self.assertIsNone(edge_db.count_live_locations(URI))
+        self.assertIsNone(glance_edge.count_live_locations(URI))
 
     def test_the_live_images_at_a_location(self):
-        self.assertEqual(['a', 'b'], edge_db.live_images_at(URI))
-        self.assertEqual([], edge_db.live_images_at('remote-glance://x'))
+        self.assertEqual(['a', 'b'], glance_edge.live_images_at(URI))
+        self.assertEqual([], glance_edge.live_images_at('remote-glance://x'))
         self.useFixture(fixtures.MockPatch(
-            'glance_store_remote.edge_db._engine',
+            'glance_store_remote.glance_edge._engine',
             side_effect=RuntimeError('no engine here')))
-        self.assertEqual([], edge_db.live_images_at(URI))
+        self.assertEqual([], glance_edge.live_images_at(URI))

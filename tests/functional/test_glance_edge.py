@@ -10,10 +10,10 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""edge_db.py, the one module that calls Glance, against each Glance
+"""glance_edge.py, the one module that calls Glance, against each Glance
 release we support: the functional env's Glance and the older Glance of
 GSR_OLDER_CENTRAL_PYTHON (30.2.0, tools/older_glance.py). Each runs
-edge_db_probe.py in its own python on a SQLite database its own
+glance_edge_probe.py in its own python on a SQLite database its own
 ``glance-manage db_sync`` made: the rows, the SQL on Glance's schema, and a
 copy-image import started as Glance's import call starts it, a stale import
 lock recovered as Glance recovers it.
@@ -27,7 +27,7 @@ import sys
 import fixtures
 import testtools
 
-from tests.functional import edge_db_probe
+from tests.functional import glance_edge_probe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -44,7 +44,7 @@ class GlanceEdgeDatabase:
     python = None
 
     def probe(self):
-        """What edge_db did inside this Glance (edge_db_probe's JSON)."""
+        """What glance_edge did inside this Glance (the probe's JSON)."""
         root = self.useFixture(fixtures.TempDir()).path
         config = os.path.join(root, 'glance-api.conf')
         with open(config, 'w') as f:
@@ -54,7 +54,7 @@ class GlanceEdgeDatabase:
                        check=True, stdout=subprocess.DEVNULL,
                        stderr=subprocess.PIPE, timeout=300)
         done = subprocess.run(
-            [self.python, '-m', 'tests.functional.edge_db_probe', config],
+            [self.python, '-m', 'tests.functional.glance_edge_probe', config],
             cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT),
             capture_output=True, text=True, timeout=300)
         self.assertEqual(0, done.returncode, done.stderr[-3000:])
@@ -62,14 +62,14 @@ class GlanceEdgeDatabase:
 
     def test_records_sql_and_copy_import_in_this_glance(self):
         out = self.probe()
-        central, link = edge_db_probe.CENTRAL_ID, edge_db_probe.LINK_ID
+        central, link = glance_edge_probe.CENTRAL_ID, glance_edge_probe.LINK_ID
         # EdgeRecords through Glance's database API.
         self.assertFalse(out['known_before'])
-        self.assertEqual('Duplicate', out['duplicate'])
+        self.assertEqual('AlreadyExists', out['duplicate'])
         self.assertEqual({'min_disk': 2, 'properties': {
             'os_distro': 'cirros', 'hw_disk_bus': 'virtio'}}, out['record'])
         self.assertEqual('central', out['view']['stores'])
-        self.assertEqual([{'url': edge_db_probe.LOCATION,
+        self.assertEqual([{'url': glance_edge_probe.LOCATION,
                            'metadata': {'store': 'central'}}],
                          out['view']['locations'])
         # The SQL on Glance's own schema.

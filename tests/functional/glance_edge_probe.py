@@ -10,12 +10,12 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Run edge_db.py's Glance-facing functions inside one Glance release,
+"""Run glance_edge.py's Glance-facing functions inside one Glance release,
 on a database that release's ``glance-manage db_sync`` made; print what
-they did as JSON. Run by test_edge_db.py with each supported Glance's
+they did as JSON. Run by test_glance_edge.py with each supported Glance's
 python (the project root on PYTHONPATH):
 
-    python -m tests.functional.edge_db_probe CONFIG_FILE
+    python -m tests.functional.glance_edge_probe CONFIG_FILE
 
 Glance's task pool is replaced by one that only records what it was given:
 the copy-image task itself is Glance's business, not this module's.
@@ -48,13 +48,13 @@ def main(argv):
     from glance.db.sqlalchemy import api as db_api
     from glance import gateway as glance_gateway
 
-    from glance_store_remote import edge_db
+    from glance_store_remote import glance_edge
 
     cfg.CONF(['--config-file', argv[1]], project='glance')
     pool = RecordingPool()
     api_common.get_thread_pool = lambda name: pool
     out = {}
-    records = edge_db.EdgeRecords()
+    records = glance_edge.EdgeRecords()
     row = {'id': CENTRAL_ID, 'status': 'active', 'name': 'cirros',
            'disk_format': 'raw', 'container_format': 'bare',
            'size': 3, 'checksum': 'c', 'os_hash_algo': 'sha512',
@@ -75,16 +75,16 @@ def main(argv):
     record = records.get(CENTRAL_ID)
     out['record'] = {'min_disk': record['min_disk'],
                      'properties': record['properties']}
-    out['view'] = edge_db.api_view(record)
-    out['count'] = edge_db.count_live_locations(LOCATION)
-    out['live'] = edge_db.live_images_at(LOCATION)
-    edge = edge_db.GlanceEdge()
+    out['view'] = glance_edge.api_view(record)
+    out['count'] = glance_edge.count_live_locations(LOCATION)
+    out['live'] = glance_edge.live_images_at(LOCATION)
+    edge = glance_edge.GlanceEdge()
     out['users'] = [image['id'] for image in edge.users(LOCATION)]
 
     # A copy started as Glance's import call starts it: a task and the lock.
     task_id = edge.start_copy(CENTRAL_ID, 'ceph')
     image = edge.image(CENTRAL_ID)
-    out['lock_taken'] = image.get(edge_db.IMPORT_LOCK) == task_id
+    out['lock_taken'] = image.get(glance_edge.IMPORT_LOCK) == task_id
     out['spawned'] = len(pool.spawned)
     context = glance_context.get_admin_context()
     gateway = glance_gateway.Gateway()
@@ -96,13 +96,13 @@ def main(argv):
     try:
         edge.start_copy(CENTRAL_ID, 'ceph')
         out['second'] = 'started'
-    except edge_db.ImportLocked:
+    except glance_edge.ImportLocked:
         out['second'] = 'locked'
     # A lock whose task has not moved for over an hour is recovered, as
     # Glance's import call recovers it, with the stale task's progress.
     task.begin_processing()
     task_repo.save(task)
-    records.update(CENTRAL_ID, {}, {edge_db.IMPORTING: 'ceph'})
+    records.update(CENTRAL_ID, {}, {glance_edge.IMPORTING: 'ceph'})
     stale = datetime.datetime.utcnow() - datetime.timedelta(hours=2)
     with db_api.get_engine().begin() as connection:
         connection.execute(sqlalchemy.text(
@@ -113,10 +113,10 @@ def main(argv):
     out['stale_task'] = {'status': task_repo.get(task_id).status,
                          'message': task_repo.get(task_id).message}
     image = edge.image(CENTRAL_ID)
-    out['lock_after'] = image.get(edge_db.IMPORT_LOCK) == recovered
-    out['importing_after'] = image.get(edge_db.IMPORTING)
+    out['lock_after'] = image.get(glance_edge.IMPORT_LOCK) == recovered
+    out['importing_after'] = image.get(glance_edge.IMPORTING)
     # A lock naming a task that does not exist is stale at once.
-    records.update(LINK_ID, {}, {edge_db.IMPORT_LOCK: 'no-such-task'})
+    records.update(LINK_ID, {}, {glance_edge.IMPORT_LOCK: 'no-such-task'})
     out['missing_task'] = edge.start_copy(LINK_ID, 'ceph') is not None
     out['spawned_end'] = len(pool.spawned)
     print(json.dumps(out, sort_keys=True, default=str))
