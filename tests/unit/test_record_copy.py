@@ -280,7 +280,8 @@ class TestLinkScope(testtools.TestCase):
         self.assertEqual([('central', CENTRAL_ID)], scope.links())
         # Other tests' contexts may still be alive: watch this scope only.
         gone = weakref.ref(scope)
-        del context, scope, links
+        links.clear()
+        del context, scope
         gc.collect()
         self.assertIsNone(gone())
 
