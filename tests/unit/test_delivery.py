@@ -47,7 +47,7 @@ from glance_store_remote import exceptions
 from glance_store_remote import readthrough
 from glance_store_remote import upstream
 from tests.unit import base
-from tests.unit import test_readthrough as rt
+from tests.unit import read_fakes as rt
 
 KiB = rt.KiB
 IMAGE = rt.IMAGE

@@ -24,7 +24,7 @@ import fixtures
 
 from glance_store_remote import delivery
 from glance_store_remote import exceptions
-from tests.unit import test_readthrough as rt
+from tests.unit import read_fakes as rt
 
 KiB = rt.KiB
 IMAGE = rt.IMAGE

@@ -37,7 +37,7 @@ from glance_store_remote import fill
 from glance_store_remote import following
 from glance_store_remote import readthrough
 from glance_store_remote import upstream
-from tests.unit import test_readthrough as rt
+from tests.unit import read_fakes as rt
 
 KiB = rt.KiB
 IMAGE = rt.IMAGE

@@ -35,7 +35,7 @@ from glance_store_remote import readthrough
 from glance_store_remote import site_source
 from tests.unit import base
 from tests.unit.peers import base as peers_base
-from tests.unit import test_readthrough as rt
+from tests.unit import read_fakes as rt
 
 SECRET = peers_base.SECRET
 IMAGE = rt.IMAGE

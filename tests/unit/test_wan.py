@@ -29,7 +29,7 @@ from glance_store_remote import coordination
 from glance_store_remote import exceptions
 from glance_store_remote import opts
 from glance_store_remote import wan
-from tests.unit import test_readthrough as rt
+from tests.unit import read_fakes as rt
 
 KiB = 1024
 SECRET = 'a-site-secret-0123456789'

@@ -29,7 +29,7 @@ from glance_store_remote import cache
 from glance_store_remote.peers import server
 from glance_store_remote.peers import signing
 from glance_store_remote import readthrough
-from tests.unit import test_readthrough as rt
+from tests.unit import read_fakes as rt
 
 SECRET = 'a-site-secret-0123456789'
 IMAGE = rt.IMAGE

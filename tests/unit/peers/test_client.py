@@ -23,7 +23,7 @@ import fixtures
 from glance_store_remote import exceptions
 from glance_store_remote.peers import client
 from tests.unit.peers import base
-from tests.unit import test_readthrough as rt
+from tests.unit import read_fakes as rt
 
 SECRET = base.SECRET
 IMAGE = base.IMAGE
