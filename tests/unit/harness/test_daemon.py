@@ -104,9 +104,11 @@ class TestDaemon(testtools.TestCase):
         self.assertFalse(alive(child))
 
     def test_stop_and_kill_of_nothing_do_nothing(self):
+        killpg = self.useFixture(fixtures.MockPatch('os.killpg')).mock
         daemon.stop(None)
         daemon.kill(None)
         daemon.signal_group(None, signal.SIGTERM)
+        self.assertEqual([], killpg.call_args_list)
 
     def test_wait_until_ends_when_the_child_exits(self):
         proc = self.spawn([sys.executable, '-c', 'print("bad config")'])
