@@ -25,8 +25,10 @@ import logging
 
 from glance_store_remote import breaker
 from glance_store_remote import cache as cache_module
+from glance_store_remote import coordination
 from glance_store_remote import exceptions
 from glance_store_remote import readthrough
+from glance_store_remote import site_source
 from glance_store_remote import upstream
 from glance_store_remote import wan
 
@@ -87,7 +89,6 @@ def for_node(conf, backend):
     site = _node_site(conf, group, backend) if cache is not None else None
     make_peer = relay = None
     if site is not None:
-        from glance_store_remote import site_source
         make_peer = site_source.peer_maker(
             backend, group.remote_glance_peer_secret,
             group.remote_glance_chunk_size, group.timeout or 60,
@@ -99,7 +100,6 @@ def for_node(conf, backend):
     gate = _gate(central, group, cache, site)
     source = reader = None
     if site is not None:
-        from glance_store_remote import site_source
         source = site_source.SiteSource(
             site, gate, group.remote_glance_peer_secret,
             group.remote_glance_chunk_size, timeout=group.timeout or 60,
@@ -160,7 +160,6 @@ def member_site(group, backend):
 
     :raises ConfigError: tooz is not installed
     """
-    from glance_store_remote import coordination
     try:
         coordination.check_installed()
     except ImportError as e:
@@ -178,7 +177,6 @@ def _node_site(conf, group, backend):
     """
     if not group.remote_glance_coordination_url:
         return None
-    from glance_store_remote import coordination
     try:
         coordination.check_installed()
     except ImportError as e:
@@ -216,6 +214,6 @@ def _gate(central, group, cache, site):
     """Central's data behind the WAN limits (wan.py)."""
     try:
         return wan.gate_from_conf(central, group,
-                                  cache.lock_dir if cache else None, site)
+                                  cache.wan_slot_dir if cache else None, site)
     except ValueError as e:
         raise ConfigError(str(e))

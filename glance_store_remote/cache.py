@@ -76,12 +76,6 @@ LOG = logging.getLogger(__name__)
 LAYOUT_VERSION = 1
 LAYOUT_TEXT = 'glance-store-remote cache layout %d\n' % LAYOUT_VERSION
 
-# The index's, named here too: callers know the cache (cache_index.py).
-COUNTERS = cache_index.COUNTERS
-INDEX = cache_index.INDEX
-INDEX_FILES = cache_index.INDEX_FILES
-Entry = cache_index.Entry
-
 
 # A fill's outcome, kept in the first bytes of its lock file so that it can
 # be read by another process after the filler died or gave up, and written
@@ -278,7 +272,7 @@ class Cache:
             for sub in ('entries', 'partial', 'locks'):
                 os.makedirs(os.path.join(root, sub), DIR_MODE, exist_ok=True)
                 _tighten(os.path.join(root, sub), DIR_MODE)
-            for name in INDEX_FILES + ('layout',):
+            for name in cache_index.INDEX_FILES + ('layout',):
                 _tighten(os.path.join(root, name), FILE_MODE)
             self._check_layout()
             self.index.create_schema()
@@ -298,10 +292,22 @@ class Cache:
 
     @property
     def lock_dir(self):
-        """The folder of the cache's lock files (wan.py keeps the node's
-        slots of reads from central there too).
-        """
+        """The folder of the cache's lock files."""
         return os.path.join(self.root, 'locks')
+
+    @property
+    def wan_slot_dir(self):
+        """The folder of the node's WAN slot files (wan.Slots): beside the
+        cache's locks, which every worker process of the node shares.
+        """
+        return self.lock_dir
+
+    @property
+    def peer_nonce_dir(self):
+        """The folder of the nonces the node's peer server has seen
+        (peers.signing.Nonces), shared by its worker processes.
+        """
+        return os.path.join(self.lock_dir, 'peer-nonces')
 
     def lock(self, image_id, kind):
         """The ``fill`` or ``read`` FileLock of an image (caller closes).
@@ -346,24 +352,16 @@ class Cache:
 
     # -- index (cache_index.py) -------------------------------------------
 
-    def _db(self):
-        return self.index.db()
-
-    def _write(self, *statements):
-        self.index.write(*statements)
-
-    _bump = staticmethod(cache_index.Index.bump)
-
     def count(self, **increments):
         """Add to counters; a failure only loses the count."""
         self.index.count(**increments)
 
     def counters(self):
-        """Every counter of COUNTERS, by name."""
+        """Every counter of cache_index.COUNTERS, by name."""
         return self.index.counters()
 
     def entry(self, image_id):
-        """The image's Entry, or None."""
+        """The image's cache_index.Entry, or None."""
         return self.index.entry(image_id)
 
     def entries(self):
@@ -414,9 +412,9 @@ class Cache:
         if not hit:
             return fd, lock, record
         try:
-            self._write(('UPDATE entries SET last_access = ? '
-                         'WHERE image_id = ?', (self._clock(), image_id)),
-                        *self._bump(hits=1))
+            self.index.write(('UPDATE entries SET last_access = ? '
+                              'WHERE image_id = ?', (self._clock(), image_id)),
+                             *cache_index.Index.bump(hits=1))
         except exceptions.CacheError as e:
             LOG.debug('hit on %s not recorded: %s', image_id, e)
         return fd, lock, record
@@ -449,7 +447,7 @@ class Cache:
         image_id, size = expected.image_id, expected.size
         if size > self.max_size:
             return False
-        db = self._db()
+        db = self.index.db()
         evicted = []
         try:
             db.execute('BEGIN IMMEDIATE')
@@ -480,7 +478,8 @@ class Cache:
                 db.execute('INSERT INTO entries (image_id, state, size, '
                            'last_access, created) VALUES (?, ?, ?, ?, ?)',
                            (image_id, 'partial', size, now, now))
-                for sql, args in self._bump(evictions=len(evicted)):
+                bumps = cache_index.Index.bump(evictions=len(evicted))
+                for sql, args in bumps:
                     db.execute(sql, args)
                 db.execute('COMMIT')
             except BaseException:
@@ -560,9 +559,9 @@ class Cache:
             raise exceptions.CacheError('cannot commit image %s: %s'
                                         % (image_id, e))
         _unlink(self.meta_path(image_id, partial=True))
-        self._write(('UPDATE entries SET state = ?, last_access = ? '
-                     'WHERE image_id = ?',
-                     ('complete', self._clock(), image_id)))
+        self.index.write(('UPDATE entries SET state = ?, last_access = ? '
+                          'WHERE image_id = ?',
+                          ('complete', self._clock(), image_id)))
 
     def discard_partial(self, image_id):
         """Drop a partial entry and its reservation (verification failed or
@@ -576,8 +575,8 @@ class Cache:
             except OSError as e:
                 LOG.warning('cache: cannot remove %s: %s', path, e)
         try:
-            self._write(('DELETE FROM entries WHERE image_id = ? AND '
-                         'state = ?', (image_id, 'partial')))
+            self.index.write(('DELETE FROM entries WHERE image_id = ? AND '
+                              'state = ?', (image_id, 'partial')))
         except exceptions.CacheError as e:
             LOG.debug('reservation of %s not released: %s', image_id, e)
 
@@ -683,8 +682,8 @@ class Cache:
         """Pin or unpin an entry; False if the image is not in the cache."""
         if self.entry(image_id) is None:
             return False
-        self._write(('UPDATE entries SET pinned = ? WHERE image_id = ?',
-                     (1 if pinned else 0, image_id)))
+        self.index.write(('UPDATE entries SET pinned = ? WHERE image_id = ?',
+                          (1 if pinned else 0, image_id)))
         return True
 
     def evict(self, image_id, force_pinned=False):
@@ -700,8 +699,9 @@ class Cache:
             return 'pinned'
         if not self._remove_if_idle(image_id, entry.state):
             return 'busy'
-        self._write(('DELETE FROM entries WHERE image_id = ?', (image_id,)),
-                    *self._bump(evictions=1))
+        self.index.write(('DELETE FROM entries WHERE image_id = ?',
+                          (image_id,)),
+                         *cache_index.Index.bump(evictions=1))
         return 'evicted'
 
     def verify(self, fix=False, chunk_size=4 * 1024 * 1024):
@@ -777,13 +777,13 @@ class Cache:
                 try:
                     if not fill.try_lock():
                         continue  # a fill is creating it right now
-                    self._write(('DELETE FROM entries WHERE image_id = ? '
-                                 'AND state = ?', (image_id, 'partial')))
+                    self.index.write(('DELETE FROM entries WHERE image_id = ? '
+                                      'AND state = ?', (image_id, 'partial')))
                 finally:
                     fill.close()
             else:
-                self._write(('DELETE FROM entries WHERE image_id = ? AND '
-                             'state = ?', (image_id, 'complete')))
+                self.index.write(('DELETE FROM entries WHERE image_id = ? AND '
+                                  'state = ?', (image_id, 'complete')))
             changes.append('dropped index row of missing %s entry %s'
                            % (entry.state, image_id))
         for name in os.listdir(os.path.join(self.root, 'entries')):
@@ -794,10 +794,10 @@ class Cache:
             size = os.stat(self.data_path(image_id)).st_size
             if record and record.get('size') == size:
                 now = self._clock()
-                self._write(('INSERT OR IGNORE INTO entries (image_id, '
-                             'state, size, last_access, created) VALUES '
-                             '(?, ?, ?, ?, ?)',
-                             (image_id, 'complete', size, now, now)))
+                self.index.write(('INSERT OR IGNORE INTO entries (image_id, '
+                                  'state, size, last_access, created) VALUES '
+                                  '(?, ?, ?, ?, ?)',
+                                  (image_id, 'complete', size, now, now)))
                 changes.append('indexed committed entry %s' % image_id)
             else:
                 _unlink(self.data_path(image_id))

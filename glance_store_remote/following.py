@@ -42,8 +42,6 @@ from glance_store_remote import delivery
 from glance_store_remote import exceptions
 from glance_store_remote import fill as fill_module
 
-# Bytes of a whole-image read withheld until its fill is verified.
-HOLD_BACK = delivery.HOLD_BACK
 # Seconds between looks at a fill run by another process.
 POLL_INTERVAL = 0.005
 # Fills a reader may take over when the one it followed stopped.
@@ -171,7 +169,7 @@ class Follower:
         # Until the verdict a whole-image reader stops before the last
         # byte, and a range before its first (delivery.py: no range from
         # bytes nobody verified).
-        unverified_limit = (min(end, expected.size - HOLD_BACK)
+        unverified_limit = (min(end, expected.size - delivery.HOLD_BACK)
                             if (self.offset, end) == (0, expected.size)
                             else self.offset)
         while pos < end:

@@ -71,10 +71,6 @@ from glance_store_remote import upstream
 
 LOG = logging.getLogger(__name__)
 
-STARTED, RUNNING, COMPLETE, NO_ROOM = (
-    fill_module.STARTED, fill_module.RUNNING, fill_module.COMPLETE,
-    fill_module.NO_ROOM)
-
 
 def _can_hash(algo):
     """Whether this Python computes *algo*: under FIPS, md5 is listed in
@@ -128,26 +124,13 @@ class ReadThrough:
     def cache(self):
         return self._filler.cache
 
-    @cache.setter
-    def cache(self, cache):
-        self._filler.cache = cache
-        self._backoff.root = cache.root
-
     @property
     def central(self):
         return self._filler.central
 
-    @central.setter
-    def central(self, central):
-        self._filler.central = central
-
     @property
     def site(self):
         return self._filler.site
-
-    @site.setter
-    def site(self, site):
-        self._filler.site = site
 
     # -- entry point -------------------------------------------------------
 
@@ -182,16 +165,16 @@ class ReadThrough:
             status = self._filler.start(expected, record)
         except exceptions.CacheError as e:
             self._backoff.failed(e)
-            status = NO_ROOM
-        if status == COMPLETE:
+            status = fill_module.NO_ROOM
+        if status == fill_module.COMPLETE:
             # Committed by another reader since we looked.
             opened = self._open_complete(image_id)
             if opened is not None:
                 return self._serve_file(opened[0], opened[1], offset, length)
-            status = NO_ROOM
-        if status == NO_ROOM:
+            status = fill_module.NO_ROOM
+        if status == fill_module.NO_ROOM:
             return self._passthrough(record, offset, length)
-        self.cache.count(**{'misses' if status == STARTED
+        self.cache.count(**{'misses' if status == fill_module.STARTED
                             else 'coalesced': 1})
         return self._following(record, expected, offset, length)
 
@@ -254,12 +237,12 @@ class ReadThrough:
             return data
         # Central serves no ranges: rather than reading the image from byte
         # 0 twice, follow the fill.
-        if status == COMPLETE:
+        if status == fill_module.COMPLETE:
             opened = self._open_complete(record.id)
             if opened is not None:
                 return self._serve_file(opened[0], opened[1], offset, length)
-        elif status in (STARTED, RUNNING):
-            self.cache.count(**{'misses' if status == STARTED
+        elif status in (fill_module.STARTED, fill_module.RUNNING):
+            self.cache.count(**{'misses' if status == fill_module.STARTED
                                 else 'coalesced': 1})
             return self._following(record, expected, offset, length)
         return self._passthrough(record, offset, length)

@@ -62,11 +62,6 @@ from glance_store_remote import streams
 
 LOG = logging.getLogger(__name__)
 
-# Glance's bookkeeping of an import, in image properties.
-IMPORT_LOCK = glance_edge.IMPORT_LOCK
-IMPORTING = glance_edge.IMPORTING
-FAILED = glance_edge.FAILED
-
 # Where a copy into a store stands.
 HELD = 'held'          # the image has a location in the store
 COPYING = 'copying'    # an import into the store (or any import) runs
@@ -146,10 +141,10 @@ def copy_state(image, target):
     """
     if target in store_list(image.get('stores')):
         return HELD
-    if image.get(IMPORT_LOCK):
+    if image.get(glance_edge.IMPORT_LOCK):
         return COPYING
-    if (target in store_list(image.get(FAILED)) or
-            target in store_list(image.get(IMPORTING))):
+    if (target in store_list(image.get(glance_edge.FAILED)) or
+            target in store_list(image.get(glance_edge.IMPORTING))):
         return FAILED_STATE
     return ABSENT
 

@@ -56,6 +56,7 @@ import time
 import requests
 
 from glance_store_remote import cache as cache_module
+from glance_store_remote import cache_index
 from tests.harness import lab as lab_module
 from tests.harness import site as site_module
 from tools import soak_report as report
@@ -520,7 +521,7 @@ class Soak:
         """The nodes whose breaker for central is not closed."""
         found = []
         for index, node in enumerate(self.lab.nodes):
-            path = os.path.join(self.lab.cache_dir(index), cache_module.INDEX)
+            path = os.path.join(self.lab.cache_dir(index), cache_index.INDEX)
             try:
                 with contextlib.closing(sqlite3.connect(
                         'file:%s?mode=ro' % path, uri=True,

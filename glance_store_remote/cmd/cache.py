@@ -24,6 +24,8 @@ from glance_store_remote import breaker
 from glance_store_remote import cache
 from glance_store_remote.cmd import config
 from glance_store_remote.cmd import output
+from glance_store_remote import coordination
+from glance_store_remote.peers import client
 from glance_store_remote import upstream
 
 
@@ -122,8 +124,6 @@ def _site_views(conf, backend, verify=False):
     node of the site, asked over the peer path (peers.server.cache_view), all
     nodes at once; with *verify*, each node's verify report.
     """
-    from glance_store_remote import coordination
-    from glance_store_remote.peers import client
     group = conf[backend]
     if not group.remote_glance_coordination_url:
         raise config.UsageError(

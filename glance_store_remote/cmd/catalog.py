@@ -26,6 +26,7 @@ from glance_store_remote import catalog
 from glance_store_remote.cmd import config
 from glance_store_remote.cmd import output
 from glance_store_remote.cmd import progress
+from glance_store_remote import coordination
 from glance_store_remote import exceptions
 from glance_store_remote import locations
 from glance_store_remote import record_rules
@@ -317,7 +318,6 @@ def _site_sync_lock(conf, backend):
     group = conf[backend]
     if not group.remote_glance_coordination_url:
         return None
-    from glance_store_remote import coordination
     site = config.site(group, backend)
     try:
         lock = site.try_lock('sync', claim=True)

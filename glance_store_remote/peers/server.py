@@ -193,7 +193,7 @@ class PeerFilter:
         cache = getattr(store, 'cache', None)
         folder = None
         if cache is not None:
-            folder = os.path.join(cache.lock_dir, 'peer-nonces')
+            folder = cache.peer_nonce_dir
         with self._nonces_lock:
             nonces = self._nonces.get(folder)
             if nonces is None:

@@ -358,8 +358,8 @@ class TestVerifyAndReconcile(CacheTestCase):
         self.put('lost-data', b'l' * KiB)
         os.unlink(self.cache.data_path('lost-data'))
         record = self.put('unindexed', b'u' * KiB)
-        self.cache._write(('DELETE FROM entries WHERE image_id = ?',
-                           ('unindexed',)))
+        self.cache.index.write(('DELETE FROM entries WHERE image_id = ?',
+                                ('unindexed',)))
         with open(self.cache.data_path('orphan', partial=True), 'wb') as f:
             f.write(b'o')
         with open(self.cache.data_path('x') + '.1.tmp', 'wb') as f:
@@ -470,10 +470,10 @@ class TestFork(CacheTestCase):
     def check_child_opens_a_new_connection(self, fork):
         index = os.path.join(self.root, 'index.sqlite')
         self.cache.count(hits=1)
-        parent_db = self.cache._db()
+        parent_db = self.cache.index.db()
 
         def probe():
-            db = self.cache._db()
+            db = self.cache.index.db()
             self.cache.count(hits=10)
             return {'same': db is parent_db,
                     'hits': self.cache.counters()['hits'],
@@ -486,7 +486,7 @@ class TestFork(CacheTestCase):
         self.assertEqual(11, child['hits'])
         self.assertIn('READ', child['locks'])
         # The parent keeps its connection, its locks and what both wrote.
-        self.assertIs(parent_db, self.cache._db())
+        self.assertIs(parent_db, self.cache.index.db())
         self.assertIn('READ', posix_locks(os.getpid(), index))
         self.cache.count(hits=100)
         self.assertEqual(111, self.make_cache().counters()['hits'])
@@ -542,11 +542,11 @@ class TestFork(CacheTestCase):
     def test_a_connection_in_a_transaction_at_fork_is_never_closed(self):
         # Closing it would roll back the parent's transaction in the
         # shared -shm: the child keeps it open and unused.
-        db = self.cache._db()
+        db = self.cache.index.db()
         db.execute('BEGIN IMMEDIATE')
         db.execute('INSERT INTO counters (name, value) VALUES (?, ?)',
                    ('hits', 5))
-        child = self.in_child(c_fork, lambda: [self.cache._db() is db,
+        child = self.in_child(c_fork, lambda: [self.cache.index.db() is db,
                                                db.in_transaction])
         self.assertEqual([False, True], child)
         db.execute('COMMIT')

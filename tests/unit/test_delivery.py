@@ -142,10 +142,16 @@ class ReadPaths(rt.ReadThroughTestCase):
         super().setUp()
         self.central = LyingCentral(self.data)
         self.central.size = self.SIZE
-        self.reader.central = self.central
+        self.reader = self.reader_with(central=self.central)
         # Bytes nobody verified, planted where a careless path would read
         # them: a partial file and a peer both hold them.
         self.planted = bytes(len(self.data))
+
+    def reader_with(self, cache=None, central=None, site=None):
+        """A ReadThrough as the base class makes, with these parts."""
+        return readthrough.ReadThrough(
+            cache or self.cache, central or self.central,
+            chunk_size=16 * KiB, stall_timeout=5, site=site)
 
     def outcome(self, stream, offset, length):
         received, error = rt.drain(stream)
@@ -228,8 +234,8 @@ class ReadPaths(rt.ReadThroughTestCase):
                 self.range_of(self.SIZE - 10, 10)]
 
     def read_passthrough_too_large(self):
-        self.reader.cache = cache.Cache(
-            self.useFixture(fixtures.TempDir()).path, 64 * KiB)
+        self.reader = self.reader_with(cache=cache.Cache(
+            self.useFixture(fixtures.TempDir()).path, 64 * KiB))
         return [self.whole(), self.range_of(16 * KiB, 100 * KiB)]
 
     def read_passthrough_no_room(self):
@@ -239,18 +245,20 @@ class ReadPaths(rt.ReadThroughTestCase):
 
     def read_passthrough_after_a_write_error(self):
         with fixtures.MonkeyPatch(
-                'glance_store_remote.readthrough.os.write',
+                'glance_store_remote.fill.os.write',
                 lambda *a: (_ for _ in ()).throw(
                     OSError(errno.ENOSPC, 'full'))):
             first = self.whole()
         return [first, self.whole()]
 
     def read_fill_from_a_peer(self):
-        self.reader.site = LyingPeerSite(self.planted, self.data)
+        self.reader = self.reader_with(
+            site=LyingPeerSite(self.planted, self.data))
         return [self.whole()]
 
     def read_range_from_a_peer(self):
-        self.reader.site = LyingPeerSite(self.planted, self.data)
+        self.reader = self.reader_with(
+            site=LyingPeerSite(self.planted, self.data))
         outcomes = [self.range_of(16 * KiB, 100 * KiB),
                     self.range_of(self.SIZE - 10, 10)]
         # Each range, and the fills that warm the cache meanwhile (from the
@@ -262,7 +270,8 @@ class ReadPaths(rt.ReadThroughTestCase):
     def read_passthrough_from_a_peer(self):
         self.useFixture(fixtures.MockPatchObject(
             self.cache, 'reserve', return_value=False))
-        self.reader.site = LyingPeerSite(self.planted, self.data)
+        self.reader = self.reader_with(
+            site=LyingPeerSite(self.planted, self.data))
         outcomes = [self.whole()]
         self.assertEqual(1, self.reader.site.distrusted)
         return outcomes

@@ -173,7 +173,7 @@ class TestView(testtools.TestCase):
         row = {'id': 'x', 'status': 'active', 'size': 3, 'checksum': 'c',
                'os_hash_algo': 'sha512', 'os_hash_value': 'h',
                'disk_format': 'raw', 'properties': {
-                   store_copy.IMPORT_LOCK: 't1'},
+                   glance_edge.IMPORT_LOCK: 't1'},
                'locations': [
                    {'url': LOCATION, 'metadata': {'store': 'central'},
                     'status': 'active'},
@@ -181,7 +181,7 @@ class TestView(testtools.TestCase):
                     'metadata': {'store': 'ceph'}, 'status': 'deleted'}]}
         image = glance_edge.api_view(row)
         self.assertEqual('central', image['stores'])
-        self.assertEqual('t1', image[store_copy.IMPORT_LOCK])
+        self.assertEqual('t1', image[glance_edge.IMPORT_LOCK])
         self.assertEqual([LOCATION], [loc['url']
                                       for loc in image['locations']])
 
@@ -354,29 +354,29 @@ class FakeEdge:
 
     def image(self, image_id):
         image = self.images[image_id]
-        if image.get(store_copy.IMPORT_LOCK):
+        if image.get(glance_edge.IMPORT_LOCK):
             # The import running ends now.
-            del image[store_copy.IMPORT_LOCK]
+            del image[glance_edge.IMPORT_LOCK]
             if image.pop('_copying', False):
                 if image_id in self.failing:
-                    image[store_copy.IMPORTING] = 'ceph'
+                    image[glance_edge.IMPORTING] = 'ceph'
                 else:
                     image['stores'] += ',ceph'
-            return dict(image, **{store_copy.IMPORT_LOCK: 'running'})
+            return dict(image, **{glance_edge.IMPORT_LOCK: 'running'})
         return dict(image)
 
     def start_copy(self, image_id, target):
-        if self.images[image_id].get(store_copy.IMPORT_LOCK):
+        if self.images[image_id].get(glance_edge.IMPORT_LOCK):
             # As Glance: a valid lock refuses the import.
             raise store_copy.CopyBusy('edge image %s: another import runs'
                                       % image_id)
         if image_id in self.busy:
             self.busy.discard(image_id)
-            self.images[image_id][store_copy.IMPORT_LOCK] = 'other'
+            self.images[image_id][glance_edge.IMPORT_LOCK] = 'other'
             raise store_copy.CopyBusy('edge image %s: another import runs'
                                       % image_id)
         self.started.append(image_id)
-        self.images[image_id].update({store_copy.IMPORT_LOCK: 'mine',
+        self.images[image_id].update({glance_edge.IMPORT_LOCK: 'mine',
                                       '_copying': True})
         return 'task-%s' % image_id
 
@@ -458,7 +458,7 @@ class TestAutoCopy(testtools.TestCase):
         # The edge recovers a stale lock as Glance's import call does.
         class Recovering(FakeEdge):
             def start_copy(self, image_id, target):
-                self.images[image_id].pop(store_copy.IMPORT_LOCK)
+                self.images[image_id].pop(glance_edge.IMPORT_LOCK)
                 return super().start_copy(image_id, target)
         edge = Recovering(edge_image(os_glance_import_task='gone'))
         results = self.auto(edge, FakeCache('evicted')).process(CENTRAL_ID)

@@ -25,6 +25,7 @@ import fixtures
 
 from glance_store_remote import cache
 from glance_store_remote.cmd import catalog as cmd_catalog
+from glance_store_remote import glance_edge
 from glance_store_remote import store_copy
 from glance_store_remote import upstream
 from tests.unit.cmd import base as cli_base
@@ -62,14 +63,14 @@ class FakeEdge:
         if not self.record:
             return None
         shown = dict(self.record)
-        self.record.pop(store_copy.IMPORT_LOCK, None)
+        self.record.pop(glance_edge.IMPORT_LOCK, None)
         return shown
 
     def images(self):
         return [dict(self.record)] + self.others
 
     def start_copy(self, image_id, target):
-        if self.record.get(store_copy.IMPORT_LOCK):
+        if self.record.get(glance_edge.IMPORT_LOCK):
             raise store_copy.CopyBusy('edge image %s: another import runs'
                                       % image_id)
         self.started.append((image_id, target))
