@@ -12,9 +12,11 @@
 
 """The edge Glance's own code, from inside glance-api: the one module of
 this package that calls Glance (its database API, its schema, its import
-tasks). Each function names the Glance code it mirrors or calls, as read in
-Glance 30.2.0 and 33.0.0 (the releases the tests run it against:
-tests/functional/test_glance_edge.py).
+tasks, its discovery API and its ``all_stores`` expansion, which the
+store_info filter adjusts). Each function names the Glance code it mirrors
+or calls, as read in Glance 30.2.0 and 33.0.0 (the releases the tests run
+it against: tests/functional/test_glance_edge.py and
+tests/functional/test_store_info.py).
 
 The driver and the filters run in glance-api's process, where Glance's
 database engine is configured. ``EdgeRecords`` reads and writes image rows
@@ -31,6 +33,7 @@ options.
 """
 
 import datetime
+import functools
 import logging
 
 from glance_store_remote import exceptions
@@ -379,3 +382,53 @@ def _cleanup_stale_task_progress(image_repo, image, task):
                   'from task %(task)s which was cleaned up',
                   {'image': image.image_id, 'task': task.task_id,
                    'keys': ','.join(changed)})
+
+
+# Marks Glance's _get_available_stores once wrapped (the filter may be
+# loaded more than once in a process).
+_WRAPPED = '_remote_glance_wrapped'
+
+
+def wrap_available_stores(wrapper):
+    """Replace Glance's ``glance.common.utils._get_available_stores`` (the
+    one place Glance 30.2 and 33 expand ``all_stores``) by
+    ``wrapper(original, *args, **kwargs)``, once per process.
+
+    :returns: True when the wrapper is in place; False when this Glance has
+        no such function; None when Glance is not installed
+    """
+    try:
+        from glance.common import utils as glance_utils
+    except ImportError:
+        return None
+    original = getattr(glance_utils, '_get_available_stores', None)
+    if not callable(original):
+        return False
+    if getattr(original, _WRAPPED, False):
+        return True
+
+    @functools.wraps(original)
+    def available_stores(*args, **kwargs):
+        return wrapper(original, *args, **kwargs)
+    setattr(available_stores, _WRAPPED, True)
+    glance_utils._get_available_stores = available_stores
+    return True
+
+
+def discovery_controller_class():
+    """Glance's controller of ``/v2/info`` (``glance.api.v2.discovery.
+    InfoController``), for the store_info filter to subclass.
+    """
+    from glance.api.v2 import discovery
+    return discovery.InfoController
+
+
+def discovery_resource(controller_class):
+    """Glance's own ``/v2/info`` resource (``discovery.create_resource``:
+    its serializer and policy enforcer) with a controller of
+    *controller_class* in place of Glance's.
+    """
+    from glance.api.v2 import discovery
+    resource = discovery.create_resource()
+    resource.controller = controller_class(resource.controller.policy)
+    return resource

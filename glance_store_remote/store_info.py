@@ -44,20 +44,20 @@ has to be taken in the API process, before Glance answers:
   gets the expanded list). The API offers no way to say "all stores but
   these", and rewriting the request into an explicit list would change
   Glance's copy-image semantics (with ``all_stores`` a store already holding
-  the image is skipped, named explicitly it is a 400). So this module wraps
-  that one function, once, when the filter is loaded: the wrapper calls
-  Glance's own and drops the remote-glance stores. If a Glance release
-  renames it, the filter logs an error at start and every other part of it
-  still works; tests run it against Glance 33 and 30.2.
+  the image is skipped, named explicitly it is a 400). So the filter wraps
+  that one function (through glance_edge.py), once, when it is loaded: the
+  wrapper calls Glance's own and drops the remote-glance stores. If a
+  Glance release renames it, the filter logs an error at start and every
+  other part of it still works; tests run it against Glance 33 and 30.2.
 """
 
-import functools
 import json
 import logging
 import re
 
 from oslo_config import cfg
 
+from glance_store_remote import glance_edge
 from glance_store_remote import locations
 
 LOG = logging.getLogger(__name__)
@@ -68,7 +68,6 @@ _IMAGE_ACTION = re.compile(
 # An import request is a small JSON document; a larger body is left to
 # Glance, unread.
 MAX_IMPORT_BODY = 64 * 1024
-_WRAPPED = '_remote_glance_read_only'
 # Set in a request's environ while Glance's own detail view runs for it.
 _HIDE = 'remote_glance.hide_read_only'
 
@@ -85,39 +84,26 @@ def read_only_backends(conf=None):
 
 
 def exclude_from_all_stores():
-    """Make Glance's ``all_stores`` expansion skip remote-glance stores.
-
-    Wraps ``glance.common.utils._get_available_stores`` (see the module
-    docstring); idempotent. Returns True when the wrapper is in place.
+    """Make Glance's ``all_stores`` expansion skip remote-glance stores
+    (glance_edge.wrap_available_stores; see the module docstring);
+    idempotent. Returns True when the wrapper is in place.
     """
-    try:
-        from glance.common import utils as glance_utils
-    except ImportError:
-        return False
-    original = getattr(glance_utils, '_get_available_stores', None)
-    if not callable(original):
+    def available_stores(original, *args, **kwargs):
+        read_only = read_only_backends()
+        return [store for store in original(*args, **kwargs)
+                if store not in read_only]
+
+    wrapped = glance_edge.wrap_available_stores(available_stores)
+    if wrapped is False:
         LOG.error('remote-glance: this Glance has no '
                   'glance.common.utils._get_available_stores; imports with '
                   'all_stores will also target the remote-glance stores '
                   '%s, and fail', sorted(read_only_backends()))
-        return False
-    if getattr(original, _WRAPPED, False):
-        return True
-
-    @functools.wraps(original)
-    def available_stores(*args, **kwargs):
-        read_only = read_only_backends()
-        return [store for store in original(*args, **kwargs)
-                if store not in read_only]
-    setattr(available_stores, _WRAPPED, True)
-    glance_utils._get_available_stores = available_stores
-    return True
+    return bool(wrapped)
 
 
 def _info_controller_class():
-    from glance.api.v2 import discovery
-
-    class ReadOnlyInfo(discovery.InfoController):
+    class ReadOnlyInfo(glance_edge.discovery_controller_class()):
         """Glance's discovery controller, remote-glance stores read-only."""
 
         def get_stores(self, req):
@@ -173,11 +159,8 @@ class StoreInfoFilter:
     def info(self):
         """Glance's discovery resource around ReadOnlyInfo, made once."""
         if self._info is None:
-            from glance.api.v2 import discovery
-            resource = discovery.create_resource()
-            resource.controller = _info_controller_class()(
-                resource.controller.policy)
-            self._info = resource
+            self._info = glance_edge.discovery_resource(
+                _info_controller_class())
         return self._info
 
     def __call__(self, environ, start_response):
