@@ -41,6 +41,7 @@ from glance_store_remote import cache as cache_module
 from glance_store_remote import delivery
 from glance_store_remote import exceptions
 from glance_store_remote import fill as fill_module
+from glance_store_remote import upstream
 
 # Seconds between looks at a fill run by another process.
 POLL_INTERVAL = 0.005
@@ -50,16 +51,6 @@ MAX_TAKEOVERS = 1
 # progress, and between its looks at that fill.
 PEER_STALL_TIMEOUT = 30
 PEER_POLL_INTERVAL = 0.01
-
-
-def stream_error(backend, record, error):
-    """The IOError to raise for *error*, an UpstreamError met after the
-    stream of *record* was handed out.
-    """
-    prefix = "remote-glance backend '%s': " % error.backend
-    return exceptions.UpstreamStreamError(
-        backend, 'image %s: central cannot serve the rest of the image: %s'
-        % (record.id, str(error).replace(prefix, '', 1)))
 
 
 class Follower:
@@ -253,8 +244,8 @@ class Follower:
                 status = self.filler.start_holding(lock, expected,
                                                    self.record)
             except exceptions.UpstreamError as e:
-                raise stream_error(self.filler.central.backend, self.record,
-                                   e) from e
+                raise upstream.stream_error(
+                    self.filler.central.backend, self.record, e) from e
             if status == fill_module.NO_ROOM:
                 yield from self._rest_uncached()
                 return

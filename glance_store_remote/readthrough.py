@@ -334,8 +334,8 @@ class ReadThrough:
         except exceptions.UpstreamError as e:
             if not mid_stream:
                 raise
-            raise following.stream_error(self.central.backend, record,
-                                         e) from e
+            raise upstream.stream_error(self.central.backend, record,
+                                        e) from e
         if data is None:
             return None
         if not mid_stream:

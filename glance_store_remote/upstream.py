@@ -693,3 +693,13 @@ class Central:
         return exceptions.UpstreamProtocolError(
             self.backend, 'central answered HTTP %d for image %s where %d '
             'was expected' % (status, image_id, expected))
+
+
+def stream_error(backend, record, error):
+    """The IOError to raise for *error*, an UpstreamError met after the
+    stream of *record* was handed out.
+    """
+    prefix = "remote-glance backend '%s': " % error.backend
+    return exceptions.UpstreamStreamError(
+        backend, 'image %s: central cannot serve the rest of the image: %s'
+        % (record.id, str(error).replace(prefix, '', 1)))

@@ -174,7 +174,7 @@ class PeerFilter:
                                   first_use=self._nonces_of(store).first_use):
             return self._refuse('no valid signature, or a replay', request)
         if match.re is _PATH and not match['what']:
-            cache = getattr(store, 'cache', None)
+            cache = store.cache
             if cache is None:
                 response = _not_found()
             else:
@@ -190,7 +190,7 @@ class PeerFilter:
         """The Nonces of *store*'s node: in its cache's lock folder (every
         worker process of the node sees them), else this process's.
         """
-        cache = getattr(store, 'cache', None)
+        cache = store.cache
         folder = None
         if cache is not None:
             folder = cache.peer_nonce_dir
@@ -363,7 +363,7 @@ def cache_view(cache):
 
 def _small_answer(store, match):
     """The answer to a request for a record or a cache view."""
-    cache = getattr(store, 'cache', None)
+    cache = store.cache
     if match.re is _VIEW_PATH:
         if cache is None:
             return _not_found()
@@ -435,7 +435,7 @@ def _central_record(store, image_id):
     node (SiteSource.central_record). Never relayed further, so differing
     views of the site cannot make a loop.
     """
-    central = getattr(store, 'central', None)
+    central = store.central
     if central is None:
         return _not_found()
     try:
