@@ -289,11 +289,12 @@ class Filler:
                 self.cache.count(resumes=1)
                 LOG.info('cache: resuming image %s at byte %d of %d',
                          image_id, start, expected.size)
-            with self._fills_lock:
-                self._fills[image_id] = fill
+            # The thread before the registry: wait() joins what it finds.
             fill.thread = threading.Thread(
                 target=self._run, args=(fill, fd, stream),
                 name='fill-%s' % image_id, daemon=True)
+            with self._fills_lock:
+                self._fills[image_id] = fill
             try:
                 fill.thread.start()
             except RuntimeError as e:
