@@ -25,6 +25,13 @@ class RemoteGlanceError(Exception):
     """Base of every error this package raises."""
 
 
+class ImportLocked(RemoteGlanceError):
+    """Another import holds an edge image's import lock, and it is not
+    stale (Glance's API answers 409 then): the edge's answer, whether it was
+    asked through its API or inside glance-api.
+    """
+
+
 class InvalidLocation(RemoteGlanceError):
     """A location URI that this backend refuses (before any network call)."""
 

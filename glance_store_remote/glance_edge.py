@@ -70,12 +70,6 @@ class AlreadyExists(exceptions.RemoteGlanceError):
     """
 
 
-class ImportLocked(exceptions.RemoteGlanceError):
-    """Another import holds the image's import lock and it is not stale
-    (Glance's API answers 409 then).
-    """
-
-
 def _engine():
     from glance.db.sqlalchemy import api as db_api
     return db_api.get_engine()
@@ -279,8 +273,8 @@ class GlanceEdge:
         try:
             image_repo.set_property_atomic(image, IMPORT_LOCK, task.task_id)
         except glance_exception.Duplicate:
-            raise ImportLocked('edge image %s: another import runs'
-                               % image_id)
+            raise exceptions.ImportLocked(
+                'edge image %s: another import runs' % image_id)
         if stole_lock_from_task:
             _cleanup_stale_task_progress(image_repo, image,
                                          stole_lock_from_task)
@@ -326,8 +320,8 @@ def _enforce_import_lock(image_repo, task_repo, image):
                     {'image': image.image_id, 'task': task.task_id,
                      'status': task.status,
                      'expire': (expiry - age).total_seconds()})
-    raise ImportLocked('edge image %s: another import runs'
-                       % image.image_id)
+    raise exceptions.ImportLocked(
+        'edge image %s: another import runs' % image.image_id)
 
 
 def _bust_import_lock(image_repo, task_repo, image, task, task_id):
@@ -352,8 +346,8 @@ def _bust_import_lock(image_repo, task_repo, image, task, task_id):
                     'lost the race to remove it.',
                     {'image': image.image_id, 'task': task_id})
         # As Glance: act as if it had not expired, no retry loop.
-        raise ImportLocked('edge image %s: another import runs'
-                           % image.image_id)
+        raise exceptions.ImportLocked(
+            'edge image %s: another import runs' % image.image_id)
     LOG.warning('Image %(image)s has stale import task %(task)s in status '
                 '%(status)s from %(owner)s; removed lock because it had '
                 'expired.',

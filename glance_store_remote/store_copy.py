@@ -90,7 +90,7 @@ class CopyError(exceptions.RemoteGlanceError):
     """
 
 
-class CopyBusy(CopyError, glance_edge.ImportLocked):
+class CopyBusy(CopyError, exceptions.ImportLocked):
     """Another import of the image runs (Glance's import lock is held)."""
 
 
@@ -302,7 +302,7 @@ class Edge(typing.Protocol):
     def start_copy(self, image_id, target):
         """Start Glance's copy-image import of *image_id* into *target*.
 
-        :raises glance_edge.ImportLocked: another import holds the image
+        :raises exceptions.ImportLocked: another import holds the image
         """
 
 
@@ -340,7 +340,7 @@ def copy_image(edge, image, target, backend, central_record, timeout, *,
         ID, but not its import)
     :raises CopyFailed: the copy failed, or the image went away
     :raises CopyTimeout: an import still held the image after *timeout*
-    :raises glance_edge.ImportLocked: another import held it in every round
+    :raises exceptions.ImportLocked: another import held it in every round
     :raises CopyError: the edge refused the copy otherwise
     """
     image_id = image['id']
@@ -356,13 +356,13 @@ def copy_image(edge, image, target, backend, central_record, timeout, *,
         try:
             _check(image, central, backend, target, only_imports, copies)
             task_id = edge.start_copy(image_id, target)
-        except (CopyRefused, glance_edge.ImportLocked) as e:
+        except (CopyRefused, exceptions.ImportLocked) as e:
             # Under another import, a refusal is not final either: the
             # hashing task of a new location writes the record's checksum
             # and os_hash when it ends.
             if attempt + 1 == MAX_ROUNDS or not (
                     state == COPYING or
-                    isinstance(e, glance_edge.ImportLocked)):
+                    isinstance(e, exceptions.ImportLocked)):
                 raise
             LOG.info('copy into %s: edge image %s is under another import '
                      '(%s); looking again once it ended', target, image_id,
@@ -609,7 +609,7 @@ class AutoCopy:
             LOG.error('the copy of edge image %s into store %s failed; see '
                       'its import task', image['id'], self.target)
             return 'failed'
-        except glance_edge.ImportLocked:
+        except exceptions.ImportLocked:
             return None
 
     def _release(self, central_id, location):

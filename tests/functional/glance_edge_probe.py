@@ -48,6 +48,7 @@ def main(argv):
     from glance.db.sqlalchemy import api as db_api
     from glance import gateway as glance_gateway
 
+    from glance_store_remote import exceptions
     from glance_store_remote import glance_edge
 
     cfg.CONF(['--config-file', argv[1]], project='glance')
@@ -96,7 +97,7 @@ def main(argv):
     try:
         edge.start_copy(CENTRAL_ID, 'ceph')
         out['second'] = 'started'
-    except glance_edge.ImportLocked:
+    except exceptions.ImportLocked:
         out['second'] = 'locked'
     # A lock whose task has not moved for over an hour is recovered, as
     # Glance's import call recovers it, with the stale task's progress.
