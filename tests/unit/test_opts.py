@@ -13,7 +13,11 @@
 """Unit tests of opts.py: every option is documented, prefixed and bounded,
 and the sample-config listing carries keystoneauth1's standard options."""
 
+import os
+
+import fixtures
 from oslo_config import cfg
+from oslo_config import generator
 import testtools
 
 from glance_store_remote import opts
@@ -70,3 +74,21 @@ class TestRegisterKeystoneauthOpts(testtools.TestCase):
         self.assertEqual(30, conf.central.timeout)
         self.assertEqual(['public'], conf.central.valid_interfaces)
         self.assertEqual('image', conf.central.service_type)
+
+
+class TestSampleFile(testtools.TestCase):
+
+    def test_the_shipped_sample_is_what_the_options_generate(self):
+        # `tox -e genconfig` writes it; a changed option or help text
+        # without a new sample fails here.
+        root = os.path.dirname(os.path.dirname(os.path.dirname(
+            os.path.abspath(__file__))))
+        out = os.path.join(self.useFixture(fixtures.TempDir()).path, 'conf')
+        generator.main(['--config-file', os.path.join(
+            root, 'etc', 'oslo-config-generator', 'glance-store-remote.conf'),
+            '--output-file', out])
+        with open(out) as generated, open(os.path.join(
+                root, 'etc', 'glance-store-remote.conf.sample')) as shipped:
+            self.assertEqual(generated.read(), shipped.read(),
+                             'etc/glance-store-remote.conf.sample is stale: '
+                             'run tox -e genconfig')
