@@ -258,12 +258,16 @@ class Cache:
 
     :param root: the cache directory (created if missing)
     :param max_size: the cap, in bytes
+    :param counting: keep the counters, the fills' durations and central's
+        last outcome in the index (the node's metrics); False writes none
+        of them (``remote_glance_metrics = False``)
     :raises CacheError: the directory or its index cannot be used
     """
 
-    def __init__(self, root, max_size, clock=time.time):
+    def __init__(self, root, max_size, clock=time.time, counting=True):
         self.root = root
         self.max_size = max_size
+        self.counting = counting
         self._clock = clock
         self.index = cache_index.Index(root, FILE_MODE)
         try:
@@ -354,11 +358,32 @@ class Cache:
 
     def count(self, **increments):
         """Add to counters; a failure only loses the count."""
-        self.index.count(**increments)
+        if self.counting:
+            self.index.count(**increments)
 
     def counters(self):
         """Every counter of cache_index.COUNTERS, by name."""
         return self.index.counters()
+
+    def record_fill(self, outcome, seconds):
+        """Count a fill that ended (cache_index.FILL_OUTCOMES) after
+        *seconds*; a failure only loses the record.
+        """
+        if self.counting:
+            self.index.record_fill(outcome, seconds)
+
+    def fill_durations(self):
+        """{outcome: cache_index.FillDurations}."""
+        return self.index.fill_durations()
+
+    def save_central(self, name, up, when):
+        """Record the outcome of a request to central *name*."""
+        if self.counting:
+            self.index.save_central(name, up, when)
+
+    def load_central(self, name):
+        """cache_index.CentralSeen of central *name*, or None."""
+        return self.index.load_central(name)
 
     def entry(self, image_id):
         """The image's cache_index.Entry, or None."""
@@ -414,7 +439,7 @@ class Cache:
         try:
             self.index.write(('UPDATE entries SET last_access = ? '
                               'WHERE image_id = ?', (self._clock(), image_id)),
-                             *cache_index.Index.bump(hits=1))
+                             *cache_index.Index.bump(hits=int(self.counting)))
         except exceptions.CacheError as e:
             LOG.debug('hit on %s not recorded: %s', image_id, e)
         return fd, lock, record
@@ -478,7 +503,8 @@ class Cache:
                 db.execute('INSERT INTO entries (image_id, state, size, '
                            'last_access, created) VALUES (?, ?, ?, ?, ?)',
                            (image_id, 'partial', size, now, now))
-                bumps = cache_index.Index.bump(evictions=len(evicted))
+                bumps = cache_index.Index.bump(
+                    evictions=len(evicted) * self.counting)
                 for sql, args in bumps:
                     db.execute(sql, args)
                 db.execute('COMMIT')
@@ -701,7 +727,7 @@ class Cache:
             return 'busy'
         self.index.write(('DELETE FROM entries WHERE image_id = ?',
                           (image_id,)),
-                         *cache_index.Index.bump(evictions=1))
+                         *cache_index.Index.bump(evictions=int(self.counting)))
         return 'evicted'
 
     def verify(self, fix=False, chunk_size=4 * 1024 * 1024):

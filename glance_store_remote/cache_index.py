@@ -17,8 +17,13 @@ Cache.
 
 It holds the entries (their state, size, pin and last access; the
 reservations of fills in progress are partial entries), the counters that
-``glance-remote cache stats`` shows, and the circuit breaker's state
+``glance-remote cache stats`` shows, the fills' durations, the last
+outcome of a request to central, and the circuit breaker's state
 (breaker.py). One short transaction per event, never per chunk.
+
+Being shared by every worker and kept across restarts, the index is also
+where the node's metrics come from (metrics.py reads it at scrape time):
+the sum over the workers is there by construction.
 
 Connections are per thread and per process, and a connection is never
 used across a fork (see below). The schema is part of the cache's layout
@@ -41,12 +46,25 @@ INDEX = 'index.sqlite'
 # its owner).
 INDEX_FILES = (INDEX, INDEX + '-wal', INDEX + '-shm')
 
+# Each client read is counted once, under one of REQUEST_COUNTERS: served
+# from a complete entry (hits), the read started a fill (misses), it
+# followed a running fill (coalesced), it was streamed uncached from a peer
+# of the site that holds the image complete (peer_reads) or from central
+# (passthrough), or it was refused with a 503 because central could not be
+# reached (unavailable) or no WAN slot came free (busy).
+REQUEST_COUNTERS = ('hits', 'misses', 'coalesced', 'peer_reads',
+                    'passthrough', 'unavailable', 'busy')
 # bytes_resent: bytes central sent again before the offset a read needed,
 # because it serves no byte ranges (upstream.Central.serves_ranges).
-# bytes_from_peers: bytes fills read from other nodes of the site.
-COUNTERS = ('hits', 'misses', 'coalesced', 'bytes_from_central',
-            'bytes_from_peers', 'bytes_resent', 'bytes_from_cache', 'resumes',
-            'verification_failures', 'evictions', 'passthrough')
+# bytes_from_peers: bytes fills and reads took from other nodes of the site.
+COUNTERS = REQUEST_COUNTERS + (
+    'bytes_from_central', 'bytes_from_peers', 'bytes_resent',
+    'bytes_from_cache', 'resumes', 'verification_failures', 'evictions')
+
+# Upper bounds of the fill duration buckets, in seconds (a histogram's
+# buckets; one more bucket holds the longer fills).
+FILL_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600)
+FILL_OUTCOMES = ('verified', 'failed')
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -64,10 +82,31 @@ CREATE TABLE IF NOT EXISTS breaker (
     state TEXT NOT NULL,
     failures INTEGER NOT NULL,
     opened_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS fill_durations (
+    outcome TEXT NOT NULL,
+    bucket INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    seconds REAL NOT NULL,
+    PRIMARY KEY (outcome, bucket));
+CREATE TABLE IF NOT EXISTS central (
+    name TEXT PRIMARY KEY,
+    up INTEGER NOT NULL,
+    last_success REAL,
+    last_failure REAL);
 """
 
 Entry = collections.namedtuple(
     'Entry', 'image_id state size pinned last_access created')
+# A fill outcome's histogram: non-cumulative counts per bucket of
+# FILL_BUCKETS (one more for the longer fills), their number and their
+# total duration in seconds.
+FillDurations = collections.namedtuple('FillDurations',
+                                       'buckets count seconds')
+# The last outcome of a request to central, as the workers saw it: up (a
+# bool) and the times (epoch seconds, or None) of the last success and of
+# the last failure.
+CentralSeen = collections.namedtuple('CentralSeen',
+                                     'up last_success last_failure')
 
 
 def _create(path, mode):
@@ -262,10 +301,68 @@ class Index:
             LOG.debug('counters not updated: %s', e)
 
     def counters(self):
+        """Every counter of COUNTERS, by name (0 until first counted)."""
         values = dict.fromkeys(COUNTERS, 0)
-        values.update(self.db().execute(
-            'SELECT name, value FROM counters').fetchall())
+        for name, value in self.db().execute(
+                'SELECT name, value FROM counters'):
+            if name in values:
+                values[name] = value
         return values
+
+    # -- fill durations ------------------------------------------------------
+
+    def record_fill(self, outcome, seconds):
+        """Count a fill that ended with *outcome* (FILL_OUTCOMES) after
+        *seconds*; a failure only loses the record.
+        """
+        bucket = next((i for i, bound in enumerate(FILL_BUCKETS)
+                       if seconds <= bound), len(FILL_BUCKETS))
+        try:
+            self.write(('INSERT INTO fill_durations '
+                        '(outcome, bucket, count, seconds) '
+                        'VALUES (?, ?, 1, ?) ON CONFLICT(outcome, bucket) '
+                        'DO UPDATE SET count = count + 1, '
+                        'seconds = seconds + ?',
+                        (outcome, bucket, seconds, seconds)))
+        except exceptions.CacheError as e:
+            LOG.debug('fill duration not recorded: %s', e)
+
+    def fill_durations(self):
+        """{outcome: FillDurations} for every outcome of FILL_OUTCOMES."""
+        rows = {outcome: [0] * (len(FILL_BUCKETS) + 1)
+                for outcome in FILL_OUTCOMES}
+        seconds = dict.fromkeys(FILL_OUTCOMES, 0.0)
+        for outcome, bucket, count, total in self.db().execute(
+                'SELECT outcome, bucket, count, seconds '
+                'FROM fill_durations'):
+            if outcome in rows and 0 <= bucket < len(rows[outcome]):
+                rows[outcome][bucket] = count
+                seconds[outcome] += total
+        return {outcome: FillDurations(tuple(buckets), sum(buckets),
+                                       seconds[outcome])
+                for outcome, buckets in rows.items()}
+
+    # -- central as last seen ------------------------------------------------
+
+    def save_central(self, name, up, when):
+        """Record the outcome (*up*: a bool) of a request to central made
+        at *when* (epoch seconds); a failure only loses the record.
+        """
+        column = 'last_success' if up else 'last_failure'
+        try:
+            self.write(('INSERT INTO central (name, up, %s) VALUES (?, ?, ?) '
+                        'ON CONFLICT(name) DO UPDATE SET up = ?, %s = ?'
+                        % (column, column),
+                        (name, int(up), when, int(up), when)))
+        except exceptions.CacheError as e:
+            LOG.debug('central state not recorded: %s', e)
+
+    def load_central(self, name):
+        """The CentralSeen of central *name*, or None before any."""
+        row = self.db().execute(
+            'SELECT up, last_success, last_failure FROM central '
+            'WHERE name = ?', (name,)).fetchone()
+        return CentralSeen(bool(row[0]), row[1], row[2]) if row else None
 
     def entry(self, image_id):
         row = self.db().execute(

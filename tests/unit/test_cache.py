@@ -25,6 +25,7 @@ import fixtures
 import testtools
 
 from glance_store_remote import cache
+from glance_store_remote import cache_index
 from glance_store_remote import exceptions
 
 KiB = 1024
@@ -189,6 +190,31 @@ class TestCommitAndRead(CacheTestCase):
         self.assertEqual(3, counters['hits'])
         self.assertEqual(10, counters['bytes_from_cache'])
         self.assertEqual(0, counters['misses'])
+
+    def test_without_counting_nothing_is_counted_and_hits_still_refresh(self):
+        self.put('a', b'x' * KiB)
+        quiet = cache.Cache(self.root, 100 * KiB, clock=lambda: self.now[0],
+                            counting=False)
+        self.now[0] = 5000.0
+        fd, lock, _ = quiet.open_complete('a')
+        os.close(fd)
+        lock.close()
+        quiet.count(misses=1, bytes_from_central=10)
+        quiet.record_fill('verified', 3.0)
+        quiet.save_central('central', False, 1.0)
+        self.assertEqual(5000.0, quiet.entry('a').last_access)
+        self.assertEqual(dict.fromkeys(cache_index.COUNTERS, 0),
+                         quiet.counters())
+        self.assertEqual(0, quiet.fill_durations()['verified'].count)
+        self.assertIsNone(quiet.load_central('central'))
+        self.assertEqual('evicted', quiet.evict('a'))
+        self.assertEqual(0, quiet.counters()['evictions'])
+
+    def test_fills_and_central_are_recorded_through_the_cache(self):
+        self.cache.record_fill('failed', 2.0)
+        self.cache.save_central('central', True, 7.0)
+        self.assertEqual(1, self.cache.fill_durations()['failed'].count)
+        self.assertEqual(7.0, self.cache.load_central('central').last_success)
 
 
 class TestLocks(CacheTestCase):

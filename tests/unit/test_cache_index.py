@@ -46,6 +46,48 @@ class TestIndex(testtools.TestCase):
         self.assertEqual((3, 0, 3), (counters['hits'], counters['misses'],
                                      counters['evictions']))
 
+    def test_counters_of_older_or_newer_releases_are_not_listed(self):
+        self.index.count(hits=1, some_counter_of_another_release=5)
+        self.assertEqual(sorted(cache_index.COUNTERS),
+                         sorted(self.index.counters()))
+        self.assertEqual(1, self.index.counters()['hits'])
+
+    def test_fill_durations_fall_in_their_buckets(self):
+        for seconds in (0.5, 1.0, 2.0, 4000.0):
+            self.index.record_fill('verified', seconds)
+        self.index.record_fill('failed', 30.0)
+        durations = self.index.fill_durations()
+        self.assertEqual(set(cache_index.FILL_OUTCOMES), set(durations))
+        verified = durations['verified']
+        self.assertEqual(len(cache_index.FILL_BUCKETS) + 1,
+                         len(verified.buckets))
+        # 0.5 and 1.0 are within 1 s, 2.0 within 5 s, 4000 above the last.
+        self.assertEqual((2, 1), verified.buckets[:2])
+        self.assertEqual(1, verified.buckets[-1])
+        self.assertEqual(4, verified.count)
+        self.assertEqual(4003.5, verified.seconds)
+        failed = durations['failed']
+        self.assertEqual(1, failed.buckets[cache_index.FILL_BUCKETS.index(30)])
+        self.assertEqual((1, 30.0), (failed.count, failed.seconds))
+
+    def test_no_fill_yet_gives_empty_histograms(self):
+        for durations in self.index.fill_durations().values():
+            self.assertEqual((0, 0.0), (durations.count, durations.seconds))
+            self.assertFalse(any(durations.buckets))
+
+    def test_central_keeps_its_last_outcome_and_both_times(self):
+        self.assertIsNone(self.index.load_central('central'))
+        self.index.save_central('central', True, 10.0)
+        self.assertEqual(cache_index.CentralSeen(True, 10.0, None),
+                         self.index.load_central('central'))
+        self.index.save_central('central', False, 12.0)
+        self.assertEqual(cache_index.CentralSeen(False, 10.0, 12.0),
+                         self.index.load_central('central'))
+        self.index.save_central('central', True, 15.0)
+        self.assertEqual(cache_index.CentralSeen(True, 15.0, 12.0),
+                         self.index.load_central('central'))
+        self.assertIsNone(self.index.load_central('other'))
+
     def test_entries_least_recently_used_first(self):
         for image_id, last_access in (('b', 2.0), ('a', 1.0)):
             self.index.write((
