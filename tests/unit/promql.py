@@ -1,0 +1,71 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The metric names a PromQL expression reads, for the tests of the shipped
+alert rules (etc/prometheus/) and dashboard (etc/grafana/): both may name
+only metrics of the contract, so a renamed metric fails a unit test before
+it fails an operator.
+
+Prometheus ships no parser a test can call (promtool parses only whole
+rule files), so this is a lexical reading, enough for the expressions we
+write: strings, label matchers, ranges and grouping label lists are cut
+out first; what remains of the identifiers, less functions (an identifier
+followed by a parenthesis) and PromQL's keywords, are metric names.
+"""
+
+import re
+
+# The metric names of issue 22's contract, as Prometheus stores them
+# (a counter with _total, a histogram's _bucket, _count and _sum).
+CONTRACT = frozenset({
+    'glance_remote_requests_total',
+    'glance_remote_bytes_total',
+    'glance_remote_bytes_resent_total',
+    'glance_remote_verification_failures_total',
+    'glance_remote_resumes_total',
+    'glance_remote_evictions_total',
+    'glance_remote_fill_duration_seconds_bucket',
+    'glance_remote_fill_duration_seconds_count',
+    'glance_remote_fill_duration_seconds_sum',
+    'glance_remote_cache_used_bytes',
+    'glance_remote_cache_capacity_bytes',
+    'glance_remote_cache_entries',
+    'glance_remote_cache_pinned_entries',
+    'glance_remote_central_up',
+    'glance_remote_breaker_open',
+    'glance_remote_last_central_success_timestamp_seconds',
+    'glance_remote_outage_unready_images',
+    'glance_remote_outage_unpinned_images',
+    'glance_remote_site_members',
+    'glance_remote_coordinator_up',
+})
+
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
+_MATCHERS = re.compile(r'\{[^}]*\}')
+_RANGES = re.compile(r'\[[^\]]*\]')
+_GROUPING = re.compile(
+    r'\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)')
+# Not after a digit (1e3, 5m), a dot, a $ (a Grafana variable) or a name.
+_IDENTIFIER = re.compile(r'(?<![\w:.$])([A-Za-z_:][\w:]*)(\s*\()?')
+_KEYWORDS = frozenset({
+    'and', 'or', 'unless', 'bool', 'offset', 'by', 'without', 'on',
+    'ignoring', 'group_left', 'group_right', 'inf', 'nan', 'atan2'})
+
+
+def metric_names(expr):
+    """The set of metric names *expr* selects."""
+    rest = _STRINGS.sub('""', expr)
+    rest = _MATCHERS.sub(' ', rest)
+    rest = _RANGES.sub(' ', rest)
+    rest = _GROUPING.sub(' ', rest)
+    return {name for name, call in _IDENTIFIER.findall(rest)
+            if not call and name.lower() not in _KEYWORDS}
