@@ -27,16 +27,28 @@ the edge: images, their users, and Glance's copy-image import started as
 Glance's API starts it. ``count_live_locations`` answers None outside
 glance-api (the CLI, unit tests), and callers keep to the safe side.
 
+Outside glance-api (``glance-remote readiness``, the metrics exporter),
+``database_engine`` opens the edge database that glance-api.conf names
+(``[database] connection``: SQLite, MySQL/MariaDB or PostgreSQL by URL) and
+``linked_images`` reads Glance's images and image_locations tables with it,
+read only.
+
 Glance is imported when a function runs, never at module level: store.py
 imports this module, and Glance imports every store driver to list its
 options.
 """
 
+import collections
 import datetime
 import functools
 import logging
+import os
+
+from oslo_config import cfg
 
 from glance_store_remote import exceptions
+from glance_store_remote import locations
+from glance_store_remote import upstream
 
 LOG = logging.getLogger(__name__)
 
@@ -63,6 +75,32 @@ _LIVE_LOCATIONS = (
     "SELECT image_id FROM image_locations WHERE value = :uri "
     "AND deleted = :deleted AND status = 'active'")
 
+# The active edge images with a live location whose URI starts with
+# :prefix (models.py: Image, ImageLocation), booleans bound as above. LIKE
+# only narrows the rows down ('_' of a backend name matches any character,
+# MySQL compares without case): linked_images parses each value again.
+_LINKED_IMAGES = (
+    "SELECT images.id, image_locations.value, images.size "
+    "FROM images JOIN image_locations "
+    "ON image_locations.image_id = images.id "
+    "WHERE images.status = 'active' AND images.deleted = :deleted "
+    "AND image_locations.deleted = :deleted "
+    "AND image_locations.status = 'active' "
+    "AND image_locations.value LIKE :prefix")
+
+# glance-api.conf's database URL, as oslo.db registers it (oslo_db/
+# options.py): read by a process that has no oslo.db options of its own.
+# It holds the database password: never logged, never in a message.
+_CONNECTION = cfg.StrOpt(
+    'connection', secret=True,
+    help='The SQLAlchemy URL of the edge Glance database.')
+
+# An edge image with a live location of a remote-glance backend: the
+# edge's image ID (what users boot), central's image ID, the edge record's
+# size in bytes (None when the record has none).
+LinkedImage = collections.namedtuple('LinkedImage',
+                                     'image_id central_id size')
+
 
 class AlreadyExists(exceptions.RemoteGlanceError):
     """The edge database holds an image of that ID already (Glance's
@@ -70,9 +108,88 @@ class AlreadyExists(exceptions.RemoteGlanceError):
     """
 
 
+class DatabaseUnreadable(exceptions.RemoteGlanceError):
+    """The edge database cannot be read from here: not configured, not
+    reachable, or without Glance's tables. ``str()`` never holds the
+    database URL.
+    """
+
+
 def _engine():
     from glance.db.sqlalchemy import api as db_api
     return db_api.get_engine()
+
+
+def database_engine(conf):
+    """An SQLAlchemy engine on the edge database named by *conf*'s
+    ``[database] connection`` (glance-api.conf), for a process outside
+    glance-api. No pool: each read opens and closes its connection, so an
+    exporter never keeps one that the server has dropped. The caller
+    disposes of it.
+
+    :param conf: an oslo.config ConfigOpts that read glance-api.conf
+    :raises DatabaseUnreadable: no URL, an unusable one (its database
+        driver not installed), or an SQLite file that does not exist (a
+        connection would create an empty one)
+    """
+    import sqlalchemy
+    try:
+        conf.register_opt(_CONNECTION, group='database')
+    except cfg.DuplicateOptError:
+        pass  # oslo.db's own option (in glance-api): the same setting
+    text = conf.database.connection
+    if not text:
+        raise DatabaseUnreadable(
+            '[database] connection is not set in the configuration: the '
+            'edge database cannot be read')
+    try:
+        url = sqlalchemy.engine.make_url(text)
+    except sqlalchemy.exc.ArgumentError:
+        raise DatabaseUnreadable(
+            '[database] connection is not a database URL') from None
+    if (url.get_backend_name() == 'sqlite' and url.database and
+            url.database != ':memory:' and
+            not os.path.exists(url.database)):
+        raise DatabaseUnreadable(
+            '[database] connection: SQLite file %s does not exist'
+            % url.database)
+    try:
+        return sqlalchemy.create_engine(
+            url, poolclass=sqlalchemy.pool.NullPool)
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError) as e:
+        raise DatabaseUnreadable(
+            '[database] connection (%s) cannot be used: %s'
+            % (url.drivername, upstream.redact(str(e)))) from None
+
+
+def linked_images(backend, engine):
+    """The active edge images with a live location of *backend*, one
+    LinkedImage per edge image and central image it names, ordered by edge
+    image ID. Read only; one query.
+
+    :param engine: an SQLAlchemy engine on the edge database
+        (database_engine)
+    :raises DatabaseUnreadable: the query failed (unreachable server,
+        refused credentials, no Glance tables)
+    """
+    import sqlalchemy
+    prefix = locations.PREFIX + backend + '/'
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                sqlalchemy.text(_LINKED_IMAGES),
+                {'deleted': False, 'prefix': prefix + '%'}).fetchall()
+    except sqlalchemy.exc.SQLAlchemyError as e:
+        # The driver's own words (e.orig) say why without the statement.
+        raise DatabaseUnreadable('the edge database cannot be read: %s'
+                                 % upstream.redact(str(getattr(
+                                     e, 'orig', None) or e))) from None
+    linked = set()
+    for image_id, value, size in rows:
+        parsed = locations.central_image_of(value)
+        if parsed is not None and parsed[0] == backend:
+            linked.add(LinkedImage(image_id, parsed[1], size))
+    return sorted(linked)
 
 
 def _live_location_images(uri):
