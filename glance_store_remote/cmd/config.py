@@ -41,15 +41,7 @@ def load_backend(config_file, backend=None):
     :raises UsageError: unreadable file, no or several remote-glance
         backends, or a backend that is not remote-glance
     """
-    conf = cfg.ConfigOpts()
-    conf.register_opt(cfg.DictOpt('enabled_backends'))
-    try:
-        conf(args=[], project='glance', default_config_files=[config_file])
-    except (cfg.Error, OSError) as e:
-        raise UsageError('cannot read %s: %s' % (config_file, e))
-    enabled = conf.enabled_backends or {}
-    ours = sorted(name for name, kind in enabled.items()
-                  if kind == DRIVER_NAME)
+    conf, ours = _read(config_file)
     if backend is None:
         if len(ours) != 1:
             raise UsageError(
@@ -57,12 +49,50 @@ def load_backend(config_file, backend=None):
                 'name one with --backend'
                 % (config_file, len(ours) or 'no', ', '.join(ours) or '-'))
         backend = ours[0]
-    elif backend not in ours:
+    _register(conf, config_file, ours, backend)
+    return conf, backend
+
+
+def load_backends(config_file, backend=None):
+    """Read *config_file* and return (conf, [backend group names]): every
+    remote-glance backend of ``enabled_backends`` (sorted), or only
+    *backend*. For the commands that cover a whole node (metrics).
+
+    :raises UsageError: unreadable file, no remote-glance backend, or a
+        backend that is not remote-glance
+    """
+    conf, ours = _read(config_file)
+    if backend is None and not ours:
+        raise UsageError('enabled_backends in %s has no remote-glance '
+                         'backend' % config_file)
+    names = ours if backend is None else [backend]
+    for name in names:
+        _register(conf, config_file, ours, name)
+    return conf, names
+
+
+def _read(config_file):
+    """(conf, sorted names of the remote-glance backends) of
+    *config_file*.
+    """
+    conf = cfg.ConfigOpts()
+    conf.register_opt(cfg.DictOpt('enabled_backends'))
+    try:
+        conf(args=[], project='glance', default_config_files=[config_file])
+    except (cfg.Error, OSError) as e:
+        raise UsageError('cannot read %s: %s' % (config_file, e))
+    enabled = conf.enabled_backends or {}
+    return conf, sorted(name for name, kind in enabled.items()
+                        if kind == DRIVER_NAME)
+
+
+def _register(conf, config_file, ours, backend):
+    """Register the options of remote-glance backend group *backend*."""
+    if backend not in ours:
         raise UsageError('backend %r is not a remote-glance backend in '
                          'enabled_backends of %s' % (backend, config_file))
     conf.register_opts(opts.store_opts, group=backend)
     opts.register_keystoneauth_opts(conf, backend)
-    return conf, backend
 
 
 def central(conf, backend, breaker_state=None):

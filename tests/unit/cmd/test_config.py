@@ -17,6 +17,7 @@ import io
 import os
 
 import fixtures
+from oslo_config import cfg
 import testtools
 
 from glance_store_remote.cmd import config
@@ -69,3 +70,54 @@ class TestLoadBackend(testtools.TestCase):
                           '[c]\nauth_type = no-such-plugin\n')
         self.assertEqual(2, main.main(['--config-file', path, 'check']))
         self.assertIn('[c]', self.stderr.getvalue())
+
+
+class TestLoadBackends(testtools.TestCase):
+    """load_backends: every remote-glance backend of the node (metrics)."""
+
+    def setUp(self):
+        super().setUp()
+        self.dir = self.useFixture(fixtures.TempDir()).path
+
+    def write(self, text):
+        path = os.path.join(self.dir, 'glance-api.conf')
+        with open(path, 'w') as f:
+            f.write(text)
+        return path
+
+    def test_every_remote_backend_with_its_options(self):
+        path = self.write('[DEFAULT]\nenabled_backends = b:remote-glance, '
+                          'local:file, a:remote-glance\n[a]\n'
+                          'remote_glance_cache_dir = /a\n[b]\n'
+                          'auth_type = none\n')
+        conf, backends = config.load_backends(path)
+        self.assertEqual(['a', 'b'], backends)
+        self.assertEqual('/a', conf.a.remote_glance_cache_dir)
+        self.assertIsNone(conf.b.remote_glance_cache_dir)
+        self.assertEqual('none', conf.b.auth_type)
+
+    def test_the_one_named(self):
+        path = self.write('[DEFAULT]\nenabled_backends = a:remote-glance, '
+                          'b:remote-glance\n')
+        conf, backends = config.load_backends(path, 'b')
+        self.assertEqual(['b'], backends)
+        # a's options are not registered: nothing of it is read.
+        self.assertRaises(cfg.NoSuchOptError, getattr, conf, 'a')
+
+    def test_none_at_all_is_refused(self):
+        path = self.write('[DEFAULT]\nenabled_backends = local:file\n')
+        error = self.assertRaises(config.UsageError, config.load_backends,
+                                  path)
+        self.assertIn('no remote-glance backend', str(error))
+
+    def test_a_backend_of_another_kind_is_refused(self):
+        path = self.write('[DEFAULT]\nenabled_backends = local:file, '
+                          'a:remote-glance\n')
+        error = self.assertRaises(config.UsageError, config.load_backends,
+                                  path, 'local')
+        self.assertIn("'local'", str(error))
+
+    def test_an_unreadable_file_is_refused(self):
+        error = self.assertRaises(config.UsageError, config.load_backends,
+                                  os.path.join(self.dir, 'nope'))
+        self.assertIn('cannot read', str(error))

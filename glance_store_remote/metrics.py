@@ -1,0 +1,321 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The node's Prometheus metrics, read at scrape time from what every
+glance-api worker shares: the cache index of each remote-glance backend
+(cache_index.py).
+
+The workers keep no metric of their own: each event is a short
+transaction in the index they all share (the counters of ``glance-remote
+cache stats``, the fills' durations, central's last outcome, the breaker),
+so the sum over the workers is there by construction and survives their
+restarts. prometheus_client's multiprocess mode is not used: it needs an
+environment variable in every worker before import, a directory wiped at
+each start, and glance-api has no route to serve it. NodeCollector is a
+prometheus_client collector that reads the index at each collect(); the
+command line serves it (cmd/metrics.py). A scrape reads a few rows per
+backend and never touches the data path.
+
+Every family has the label ``backend`` (the backend group); no label ever
+carries an image ID, a user or a project. FAMILIES lists the names that
+dashboards and alert rules rely on (a contract).
+
+A backend without a cache (no remote_glance_cache_dir) has no index: its
+breaker and counters live in each worker's memory, out of reach. Nothing
+is exported for it (the command line says so at start).
+
+A backend whose index cannot be read is left out of that scrape (logged)
+and ``glance_remote_collect_errors{part="index"}`` is 1 for it; the other
+backends are exported as usual. The same family with ``part="outage"``
+says that the outage report (readiness.py) could not be made.
+"""
+
+import collections
+import itertools
+import logging
+import sqlite3
+
+from prometheus_client import metrics_core
+from prometheus_client import utils
+
+from glance_store_remote import breaker as breaker_module
+from glance_store_remote import cache_index
+from glance_store_remote import coordination
+from glance_store_remote import exceptions
+
+LOG = logging.getLogger(__name__)
+
+# result label of glance_remote_requests_total, by index counter.
+REQUEST_RESULTS = {
+    'hits': 'hit', 'misses': 'miss', 'coalesced': 'coalesced',
+    'peer_reads': 'peer', 'passthrough': 'passthrough',
+    'unavailable': 'unavailable', 'busy': 'busy'}
+# source label of glance_remote_bytes_total, by index counter.
+BYTE_SOURCES = {'bytes_from_cache': 'cache',
+                'bytes_from_central': 'central',
+                'bytes_from_peers': 'peer'}
+# Counter families of one index counter each, by index counter.
+SINGLE_COUNTERS = {
+    'bytes_resent': 'glance_remote_bytes_resent_total',
+    'verification_failures': 'glance_remote_verification_failures_total',
+    'resumes': 'glance_remote_resumes_total',
+    'evictions': 'glance_remote_evictions_total'}
+HISTOGRAMS = ('glance_remote_fill_duration_seconds',)
+# Every family this module exports, named as PromQL names them (counters
+# with _total; a histogram by its base name, see SERIES).
+FAMILIES = (
+    'glance_remote_requests_total',
+    'glance_remote_bytes_total',
+    'glance_remote_bytes_resent_total',
+    'glance_remote_verification_failures_total',
+    'glance_remote_resumes_total',
+    'glance_remote_evictions_total',
+    'glance_remote_fill_duration_seconds',
+    'glance_remote_cache_used_bytes',
+    'glance_remote_cache_capacity_bytes',
+    'glance_remote_cache_entries',
+    'glance_remote_cache_pinned_entries',
+    'glance_remote_central_up',
+    'glance_remote_breaker_open',
+    'glance_remote_last_central_success_timestamp_seconds',
+    'glance_remote_outage_unready_images',
+    'glance_remote_outage_unpinned_images',
+    'glance_remote_site_members',
+    'glance_remote_coordinator_up',
+    'glance_remote_collect_errors',
+)
+# Every series name a query may use: the families, a histogram's as its
+# _bucket, _count and _sum.
+SERIES = tuple(name for name in FAMILIES if name not in HISTOGRAMS) + tuple(
+    name + suffix for name in HISTOGRAMS
+    for suffix in ('_bucket', '_count', '_sum'))
+
+# What the collector reads of one backend: its group name, its
+# cache.Cache (or None), a breaker.Breaker on the cache's index (or None)
+# and its coordination.Site (or None: not coordinated).
+Source = collections.namedtuple('Source', 'backend cache breaker site')
+
+
+def source(group, backend, cache, site=None):
+    """The Source of backend group *backend* (its options *group*)."""
+    breaker = None
+    if cache is not None:
+        breaker = breaker_module.Breaker(
+            group.remote_glance_breaker_threshold,
+            group.remote_glance_breaker_reset,
+            state=breaker_module.IndexState(cache, backend))
+    return Source(backend, cache, breaker, site)
+
+
+# What one scrape read of a backend's index.
+_Reading = collections.namedtuple(
+    '_Reading', 'counters durations entries capacity central breaker_state')
+
+
+def _read_index(src):
+    """The _Reading of *src*'s index.
+
+    :raises CacheError, sqlite3.Error, OSError: the index cannot be read
+    """
+    cache = src.cache
+    return _Reading(cache.counters(), cache.fill_durations(), cache.entries(),
+                    cache.max_size, cache.load_central(src.backend),
+                    src.breaker.state()[0])
+
+
+class NodeCollector:
+    """A prometheus_client collector of the metrics of one node.
+
+    :param sources: a Source for each backend
+    :param outage_report: a callable (backend, cache) -> an object with
+        ``unready`` and ``unpinned`` (lists of image IDs), raising
+        RemoteGlanceError when it cannot tell (readiness.node_report with
+        its configuration bound); None exports no outage families
+    """
+
+    def __init__(self, sources, outage_report=None):
+        self._sources = list(sources)
+        self._outage_report = outage_report
+
+    def collect(self):
+        """The families, read now. Cost per backend with a cache: five
+        indexed SQLite reads (the entries' rows among them), the outage
+        report when there is one, and on a coordinated site 1 + (number of
+        members) calls to the coordinator.
+        """
+        out = _Families()
+        for src in self._sources:
+            if src.cache is None:
+                continue
+            try:
+                reading = _read_index(src)
+            except (exceptions.CacheError, sqlite3.Error, OSError) as e:
+                LOG.warning('remote-glance backend %s: cache index not '
+                            'readable, no metrics of it in this scrape: %s',
+                            src.backend, e)
+                out.errors.add_metric([src.backend, 'index'], 1)
+            else:
+                out.errors.add_metric([src.backend, 'index'], 0)
+                out.add_reading(src.backend, reading)
+            if self._outage_report is not None:
+                self._add_outage(out, src)
+            if src.site is not None:
+                self._add_site(out, src)
+        return out.families()
+
+    def _add_outage(self, out, src):
+        try:
+            report = self._outage_report(src.backend, src.cache)
+        except exceptions.RemoteGlanceError as e:
+            LOG.warning('remote-glance backend %s: outage readiness not '
+                        'known in this scrape: %s', src.backend, e)
+            out.errors.add_metric([src.backend, 'outage'], 1)
+            return
+        out.errors.add_metric([src.backend, 'outage'], 0)
+        out.gauge('outage_unready_images').add_metric(
+            [src.backend], len(report.unready))
+        out.gauge('outage_unpinned_images').add_metric(
+            [src.backend], len(report.unpinned))
+
+    @staticmethod
+    def _add_site(out, src):
+        try:
+            members = src.site.members()
+        except coordination.Unavailable:
+            # Site logs the coordinator's failures, once per episode.
+            out.gauge('coordinator_up').add_metric([src.backend], 0)
+            return
+        out.gauge('coordinator_up').add_metric([src.backend], 1)
+        out.gauge('site_members').add_metric([src.backend], len(members))
+
+
+_GAUGE_HELP = {
+    'cache_used_bytes': 'Bytes held and reserved by the cache entries '
+                        '(complete and partial).',
+    'cache_capacity_bytes': 'The cache cap (remote_glance_cache_max_size), '
+                            'in bytes.',
+    'cache_entries': 'Cache entries, by state (complete, partial).',
+    'cache_pinned_entries': 'Cache entries that are pinned (never '
+                            'evicted).',
+    'central_up': '1 if the last request a worker made to central '
+                  'succeeded, else 0 (no sample before the first).',
+    'breaker_open': '1 while the circuit breaker in front of central is '
+                    'open or half-open, else 0.',
+    'last_central_success_timestamp_seconds':
+        'When a worker last got an answer from central (epoch seconds; no '
+        'sample before the first).',
+    'outage_unready_images': 'Active edge images on this backend that this '
+                             'node does not hold complete: a boot would '
+                             'fail for each once central is cut.',
+    'outage_unpinned_images': 'Active edge images held complete on this '
+                              'node but not pinned (evictable).',
+    'site_members': 'Nodes of the site that the coordinator lists (signed '
+                    'with the site key, this exporter not counted).',
+    'coordinator_up': '1 if the site coordinator answered this scrape, '
+                      'else 0.',
+}
+_COUNTER_HELP = {
+    'glance_remote_bytes_resent_total':
+        'Bytes central sent again before the offset a read needed (it '
+        'serves no byte ranges).',
+    'glance_remote_verification_failures_total':
+        'Fills whose data did not match the image record (discarded).',
+    'glance_remote_resumes_total': 'Fills resumed from a verified prefix.',
+    'glance_remote_evictions_total': 'Cache entries evicted.',
+}
+_GAUGE_LABELS = {'cache_entries': ['backend', 'state']}
+
+
+class _Families:
+    """The families of one scrape, each made once and filled backend by
+    backend (a family must appear once in an exposition).
+    """
+
+    def __init__(self):
+        self._families = collections.OrderedDict()
+        self.requests = self._add(metrics_core.CounterMetricFamily(
+            'glance_remote_requests', 'Client reads of image data, each '
+            'counted once by result.', labels=['backend', 'result']))
+        self.bytes = self._add(metrics_core.CounterMetricFamily(
+            'glance_remote_bytes', 'Image bytes served or fetched, by '
+            'source (cache: served from the cache; central, peer: read '
+            'from there).', labels=['backend', 'source']))
+        self.counters = {
+            index_name: self._add(metrics_core.CounterMetricFamily(
+                family[:-len('_total')], _COUNTER_HELP[family],
+                labels=['backend']))
+            for index_name, family in SINGLE_COUNTERS.items()}
+        self.durations = self._add(metrics_core.HistogramMetricFamily(
+            'glance_remote_fill_duration_seconds', 'Durations of the fills '
+            'of the cache from central or a peer, by outcome.',
+            labels=['backend', 'outcome']))
+        self._gauges = {
+            name: self._add(metrics_core.GaugeMetricFamily(
+                'glance_remote_' + name, text,
+                labels=_GAUGE_LABELS.get(name, ['backend'])))
+            for name, text in _GAUGE_HELP.items()}
+        self.errors = self._add(metrics_core.GaugeMetricFamily(
+            'glance_remote_collect_errors', '1 if this scrape could not '
+            'read a part of the backend (index: its cache index; outage: '
+            'the outage readiness report), else 0.',
+            labels=['backend', 'part']))
+
+    def _add(self, family):
+        self._families[family.name] = family
+        return family
+
+    def gauge(self, name):
+        return self._gauges[name]
+
+    def add_reading(self, backend, reading):
+        for counter, result in REQUEST_RESULTS.items():
+            self.requests.add_metric([backend, result],
+                                     reading.counters[counter])
+        for counter, src in BYTE_SOURCES.items():
+            self.bytes.add_metric([backend, src], reading.counters[counter])
+        for counter, family in self.counters.items():
+            family.add_metric([backend], reading.counters[counter])
+        for outcome in cache_index.FILL_OUTCOMES:
+            durations = reading.durations[outcome]
+            cumulative = list(itertools.accumulate(durations.buckets))
+            buckets = [(utils.floatToGoString(bound), count) for bound, count
+                       in zip(cache_index.FILL_BUCKETS, cumulative)]
+            buckets.append(('+Inf', cumulative[-1]))
+            self.durations.add_metric([backend, outcome], buckets,
+                                      durations.seconds)
+        entries = reading.entries
+        self.gauge('cache_used_bytes').add_metric(
+            [backend], sum(e.size for e in entries))
+        self.gauge('cache_capacity_bytes').add_metric(
+            [backend], reading.capacity)
+        for state in ('complete', 'partial'):
+            self.gauge('cache_entries').add_metric(
+                [backend, state], sum(e.state == state for e in entries))
+        self.gauge('cache_pinned_entries').add_metric(
+            [backend], sum(bool(e.pinned) for e in entries))
+        self.gauge('breaker_open').add_metric(
+            [backend], int(reading.breaker_state in (
+                breaker_module.OPEN, breaker_module.HALF_OPEN)))
+        central = reading.central
+        if central is not None:
+            self.gauge('central_up').add_metric([backend], int(central.up))
+            if central.last_success is not None:
+                self.gauge('last_central_success_timestamp_seconds'
+                           ).add_metric([backend], central.last_success)
+
+    def families(self):
+        """The families that have a sample: a family without any (no
+        central request seen yet, no site) is left out rather than written
+        as a lone HELP and TYPE, which some parsers of the textfile refuse.
+        """
+        return [family for family in self._families.values()
+                if family.samples]

@@ -1,0 +1,218 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Unit tests of cmd/metrics.py: ``glance-remote metrics`` (stdout and
+--textfile) and ``glance-remote exporter`` serving real HTTP on loopback,
+on a real cache directory."""
+
+import argparse
+import os
+import signal
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import fixtures
+from prometheus_client import parser
+
+from glance_store_remote import cache
+from glance_store_remote.cmd import config
+from glance_store_remote.cmd import metrics as metrics_cmd
+from tests.unit.cmd import base as cli_base
+
+
+def parse(text):
+    """{(sample name, frozenset of label items): value}."""
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in parser.text_string_to_metric_families(text)
+            for s in family.samples}
+
+
+def hits(samples, backend='c'):
+    return samples[('glance_remote_requests_total',
+                    frozenset({('backend', backend), ('result', 'hit')}))]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def get(url, timeout=5):
+    """(status, body) of a GET."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+class MetricsTestCase(cli_base.CliTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.conf, self.backends = config.load_backends(self.config)
+        cache.Cache(self.cache_dir, 1024).count(hits=3, misses=1)
+
+
+class TestMetrics(MetricsTestCase):
+
+    def test_prints_the_exposition_of_the_backends(self):
+        metrics_cmd.cmd_metrics(argparse.Namespace(textfile=None),
+                                self.conf, self.backends)
+        samples = parse(self.stdout.getvalue())
+        self.assertEqual(3, hits(samples))
+        self.assertEqual(1, samples[(
+            'glance_remote_requests_total',
+            frozenset({('backend', 'c'), ('result', 'miss')}))])
+
+    def test_textfile_is_written_whole_and_alone(self):
+        folder = self.useFixture(fixtures.TempDir()).path
+        path = os.path.join(folder, 'glance_remote.prom')
+        with open(path, 'w') as f:
+            f.write('an older file\n')
+        metrics_cmd.cmd_metrics(argparse.Namespace(textfile=path),
+                                self.conf, self.backends)
+        with open(path) as f:
+            self.assertEqual(3, hits(parse(f.read())))
+        self.assertEqual(['glance_remote.prom'], os.listdir(folder))
+        self.assertEqual('', self.stdout.getvalue())
+
+    def test_textfile_in_a_missing_directory_is_a_usage_error(self):
+        path = os.path.join(self.cache_dir, 'nope', 'glance_remote.prom')
+        error = self.assertRaises(
+            config.UsageError, metrics_cmd.cmd_metrics,
+            argparse.Namespace(textfile=path), self.conf, self.backends)
+        self.assertIn('does not exist', str(error))
+
+    def test_a_cache_of_another_user_is_refused(self):
+        self.useFixture(fixtures.MonkeyPatch(
+            'os.geteuid', lambda: os.stat(self.cache_dir).st_uid + 1))
+        error = self.assertRaises(
+            config.UsageError, metrics_cmd.cmd_metrics,
+            argparse.Namespace(textfile=None), self.conf, self.backends)
+        self.assertIn('sudo -u', str(error))
+
+    def test_a_backend_without_cache_is_named_and_skipped(self):
+        with open(self.config, 'a') as f:
+            f.write('[d]\nauth_type = none\n')
+        with open(self.config) as f:
+            text = f.read().replace('c:remote-glance',
+                                    'c:remote-glance, d:remote-glance')
+        with open(self.config, 'w') as f:
+            f.write(text)
+        conf, backends = config.load_backends(self.config)
+        self.assertEqual(['c', 'd'], backends)
+        logger = self.useFixture(fixtures.FakeLogger())
+        metrics_cmd.cmd_metrics(argparse.Namespace(textfile=None), conf,
+                                backends)
+        samples = parse(self.stdout.getvalue())
+        self.assertEqual(3, hits(samples))
+        self.assertFalse([key for key in samples
+                          if ('backend', 'd') in key[1]])
+        self.assertIn('backend d has no remote_glance_cache_dir',
+                      logger.output)
+
+
+class TestListen(cli_base.CliTestCase):
+
+    def test_host_and_port(self):
+        for text, expected in (('127.0.0.1:9612', ('127.0.0.1', 9612)),
+                               ('[::1]:9612', ('::1', 9612)),
+                               ('0.0.0.0:0', ('0.0.0.0', 0)),
+                               ('localhost:80', ('localhost', 80))):
+            self.assertEqual(expected, metrics_cmd.parse_listen(text))
+
+    def test_anything_else_is_a_usage_error(self):
+        for text in ('9612', ':9612', '127.0.0.1', '::1:9612', '[::1]',
+                     '127.0.0.1:port', '127.0.0.1:70000', ''):
+            error = self.assertRaises(config.UsageError,
+                                      metrics_cmd.parse_listen, text)
+            self.assertIn('HOST:PORT', str(error))
+
+    def test_an_address_in_use_is_a_usage_error(self):
+        with socket.socket() as taken:
+            taken.bind(('127.0.0.1', 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            error = self.assertRaises(config.UsageError,
+                                      metrics_cmd.make_server, '127.0.0.1',
+                                      port, None)
+        self.assertIn('127.0.0.1:%d' % port, str(error))
+
+
+class TestExporter(MetricsTestCase):
+
+    def test_serves_metrics_and_nothing_else(self):
+        registry, stop = metrics_cmd._registry(self.conf, self.backends)
+        self.addCleanup(stop)
+        server = metrics_cmd.make_server('127.0.0.1', 0, registry)
+        self.addCleanup(server.server_close)
+        thread = threading.Thread(target=server.serve_forever)
+        thread.start()
+        try:
+            base = 'http://127.0.0.1:%d' % server.server_address[1]
+            status, body = get(base + '/metrics')
+            self.assertEqual(200, status)
+            self.assertEqual(3, hits(parse(body)))
+            # Read at each scrape, not at start.
+            cache.Cache(self.cache_dir, 1024).count(hits=2)
+            self.assertEqual(5, hits(parse(get(base + '/metrics')[1])))
+            self.assertEqual(404, get(base + '/')[0])
+        finally:
+            server.shutdown()
+            thread.join(10)
+        self.assertFalse(thread.is_alive())
+
+    def test_runs_until_sigterm_then_returns(self):
+        port = free_port()
+        url = 'http://127.0.0.1:%d/metrics' % port
+        logger = self.useFixture(fixtures.FakeLogger())
+        answers = []
+
+        def scrape_then_terminate():
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                try:
+                    answers.append(get(url, timeout=2))
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            # Only once the exporter's handler is in place (else SIGTERM
+            # would end the test run).
+            while (signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and
+                   time.monotonic() < deadline):
+                time.sleep(0.05)
+            if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+                os.kill(os.getpid(), signal.SIGTERM)
+        helper = threading.Thread(target=scrape_then_terminate)
+        helper.start()
+        previous = signal.getsignal(signal.SIGTERM)
+        metrics_cmd.cmd_exporter(
+            argparse.Namespace(listen='127.0.0.1:%d' % port), self.conf,
+            self.backends)
+        helper.join(30)
+        self.assertEqual(previous, signal.getsignal(signal.SIGTERM))
+        self.assertEqual(200, answers[0][0])
+        self.assertEqual(3, hits(parse(answers[0][1])))
+        self.assertIn('serving the metrics of remote-glance backends c on '
+                      'http://127.0.0.1:%d/metrics' % port, logger.output)
+        # The port is free again.
+        # The listener is closed: the port can be bound again (address
+        # reuse only for connections in TIME_WAIT).
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(('127.0.0.1', port))
+            s.listen()

@@ -1,0 +1,384 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Unit tests of metrics.py: the node's collector on real caches in a temp
+dir, its exposition parsed back as Prometheus would read it."""
+
+import hashlib
+import os
+import types
+import uuid
+
+import fixtures
+from prometheus_client import exposition
+from prometheus_client import parser
+from prometheus_client import registry as registry_module
+import testtools
+
+from glance_store_remote import breaker
+from glance_store_remote import cache
+from glance_store_remote import cache_index
+from glance_store_remote import coordination
+from glance_store_remote import exceptions
+from glance_store_remote import metrics
+
+KiB = 1024
+
+
+def put(store, image_id, data, pinned=False):
+    """A complete entry, filled and committed as a fill does."""
+    record = {'id': image_id, 'size': len(data), 'status': 'active',
+              'os_hash_algo': 'sha512',
+              'os_hash_value': hashlib.sha512(data).hexdigest()}
+    assert store.reserve(cache.expected_from_record(record), record)
+    with open(store.data_path(image_id, partial=True), 'wb') as f:
+        f.write(data)
+    store.commit(image_id, record)
+    if pinned:
+        store.set_pinned(image_id, True)
+
+
+def reserve(store, image_id, size):
+    """A partial entry: a fill's reservation."""
+    record = {'id': image_id, 'size': size, 'status': 'active'}
+    assert store.reserve(cache.expected_from_record(record), record)
+
+
+class FakeSite:
+    """A coordination.Site's members() as the collector sees it."""
+
+    def __init__(self, members=None, error=None):
+        self._members = members
+        self._error = error
+
+    def members(self):
+        if self._error:
+            raise self._error
+        return self._members
+
+
+def scrape(*sources, outage_report=None):
+    """{(sample name, frozenset of label items): value} and the families
+    of one exposition of a collector of *sources*.
+    """
+    registry = registry_module.CollectorRegistry(auto_describe=False)
+    registry.register(metrics.NodeCollector(sources,
+                                            outage_report=outage_report))
+    text = exposition.generate_latest(registry).decode()
+    families = list(parser.text_string_to_metric_families(text))
+    samples = {(s.name, frozenset(s.labels.items())): s.value
+               for family in families for s in family.samples}
+    return samples, families
+
+
+def value(samples, name, **labels):
+    return samples[(name, frozenset(labels.items()))]
+
+
+def names(samples, backend=None):
+    return {name for name, labels in samples
+            if backend is None or ('backend', backend) in labels}
+
+
+class CollectorTestCase(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.folder = self.useFixture(fixtures.TempDir()).path
+        self.now = [10000.0]
+
+    def make_cache(self, name, max_size=100 * KiB):
+        return cache.Cache(os.path.join(self.folder, name), max_size,
+                           clock=lambda: self.now[0])
+
+    def source(self, backend, store, site=None, threshold=2):
+        return metrics.Source(backend, store, breaker.Breaker(
+            threshold, 60, state=breaker.IndexState(store, backend),
+            clock=lambda: self.now[0]), site)
+
+
+class TestOneBackend(CollectorTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.cache = self.make_cache('c', max_size=64 * KiB)
+        self.images = [str(uuid.uuid4()) for _ in range(4)]
+        put(self.cache, self.images[0], b'a' * KiB, pinned=True)
+        put(self.cache, self.images[1], b'b' * 2 * KiB)
+        reserve(self.cache, self.images[2], 4 * KiB)
+        self.cache.count(hits=11, misses=3, coalesced=2, peer_reads=5,
+                         passthrough=7, unavailable=13, busy=17,
+                         bytes_from_cache=1000, bytes_from_central=2000,
+                         bytes_from_peers=3000, bytes_resent=40,
+                         verification_failures=1, resumes=6)
+        for seconds in (0.5, 1, 20, 5000):
+            self.cache.record_fill('verified', seconds)
+        self.cache.record_fill('failed', 3)
+        self.cache.save_central('c', True, 1234.5)
+        self.cache.save_central('c', False, 1300.0)
+        self.report = types.SimpleNamespace(unready=self.images[2:],
+                                            unpinned=[self.images[1]])
+        self.samples, self.families = scrape(
+            self.source('c', self.cache, FakeSite({'http://a': set(),
+                                                   'http://b': {'x'}})),
+            outage_report=lambda backend, store: self.report)
+
+    def test_every_family_is_exported_with_a_backend_label(self):
+        self.assertEqual(set(metrics.SERIES), names(self.samples))
+        for name, labels in self.samples:
+            self.assertIn(('backend', 'c'), labels, name)
+        self.assertEqual(
+            set(metrics.FAMILIES),
+            {f.name + '_total' if f.type == 'counter' else f.name
+             for f in self.families})
+
+    def test_requests_by_result(self):
+        for result, count in (('hit', 11), ('miss', 3), ('coalesced', 2),
+                              ('peer', 5), ('passthrough', 7),
+                              ('unavailable', 13), ('busy', 17)):
+            self.assertEqual(count, value(
+                self.samples, 'glance_remote_requests_total', backend='c',
+                result=result))
+
+    def test_bytes_and_single_counters(self):
+        for source, count in (('cache', 1000), ('central', 2000),
+                              ('peer', 3000)):
+            self.assertEqual(count, value(
+                self.samples, 'glance_remote_bytes_total', backend='c',
+                source=source))
+        for name, count in (('bytes_resent', 40),
+                            ('verification_failures', 1), ('resumes', 6),
+                            ('evictions', 0)):
+            self.assertEqual(count, value(
+                self.samples, 'glance_remote_%s_total' % name, backend='c'))
+
+    def test_fill_durations_are_a_cumulative_histogram(self):
+        name = 'glance_remote_fill_duration_seconds'
+        bounds = [str(float(b)) for b in cache_index.FILL_BUCKETS] + ['+Inf']
+        verified = [value(self.samples, name + '_bucket', backend='c',
+                          outcome='verified', le=le) for le in bounds]
+        # 0.5 and 1 in le=1, 20 in le=30, 5000 above the last bound.
+        self.assertEqual([2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 4], verified)
+        self.assertEqual(4, value(self.samples, name + '_count', backend='c',
+                                  outcome='verified'))
+        self.assertEqual(5021.5, value(self.samples, name + '_sum',
+                                       backend='c', outcome='verified'))
+        failed = [value(self.samples, name + '_bucket', backend='c',
+                        outcome='failed', le=le) for le in bounds]
+        self.assertEqual([0] + [1] * 10, failed)
+        self.assertEqual(1, value(self.samples, name + '_count', backend='c',
+                                  outcome='failed'))
+        self.assertEqual(3, value(self.samples, name + '_sum', backend='c',
+                                  outcome='failed'))
+
+    def test_cache_use_and_entries(self):
+        self.assertEqual(7 * KiB, value(
+            self.samples, 'glance_remote_cache_used_bytes', backend='c'))
+        self.assertEqual(64 * KiB, value(
+            self.samples, 'glance_remote_cache_capacity_bytes', backend='c'))
+        self.assertEqual(2, value(self.samples, 'glance_remote_cache_entries',
+                                  backend='c', state='complete'))
+        self.assertEqual(1, value(self.samples, 'glance_remote_cache_entries',
+                                  backend='c', state='partial'))
+        self.assertEqual(1, value(
+            self.samples, 'glance_remote_cache_pinned_entries', backend='c'))
+
+    def test_central_as_last_seen(self):
+        self.assertEqual(0, value(self.samples, 'glance_remote_central_up',
+                                  backend='c'))
+        self.assertEqual(1234.5, value(
+            self.samples,
+            'glance_remote_last_central_success_timestamp_seconds',
+            backend='c'))
+        self.assertEqual(0, value(self.samples, 'glance_remote_breaker_open',
+                                  backend='c'))
+
+    def test_outage_and_site(self):
+        self.assertEqual(2, value(
+            self.samples, 'glance_remote_outage_unready_images', backend='c'))
+        self.assertEqual(1, value(
+            self.samples, 'glance_remote_outage_unpinned_images',
+            backend='c'))
+        self.assertEqual(2, value(self.samples, 'glance_remote_site_members',
+                                  backend='c'))
+        self.assertEqual(1, value(
+            self.samples, 'glance_remote_coordinator_up', backend='c'))
+        for part in ('index', 'outage'):
+            self.assertEqual(0, value(
+                self.samples, 'glance_remote_collect_errors', backend='c',
+                part=part))
+
+    def test_no_label_carries_an_image_id(self):
+        for _, labels in self.samples:
+            for _, label in labels:
+                for image_id in self.images:
+                    self.assertNotIn(image_id, label)
+
+    def test_a_scrape_writes_nothing_to_the_index(self):
+        before = (self.cache.counters(), self.cache.fill_durations(),
+                  self.cache.entries())
+        scrape(self.source('c', self.cache))
+        self.assertEqual(before, (self.cache.counters(),
+                                  self.cache.fill_durations(),
+                                  self.cache.entries()))
+
+
+class TestStates(CollectorTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.cache = self.make_cache('c')
+
+    def test_central_has_no_sample_before_a_request_was_seen(self):
+        samples, _ = scrape(self.source('c', self.cache))
+        self.assertNotIn('glance_remote_central_up', names(samples))
+        self.assertNotIn(
+            'glance_remote_last_central_success_timestamp_seconds',
+            names(samples))
+        self.assertEqual(0, value(samples, 'glance_remote_requests_total',
+                                  backend='c', result='hit'))
+
+    def test_no_success_timestamp_before_a_success(self):
+        self.cache.save_central('c', False, 50.0)
+        samples, _ = scrape(self.source('c', self.cache))
+        self.assertEqual(0, value(samples, 'glance_remote_central_up',
+                                  backend='c'))
+        self.assertNotIn(
+            'glance_remote_last_central_success_timestamp_seconds',
+            names(samples))
+
+    def test_central_of_another_backend_is_not_ours(self):
+        self.cache.save_central('other', True, 50.0)
+        samples, _ = scrape(self.source('c', self.cache))
+        self.assertNotIn('glance_remote_central_up', names(samples))
+
+    def test_an_open_and_a_half_open_breaker_count_as_open(self):
+        src = self.source('c', self.cache, threshold=2)
+        src.breaker.failed()
+        samples, _ = scrape(src)
+        self.assertEqual(0, value(samples, 'glance_remote_breaker_open',
+                                  backend='c'))
+        src.breaker.failed()
+        samples, _ = scrape(src)
+        self.assertEqual(1, value(samples, 'glance_remote_breaker_open',
+                                  backend='c'))
+        self.now[0] += 61  # past reset_after: half-open, probing
+        samples, _ = scrape(src)
+        self.assertEqual(1, value(samples, 'glance_remote_breaker_open',
+                                  backend='c'))
+        src.breaker.succeeded()
+        samples, _ = scrape(src)
+        self.assertEqual(0, value(samples, 'glance_remote_breaker_open',
+                                  backend='c'))
+
+    def test_a_coordinator_down_gives_0_and_no_member_count(self):
+        samples, _ = scrape(self.source('c', self.cache, FakeSite(
+            error=coordination.Unavailable('coordinator unavailable'))))
+        self.assertEqual(0, value(samples, 'glance_remote_coordinator_up',
+                                  backend='c'))
+        self.assertNotIn('glance_remote_site_members', names(samples))
+
+    def test_a_node_without_site_exports_no_site_families(self):
+        samples, _ = scrape(self.source('c', self.cache))
+        self.assertFalse({'glance_remote_coordinator_up',
+                          'glance_remote_site_members'} & names(samples))
+
+    def test_an_outage_report_that_fails_leaves_its_families_out(self):
+        def report(backend, store):
+            raise exceptions.RemoteGlanceError('edge database unreachable')
+        logger = self.useFixture(fixtures.FakeLogger())
+        samples, _ = scrape(self.source('c', self.cache),
+                            outage_report=report)
+        self.assertFalse(names(samples) & {
+            'glance_remote_outage_unready_images',
+            'glance_remote_outage_unpinned_images'})
+        self.assertEqual(1, value(samples, 'glance_remote_collect_errors',
+                                  backend='c', part='outage'))
+        self.assertEqual(0, value(samples, 'glance_remote_collect_errors',
+                                  backend='c', part='index'))
+        self.assertIn('edge database unreachable', logger.output)
+
+    def test_without_an_outage_report_no_outage_families(self):
+        samples, _ = scrape(self.source('c', self.cache))
+        self.assertNotIn(('glance_remote_collect_errors',
+                          frozenset({('backend', 'c'), ('part', 'outage')})),
+                         samples)
+        self.assertNotIn('glance_remote_outage_unready_images',
+                         names(samples))
+
+    def test_the_report_is_asked_with_the_backend_and_its_cache(self):
+        asked = []
+
+        def report(backend, store):
+            asked.append((backend, store))
+            return types.SimpleNamespace(unready=[], unpinned=[])
+        samples, _ = scrape(self.source('c', self.cache),
+                            outage_report=report)
+        self.assertEqual([('c', self.cache)], asked)
+        self.assertEqual(0, value(
+            samples, 'glance_remote_outage_unready_images', backend='c'))
+
+    def test_source_builds_the_breaker_of_the_group(self):
+        group = types.SimpleNamespace(remote_glance_breaker_threshold=1,
+                                      remote_glance_breaker_reset=30)
+        src = metrics.source(group, 'c', self.cache)
+        self.assertEqual((1, 30), (src.breaker.threshold,
+                                   src.breaker.reset_after))
+        src.breaker.failed()
+        samples, _ = scrape(src)
+        self.assertEqual(1, value(samples, 'glance_remote_breaker_open',
+                                  backend='c'))
+        self.assertIsNone(metrics.source(group, 'd', None).breaker)
+
+
+class TestSeveralBackends(CollectorTestCase):
+
+    def test_each_backend_is_labelled_with_its_own_numbers(self):
+        first, second = self.make_cache('one'), self.make_cache('two')
+        first.count(hits=1)
+        second.count(hits=2)
+        put(second, str(uuid.uuid4()), b'x' * KiB)
+        samples, families = scrape(self.source('one', first),
+                                   self.source('two', second))
+        for backend, hits, used in (('one', 1, 0), ('two', 2, KiB)):
+            self.assertEqual(hits, value(
+                samples, 'glance_remote_requests_total', backend=backend,
+                result='hit'))
+            self.assertEqual(used, value(
+                samples, 'glance_remote_cache_used_bytes', backend=backend))
+        # One family each, both backends in it.
+        self.assertEqual(len(families), len({f.name for f in families}))
+
+    def test_a_broken_index_does_not_hide_the_other_backends(self):
+        broken, good = self.make_cache('broken'), self.make_cache('good')
+        good.count(misses=4)
+        broken.index.db().execute('DROP TABLE counters')
+        logger = self.useFixture(fixtures.FakeLogger())
+        samples, _ = scrape(self.source('broken', broken),
+                            self.source('good', good))
+        self.assertEqual(4, value(samples, 'glance_remote_requests_total',
+                                  backend='good', result='miss'))
+        self.assertEqual({'glance_remote_collect_errors'},
+                         names(samples, 'broken'))
+        self.assertEqual(1, value(samples, 'glance_remote_collect_errors',
+                                  backend='broken', part='index'))
+        self.assertEqual(0, value(samples, 'glance_remote_collect_errors',
+                                  backend='good', part='index'))
+        self.assertIn('remote-glance backend broken: cache index not '
+                      'readable', logger.output)
+
+    def test_a_backend_without_cache_exports_nothing(self):
+        good = self.make_cache('good')
+        samples, _ = scrape(metrics.Source('nocache', None, None, None),
+                            self.source('good', good))
+        self.assertEqual(set(), names(samples, 'nocache'))
+        self.assertIn('glance_remote_requests_total', names(samples, 'good'))
