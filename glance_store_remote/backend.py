@@ -77,7 +77,8 @@ def for_node(conf, backend):
     if group.remote_glance_cache_dir:
         try:
             cache = cache_module.Cache(group.remote_glance_cache_dir,
-                                       group.remote_glance_cache_max_size)
+                                       group.remote_glance_cache_max_size,
+                                       counting=group.remote_glance_metrics)
             for change in cache.reconcile():
                 LOG.info('cache of backend %s: %s', backend, change)
         except exceptions.CacheError as e:
@@ -147,7 +148,8 @@ def cli_cache(group, backend):
     try:
         cache_module.check_owner(group.remote_glance_cache_dir)
         return cache_module.Cache(group.remote_glance_cache_dir,
-                                  group.remote_glance_cache_max_size)
+                                  group.remote_glance_cache_max_size,
+                                  counting=group.remote_glance_metrics)
     except exceptions.CacheError as e:
         raise ConfigError('[%s] remote_glance_cache_dir: %s' % (backend, e))
 

@@ -28,6 +28,12 @@ second that central is back, rather than at the end of the reset window.
 The state lives in the cache index when there is one, so that every
 glance-api worker sees the same breaker and it survives a restart; without a
 cache it lives in this process.
+
+Every request to central ends in succeeded() or failed(): the breaker also
+records there central's last outcome for the node's metrics (the index's
+``central`` row, cache.Cache.save_central), at most once per
+CENTRAL_SEEN_INTERVAL in this process unless the outcome changed, so that
+the data path pays one clock read for it.
 """
 
 import logging
@@ -39,6 +45,10 @@ from glance_store_remote import exceptions
 LOG = logging.getLogger(__name__)
 
 CLOSED, OPEN, HALF_OPEN = 'closed', 'open', 'half-open'
+
+# Seconds between two records of the same outcome of central by this
+# process (an outcome that changed is recorded at once).
+CENTRAL_SEEN_INTERVAL = 1.0
 
 
 class MemoryState:
@@ -52,6 +62,9 @@ class MemoryState:
 
     def save(self, state, failures, opened_at):
         self._state = (state, failures, opened_at)
+
+    def central_seen(self, up, when):
+        """Nothing to keep: a process of its own has no metrics."""
 
 
 class IndexState:
@@ -74,6 +87,12 @@ class IndexState:
         except exceptions.CacheError as e:
             LOG.debug('breaker state not saved: %s', e)
 
+    def central_seen(self, up, when):
+        """Record the outcome (*up*) of a request to central at *when*
+        (epoch seconds); a failure only loses the record.
+        """
+        self._cache.save_central(self._name, up, when)
+
 
 class Breaker:
     """Decides whether a request to central may be sent now.
@@ -93,6 +112,9 @@ class Breaker:
         self._clock = clock
         self._lock = threading.Lock()
         self._last_probe = None
+        # Central's outcome as this process last recorded it, and when.
+        self._seen = None
+        self._seen_at = 0.0
 
     def state(self):
         """(state, consecutive failures, seconds until a probe)."""
@@ -136,6 +158,8 @@ class Breaker:
             return True
 
     def succeeded(self):
+        """A request to central succeeded."""
+        self._central_seen(True)
         if self.threshold and self._state.load()[:2] != (CLOSED, 0):
             self._state.save(CLOSED, 0, 0.0)
 
@@ -143,6 +167,7 @@ class Breaker:
         """Count a failure; returns True when this one opened the
         breaker.
         """
+        self._central_seen(False)
         if not self.threshold:
             return False
         with self._lock:
@@ -153,3 +178,17 @@ class Breaker:
                 return state == CLOSED
             self._state.save(state, failures, opened_at)
             return False
+
+    def _central_seen(self, up):
+        """Record central's outcome *up* when it differs from the one this
+        process recorded last, or that one is CENTRAL_SEEN_INTERVAL old.
+        Cost: a clock read; else one index write. Unlocked: two threads
+        may both record, which only costs a write. A clock that stepped
+        back records at once.
+        """
+        now = self._clock()
+        if up == self._seen and (
+                0 <= now - self._seen_at < CENTRAL_SEEN_INTERVAL):
+            return
+        self._seen, self._seen_at = up, now
+        self._state.central_seen(up, now)

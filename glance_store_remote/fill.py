@@ -29,9 +29,10 @@ see it alive (TOUCH_INTERVAL).
 
 What this module owns: the running fill's state (Fill), the per-process
 registry of running fills (Filler), the writer and hasher threads, the
-verdict and the end of a fill, and the bypass of a cache that refused a
-write (Backoff). Where a read is served from is readthrough.py's; reading a
-fill's growing file is following.py's.
+verdict and the end of a fill (its bytes and its duration counted once:
+'verified' when it committed its entry, else 'failed'), and the bypass of
+a cache that refused a write (Backoff). Where a read is served from is
+readthrough.py's; reading a fill's growing file is following.py's.
 """
 
 import functools
@@ -139,12 +140,15 @@ class Fill:
     follower trusts its verdict only for that file.
     """
 
-    def __init__(self, expected, record, lock, start, file):
+    def __init__(self, expected, record, lock, start, file, began):
         self.expected = expected
         self.record = record
         self.lock = lock
         self.start = start
         self.file = file
+        # When it began in this process (Filler.clock): a resumed fill
+        # counts its duration from its own start.
+        self.began = began
         self.written = start
         self.resent = 0
         # The stream it reads (site_source._FillStream counts a peer's bytes).
@@ -194,14 +198,17 @@ class Filler:
     :param backoff: the Backoff of this cache, shared with the read path
     :param site: a site_source.SiteSource when the node belongs to a
         coordinated site: where fills read from (open_source)
+    :param clock: monotonic seconds, for the fills' durations
     """
 
-    def __init__(self, cache, central, chunk_size, backoff, site=None):
+    def __init__(self, cache, central, chunk_size, backoff, site=None,
+                 clock=time.monotonic):
         self.cache = cache
         self.central = central
         self.chunk_size = chunk_size
         self.backoff = backoff
         self.site = site
+        self.clock = clock
         self._fills = {}
         self._fills_lock = threading.Lock()
 
@@ -269,7 +276,8 @@ class Filler:
                 return NO_ROOM
             fd, start = opened.fd, opened.start
             try:
-                fill = Fill(expected, record, lock, start, opened.file)
+                fill = Fill(expected, record, lock, start, opened.file,
+                            self.clock())
                 stream = CentralSource(streams.empty())
                 if start < expected.size:
                     stream = self.open_source(
@@ -343,6 +351,15 @@ class Filler:
                               fill.expected.image_id)
         fill.done = True
         fill.advance()
+        self._record_duration(fill, cache_module.WRITE_FAILED)
+
+    def _record_duration(self, fill, outcome):
+        """Count the fill's duration under 'verified' when it committed
+        its entry, else 'failed' (the cache got no verified entry from it).
+        """
+        self.cache.record_fill(
+            'verified' if outcome == cache_module.COMMITTED else 'failed',
+            max(0.0, self.clock() - fill.began))
 
     # -- running (the fill's own thread) -----------------------------------
 
@@ -403,7 +420,8 @@ class Filler:
                       bytes_from_peers=from_peers,
                       bytes_resent=fill.resent,
                       verification_failures=int(
-                          outcome == cache_module.VERIFY_FAILED))]
+                          outcome == cache_module.VERIFY_FAILED)),
+                  lambda: self._record_duration(fill, outcome)]
         for step in steps:
             try:
                 step()

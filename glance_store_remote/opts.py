@@ -285,6 +285,29 @@ Related options:
     * remote_glance_breaker_reset
     * remote_glance_breaker_threshold
 """),
+    cfg.BoolOpt(
+        'remote_glance_metrics',
+        default=True,
+        help="""
+Keep this backend's metrics in its cache index.
+
+Every read is counted by its result (hit, miss, coalesced, peer read,
+pass-through, or refused because central is unavailable or no WAN slot
+came free), with the bytes by source, the fills' durations and the outcome
+of the last request to central. All glance-api workers of the node add to
+the same numbers, which survive restarts; ``glance-remote metrics``,
+``glance-remote exporter`` and ``glance-remote cache stats`` read them.
+Each read costs one small write to the index. False writes none of them
+(the counters keep their last values); the entries' last access is still
+recorded. Without remote_glance_cache_dir there is no index and nothing
+is counted.
+
+Possible values:
+    * true or false; default true.
+
+Related options:
+    * remote_glance_cache_dir
+"""),
 ]
 
 copy_opts = [

@@ -46,6 +46,15 @@ which source serves a read.
 * Zero bytes: an empty image reads as an empty stream; nothing is asked of
   central and nothing is cached (there is nothing to keep).
 
+Each read is counted once (cache_index.REQUEST_COUNTERS), when its source
+is known and before its first byte: a hit (a complete entry, counted by
+cache.Cache.open_complete, or zero bytes), a miss (it started the fill it
+follows), coalesced (it follows a fill that ran already), a peer read or a
+pass-through (streamed uncached from a peer or from central). A read that
+central cannot serve raises before any of these is counted; store.py
+counts it as refused (unavailable or busy). What a stream does after it
+was handed out (a follower falling back to central) is no new read.
+
 Every iterator handed out is a delivery.Delivery, one of the kinds of
 stream allowed to reach a client (delivery.py); read() returns nothing
 else. What a read opened before its first chunk is released even if Glance
@@ -147,6 +156,8 @@ class ReadThrough:
         """
         upstream.check_range(self.central.backend, record, offset, length)
         if not length:
+            # Served here without central: a hit.
+            self.cache.count(hits=1)
             return delivery.empty()
         return delivery.checked(self._choose(record, offset, length))
 
@@ -298,7 +309,7 @@ class ReadThrough:
             return None
         stream, digest, peer = found
         if not mid_stream:
-            self.cache.count(passthrough=1, misses=1)
+            self.cache.count(peer_reads=1)
         counted = self._counted(stream, None)
 
         def lied():
@@ -339,7 +350,7 @@ class ReadThrough:
         if data is None:
             return None
         if not mid_stream:
-            self.cache.count(passthrough=1, misses=1)
+            self.cache.count(passthrough=1)
         return delivery.from_central(
             self._counted(data, resent),
             cache_module.expected_from_record(record.raw), offset, length,

@@ -123,6 +123,22 @@ def _not_held_here(location):
         raise
 
 
+@contextlib.contextmanager
+def _refusal_counted(cache):
+    """Count a read refused because central cannot serve it (no WAN slot
+    came free: ``busy``; central unreachable, failing or its breaker open:
+    ``unavailable``), once, in *cache*'s counters when there is a cache.
+    Such a read was counted under no other result (readthrough.py).
+    """
+    try:
+        yield
+    except exceptions.UpstreamUnavailable as e:
+        if cache is not None:
+            cache.count(**{'busy' if isinstance(e, exceptions.UpstreamBusy)
+                           else 'unavailable': 1})
+        raise
+
+
 class StoreLocation(gs_location.StoreLocation):
     """``remote-glance://<backend>/<central-image-uuid>``."""
 
@@ -296,7 +312,8 @@ class Store(driver.Store):
 
         :returns: (iterator of bytes, number of bytes it yields)
         """
-        with _glance_store_errors(), _not_held_here(location):
+        with _glance_store_errors(), _not_held_here(location), \
+                _refusal_counted(self._cache):
             record = self._record(location, context)
             length = (chunk_size if chunk_size is not None
                       else record.size - offset)

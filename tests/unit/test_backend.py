@@ -56,3 +56,18 @@ class TestAssembly(base.StoreTestCase):
     def test_the_stall_timeout_is_two_of_centrals_and_a_margin(self):
         self.assertEqual(125, backend.stall_timeout(self.group(timeout=None)))
         self.assertEqual(65, backend.stall_timeout(self.group(timeout=30)))
+
+    def test_metrics_are_counted_unless_turned_off(self):
+        root = self.useFixture(fixtures.TempDir()).path
+        self.group(remote_glance_cache_dir=root)
+        self.assertTrue(backend.for_node(self.conf, base.BACKEND)
+                        .cache.counting)
+        self.assertTrue(backend.for_prefetch(self.conf, base.BACKEND)
+                        .cache.counting)
+        self.group(remote_glance_metrics=False)
+        self.assertFalse(backend.for_node(self.conf, base.BACKEND)
+                         .cache.counting)
+        self.assertFalse(backend.for_prefetch(self.conf, base.BACKEND)
+                         .cache.counting)
+        self.assertFalse(backend.cli_cache(self.group(), base.BACKEND)
+                         .counting)

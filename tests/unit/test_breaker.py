@@ -17,6 +17,7 @@ import testtools
 
 from glance_store_remote import breaker
 from glance_store_remote import cache
+from glance_store_remote import cache_index
 
 
 class TestBreaker(testtools.TestCase):
@@ -96,3 +97,76 @@ class TestBreaker(testtools.TestCase):
             state=breaker.IndexState(cache.Cache(root, 1024), 'central'),
             threshold=2, reset_after=30)
         self.assertEqual(breaker.OPEN, restarted.state()[0])
+
+
+class TestCentralSeen(testtools.TestCase):
+    """Central's last outcome, recorded in the index for the metrics."""
+
+    def setUp(self):
+        super().setUp()
+        self.now = [1000.0]
+        self.root = self.useFixture(fixtures.TempDir()).path
+        self.cache = cache.Cache(self.root, 1024)
+        self.writes = []
+        save = self.cache.save_central
+
+        def counted(*args):
+            self.writes.append(args)
+            save(*args)
+        self.cache.save_central = counted
+
+    def make(self, threshold=3, the_cache=None):
+        return breaker.Breaker(
+            threshold, 30, clock=lambda: self.now[0],
+            state=breaker.IndexState(the_cache or self.cache, 'central'))
+
+    def test_an_outcome_is_recorded_with_its_time(self):
+        worker = self.make()
+        worker.succeeded()
+        self.assertEqual(cache_index.CentralSeen(True, 1000.0, None),
+                         self.cache.load_central('central'))
+        self.now[0] = 1005.0
+        worker.failed()
+        self.assertEqual(cache_index.CentralSeen(False, 1000.0, 1005.0),
+                         self.cache.load_central('central'))
+
+    def test_the_same_outcome_is_written_at_most_once_a_second(self):
+        worker = self.make()
+        for _ in range(100):
+            worker.succeeded()
+            self.now[0] += 0.001
+        self.assertEqual(1, len(self.writes))
+        self.now[0] = 1001.0
+        worker.succeeded()
+        self.assertEqual(2, len(self.writes))
+        self.assertEqual(1001.0, self.cache.load_central('central')
+                         .last_success)
+        for _ in range(10):
+            worker.failed()
+        self.assertEqual(3, len(self.writes))
+
+    def test_a_change_is_written_at_once(self):
+        worker = self.make(threshold=0)
+        worker.succeeded()
+        worker.failed()
+        worker.succeeded()
+        self.assertEqual([True, False, True],
+                         [up for _, up, _ in self.writes])
+        self.assertTrue(self.cache.load_central('central').up)
+
+    def test_a_clock_stepped_back_writes_at_once(self):
+        worker = self.make()
+        worker.succeeded()
+        self.now[0] -= 3600
+        worker.succeeded()
+        self.assertEqual(2, len(self.writes))
+
+    def test_another_worker_sees_it(self):
+        self.make().failed()
+        other = cache.Cache(self.root, 1024)
+        self.assertFalse(other.load_central('central').up)
+
+    def test_metrics_off_writes_nothing(self):
+        quiet = cache.Cache(self.root, 1024, counting=False)
+        self.make(the_cache=quiet).succeeded()
+        self.assertIsNone(quiet.load_central('central'))

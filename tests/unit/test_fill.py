@@ -22,6 +22,7 @@ import threading
 
 import fixtures
 
+from glance_store_remote import cache_index
 from glance_store_remote import delivery
 from glance_store_remote import exceptions
 from tests.unit import read_fakes as rt
@@ -147,3 +148,93 @@ class TestDiskFull(ReadThroughTestCase):
         self.assertEqual(1, self.log.output.count('refused a write'))
         self.assertIsNone(self.cache.entry(IMAGE))
         self.assertFalse(os.path.exists(self.cache.data_path(IMAGE, True)))
+
+
+class TestFillDurations(ReadThroughTestCase):
+    """Each fill that ends records its duration once: 'verified' when it
+    committed its entry, else 'failed'.
+    """
+
+    STEP = 2.0
+
+    def setUp(self):
+        super().setUp()
+        # Every reading of the fills' clock is STEP seconds after the last.
+        now = [0.0]
+
+        def clock():
+            now[0] += self.STEP
+            return now[0]
+        self.reader._filler.clock = clock
+
+    def durations(self):
+        return self.cache.fill_durations()
+
+    def bucket(self, seconds):
+        """The histogram row of one fill of *seconds*."""
+        return tuple(int(index == next(
+            (i for i, bound in enumerate(cache_index.FILL_BUCKETS)
+             if seconds <= bound), len(cache_index.FILL_BUCKETS)))
+            for index in range(len(cache_index.FILL_BUCKETS) + 1))
+
+    def test_a_committed_fill_is_verified_with_its_duration(self):
+        self.assertEqual(self.data, self.read_all())
+        self.assertTrue(self.wait_committed())
+        durations = self.durations()
+        self.assertEqual(
+            cache_index.FillDurations(self.bucket(self.STEP), 1, self.STEP),
+            durations['verified'])
+        self.assertEqual(0, durations['failed'].count)
+
+    def test_a_fill_that_fails_verification_is_failed(self):
+        lying = record_of(self.data, os_hash_value='0' * 128)
+        self.assertRaises(exceptions.CacheIntegrityError,
+                          lambda: b''.join(self.read(record=lying)))
+        self.reader.wait_for_fills(10)
+        durations = self.durations()
+        self.assertEqual((0, 1), (durations['verified'].count,
+                                  durations['failed'].count))
+
+    def test_an_interrupted_fill_is_failed_its_resume_counts_alone(self):
+        self.central.fail_at = 120 * KiB
+        self.first_call_only()
+        self.assertRaises(exceptions.UpstreamError, self.read_all)
+        self.reader.wait_for_fills(10)
+        self.assertEqual(1, self.durations()['failed'].count)
+        del self.central.open_data
+        self.central.fail_at = None
+        self.assertEqual(self.data, self.read_all())
+        self.assertTrue(self.wait_committed())
+        durations = self.durations()
+        self.assertEqual(1, durations['failed'].count)
+        # From the resume's own start, not the first fill's.
+        self.assertEqual(
+            cache_index.FillDurations(self.bucket(self.STEP), 1, self.STEP),
+            durations['verified'])
+
+    def test_a_fill_without_a_thread_is_failed(self):
+        start = threading.Thread.start
+
+        def refuse_fills(thread):
+            if thread.name.startswith('fill-'):
+                raise RuntimeError("can't start new thread")
+            return start(thread)
+        with fixtures.MockPatchObject(threading.Thread, 'start',
+                                      refuse_fills):
+            self.assertEqual(self.data, self.read_all())
+        self.assertEqual((0, 1), (self.durations()['verified'].count,
+                                  self.durations()['failed'].count))
+
+    def test_a_long_fill_lands_in_the_last_bucket(self):
+        self.STEP = 2 * cache_index.FILL_BUCKETS[-1]
+        self.read_all()
+        self.assertTrue(self.wait_committed())
+        verified = self.durations()['verified']
+        self.assertEqual((1,), verified.buckets[-1:])
+        self.assertEqual(self.STEP, verified.seconds)
+
+    def test_metrics_off_records_no_duration(self):
+        self.cache.counting = False
+        self.read_all()
+        self.assertTrue(self.wait_committed())
+        self.assertEqual(0, sum(d.count for d in self.durations().values()))

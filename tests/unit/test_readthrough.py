@@ -26,8 +26,10 @@ import time
 
 import fixtures
 
+from glance_store_remote import cache_index
 from glance_store_remote import exceptions
 from glance_store_remote import fill
+from glance_store_remote import readthrough
 from tests.unit import read_fakes as rt
 
 KiB = rt.KiB
@@ -362,3 +364,120 @@ class TestFips(ReadThroughTestCase):
         self.reader.wait_for_fills(10)
         self.assertIsNone(self.cache.entry(IMAGE))
         self.assertIn('cannot be verified', self.log.output)
+
+
+class HoldingSite:
+    """A site_source.SiteSource stand-in: a peer that holds the image
+    complete and sends its true bytes; fills read central.
+    """
+
+    def __init__(self, data, central):
+        self.data = data
+        self.central = central
+
+    def open_fill(self, record, offset, length, on_skip=None, wait=True):
+        return fill.CentralSource(self.central.open_data(
+            record, offset, length, on_skip=on_skip, wait=wait))
+
+    def open_held(self, record, offset, length):
+        data = self.data[offset:offset + length]
+        chunks = iter([data[i:i + 8 * KiB]
+                       for i in range(0, len(data), 8 * KiB)])
+        stream = fill.CentralSource(chunks)
+        stream.close = lambda: None
+        if (offset, length) == (0, record.size):
+            return stream, None, 'peer'
+        return stream, hashlib.sha256(data).hexdigest(), 'peer'
+
+    def distrust(self, peer, image_id):
+        raise AssertionError('an honest peer was distrusted')
+
+    def held_record(self, image_id):
+        return None
+
+
+class TestRequestResults(ReadThroughTestCase):
+    """Each read is counted once, under exactly one result of
+    cache_index.REQUEST_COUNTERS; a read central cannot serve under none
+    here (store.py counts it as refused).
+    """
+
+    def results(self):
+        counters = self.cache.counters()
+        return {name: counters[name] for name in cache_index.REQUEST_COUNTERS
+                if counters[name]}
+
+    def test_a_miss_then_a_hit(self):
+        self.read_all()
+        self.assertTrue(self.wait_committed())
+        self.read_all()
+        self.read_all(offset=10, length=10)
+        self.assertEqual({'misses': 1, 'hits': 2}, self.results())
+
+    def test_followers_are_coalesced(self):
+        self.central.gate = threading.Event()
+        first = self.read()
+        second = self.read()
+        self.central.gate.set()
+        self.assertEqual([self.data] * 2, [b''.join(first),
+                                           b''.join(second)])
+        self.assertTrue(self.wait_committed())
+        self.assertEqual({'misses': 1, 'coalesced': 1}, self.results())
+
+    def test_a_range_not_held_is_a_pass_through_its_fill_no_read(self):
+        self.read_all(offset=10, length=10)
+        self.assertTrue(self.wait_committed())
+        self.assertEqual({'passthrough': 1}, self.results())
+
+    def test_a_range_from_a_central_without_ranges_follows_a_fill(self):
+        self.central.serves_ranges = False
+        self.assertEqual(self.data[10:20], self.read_all(offset=10,
+                                                         length=10))
+        self.assertTrue(self.wait_committed())
+        self.assertEqual({'misses': 1}, self.results())
+
+    def test_a_refused_read_is_counted_under_nothing(self):
+        self.central.down = True
+        self.assertRaises(exceptions.UpstreamUnavailable, self.read)
+        self.assertRaises(exceptions.UpstreamUnavailable, self.read,
+                          offset=10, length=10)
+        # The pass-through of an image that cannot be verified.
+        unverifiable = record_of(self.data, os_hash_value=None,
+                                 checksum=None)
+        self.assertRaises(exceptions.UpstreamUnavailable, self.read,
+                          record=unverifiable)
+        self.assertEqual({}, self.results())
+
+    def test_zero_bytes_are_a_hit(self):
+        self.read_all(record=record_of(b''))
+        self.assertEqual({'hits': 1}, self.results())
+
+    def test_a_peer_read_is_only_that(self):
+        self.useFixture(fixtures.MockPatchObject(
+            self.cache, 'reserve', return_value=False))
+        self.reader = readthrough.ReadThrough(
+            self.cache, self.central, chunk_size=16 * KiB, stall_timeout=5,
+            site=HoldingSite(self.data, self.central))
+        self.assertEqual(self.data, self.read_all())
+        self.assertEqual(self.data[5:105], self.read_all(offset=5,
+                                                         length=100))
+        self.assertEqual([], self.central.calls)
+        counters = self.cache.counters()
+        self.assertEqual({'peer_reads': 2}, self.results())
+        self.assertEqual((self.SIZE + 100, 0),
+                         (counters['bytes_from_peers'],
+                          counters['bytes_from_central']))
+
+    def test_a_pass_through_from_central_is_only_that(self):
+        self.useFixture(fixtures.MockPatchObject(
+            self.cache, 'reserve', return_value=False))
+        self.assertEqual(self.data, self.read_all())
+        self.assertEqual({'passthrough': 1}, self.results())
+
+    def test_metrics_off_counts_nothing(self):
+        self.cache.counting = False
+        self.read_all()
+        self.assertTrue(self.wait_committed())
+        self.read_all()
+        self.read_all(record=record_of(b''))
+        self.assertEqual({}, self.results())

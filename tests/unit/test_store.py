@@ -28,6 +28,7 @@ from oslo_config import cfg
 import requests
 import testtools
 
+from glance_store_remote import cache_index
 from glance_store_remote import exceptions
 from glance_store_remote import link_scope
 from glance_store_remote import locations
@@ -311,6 +312,100 @@ class TestGet(base.StoreTestCase):
         chunks, _ = self.store.get(self.location(body['id']))
         error = self.assertRaises(IOError, b''.join, chunks)
         self.assertIsInstance(error, exceptions.UpstreamStreamError)
+
+
+class TestRequestResults(base.StoreTestCase):
+    """Each read is counted once, under one result (cache_index's
+    REQUEST_COUNTERS); a refused read only as refused.
+    """
+
+    def cached_store(self, **options):
+        return self.make_store(
+            auth_type='none', endpoint_override=base.CENTRAL,
+            remote_glance_cache_dir=self.useFixture(fixtures.TempDir()).path,
+            **options)
+
+    def results(self, store_):
+        counters = store_.cache.counters()
+        return {name: counters[name] for name in cache_index.REQUEST_COUNTERS
+                if counters[name]}
+
+    def serve_image(self, data=b'i' * 4096, **fields):
+        body = self.serve_record(size=len(data),
+                                 **dict(base.hashes_of(data), **fields))
+        self.serve_data(body['id'], data)
+        return body
+
+    def test_a_miss_then_a_hit(self):
+        store_ = self.cached_store()
+        body = self.serve_image()
+        chunks, _ = store_.get(self.location(body['id']))
+        b''.join(chunks)
+        store_._readthrough.wait_for_fills(10)
+        chunks, _ = store_.get(self.location(body['id']))
+        b''.join(chunks)
+        self.assertEqual({'misses': 1, 'hits': 1}, self.results(store_))
+
+    def test_a_pass_through_is_only_that(self):
+        store_ = self.cached_store()
+        body = self.serve_image(os_hash_value=None, checksum=None)
+        chunks, _ = store_.get(self.location(body['id']))
+        b''.join(chunks)
+        self.assertEqual({'passthrough': 1}, self.results(store_))
+
+    def test_central_failing_is_unavailable_and_nothing_else(self):
+        store_ = self.cached_store()
+        body = self.serve_record()
+        self.serve_data(body['id'], b'', status=503)
+        self.assertRaises(gs_exceptions.RemoteServiceUnavailable,
+                          store_.get, self.location(body['id']))
+        # Uncacheable: the pass-through's open fails, and is no
+        # pass-through.
+        body = self.serve_record(os_hash_value=None, checksum=None)
+        self.serve_data(body['id'], b'', status=503)
+        self.assertRaises(gs_exceptions.RemoteServiceUnavailable,
+                          store_.get, self.location(body['id']))
+        self.assertEqual({'unavailable': 2}, self.results(store_))
+
+    def test_an_unreachable_central_at_the_record_is_unavailable(self):
+        store_ = self.cached_store()
+        self.central.get('%s/v2/images/%s' % (base.CENTRAL, IMAGE),
+                         exc=requests.exceptions.ConnectionError('cut'))
+        self.assertRaises(gs_exceptions.RemoteServiceUnavailable,
+                          store_.get, self.location(IMAGE))
+        self.assertEqual({'unavailable': 1}, self.results(store_))
+
+    def test_no_free_wan_slot_is_busy(self):
+        store_ = self.cached_store(remote_glance_max_fills=1,
+                                   remote_glance_fill_slot_wait=0)
+        # A pass-through not read yet holds the only slot.
+        held = self.serve_image(os_hash_value=None, checksum=None)
+        holding, _ = store_.get(self.location(held['id']))
+        body = self.serve_image()
+        self.assertRaises(gs_exceptions.RemoteServiceUnavailable,
+                          store_.get, self.location(body['id']))
+        holding.close()
+        self.assertEqual({'passthrough': 1, 'busy': 1},
+                         self.results(store_))
+
+    def test_a_refused_link_or_size_counts_nothing(self):
+        store_ = self.cached_store()
+        body = self.serve_record(http_status=503)
+        self.assertRaises(gs_exceptions.TimeoutError, store_.get_size,
+                          self.location(body['id']))
+        self.assertEqual({}, self.results(store_))
+
+    def test_metrics_off_counts_no_result(self):
+        store_ = self.cached_store(remote_glance_metrics=False)
+        self.assertFalse(store_.cache.counting)
+        body = self.serve_image()
+        chunks, _ = store_.get(self.location(body['id']))
+        b''.join(chunks)
+        store_._readthrough.wait_for_fills(10)
+        chunks, _ = store_.get(self.location(body['id']))
+        b''.join(chunks)
+        self.assertEqual({}, self.results(store_))
+        self.assertEqual('complete', store_.cache.entry(body['id']).state)
 
 
 class TestDeleteReleasesTheCache(base.StoreTestCase):

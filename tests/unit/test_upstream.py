@@ -624,3 +624,57 @@ class TestCentralWithoutRanges(CentralTestCase):
         self.now += upstream.RANGE_WARNING_INTERVAL
         b''.join(self.client.open_data(self.record, 40, 5))
         self.assertEqual(2, self.log.output.count('serves whole images'))
+
+
+class TestCentralSeen(CentralTestCase):
+    """Each request to central records its outcome (through the breaker)
+    in the cache index, for the node's metrics.
+    """
+
+    def setUp(self):
+        super().setUp()
+        # The breaker's state is the cache's index (backend.py).
+        self.store = self.make_cached_store()
+
+    def seen(self):
+        return self.store.cache.load_central(base.BACKEND)
+
+    def test_an_answer_is_up_a_5xx_or_a_cut_is_down(self):
+        self.assertIsNone(self.seen())
+        self.serve_record(image_id=IMAGE)
+        self.client.fetch_record(IMAGE)
+        self.assertTrue(self.seen().up)
+        self.assertIsNone(self.seen().last_failure)
+        self.serve_record(body=base.record(image_id=IMAGE), http_status=503)
+        self.assertRaises(exceptions.UpstreamUnavailable,
+                          self.client.fetch_record, IMAGE)
+        self.assertFalse(self.seen().up)
+        self.assertIsNotNone(self.seen().last_success)
+        self.central.get('%s/v2/images/%s' % (base.CENTRAL, IMAGE),
+                         exc=requests.exceptions.ConnectionError('cut'))
+        self.assertRaises(exceptions.UpstreamUnavailable,
+                          self.client.fetch_record, IMAGE)
+        self.assertFalse(self.seen().up)
+
+    def test_a_throttling_central_changes_nothing(self):
+        self.serve_record(image_id=IMAGE)
+        self.client.fetch_record(IMAGE)
+        self.serve_record(body=base.record(image_id=IMAGE), http_status=429)
+        self.assertRaises(exceptions.UpstreamUnavailable,
+                          self.client.fetch_record, IMAGE)
+        self.assertTrue(self.seen().up)
+
+    def test_a_stream_that_breaks_is_down(self):
+        class Broken(io.RawIOBase):
+            def readable(self):
+                return True
+
+            def readinto(self, buffer):
+                raise OSError('connection reset')
+        record = self.serve_image(b'x' * 100)
+        self.serve_data(IMAGE, io.BufferedReader(Broken()),
+                        headers={'Content-Length': '100'})
+        stream = self.client.open_data(record)
+        self.assertTrue(self.seen().up)
+        self.assertRaises(IOError, list, stream)
+        self.assertFalse(self.seen().up)
