@@ -30,13 +30,17 @@ carries an image ID, a user or a project. FAMILIES lists the names that
 dashboards and alert rules rely on (a contract).
 
 A backend without a cache (no remote_glance_cache_dir) has no index: its
-breaker and counters live in each worker's memory, out of reach. Nothing
-is exported for it (the command line says so at start).
+breaker and counters live in each worker's memory, out of reach. Only what
+needs no index is exported for it: the outage families (every image it
+serves is unready: nothing is held).
 
-A backend whose index cannot be read is left out of that scrape (logged)
-and ``glance_remote_collect_errors{part="index"}`` is 1 for it; the other
+A backend whose index cannot be read is left out of that scrape and
+``glance_remote_collect_errors{part="index"}`` is 1 for it; the other
 backends are exported as usual. The same family with ``part="outage"``
-says that the outage report (readiness.py) could not be made.
+says that the outage report (readiness.py: the edge database) could not
+be made; the outage families then have no sample for that backend. Each
+such failure is logged as a warning when it starts or changes, not at
+every scrape.
 """
 
 import collections
@@ -145,27 +149,30 @@ class NodeCollector:
     def __init__(self, sources, outage_report=None):
         self._sources = list(sources)
         self._outage_report = outage_report
+        # {(backend, part): the error last logged}, for one warning per
+        # episode of failures.
+        self._failing = {}
 
     def collect(self):
         """The families, read now. Cost per backend with a cache: five
-        indexed SQLite reads (the entries' rows among them), the outage
-        report when there is one, and on a coordinated site 1 + (number of
-        members) calls to the coordinator.
+        indexed SQLite reads (the entries' rows among them); the outage
+        report when there is one (a query of the edge database and a stat
+        per complete entry); on a coordinated site 1 + (number of members)
+        calls to the coordinator.
         """
         out = _Families()
         for src in self._sources:
-            if src.cache is None:
-                continue
-            try:
-                reading = _read_index(src)
-            except (exceptions.CacheError, sqlite3.Error, OSError) as e:
-                LOG.warning('remote-glance backend %s: cache index not '
-                            'readable, no metrics of it in this scrape: %s',
-                            src.backend, e)
-                out.errors.add_metric([src.backend, 'index'], 1)
-            else:
-                out.errors.add_metric([src.backend, 'index'], 0)
-                out.add_reading(src.backend, reading)
+            if src.cache is not None:
+                try:
+                    reading = _read_index(src)
+                except (exceptions.CacheError, sqlite3.Error,
+                        OSError) as e:
+                    self._failed(out, src.backend, 'index',
+                                 'cache index not readable, no metrics of '
+                                 'it: %s' % e)
+                else:
+                    self._succeeded(out, src.backend, 'index')
+                    out.add_reading(src.backend, reading)
             if self._outage_report is not None:
                 self._add_outage(out, src)
             if src.site is not None:
@@ -176,15 +183,26 @@ class NodeCollector:
         try:
             report = self._outage_report(src.backend, src.cache)
         except exceptions.RemoteGlanceError as e:
-            LOG.warning('remote-glance backend %s: outage readiness not '
-                        'known in this scrape: %s', src.backend, e)
-            out.errors.add_metric([src.backend, 'outage'], 1)
+            self._failed(out, src.backend, 'outage',
+                         'outage readiness not known: %s' % e)
             return
-        out.errors.add_metric([src.backend, 'outage'], 0)
+        self._succeeded(out, src.backend, 'outage')
         out.gauge('outage_unready_images').add_metric(
             [src.backend], len(report.unready))
         out.gauge('outage_unpinned_images').add_metric(
             [src.backend], len(report.unpinned))
+
+    def _failed(self, out, backend, part, error):
+        out.errors.add_metric([backend, part], 1)
+        if self._failing.get((backend, part)) != error:
+            LOG.warning('remote-glance backend %s: %s', backend, error)
+        self._failing[(backend, part)] = error
+
+    def _succeeded(self, out, backend, part):
+        out.errors.add_metric([backend, part], 0)
+        if self._failing.pop((backend, part), None) is not None:
+            LOG.info('remote-glance backend %s: %s read again', backend,
+                     'cache index' if part == 'index' else 'outage readiness')
 
     @staticmethod
     def _add_site(out, src):

@@ -13,7 +13,9 @@
 """``glance-remote metrics`` and ``glance-remote exporter``: the node's
 Prometheus metrics (metrics.py), printed, written for node_exporter's
 textfile collector, or served on ``/metrics``, for every remote-glance
-backend of the node (or the one named with --backend).
+backend of the node (or the one named with --backend). The outage
+families come from the edge database that glance-api.conf names
+(readiness.node_report), asked at each scrape.
 
 Both only read the cache index, yet they run as the cache directory's
 owner, the glance user, like the cache commands (cache.check_owner): a
@@ -22,6 +24,7 @@ file, and a run as root would create index files that glance-api could
 not open.
 """
 
+import functools
 import logging
 import os
 import re
@@ -36,6 +39,7 @@ from prometheus_client import registry as registry_module
 
 from glance_store_remote.cmd import config
 from glance_store_remote import metrics
+from glance_store_remote import readiness
 
 LOG = logging.getLogger(__name__)
 
@@ -170,8 +174,10 @@ def _registry(conf, backends):
             group = conf[backend]
             if not group.remote_glance_cache_dir:
                 LOG.warning('remote-glance backend %s has no '
-                            'remote_glance_cache_dir: no metrics of it (they '
-                            'are kept in the cache index)', backend)
+                            'remote_glance_cache_dir: only its outage '
+                            'readiness is exported (the other metrics are '
+                            'kept in the cache index)', backend)
+                sources.append(metrics.source(group, backend, None))
                 continue
             cache = config.cache(conf, backend)
             site = None
@@ -182,7 +188,9 @@ def _registry(conf, backends):
         _stop(sources)
         raise
     registry = registry_module.CollectorRegistry(auto_describe=False)
-    registry.register(metrics.NodeCollector(sources))
+    registry.register(metrics.NodeCollector(
+        sources, outage_report=functools.partial(readiness.node_report,
+                                                 conf)))
     return registry, lambda: _stop(sources)
 
 

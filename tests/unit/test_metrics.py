@@ -307,6 +307,26 @@ class TestStates(CollectorTestCase):
                                   backend='c', part='index'))
         self.assertIn('edge database unreachable', logger.output)
 
+    def test_a_failure_is_logged_once_per_episode(self):
+        outcomes = [exceptions.RemoteGlanceError('down')] * 2 + [
+            types.SimpleNamespace(unready=[], unpinned=[])] + [
+            exceptions.RemoteGlanceError('down')]
+
+        def report(backend, store):
+            outcome = outcomes.pop(0)
+            if isinstance(outcome, Exception):
+                raise outcome
+            return outcome
+        logger = self.useFixture(fixtures.FakeLogger())
+        collector = metrics.NodeCollector([self.source('c', self.cache)],
+                                          outage_report=report)
+        for _ in range(4):
+            list(collector.collect())
+        self.assertEqual(2, logger.output.count(
+            'outage readiness not known: down'))
+        self.assertEqual(1, logger.output.count('outage readiness read '
+                                                'again'))
+
     def test_without_an_outage_report_no_outage_families(self):
         samples, _ = scrape(self.source('c', self.cache))
         self.assertNotIn(('glance_remote_collect_errors',
@@ -376,9 +396,23 @@ class TestSeveralBackends(CollectorTestCase):
         self.assertIn('remote-glance backend broken: cache index not '
                       'readable', logger.output)
 
-    def test_a_backend_without_cache_exports_nothing(self):
+    def test_a_backend_without_cache_exports_only_its_outage(self):
         good = self.make_cache('good')
+        asked = []
+
+        def report(backend, store):
+            asked.append((backend, store))
+            return types.SimpleNamespace(unready=['x'] * 3, unpinned=[])
         samples, _ = scrape(metrics.Source('nocache', None, None, None),
-                            self.source('good', good))
-        self.assertEqual(set(), names(samples, 'nocache'))
+                            self.source('good', good), outage_report=report)
+        self.assertEqual({'glance_remote_outage_unready_images',
+                          'glance_remote_outage_unpinned_images',
+                          'glance_remote_collect_errors'},
+                         names(samples, 'nocache'))
+        self.assertEqual(3, value(
+            samples, 'glance_remote_outage_unready_images',
+            backend='nocache'))
+        self.assertEqual([('nocache', None), ('good', good)], asked)
         self.assertIn('glance_remote_requests_total', names(samples, 'good'))
+        samples, _ = scrape(metrics.Source('nocache', None, None, None))
+        self.assertEqual(set(), names(samples))

@@ -22,6 +22,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 
 import fixtures
 from prometheus_client import parser
@@ -30,6 +31,7 @@ from glance_store_remote import cache
 from glance_store_remote.cmd import config
 from glance_store_remote.cmd import metrics as metrics_cmd
 from tests.unit.cmd import base as cli_base
+from tests.unit import edge_state
 
 
 def parse(text):
@@ -42,6 +44,10 @@ def parse(text):
 def hits(samples, backend='c'):
     return samples[('glance_remote_requests_total',
                     frozenset({('backend', backend), ('result', 'hit')}))]
+
+
+def gauge(samples, name, backend='c', **labels):
+    return samples[(name, frozenset(dict(labels, backend=backend).items()))]
 
 
 def free_port():
@@ -63,6 +69,7 @@ class MetricsTestCase(cli_base.CliTestCase):
 
     def setUp(self):
         super().setUp()
+        self.logger = self.useFixture(fixtures.FakeLogger())
         self.conf, self.backends = config.load_backends(self.config)
         cache.Cache(self.cache_dir, 1024).count(hits=3, misses=1)
 
@@ -105,7 +112,7 @@ class TestMetrics(MetricsTestCase):
             argparse.Namespace(textfile=None), self.conf, self.backends)
         self.assertIn('sudo -u', str(error))
 
-    def test_a_backend_without_cache_is_named_and_skipped(self):
+    def test_a_backend_without_cache_has_only_its_outage(self):
         with open(self.config, 'a') as f:
             f.write('[d]\nauth_type = none\n')
         with open(self.config) as f:
@@ -115,15 +122,64 @@ class TestMetrics(MetricsTestCase):
             f.write(text)
         conf, backends = config.load_backends(self.config)
         self.assertEqual(['c', 'd'], backends)
-        logger = self.useFixture(fixtures.FakeLogger())
         metrics_cmd.cmd_metrics(argparse.Namespace(textfile=None), conf,
                                 backends)
         samples = parse(self.stdout.getvalue())
         self.assertEqual(3, hits(samples))
-        self.assertFalse([key for key in samples
-                          if ('backend', 'd') in key[1]])
+        self.assertEqual({'glance_remote_collect_errors'},
+                         {name for name, labels in samples
+                          if ('backend', 'd') in labels})
+        self.assertEqual(1, gauge(samples, 'glance_remote_collect_errors',
+                                  backend='d', part='outage'))
         self.assertIn('backend d has no remote_glance_cache_dir',
-                      logger.output)
+                      self.logger.output)
+
+
+class TestOutage(MetricsTestCase):
+    """The outage families, from the edge database that glance-api.conf
+    names (readiness.node_report).
+    """
+
+    def metrics(self, conf=None, backends=None):
+        self.stdout.truncate(0)
+        self.stdout.seek(0)
+        metrics_cmd.cmd_metrics(argparse.Namespace(textfile=None),
+                                conf or self.conf, backends or self.backends)
+        return parse(self.stdout.getvalue())
+
+    def test_unready_and_unpinned_images_are_counted(self):
+        db = edge_state.EdgeDatabase(os.path.dirname(self.config))
+        self.addCleanup(db.close)
+        with open(self.config, 'a') as f:
+            f.write('[database]\nconnection = %s\n' % db.url)
+        conf, backends = config.load_backends(self.config)
+        store = cache.Cache(self.cache_dir, 1024 * 1024)
+        held, pinned, absent, partial = (str(uuid.uuid4())
+                                         for _ in range(4))
+        edge_state.hold(store, held)
+        edge_state.hold(store, pinned, pinned=True)
+        edge_state.hold(store, partial, complete=False)
+        for central_id in (held, pinned, absent, partial):
+            db.add_image('remote-glance://c/%s' % central_id)
+        samples = self.metrics(conf, backends)
+        self.assertEqual(2, gauge(samples,
+                                  'glance_remote_outage_unready_images'))
+        self.assertEqual(1, gauge(samples,
+                                  'glance_remote_outage_unpinned_images'))
+        self.assertEqual(0, gauge(samples, 'glance_remote_collect_errors',
+                                  part='outage'))
+
+    def test_no_edge_database_is_an_error_said_once(self):
+        for _ in range(2):
+            samples = self.metrics()
+            self.assertEqual(1, gauge(samples, 'glance_remote_collect_errors',
+                                      part='outage'))
+            self.assertNotIn(('glance_remote_outage_unready_images',
+                              frozenset({('backend', 'c')})), samples)
+            self.assertEqual(3, hits(samples))
+        # Each command run has its own collector: one warning each.
+        self.assertEqual(
+            2, self.logger.output.count('outage readiness not known'))
 
 
 class TestListen(cli_base.CliTestCase):
@@ -179,7 +235,6 @@ class TestExporter(MetricsTestCase):
     def test_runs_until_sigterm_then_returns(self):
         port = free_port()
         url = 'http://127.0.0.1:%d/metrics' % port
-        logger = self.useFixture(fixtures.FakeLogger())
         answers = []
 
         def scrape_then_terminate():
@@ -208,7 +263,7 @@ class TestExporter(MetricsTestCase):
         self.assertEqual(200, answers[0][0])
         self.assertEqual(3, hits(parse(answers[0][1])))
         self.assertIn('serving the metrics of remote-glance backends c on '
-                      'http://127.0.0.1:%d/metrics' % port, logger.output)
+                      'http://127.0.0.1:%d/metrics' % port, self.logger.output)
         # The port is free again.
         # The listener is closed: the port can be bound again (address
         # reuse only for connections in TIME_WAIT).
