@@ -12,15 +12,22 @@
 
 """Functional test of ``glance-remote readiness`` against the real lab: it
 reads the edge Glance's own database (the SQLite file of the edge's
-glance-api.conf, written by the real glance-api) and the cache its workers
-filled. ``--site`` (the peer path) and ``--servers`` (nova) are unit-tested
-(tests/unit/cmd/test_readiness.py); the site's peer views are tested in
-tests/functional/test_edge_site.py.
+glance-api.conf, or a MariaDB server, written by the real glance-api) and
+the cache its workers filled. ``--site`` (the peer path) and ``--servers``
+(nova) are unit-tested (tests/unit/cmd/test_readiness.py); the site's peer
+views are tested in tests/functional/test_edge_site.py.
 """
 
 import json
+import os
 
 from tests.functional import base
+from tests.harness import lab as lab_module
+from tests.harness import site
+
+# The MariaDB of the edge-site tier; the rest of that tier is not needed.
+MARIADB_UNAVAILABLE = site.unavailable_reason(
+    binaries=('mariadbd', 'mariadb-install-db'))
 
 MiB = base.MiB
 
@@ -78,3 +85,47 @@ class TestReadiness(base.LabTestCase):
         self.edge_glance().images.delete(edge_first.id)
         answer = self.readiness(code=0)
         self.assertEqual([edge_second.id], list(answer['ready']))
+
+
+class MariaDBLab(lab_module.Lab):
+    """The lab with its edge Glance on a MariaDB server of its own (central
+    stays on SQLite): the edge's schema made by its own db_sync.
+    """
+
+    db = None
+
+    def _start(self):
+        self.db = site.MariaDB(os.path.join(self.root, 'mariadb')).start()
+        self.edge_options = {'database': {'connection': self.db.url}}
+        super()._start()
+
+    def _launch(self, *servers):
+        for server in servers:
+            lab_module.db_sync(server)
+        for server in servers:
+            server.launch()
+        for server in servers:
+            server.wait_ready()
+
+    def _parts(self):
+        return super()._parts() + (self.db,)
+
+
+class TestReadinessOnMariaDB(TestReadiness):
+    """The same, with the edge Glance on MariaDB (as a site's nodes are):
+    a URL with a password, booleans as TINYINT, LIKE without case.
+    """
+
+    LAB_CLASS = MariaDBLab
+
+    @classmethod
+    def setUpClass(cls):
+        if MARIADB_UNAVAILABLE:
+            raise cls.skipException(MARIADB_UNAVAILABLE)
+        super().setUpClass()
+
+    def readiness(self, *args, code):
+        answer = super().readiness(*args, code=code)
+        result = self.cli('readiness', *args)
+        self.assertNotIn(self.lab.db.password, result.stdout + result.stderr)
+        return answer
