@@ -115,6 +115,24 @@ def dashboard_expressions(dashboard):
             if target.get('expr')]
 
 
+def dashboard_label_queries(dashboard):
+    """(variable name, series selector, label) of every variable of the
+    Grafana *dashboard* filled by ``label_values(selector, label)``: the
+    values of *label* on the series *selector* matches, as written.
+    """
+    found = []
+    for variable in dashboard.get('templating', {}).get('list', ()):
+        query = variable.get('query')
+        if isinstance(query, dict):
+            query = query.get('query')
+        match = re.fullmatch(r'\s*label_values\((.+),\s*(\w+)\s*\)\s*',
+                             query or '')
+        if variable.get('type') == 'query' and match:
+            found.append((variable['name'], match.group(1),
+                          match.group(2)))
+    return found
+
+
 def grafana_query(expr, variables=None):
     """*expr* with Grafana's variables (``$name``, ``${name}``,
     ``[[name]]``) replaced by the lab's values (GRAFANA_VARIABLES, then
@@ -238,6 +256,35 @@ class Prometheus(site_module.Daemon):
                     expr, value, expected, timeout))
             time.sleep(0.2)
 
+    def wait_values(self, expected, timeout=WAIT_TIMEOUT):
+        """Wait until value(expr) equals *expected*[expr] for every expr
+        of *expected* (None: an empty vector); raise AssertionError with
+        every value that differs after *timeout* seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            wrong = {}
+            for expr, wanted in expected.items():
+                value = self.value(expr)
+                if value != wanted:
+                    wrong[expr] = (value, wanted)
+            if not wrong:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    'after %ss, (value, wanted) of %s' % (timeout, wrong))
+            time.sleep(0.2)
+
+    def wait_scraped(self, timeout=WAIT_TIMEOUT):
+        """Wait until every target was scraped successfully by a scrape
+        that began after this call: what Prometheus holds then includes
+        whatever was recorded before the call.
+        """
+        since = time.time()
+        count = sum(len(targets) for targets in self.targets.values())
+        self.wait_value('count((timestamp(up) > %f) and (up == 1))'
+                        % since, count, timeout)
+
     def series(self, expr):
         """{frozenset of labels: number} of the vector *expr* gives now."""
         return {frozenset(sample['metric'].items()):
@@ -247,6 +294,10 @@ class Prometheus(site_module.Daemon):
         """Wait until every target was scraped successfully."""
         count = sum(len(targets) for targets in self.targets.values())
         self.wait_value('count(up == 1)', count, timeout)
+
+    def label_values(self, label, selector):
+        """The values of *label* on the series *selector* matches."""
+        return self.api('label/%s/values' % label, **{'match[]': selector})
 
     def alerts(self, name=None):
         """Active alerts (pending or firing), those named *name* only

@@ -64,6 +64,16 @@ class TestLabRules(testtools.TestCase):
               'sum by (backend) (rate(glance_remote_requests_total[5m]))')],
             prometheus.rule_expressions(RULES))
 
+    def test_the_shipped_rules_load(self):
+        with open(prometheus.RULES) as f:
+            text = f.read()
+        names = [name for name, _ in prometheus.rule_expressions(text)]
+        self.assertIn('GlanceRemoteCentralUnreachable', names)
+        shortened = yaml.safe_load(prometheus.lab_rules(text))
+        self.assertEqual({prometheus.LAB_FOR}, {
+            rule['for'] for group in shortened['groups']
+            for rule in group['rules'] if 'for' in rule})
+
 
 class TestDashboardQueries(testtools.TestCase):
 
@@ -98,3 +108,20 @@ class TestDashboardQueries(testtools.TestCase):
         self.assertEqual(
             [('Hit ratio', 'a'), ('Hit ratio', 'b'), ('Members', 'c')],
             prometheus.dashboard_expressions(dashboard))
+
+    def test_variables_filled_by_label_values(self):
+        dashboard = {'templating': {'list': [
+            {'name': 'datasource', 'type': 'datasource',
+             'query': 'prometheus'},
+            {'name': 'backend', 'type': 'query',
+             'query': 'label_values(glance_remote_cache_capacity_bytes, '
+                      'backend)'},
+            {'name': 'instance', 'type': 'query', 'query': {
+                'query': 'label_values(up{backend=~"$backend"}, instance)',
+                'refId': 'A'}},
+            {'name': 'window', 'type': 'custom', 'query': '5m,1h'},
+        ]}}
+        self.assertEqual(
+            [('backend', 'glance_remote_cache_capacity_bytes', 'backend'),
+             ('instance', 'up{backend=~"$backend"}', 'instance')],
+            prometheus.dashboard_label_queries(dashboard))
