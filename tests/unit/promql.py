@@ -12,8 +12,8 @@
 
 """The metric names a PromQL expression reads, for the tests of the shipped
 alert rules (etc/prometheus/) and dashboard (etc/grafana/): both may name
-only metrics of the contract, so a renamed metric fails a unit test before
-it fails an operator.
+only the series the node exports (metrics.SERIES, the contract), so a
+renamed metric fails a unit test before it fails an operator.
 
 Prometheus ships no parser a test can call (promtool parses only whole
 rule files), so this is a lexical reading, enough for the expressions we
@@ -23,31 +23,6 @@ followed by a parenthesis) and PromQL's keywords, are metric names.
 """
 
 import re
-
-# The metric names of issue 22's contract, as Prometheus stores them
-# (a counter with _total, a histogram's _bucket, _count and _sum).
-CONTRACT = frozenset({
-    'glance_remote_requests_total',
-    'glance_remote_bytes_total',
-    'glance_remote_bytes_resent_total',
-    'glance_remote_verification_failures_total',
-    'glance_remote_resumes_total',
-    'glance_remote_evictions_total',
-    'glance_remote_fill_duration_seconds_bucket',
-    'glance_remote_fill_duration_seconds_count',
-    'glance_remote_fill_duration_seconds_sum',
-    'glance_remote_cache_used_bytes',
-    'glance_remote_cache_capacity_bytes',
-    'glance_remote_cache_entries',
-    'glance_remote_cache_pinned_entries',
-    'glance_remote_central_up',
-    'glance_remote_breaker_open',
-    'glance_remote_last_central_success_timestamp_seconds',
-    'glance_remote_outage_unready_images',
-    'glance_remote_outage_unpinned_images',
-    'glance_remote_site_members',
-    'glance_remote_coordinator_up',
-})
 
 _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 _MATCHERS = re.compile(r'\{[^}]*\}')
