@@ -31,6 +31,12 @@ credentials. Subcommands:
   stores (Glance's copy-image, e.g. into the edge's Ceph for nova's clones)
   and release the cache entries (store_copy.py).
 * ``sync``: bring imported records up to date with central.
+* ``metrics``: the node's Prometheus metrics, on stdout or (``--textfile``)
+  into a file for node_exporter's textfile collector; ``exporter`` serves
+  them on ``/metrics``. Both read what every worker shares: the cache index
+  of each remote-glance backend (metrics.py).
+* ``readiness``: the active edge images that a boot would fail for once
+  central is cut (readiness.py); exit code 1 when there is one.
 
 ``import`` and ``sync`` change an existing edge image only when it is
 provably their own (catalog.not_ours); anything else is a conflict,
@@ -46,7 +52,9 @@ from glance_store_remote.cmd import cache
 from glance_store_remote.cmd import catalog
 from glance_store_remote.cmd import central
 from glance_store_remote.cmd import config
+from glance_store_remote.cmd import metrics
 from glance_store_remote.cmd import output
+from glance_store_remote.cmd import readiness
 from glance_store_remote import exceptions
 
 
@@ -72,7 +80,43 @@ def build_parser():
     show.set_defaults(func=central.cmd_show)
     _add_cache_commands(sub)
     _add_catalog_commands(sub)
+    _add_monitoring_commands(sub)
     return parser
+
+
+def _add_monitoring_commands(sub):
+    command = sub.add_parser(
+        'metrics', help="print the node's Prometheus metrics (every "
+        'remote-glance backend, or --backend)')
+    command.add_argument(
+        '--textfile', metavar='PATH',
+        help="write them atomically to PATH instead, for node_exporter's "
+        'textfile collector (a name ending in .prom)')
+    command.set_defaults(func=metrics.cmd_metrics, every_backend=True)
+    command = sub.add_parser(
+        'exporter', help="serve the node's Prometheus metrics on /metrics "
+        'until stopped')
+    command.add_argument(
+        '--listen', required=True, metavar='HOST:PORT',
+        help='the address to serve on, e.g. 127.0.0.1:9612')
+    command.set_defaults(func=metrics.cmd_exporter, every_backend=True)
+    command = sub.add_parser(
+        'readiness', help='list the active edge images a boot at this edge '
+        'would fail for once central is cut (exit code 1 if any)')
+    command.add_argument(
+        '--site', action='store_true',
+        help='images that no node of the site holds (asked over the peer '
+        'path; needs remote_glance_coordination_url and the peer secret)')
+    command.add_argument(
+        '--servers', action='store_true',
+        help="only images that this edge's servers use (nova's server "
+        'list, all projects, with your OpenStack credentials): what a '
+        'rebuild or an evacuation would need')
+    command.add_argument(
+        '--os-cloud', default=None,
+        help='with --servers: the clouds.yaml cloud of the EDGE (default: '
+        'OS_CLOUD or OS_* variables)')
+    command.set_defaults(func=readiness.cmd_readiness)
 
 
 def _add_catalog_commands(sub):
@@ -174,8 +218,15 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        conf, backend = config.load_backend(args.config_file, args.backend)
-        args.func(args, conf, backend)
+        if getattr(args, 'every_backend', False):
+            # Every remote-glance backend, or the one named.
+            conf, backends = config.load_backends(args.config_file,
+                                                  args.backend)
+            args.func(args, conf, backends)
+        else:
+            conf, backend = config.load_backend(args.config_file,
+                                                args.backend)
+            args.func(args, conf, backend)
     except config.UsageError as e:
         print('glance-remote: %s' % e, file=sys.stderr)
         return 2

@@ -85,3 +85,15 @@ class TestHostileConfiguration(testtools.TestCase):
             except SystemExit as e:
                 code = e.code
             self.assertEqual(2, code, args)
+
+    def test_the_exporter_needs_an_address(self):
+        try:
+            code, err = self.run_with('', 'exporter')
+        except SystemExit as e:
+            code = e.code
+        self.assertEqual(2, code)
+
+    def test_metrics_of_a_backend_that_is_not_ours_names_it(self):
+        code, err = self.run_with('', '--backend', 'nope', 'metrics')
+        self.assertEqual(2, code)
+        self.assertIn("'nope'", err)
