@@ -406,10 +406,13 @@ class Cache:
 
     # -- complete entries (the fast path) ------------------------------------
 
-    def open_complete(self, image_id, hit=True):
+    def open_complete(self, image_id, hit=True, counted=True):
         """Open a complete entry for reading: (fd, read lock, record) or
         None; counts the hit and refreshes the entry's last access, unless
         *hit* is False (a peer only asking whether the entry is here).
+        With *counted* False the last access is refreshed but no hit is
+        counted: a peer reading the entry for its own fill or read is no
+        client request of this node (that node counts it).
 
         Fast path: one open, one shared flock and one index transaction
         (last access and the hit counter). An unreadable entry counts as a
@@ -439,7 +442,8 @@ class Cache:
         try:
             self.index.write(('UPDATE entries SET last_access = ? '
                               'WHERE image_id = ?', (self._clock(), image_id)),
-                             *cache_index.Index.bump(hits=int(self.counting)))
+                             *cache_index.Index.bump(
+                                 hits=int(self.counting and counted)))
         except exceptions.CacheError as e:
             LOG.debug('hit on %s not recorded: %s', image_id, e)
         return fd, lock, record

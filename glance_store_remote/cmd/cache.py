@@ -119,7 +119,7 @@ def cmd_cache_stats(args, conf, backend):
                                        for key in sorted(stats)))
 
 
-def _site_views(conf, backend, verify=False):
+def site_views(conf, backend, verify=False):
     """{peer URL: the node's cache view, or None (not reachable)} of every
     node of the site, asked over the peer path (peers.server.cache_view), all
     nodes at once; with *verify*, each node's verify report.
@@ -164,7 +164,7 @@ def _site_views(conf, backend, verify=False):
 
 
 def _site_cache_list(args, conf, backend):
-    views = _site_views(conf, backend)
+    views = site_views(conf, backend)
     rows = sorted(
         (dict(entry, node=url, last_access=output.when(entry['last_access']))
          for url, view in views.items() if view
@@ -183,7 +183,7 @@ def _site_cache_list(args, conf, backend):
 
 
 def _site_cache_stats(args, conf, backend):
-    views = _site_views(conf, backend)
+    views = site_views(conf, backend)
     nodes = {url: view and view['stats'] for url, view in views.items()}
     total = {}
     for stats in filter(None, nodes.values()):
@@ -209,7 +209,7 @@ def _site_cache_verify(args, conf, backend):
         raise config.UsageError(
             '--site does not remove entries: run cache verify --fix on the '
             'node that holds a bad one')
-    views = _site_views(conf, backend, verify=True)
+    views = site_views(conf, backend, verify=True)
     rows = [dict(item, node=url) for url, view in views.items() if view
             for item in view['report']]
     bad = [r for r in rows if r['problem'] and not r['unchecked']]

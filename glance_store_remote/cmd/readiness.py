@@ -38,7 +38,7 @@ LISTED = ('unready', 'unpinned')
 def cmd_readiness(args, conf, backend):
     unreachable = []
     if args.site:
-        views = cache_cmd._site_views(conf, backend)
+        views = cache_cmd.site_views(conf, backend)
         unreachable = sorted(url for url, view in views.items()
                              if view is None)
         report = readiness.site_report(conf, backend, views)

@@ -210,6 +210,15 @@ class TestCommitAndRead(CacheTestCase):
         self.assertEqual('evicted', quiet.evict('a'))
         self.assertEqual(0, quiet.counters()['evictions'])
 
+    def test_an_uncounted_read_refreshes_the_entry_but_counts_no_hit(self):
+        self.put('a', b'x' * KiB)
+        self.now[0] = 5000.0
+        fd, lock, _ = self.cache.open_complete('a', counted=False)
+        os.close(fd)
+        lock.close()
+        self.assertEqual(5000.0, self.cache.entry('a').last_access)
+        self.assertEqual(0, self.cache.counters()['hits'])
+
     def test_fills_and_central_are_recorded_through_the_cache(self):
         self.cache.record_fill('failed', 2.0)
         self.cache.save_central('central', True, 7.0)

@@ -119,7 +119,7 @@ class TestSite(ReadinessCliTestCase):
 
     def views(self, views):
         self.useFixture(fixtures.MockPatch(
-            'glance_store_remote.cmd.cache._site_views',
+            'glance_store_remote.cmd.cache.site_views',
             return_value=views))
 
     @staticmethod
