@@ -51,9 +51,11 @@ is known and before its first byte: a hit (a complete entry, counted by
 cache.Cache.open_complete, or zero bytes), a miss (it started the fill it
 follows), coalesced (it follows a fill that ran already), a peer read or a
 pass-through (streamed uncached from a peer or from central). A read that
-central cannot serve raises before any of these is counted; store.py
-counts it as refused (unavailable or busy). What a stream does after it
-was handed out (a follower falling back to central) is no new read.
+central cannot serve raises before any of these is counted: store.py
+counts it as refused when central could not be reached or no WAN slot
+came free (unavailable, busy); an image central lacks or a wrong answer
+of central is an error, no result. What a stream does after it was
+handed out (a follower falling back to central) is no new read.
 
 Every iterator handed out is a delivery.Delivery, one of the kinds of
 stream allowed to reach a client (delivery.py); read() returns nothing
