@@ -14,7 +14,8 @@
 promtool accepts them and passes their unit tests
 (glance-remote-alerts.test.yml), which fire and spare every rule; they
 read only the metrics of the contract; every rule is labelled, annotated
-and points at its runbook section of the Monitoring page.
+and points at its runbook section of the Monitoring page, whose table
+lists every metric.
 
 promtool comes with Debian's ``prometheus`` package, which .ci/run
 installs; without it the promtool tests skip and say so, as the lab's
@@ -140,6 +141,13 @@ class TestRules(testtools.TestCase):
             title = rule['alert']
             self.assertRegex(
                 page, r'\n%s\n[-~^"=]{%d,}\n' % (title, len(title)))
+
+    def test_the_monitoring_page_lists_every_metric(self):
+        # Its table is what an operator reads the rules' metrics by.
+        with open(MONITORING) as f:
+            listed = set(re.findall(r'^   \* - ``(glance_remote_\w+)``$',
+                                    f.read(), re.MULTILINE))
+        self.assertEqual(set(metrics.FAMILIES), listed)
 
     def test_for_durations_are_lines_of_their_own(self):
         # The lab's Prometheus (tests/harness/prometheus.py) shortens them
