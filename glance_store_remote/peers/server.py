@@ -203,10 +203,13 @@ class PeerFilter:
     def _serve(self, request, cache, image_id):
         opened = None
         try:
-            # A HEAD only asks whether the entry is here: no hit counted,
-            # its place in the LRU order kept.
+            # A HEAD only asks whether the entry is here: its place in the
+            # LRU order kept. A GET refreshes it, but the read is the asking
+            # node's, which counts it (a miss or a peer read): no hit here,
+            # so that the site's requests sum to its clients' reads.
             opened = cache.open_complete(image_id,
-                                         hit=request.method != 'HEAD')
+                                         hit=request.method != 'HEAD',
+                                         counted=False)
         except exceptions.CacheError:
             opened = None
         if opened is not None:

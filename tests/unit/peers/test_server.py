@@ -22,6 +22,7 @@ from unittest import mock
 
 import webob
 
+from glance_store_remote import cache_index
 from glance_store_remote import exceptions
 from glance_store_remote.peers import client
 from glance_store_remote.peers import server
@@ -121,8 +122,20 @@ class TestFilter(base.PeerTestCase):
             method='HEAD').headers[signing.STATE_HEADER])
         self.assertEqual(hits, self.cache.counters()['hits'])
         self.assertEqual(access, self.cache.entry(IMAGE).last_access)
-        self.request()
-        self.assertEqual(hits + 1, self.cache.counters()['hits'])
+
+    def test_serving_a_peer_refreshes_the_entry_and_counts_no_read(self):
+        # The asking node counts the read (a miss or a peer read): the
+        # site's requests sum to its clients' reads.
+        self.fill_complete()
+        before = self.cache.counters()
+        access = self.cache.entry(IMAGE).last_access
+        time.sleep(0.01)
+        self.assertEqual(self.data, self.request().body)
+        after = self.cache.counters()
+        self.assertEqual(
+            {name: before[name] for name in cache_index.REQUEST_COUNTERS},
+            {name: after[name] for name in cache_index.REQUEST_COUNTERS})
+        self.assertGreater(self.cache.entry(IMAGE).last_access, access)
 
     def test_an_image_not_held_is_404(self):
         self.assertEqual(404, self.request().status_int)
