@@ -65,6 +65,31 @@ def get(url, timeout=5):
         return e.code, e.read().decode()
 
 
+def scrape_then_terminate(url, answers):
+    """In a thread: GET *url* once the exporter answers (its answer into
+    *answers*), then SIGTERM this process, whose main thread runs the
+    exporter.
+    """
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            answers.append(get(url, timeout=2))
+            break
+        except OSError:
+            time.sleep(0.05)
+    # Only to the exporter's handler (else SIGTERM would end the test
+    # run).
+    while not exporter_handles_sigterm() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if exporter_handles_sigterm():
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def exporter_handles_sigterm():
+    handler = signal.getsignal(signal.SIGTERM)
+    return getattr(handler, '__module__', None) == metrics_cmd.__name__
+
+
 class MetricsTestCase(cli_base.CliTestCase):
 
     def setUp(self):
@@ -133,6 +158,49 @@ class TestMetrics(MetricsTestCase):
                                   backend='d', part='outage'))
         self.assertIn('backend d has no remote_glance_cache_dir',
                       self.logger.output)
+
+
+class TestCommandLine(MetricsTestCase):
+    """The commands through glance-remote's main(), as an operator runs
+    them.
+    """
+
+    def test_metrics(self):
+        self.assertEqual(0, self.run_cli('metrics'))
+        self.assertEqual(3, hits(parse(self.stdout.getvalue())))
+
+    def test_metrics_of_the_backend_named(self):
+        self.assertEqual(0, self.run_cli('--backend', 'c', 'metrics'))
+        self.assertEqual(3, hits(parse(self.stdout.getvalue())))
+
+    def test_textfile(self):
+        path = os.path.join(self.useFixture(fixtures.TempDir()).path,
+                            'glance_remote.prom')
+        self.assertEqual(0, self.run_cli('metrics', '--textfile', path))
+        with open(path) as f:
+            self.assertEqual(3, hits(parse(f.read())))
+
+    def test_textfile_in_a_missing_directory_exits_2(self):
+        path = os.path.join(self.cache_dir, 'nope', 'glance_remote.prom')
+        self.assertEqual(2, self.run_cli('metrics', '--textfile', path))
+        self.assertIn('does not exist', self.stderr.getvalue())
+
+    def test_a_bad_listen_address_exits_2(self):
+        self.assertEqual(2, self.run_cli('exporter', '--listen', '9612'))
+        self.assertIn('HOST:PORT', self.stderr.getvalue())
+
+    def test_exporter_serves_until_sigterm_and_exits_0(self):
+        port = free_port()
+        answers = []
+        helper = threading.Thread(target=scrape_then_terminate,
+                                  args=('http://127.0.0.1:%d/metrics' % port,
+                                        answers))
+        helper.start()
+        code = self.run_cli('exporter', '--listen', '127.0.0.1:%d' % port)
+        helper.join(30)
+        self.assertEqual(0, code)
+        self.assertEqual(200, answers[0][0])
+        self.assertEqual(3, hits(parse(answers[0][1])))
 
 
 class TestOutage(MetricsTestCase):
@@ -236,23 +304,8 @@ class TestExporter(MetricsTestCase):
         port = free_port()
         url = 'http://127.0.0.1:%d/metrics' % port
         answers = []
-
-        def scrape_then_terminate():
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                try:
-                    answers.append(get(url, timeout=2))
-                    break
-                except OSError:
-                    time.sleep(0.05)
-            # Only once the exporter's handler is in place (else SIGTERM
-            # would end the test run).
-            while (signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and
-                   time.monotonic() < deadline):
-                time.sleep(0.05)
-            if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-                os.kill(os.getpid(), signal.SIGTERM)
-        helper = threading.Thread(target=scrape_then_terminate)
+        helper = threading.Thread(target=scrape_then_terminate,
+                                  args=(url, answers))
         helper.start()
         previous = signal.getsignal(signal.SIGTERM)
         metrics_cmd.cmd_exporter(
