@@ -15,6 +15,8 @@ dir, its exposition parsed back as Prometheus would read it."""
 
 import hashlib
 import os
+import shutil
+import subprocess
 import types
 import uuid
 
@@ -30,6 +32,7 @@ from glance_store_remote import cache_index
 from glance_store_remote import coordination
 from glance_store_remote import exceptions
 from glance_store_remote import metrics
+from tests.harness import daemon
 
 KiB = 1024
 
@@ -66,14 +69,18 @@ class FakeSite:
         return self._members
 
 
+def exposition_text(*sources, outage_report=None):
+    registry = registry_module.CollectorRegistry(auto_describe=False)
+    registry.register(metrics.NodeCollector(sources,
+                                            outage_report=outage_report))
+    return exposition.generate_latest(registry).decode()
+
+
 def scrape(*sources, outage_report=None):
     """{(sample name, frozenset of label items): value} and the families
     of one exposition of a collector of *sources*.
     """
-    registry = registry_module.CollectorRegistry(auto_describe=False)
-    registry.register(metrics.NodeCollector(sources,
-                                            outage_report=outage_report))
-    text = exposition.generate_latest(registry).decode()
+    text = exposition_text(*sources, outage_report=outage_report)
     families = list(parser.text_string_to_metric_families(text))
     samples = {(s.name, frozenset(s.labels.items())): s.value
                for family in families for s in family.samples}
@@ -216,6 +223,20 @@ class TestOneBackend(CollectorTestCase):
             self.assertEqual(0, value(
                 self.samples, 'glance_remote_collect_errors', backend='c',
                 part=part))
+
+    def test_prometheus_own_linter_accepts_the_exposition(self):
+        promtool = shutil.which('promtool')
+        if not promtool:
+            self.skipTest(daemon.skip_reason(
+                'exposition lint', ['promtool (package prometheus)'],
+                ['prometheus']))
+        text = exposition_text(
+            self.source('c', self.cache, FakeSite({'http://a': set()})),
+            outage_report=lambda backend, store: self.report)
+        done = subprocess.run([promtool, 'check', 'metrics'],
+                              input=text.encode(), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, timeout=60)
+        self.assertEqual((0, b''), (done.returncode, done.stdout))
 
     def test_no_label_carries_an_image_id(self):
         for _, labels in self.samples:
