@@ -397,6 +397,10 @@ class Cache:
         """Bytes reserved by all entries (complete and partial)."""
         return self.index.used()
 
+    def totals(self):
+        """cache_index.Totals of the entries, in one query."""
+        return self.index.totals()
+
     def load_breaker(self, name):
         """The breaker's row: (state, failures, opened_at), or None."""
         return self.index.load_breaker(name)

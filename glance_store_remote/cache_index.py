@@ -97,6 +97,7 @@ CREATE TABLE IF NOT EXISTS central (
 
 Entry = collections.namedtuple(
     'Entry', 'image_id state size pinned last_access created')
+Totals = collections.namedtuple('Totals', 'used complete partial pinned')
 # A fill outcome's histogram: non-cumulative counts per bucket of
 # FILL_BUCKETS (one more for the longer fills), their number and their
 # total duration in seconds.
@@ -375,6 +376,17 @@ class Index:
         return [Entry(*row) for row in self.db().execute(
             'SELECT image_id, state, size, pinned, last_access, created '
             'FROM entries ORDER BY last_access')]
+
+    def totals(self):
+        """The entries in sum, in one query whatever their number:
+        Totals(bytes reserved, complete entries, partial entries, pinned
+        entries).
+        """
+        return Totals(*self.db().execute(
+            "SELECT COALESCE(SUM(size), 0), "
+            "COALESCE(SUM(state = 'complete'), 0), "
+            "COALESCE(SUM(state = 'partial'), 0), "
+            "COALESCE(SUM(pinned != 0), 0) FROM entries").fetchone())
 
     def used(self):
         """Bytes reserved by all entries (complete and partial)."""

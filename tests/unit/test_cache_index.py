@@ -101,6 +101,17 @@ class TestIndex(testtools.TestCase):
         self.assertIsNone(self.index.entry('c'))
         self.assertEqual(20, self.index.used())
 
+    def test_totals_sum_the_entries_in_one_query(self):
+        self.assertEqual(cache_index.Totals(0, 0, 0, 0), self.index.totals())
+        for image_id, state, pinned in (('a', 'complete', 1),
+                                        ('b', 'complete', 0),
+                                        ('c', 'partial', 0)):
+            self.index.write((
+                'INSERT INTO entries (image_id, state, size, pinned, '
+                'last_access, created) VALUES (?, ?, 10, ?, 1, 1)',
+                (image_id, state, pinned)))
+        self.assertEqual(cache_index.Totals(30, 2, 1, 1), self.index.totals())
+
     def test_breaker_rows_are_kept(self):
         self.assertIsNone(self.index.load_breaker('central'))
         self.index.save_breaker('central', 'open', 3, 5.0)
