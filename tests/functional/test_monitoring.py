@@ -275,6 +275,42 @@ class TestSiteMetrics(MonitoringMixin, edge_site.SiteTestCase):
         for index in range(len(self.lab.nodes)):
             self.wait_fills_done(cache_dir=self.lab.cache_dir(index))
 
+    def by_node(self, expr):
+        """{node name: value} of *expr* summed by node."""
+        return {dict(labels)['node']: value for labels, value in
+                self.prometheus.series('sum by (node) (%s)' % expr).items()}
+
+    def test_central_sends_an_image_once_per_site(self):
+        central, _ = self.imported(4 * base.MiB + 13)
+        size = central.size
+        before = self.snapshot()
+        by_source = {source: self.by_node(
+            'glance_remote_bytes_total{source="%s"}' % source)
+            for source in ('central', 'peer')}
+        first, *others = self.lab.nodes
+        self.read_on(first, central)
+        for node in others:
+            self.read_on(node, central)
+        # Each node's first read filled its cache: from central once, then
+        # from a peer that held the image.
+        filled = {'central': size, 'peer': size * len(others)}
+        self.assert_counted(before, {'miss': 3}, filled, {'verified': 3})
+        for node in self.lab.nodes:
+            self.read_on(node, central)
+        self.assert_counted(before, {'miss': 3, 'hit': 3},
+                            dict(filled, cache=3 * size), {'verified': 3})
+        # The first node took it from central, each other from a peer.
+        self.assertEqual(
+            {'central': {node.name: float(size if node is first else 0)
+                         for node in self.lab.nodes},
+             'peer': {node.name: float(0 if node is first else size)
+                      for node in self.lab.nodes}},
+            {source: {name: value - by_source[source].get(name, 0.0)
+                      for name, value in self.by_node(
+                          'glance_remote_bytes_total{source="%s"}'
+                          % source).items()}
+             for source in by_source})
+
     def test_each_node_sees_the_site(self):
         central, _ = self.imported()
         for node in self.lab.nodes:
