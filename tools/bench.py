@@ -24,6 +24,10 @@ reads 4 MiB at a time and discards the bytes):
   location is central's ``/v2/images/<id>/file`` (central needs a HEAD
   filter for that variant alone, see tests/harness/head_filter.py).
 
+Metrics on and off: the same hits and misses through a backend that keeps
+its metrics in the cache index (``remote_glance_metrics``, the default) and
+through one that does not, interleaved, as ratios.
+
 Then: 8 and 16 concurrent misses (wall time and upstream fetches), a soak
 of 64 clients mixing hits, misses and ranges on a small cache, the edge
 worker's RSS growth while streaming a large image (miss and hit), time to
@@ -32,8 +36,9 @@ and what a client sees when central is killed 30% into a miss; then a
 central on Ceph RBD (tools/bench_ceph.py).
 
 Writes doc/source/benchmarks/results.json and bench.png. Run it with
-``tox -e bench`` (``-- --size-mib 256`` for a quicker run). Nothing here
-asserts: it measures and reports ratios.
+``tox -e bench`` (``-- --size-mib 256`` for a quicker run; ``-- --only
+metrics`` for the metrics rows alone). Nothing here asserts: it measures
+and reports ratios.
 """
 
 import argparse
@@ -66,6 +71,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MiB = 1024 * 1024
 READ = 4 * MiB
 SOAK_CAP = 256 * MiB
+# The backend whose metrics are off (remote_glance_metrics = False), beside
+# 'central' whose metrics are on.
+QUIET = 'quiet'
 OUT = os.path.join(ROOT, 'doc', 'source', 'benchmarks')
 CLIENT_AGENT = 'gsr-bench'
 
@@ -167,7 +175,7 @@ class Bench:
             'DEFAULT': {'enabled_backends': ', '.join(
                 ['local:file', 'central:remote-glance',
                  'wan:remote-glance', 'relay:remote-glance',
-                 'soak:remote-glance'] +
+                 'soak:remote-glance', QUIET + ':remote-glance'] +
                 self.ceph.backends(ceph_backends))},
             'relay': {'auth_type': 'none',
                       'endpoint_override': central.url},
@@ -177,9 +185,36 @@ class Bench:
                      'remote_glance_cache_max_size': SOAK_CAP},
             'wan': {'auth_type': 'none', 'endpoint_override': self.proxy.url,
                     'timeout': 60, 'remote_glance_cache_dir': wan_cache,
-                    'remote_glance_cache_max_size': 64 * 1024 * MiB}}))
+                    'remote_glance_cache_max_size': 64 * 1024 * MiB}},
+            **self.quiet_backend()))
         self.lab.edge.restart()
         self.wan_cache = cache_module.Cache(wan_cache, 64 * 1024 * MiB)
+
+    def quiet_backend(self):
+        """The edge options of QUIET: 'central' without its metrics.
+        Sets self.quiet_cache (what the bench does there is not counted
+        either).
+        """
+        folder = os.path.join(self.lab.root, 'quiet-cache')
+        self.quiet_cache = cache_module.Cache(folder, 64 * 1024 * MiB,
+                                              counting=False)
+        return {QUIET: {'auth_type': 'none',
+                        'endpoint_override': self.lab.central.url,
+                        'remote_glance_cache_dir': folder,
+                        'remote_glance_cache_max_size': 64 * 1024 * MiB,
+                        'remote_glance_metrics': False}}
+
+    def start_for_metrics(self):
+        """--only metrics: central and an edge with 'central' and QUIET."""
+        self.say('starting central and the remote-glance edge')
+        self.lab = lab_module.Lab(cache_max_size=64 * 1024 * MiB,
+                                  edge_threads=32).start()
+        self.cache = cache_module.Cache(self.lab.cache_dir,
+                                        64 * 1024 * MiB)
+        self.lab.edge.set_options(dict(self.quiet_backend(), DEFAULT={
+            'enabled_backends': 'local:file, central:remote-glance, '
+            '%s:remote-glance' % QUIET}))
+        self.lab.edge.restart()
 
     def stop(self):
         self.ceph.stop()
@@ -347,6 +382,7 @@ class Bench:
             'hash_vs_direct': hash_speed / direct,
             'verified_miss_vs_verified_direct': miss_v / direct_v}
 
+        self.metrics(image, headers)
         self.concurrency(image, edge_id, headers, self.size / MiB / miss)
         self.soak(headers)
         self.memory(headers)
@@ -355,6 +391,97 @@ class Bench:
         self.killed_mid_miss(headers)
         self.ceph.run(headers, timed)
         self.site.run()
+
+    def run_metrics_only(self):
+        """--only metrics: the metrics rows alone (see write_metrics)."""
+        self.start_for_metrics()
+        self.say('uploading %d MiB to central' % self.args.size_mib)
+        image = self.central_image(self.size, 'bench')
+        self.metrics(image, identity_headers())
+
+    def metrics(self, image, headers, small=MiB, requests_each=40):
+        """Hits and misses with the metrics on ('central') and off
+        (QUIET), interleaved so that drift hits both alike: throughput of
+        *image*, then the median time of one small read, where the index
+        write a read costs weighs most.
+        """
+        self.say('\nmetrics on (remote_glance_metrics) vs off, %d MiB image, '
+                 'median of %d, interleaved' % (self.args.size_mib,
+                                                self.args.trials))
+        sides = {'on': (self.link(image.id), self.cache),
+                 'off': (self.link(image.id, backend=QUIET),
+                         self.quiet_cache)}
+        speeds = {(kind, side): [] for kind in ('miss', 'hit')
+                  for side in sides}
+        for trial in range(self.args.trials):
+            order = ('on', 'off') if trial % 2 == 0 else ('off', 'on')
+            for kind in ('miss', 'hit'):
+                for side in order:
+                    edge_id, store = sides[side]
+                    if kind == 'miss':
+                        self.evict(image.id, store=store)
+                    seconds = self.timed(self.url(self.lab.edge, edge_id),
+                                         headers)
+                    speeds[kind, side].append(self.size / MiB / seconds)
+        results = self.results['metrics'] = {}
+        for kind in ('hit', 'miss'):
+            on = statistics.median(speeds[kind, 'on'])
+            off = statistics.median(speeds[kind, 'off'])
+            self.row('remote-glance %s, metrics on (vs off)' % kind, on,
+                     'MiB/s', on / off, 'off: %.1f MiB/s' % off)
+            results['%s_mib_s' % kind] = {
+                'on': on, 'off': off, 'on_vs_off': on / off,
+                'trials_on': speeds[kind, 'on'],
+                'trials_off': speeds[kind, 'off']}
+        small_image = self.central_image(small, 'metrics-small')
+        small_ids = {'on': self.link(small_image.id),
+                     'off': self.link(small_image.id, backend=QUIET)}
+        times = {(kind, side): [] for kind in ('miss', 'hit')
+                 for side in sides}
+        for n in range(requests_each):
+            order = ('on', 'off') if n % 2 == 0 else ('off', 'on')
+            for kind in ('miss', 'hit'):
+                for side in order:
+                    if kind == 'miss':
+                        self.evict(small_image.id, store=sides[side][1])
+                    seconds, status, received, error = get(
+                        self.url(self.lab.edge, small_ids[side]), headers)
+                    if status != 200 or received != small or error:
+                        raise RuntimeError('small %s: %s %s %s' % (
+                            kind, status, received, error))
+                    times[kind, side].append(seconds * 1000)
+        for kind in ('hit', 'miss'):
+            on = statistics.median(times[kind, 'on'])
+            off = statistics.median(times[kind, 'off'])
+            self.row('%d MiB %s, metrics on (vs off), median' % (
+                small // MiB, kind), on, 'ms', on / off,
+                'off: %.2f ms; %d each' % (off, requests_each))
+            results['small_%s_ms' % kind] = {'on': on, 'off': off,
+                                             'on_vs_off': on / off}
+
+    def write_metrics(self):
+        """--only metrics: merge the metrics' results into results.json
+        (the other sections stay as they are) and write their lines to
+        results-metrics.txt.
+        """
+        os.makedirs(OUT, exist_ok=True)
+        path = os.path.join(OUT, 'results.json')
+        try:
+            with open(path) as f:
+                results = json.load(f)
+        except (OSError, ValueError):
+            results = {}
+        results['metrics'] = dict(self.results['metrics'],
+                                  size_mib=self.args.size_mib,
+                                  trials=self.args.trials)
+        with open(path, 'w') as f:
+            json.dump(results, f, indent=2, sort_keys=True)
+        lines = [line for line in self.lines
+                 if not line.startswith(('starting', 'uploading'))]
+        with open(os.path.join(OUT, 'results-metrics.txt'), 'w') as f:
+            f.write('\n'.join(lines).lstrip('\n') + '\n')
+        self.say('wrote %s and results-metrics.txt' % os.path.relpath(
+            path, ROOT))
 
     def evict(self, central_id, store=None):
         """Evict an image, waiting for readers that are still closing."""
@@ -741,10 +868,11 @@ def main():
     parser.add_argument('--trials', type=int, default=3)
     parser.add_argument('--soak-seconds', type=int, default=60,
                         help='length of the soak, in seconds (default 60)')
-    parser.add_argument('--only', choices=('ceph', 'nova', 'site'),
+    parser.add_argument('--only', choices=('ceph', 'nova', 'site',
+                                           'metrics'),
                         help='run only these rows and print them (ceph, '
-                        'nova: nothing is written; site: its rows are merged '
-                        'into results.json)')
+                        'nova: nothing is written; site, metrics: their rows '
+                        'are merged into results.json)')
     parser.add_argument('--wan-mib-s', type=int, default=100,
                         help='WAN-like link speed for the second '
                         'concurrency run, in MiB/s (default 100)')
@@ -757,6 +885,9 @@ def main():
             bench.site.write()
         elif bench.args.only == 'nova':
             bench_nova.run(bench.args)
+        elif bench.args.only == 'metrics':
+            bench.run_metrics_only()
+            bench.write_metrics()
         else:
             bench.run()
             bench.write()
