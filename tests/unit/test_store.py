@@ -375,6 +375,18 @@ class TestRequestResults(base.StoreTestCase):
                           store_.get, self.location(IMAGE))
         self.assertEqual({'unavailable': 1}, self.results(store_))
 
+    def test_an_open_breaker_is_unavailable(self):
+        store_ = self.cached_store(remote_glance_breaker_threshold=1,
+                                   remote_glance_breaker_probe_interval=0)
+        body = self.serve_record(http_status=503)
+        self.assertRaises(gs_exceptions.RemoteServiceUnavailable,
+                          store_.get, self.location(body['id']))
+        calls = self.central.call_count
+        self.assertRaises(gs_exceptions.RemoteServiceUnavailable,
+                          store_.get, self.location(body['id']))
+        self.assertEqual(calls, self.central.call_count)  # failed fast
+        self.assertEqual({'unavailable': 2}, self.results(store_))
+
     def test_no_free_wan_slot_is_busy(self):
         store_ = self.cached_store(remote_glance_max_fills=1,
                                    remote_glance_fill_slot_wait=0)
