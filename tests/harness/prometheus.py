@@ -97,11 +97,15 @@ def rule_expressions(text):
             for rule in group.get('rules', ())]
 
 
-def _panels(panels):
-    for panel in panels:
-        yield panel
-        # A row holds its panels when collapsed.
-        yield from _panels(panel.get('panels', ()))
+def dashboard_panels(dashboard):
+    """Every panel of the Grafana *dashboard* (its parsed JSON), also
+    those a collapsed row holds.
+    """
+    def walk(panels):
+        for panel in panels:
+            yield panel
+            yield from walk(panel.get('panels', ()))
+    return list(walk(dashboard.get('panels', ())))
 
 
 def dashboard_expressions(dashboard):
@@ -110,7 +114,7 @@ def dashboard_expressions(dashboard):
     grafana_query()).
     """
     return [(panel.get('title', ''), target['expr'])
-            for panel in _panels(dashboard.get('panels', ()))
+            for panel in dashboard_panels(dashboard)
             for target in panel.get('targets', ())
             if target.get('expr')]
 
@@ -225,6 +229,14 @@ class Prometheus(site_module.Daemon):
         a vector: each ``{'metric': {...}, 'value': [time, text]}``).
         """
         return self.api('query', query=expr)['result']
+
+    def query_range(self, expr, start, end, step):
+        """The matrix *expr* gives from *start* to *end* (epoch seconds)
+        every *step* seconds: each series ``{'metric': {...}, 'values':
+        [[time, text], ...]}``.
+        """
+        return self.api('query_range', query=expr, start=start, end=end,
+                        step=step)['result']
 
     def value(self, expr):
         """The one number *expr* gives now, or None when its vector is
