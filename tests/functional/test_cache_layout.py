@@ -33,7 +33,10 @@ The contract, layout version 1:
   readers' flock;
 * ``index.sqlite`` holds the tables ``entries`` (``image_id``, ``state``
   partial or complete, ``size``, ``pinned``, ``last_access``,
-  ``created``), ``counters`` and ``breaker``;
+  ``created``), ``counters`` and ``breaker``; the current code adds the
+  tables ``fill_durations`` and ``central`` (ADDED_TABLES: the node's
+  metrics), which an earlier release neither reads nor minds, and reads an
+  earlier release's index, creating them there;
 * files are ``0640`` and folders ``0750``.
 
 How it is proven: the package as it was at BASELINE, the last commit before
@@ -94,6 +97,8 @@ CACHE_MAX_SIZE = 1024 ** 3
 TEST_TIMEOUT = 240  # seconds
 PROCESS_TIMEOUT = 120  # seconds for one reader process
 LAYOUT_TEXT = b'glance-store-remote cache layout 1\n'
+# Tables the current code adds to the index of layout 1 (the node's metrics).
+ADDED_TABLES = ('central', 'fill_durations')
 OUTCOME_BYTES = 128
 # SQLite's own files beside the index: whether they exist depends on how
 # the last process let go of it, not on the layout.
@@ -478,7 +483,21 @@ class TestCacheLayout(testtools.TestCase):
         new = describe_layout(self.copy_of(self.new_cache))
         self.assertEqual(sorted(old), sorted(new))
         for name in sorted(old):
+            if name == 'index.sqlite':
+                continue
             self.assertEqual(old[name], new[name], name)
+        # The index: the earlier release's schema, rows and counters, and
+        # the tables added since, no other change.
+        self.assertEqual(old['index.sqlite'][:2], new['index.sqlite'][:2])
+        new_schema, new_rows, new_counters = new['index.sqlite'][2]
+        _, _, old_counters = old['index.sqlite'][2]
+        added = [entry for entry in new_schema if entry not in schema]
+        self.assertEqual(sorted(ADDED_TABLES),
+                         sorted(name for kind, name, _ in added
+                                if kind == 'table'))
+        self.assertEqual(set(), {entry[2] for entry in schema} -
+                         {entry[2] for entry in new_schema})
+        self.assertEqual((rows, old_counters), (new_rows, new_counters))
 
     def test_a_complete_entry_is_served_offline_asking_central_nothing(self):
         cache_dir = self.copy_of(self.old_cache)
