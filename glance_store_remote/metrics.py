@@ -34,6 +34,16 @@ breaker and counters live in each worker's memory, out of reach. Only what
 needs no index is exported for it: the outage families (every image it
 serves is unready: nothing is held).
 
+Central as last seen by the workers says nothing of a node whose reads
+are all hits: it may not have asked central for hours. So when the last
+outcome is a failure, or no worker got an answer for PROBE_AFTER seconds,
+the collector asks central itself (Prober: the request ``glance-remote
+check`` makes, through the backend's shared breaker, whose outcome lands in
+the index like a worker's) and waits PROBE_WAIT seconds at most for it: a
+cut is seen before a boot needs central, and a return is seen although no
+worker asks. A scrape never waits longer; a probe still running gives its
+outcome to the next scrape.
+
 A backend whose index cannot be read is left out of that scrape and
 ``glance_remote_collect_errors{part="index"}`` is 1 for it; the other
 backends are exported as usual. The same family with ``part="outage"``
@@ -47,6 +57,8 @@ import collections
 import itertools
 import logging
 import sqlite3
+import threading
+import time
 
 from prometheus_client import metrics_core
 from prometheus_client import utils
@@ -103,21 +115,72 @@ SERIES = tuple(name for name in FAMILIES if name not in HISTOGRAMS) + tuple(
     name + suffix for name in HISTOGRAMS
     for suffix in ('_bucket', '_count', '_sum'))
 
+# Seconds without an answer from central after which a scrape asks it,
+# and seconds a scrape waits for that answer (see the module docstring).
+PROBE_AFTER = 30.0
+PROBE_WAIT = 5.0
+
 # What the collector reads of one backend: its group name, its
-# cache.Cache (or None), a breaker.Breaker on the cache's index (or None)
-# and its coordination.Site (or None: not coordinated).
-Source = collections.namedtuple('Source', 'backend cache breaker site')
+# cache.Cache (or None), a breaker.Breaker on the cache's index (or None),
+# its coordination.Site (or None: not coordinated) and a Prober of its
+# central (or None: never probed).
+Source = collections.namedtuple('Source',
+                                'backend cache breaker site prober')
 
 
-def source(group, backend, cache, site=None):
-    """The Source of backend group *backend* (its options *group*)."""
+def source(group, backend, cache, site=None, central=None):
+    """The Source of backend group *backend* (its options *group*);
+    *central*, an upstream.Central sharing the cache's breaker, is probed
+    when the workers' view of it is stale.
+    """
     breaker = None
     if cache is not None:
         breaker = breaker_module.Breaker(
             group.remote_glance_breaker_threshold,
             group.remote_glance_breaker_reset,
             state=breaker_module.IndexState(cache, backend))
-    return Source(backend, cache, breaker, site)
+    prober = Prober(central) if central is not None and cache else None
+    return Source(backend, cache, breaker, site, prober)
+
+
+class Prober:
+    """Asks central whether it answers (upstream.Central.probe), in a
+    thread of its own, one request at a time: its outcome is recorded by
+    the central's breaker, in the index, as a worker's would be.
+    """
+
+    def __init__(self, central):
+        self._central = central
+        self._lock = threading.Lock()
+        self._thread = None
+
+    def probe(self, wait):
+        """Start a probe unless one runs; wait *wait* seconds at most
+        for it to end.
+        """
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._ask, daemon=True,
+                    name='central-probe-%s' % self._central.backend)
+                self._thread.start()
+            thread = self._thread
+        thread.join(wait)
+
+    def _ask(self):
+        try:
+            self._central.probe()
+        except exceptions.RemoteGlanceError as e:
+            LOG.debug('remote-glance backend %s: central does not answer '
+                      'the probe: %s', self._central.backend, e)
+
+
+def probe_due(seen, now):
+    """Whether a scrape should ask central itself, given the workers'
+    cache_index.CentralSeen (or None) at *now*.
+    """
+    return (seen is None or not seen.up or seen.last_success is None or
+            not 0 <= now - seen.last_success < PROBE_AFTER)
 
 
 # What one scrape read of a backend's index.
@@ -146,16 +209,18 @@ class NodeCollector:
         its configuration bound); None exports no outage families
     """
 
-    def __init__(self, sources, outage_report=None):
+    def __init__(self, sources, outage_report=None, clock=time.time):
         self._sources = list(sources)
         self._outage_report = outage_report
+        self._clock = clock
         # {(backend, part): the error last logged}, for one warning per
         # episode of failures.
         self._failing = {}
 
     def collect(self):
-        """The families, read now. Cost per backend with a cache: five
-        small SQLite reads, whatever the number of entries; the outage
+        """The families, read now. Cost per backend with a cache: six
+        small SQLite reads, whatever the number of entries, and a request
+        to central when the workers' view of it is stale; the outage
         report when there is one (a query of the edge database and a stat
         per complete entry); on a coordinated site 1 + (number of members)
         calls to the coordinator.
@@ -164,6 +229,10 @@ class NodeCollector:
         for src in self._sources:
             if src.cache is not None:
                 try:
+                    if src.prober is not None and probe_due(
+                            src.cache.load_central(src.backend),
+                            self._clock()):
+                        src.prober.probe(PROBE_WAIT)
                     reading = _read_index(src)
                 except (exceptions.CacheError, sqlite3.Error,
                         OSError) as e:

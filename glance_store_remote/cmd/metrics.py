@@ -37,6 +37,7 @@ from wsgiref import simple_server
 from prometheus_client import exposition
 from prometheus_client import registry as registry_module
 
+from glance_store_remote import breaker
 from glance_store_remote.cmd import config
 from glance_store_remote import metrics
 from glance_store_remote import readiness
@@ -183,7 +184,11 @@ def _registry(conf, backends):
             site = None
             if group.remote_glance_coordination_url:
                 site = config.site(group, backend)
-            sources.append(metrics.source(group, backend, cache, site))
+            central = config.central(
+                conf, backend,
+                breaker_state=breaker.IndexState(cache, backend))
+            sources.append(metrics.source(group, backend, cache, site,
+                                          central))
     except BaseException:
         _stop(sources)
         raise

@@ -17,6 +17,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import threading
 import types
 import uuid
 
@@ -91,6 +92,18 @@ def value(samples, name, **labels):
     return samples[(name, frozenset(labels.items()))]
 
 
+def samples_of(collector):
+    """{(sample name, frozenset of label items): value} of one
+    exposition of *collector*.
+    """
+    registry = registry_module.CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    text = exposition.generate_latest(registry).decode()
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in parser.text_string_to_metric_families(text)
+            for s in family.samples}
+
+
 def names(samples, backend=None):
     return {name for name, labels in samples
             if backend is None or ('backend', backend) in labels}
@@ -107,10 +120,10 @@ class CollectorTestCase(testtools.TestCase):
         return cache.Cache(os.path.join(self.folder, name), max_size,
                            clock=lambda: self.now[0])
 
-    def source(self, backend, store, site=None, threshold=2):
+    def source(self, backend, store, site=None, threshold=2, prober=None):
         return metrics.Source(backend, store, breaker.Breaker(
             threshold, 60, state=breaker.IndexState(store, backend),
-            clock=lambda: self.now[0]), site)
+            clock=lambda: self.now[0]), site, prober)
 
 
 class TestOneBackend(CollectorTestCase):
@@ -424,7 +437,7 @@ class TestSeveralBackends(CollectorTestCase):
         def report(backend, store):
             asked.append((backend, store))
             return types.SimpleNamespace(unready=['x'] * 3, unpinned=[])
-        samples, _ = scrape(metrics.Source('nocache', None, None, None),
+        samples, _ = scrape(metrics.Source('nocache', None, None, None, None),
                             self.source('good', good), outage_report=report)
         self.assertEqual({'glance_remote_outage_unready_images',
                           'glance_remote_outage_unpinned_images',
@@ -435,5 +448,96 @@ class TestSeveralBackends(CollectorTestCase):
             backend='nocache'))
         self.assertEqual([('nocache', None), ('good', good)], asked)
         self.assertIn('glance_remote_requests_total', names(samples, 'good'))
-        samples, _ = scrape(metrics.Source('nocache', None, None, None))
+        samples, _ = scrape(metrics.Source('nocache', None, None, None, None))
         self.assertEqual(set(), names(samples))
+
+
+class FakeCentral:
+    """Central's probe as upstream.Central makes it: its outcome goes to
+    the backend's shared breaker (here straight to the index).
+    """
+
+    backend = 'c'
+
+    def __init__(self, store, answers=True, release=None):
+        self.store = store
+        self.answers = answers
+        self.release = release
+        self.probes = 0
+
+    def probe(self):
+        self.probes += 1
+        if self.release is not None:
+            self.release.wait(10)
+        self.store.save_central('c', self.answers, 2000.0)
+        if not self.answers:
+            raise exceptions.UpstreamUnavailable('c', 'refused')
+        return 'http://central'
+
+
+class TestProbe(CollectorTestCase):
+    """A node whose reads are all hits still says whether central
+    answers: the scrape asks central when the workers' view is stale.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.cache = self.make_cache('c')
+
+    def scrape_with(self, central):
+        collector = metrics.NodeCollector(
+            [self.source('c', self.cache,
+                         prober=metrics.Prober(central))],
+            clock=lambda: self.now[0])
+        return samples_of(collector)
+
+    def test_probe_due_when_never_seen_down_or_stale(self):
+        seen = cache_index.CentralSeen
+        now = 1000.0
+        self.assertTrue(metrics.probe_due(None, now))
+        self.assertTrue(metrics.probe_due(seen(False, now - 1, now), now))
+        self.assertTrue(metrics.probe_due(seen(True, None, None), now))
+        self.assertTrue(metrics.probe_due(
+            seen(True, now - metrics.PROBE_AFTER - 1, None), now))
+        self.assertFalse(metrics.probe_due(seen(True, now - 1, None), now))
+
+    def test_a_node_that_never_asked_central_asks_it_at_the_scrape(self):
+        central = FakeCentral(self.cache)
+        samples = self.scrape_with(central)
+        self.assertEqual(1, central.probes)
+        self.assertEqual(1, value(samples, 'glance_remote_central_up',
+                                  backend='c'))
+
+    def test_a_cut_is_seen_by_the_scrape_of_an_idle_node(self):
+        self.cache.save_central('c', True, self.now[0] - 3600)
+        samples = self.scrape_with(FakeCentral(self.cache, answers=False))
+        self.assertEqual(0, value(samples, 'glance_remote_central_up',
+                                  backend='c'))
+
+    def test_a_recent_answer_is_not_asked_again(self):
+        self.cache.save_central('c', True, self.now[0] - 1)
+        central = FakeCentral(self.cache)
+        self.scrape_with(central)
+        self.assertEqual(0, central.probes)
+
+    def test_a_slow_central_holds_the_scrape_no_longer_than_the_wait(self):
+        release = threading.Event()
+        self.addCleanup(release.set)
+        central = FakeCentral(self.cache, release=release)
+        self.useFixture(fixtures.MonkeyPatch(
+            'glance_store_remote.metrics.PROBE_WAIT', 0.05))
+        prober = metrics.Prober(central)
+        collector = metrics.NodeCollector(
+            [self.source('c', self.cache, prober=prober)],
+            clock=lambda: self.now[0])
+        samples = samples_of(collector)
+        # Not answered yet: no outcome, and a second scrape starts no
+        # second probe while the first runs.
+        self.assertNotIn(('glance_remote_central_up',
+                          frozenset({('backend', 'c')})), samples)
+        samples_of(collector)
+        self.assertEqual(1, central.probes)
+        release.set()
+        prober.probe(10)
+        self.assertEqual(1, value(samples_of(collector),
+                                  'glance_remote_central_up', backend='c'))
