@@ -293,13 +293,14 @@ _GAUGE_HELP = {
     'cache_entries': 'Cache entries, by state (complete, partial).',
     'cache_pinned_entries': 'Cache entries that are pinned (never '
                             'evicted).',
-    'central_up': '1 if the last request a worker made to central '
-                  'succeeded, else 0 (no sample before the first).',
+    'central_up': '1 if the last request to central (a worker\'s, or '
+                  'the exporter\'s probe when the workers\' view is older '
+                  'than 30 s) succeeded, else 0.',
     'breaker_open': '1 while the circuit breaker in front of central is '
                     'open or half-open, else 0.',
     'last_central_success_timestamp_seconds':
-        'When a worker last got an answer from central (epoch seconds; no '
-        'sample before the first).',
+        'When a worker or the exporter\'s probe last got an answer from '
+        'central (epoch seconds; no sample before the first).',
     'outage_unready_images': 'Active edge images on this backend that this '
                              'node does not hold complete: a boot would '
                              'fail for each once central is cut.',
