@@ -17,7 +17,6 @@ locks and index as the glance-api workers, and refuse to run as another
 user than the directory's owner (cache.check_owner).
 """
 
-import concurrent.futures
 import sys
 
 from glance_store_remote import breaker
@@ -143,19 +142,10 @@ def site_views(conf, backend, verify=False):
     finally:
         site.stop()
 
-    def ask(url):
-        peer = client.Peer(backend, url, group.remote_glance_peer_secret,
-                           group.remote_glance_chunk_size,
-                           timeout=group.timeout or 60,
-                           ca_file=group.remote_glance_peer_ca_file)
-        try:
-            return peer.cache_view(verify=verify)
-        except client.PeerUnreachable as e:
-            print('glance-remote: %s' % e, file=sys.stderr)
-            return None
-    urls = sorted(members)
-    with concurrent.futures.ThreadPoolExecutor(max(1, len(urls))) as pool:
-        views = dict(zip(urls, pool.map(ask, urls)))
+    views = client.cache_views(
+        group, backend, members, verify=verify,
+        on_unreachable=lambda url, e: print('glance-remote: %s' % e,
+                                            file=sys.stderr))
     if not views:
         print('glance-remote: --site: no node of the site is running',
               file=sys.stderr)

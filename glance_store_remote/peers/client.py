@@ -12,7 +12,8 @@
 
 """The client side of peer reads: ``Peer``, a data source with the
 contract of upstream.Central.open_data, and the records and views a node
-asks of another node of its site (server.py answers them).
+asks of another node of its site (server.py answers them); ``cache_views``
+asks every node of a site for its view at once.
 
 Every request is signed for the node it goes to, and every answer is
 checked against the site's signature before it is used (signing.py).
@@ -20,6 +21,7 @@ Where a fill reads from, and how the site asks central once, is
 site_source.py's.
 """
 
+import concurrent.futures
 import hmac
 import json
 import logging
@@ -331,3 +333,36 @@ class Peer:
             if done < length:
                 # Not reusable: drop the connection.
                 resp.close()
+
+
+def cache_views(group, backend, urls, verify=False, on_unreachable=None,
+                timeout=None):
+    """{URL: the node's cache view (Peer.cache_view), or None} of every
+    peer URL in *urls*, asked all at once (a thread each).
+
+    Cost: one signed GET per node, the slowest answer's time (at most the
+    connect timeout plus *timeout*, or the verify timeout with *verify*).
+
+    :param group: the backend's options (remote_glance_peer_secret,
+        remote_glance_chunk_size, timeout, remote_glance_peer_ca_file)
+    :param on_unreachable: called as on_unreachable(url, PeerUnreachable)
+        for each node that could not be asked (its view is then None)
+    :param timeout: seconds a node's answer may take (None: the group's
+        timeout, else 60)
+    """
+    def ask(url):
+        peer = Peer(backend, url, group.remote_glance_peer_secret,
+                    group.remote_glance_chunk_size,
+                    timeout=timeout or group.timeout or 60,
+                    ca_file=group.remote_glance_peer_ca_file)
+        try:
+            return peer.cache_view(verify=verify)
+        except PeerUnreachable as e:
+            if on_unreachable is not None:
+                on_unreachable(url, e)
+            return None
+    urls = sorted(urls)
+    if not urls:
+        return {}
+    with concurrent.futures.ThreadPoolExecutor(len(urls)) as pool:
+        return dict(zip(urls, pool.map(ask, urls)))

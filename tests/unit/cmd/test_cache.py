@@ -18,7 +18,11 @@ import hashlib
 import json
 from unittest import mock
 
+import fixtures
+
 from glance_store_remote import cache
+from glance_store_remote import coordination
+from glance_store_remote.peers import client
 from glance_store_remote import upstream
 from tests.unit.cmd import base as cli_base
 
@@ -68,3 +72,51 @@ class TestCacheCommands(cli_base.CliTestCase):
         self.assertIn('cannot hash md5 here',
                       report['unchecked'][0]['problem'])
         self.assertEqual('complete', store.entry('old').state)
+
+
+class TestSiteViews(cli_base.CliTestCase):
+    """cache list --site: every member asked (peers.client.cache_views),
+    and what the command says of a node or a coordinator it cannot use.
+    """
+
+    def setUp(self):
+        super().setUp()
+        with open(self.config, 'a') as f:
+            f.write('remote_glance_coordination_url = etcd3+http://x:2379\n'
+                    'remote_glance_peer_secret = a-site-secret-0123456789\n')
+        self.members = {'http://n1': set(), 'http://n2': set()}
+        self.site = mock.Mock()
+        self.site.members.side_effect = lambda: self.members
+        self.useFixture(fixtures.MonkeyPatch(
+            'glance_store_remote.cmd.config.site',
+            lambda group, backend: self.site))
+
+        def cache_view(peer, verify=False):
+            if peer.url == 'http://n2':
+                raise client.PeerUnreachable(peer.url, 'down')
+            return {'entries': [{'image_id': 'i1', 'size': 5,
+                                 'state': 'complete', 'pinned': False,
+                                 'last_access': 0.0}], 'stats': {}}
+        self.useFixture(fixtures.MonkeyPatch(
+            'glance_store_remote.peers.client.Peer.cache_view', cache_view))
+
+    def test_a_node_not_reachable_is_said_and_fails(self):
+        self.assertEqual(1, self.run_cli('cache', 'list', '--site'))
+        self.assertIn('glance-remote: peer http://n2 cannot be asked: down',
+                      self.stderr.getvalue())
+        out = self.stdout.getvalue()
+        self.assertIn('http://n2: not reachable', out)
+        self.assertIn('i1', out)
+        self.site.stop.assert_called_once_with()
+
+    def test_no_node_running(self):
+        self.members = {}
+        self.assertEqual(1, self.run_cli('cache', 'list', '--site'))
+        self.assertIn('no node of the site is running',
+                      self.stderr.getvalue())
+
+    def test_the_coordinator_cannot_be_used(self):
+        self.site.members.side_effect = coordination.Unavailable('refused')
+        self.assertEqual(1, self.run_cli('cache', 'list', '--site'))
+        self.assertIn('the site coordinator cannot be used: refused',
+                      self.stderr.getvalue())

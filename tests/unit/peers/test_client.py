@@ -11,11 +11,12 @@
 # under the License.
 
 """Unit tests of peers/client.py: the Peer client against a real filter,
-over TLS too.
+over TLS too, and the site's views asked at once (cache_views).
 """
 
 import ssl
 import threading
+import types
 import wsgiref.simple_server
 
 import fixtures
@@ -134,3 +135,68 @@ class TestPeerClient(base.PeerTestCase):
         self.assertIsNone(peer.state(IMAGE))
         self.assertRaises(exceptions.UpstreamUnavailable, peer.open_data,
                           self.record)
+
+
+class TestCacheViews(base.PeerTestCase):
+    """cache_views: every node's view at once, None for a node that could
+    not be asked.
+    """
+
+    def group(self, secret=SECRET):
+        return types.SimpleNamespace(
+            remote_glance_peer_secret=secret,
+            remote_glance_chunk_size=64 * KiB, timeout=10,
+            remote_glance_peer_ca_file=None)
+
+    def test_a_view_per_node_and_none_for_one_not_reachable(self):
+        self.fill_complete()
+        url = self.serve()
+        gone = 'http://127.0.0.1:9'
+        unreachable = []
+        views = client.cache_views(
+            self.group(), 'central', {url: set(), gone: set()},
+            on_unreachable=lambda *args: unreachable.append(args))
+        self.assertEqual({url, gone}, set(views))
+        self.assertIsNone(views[gone])
+        self.assertEqual([(IMAGE, 'complete')], [
+            (e['image_id'], e['state']) for e in views[url]['entries']])
+        self.assertEqual([gone], [u for u, _ in unreachable])
+        self.assertIsInstance(unreachable[0][1], client.PeerUnreachable)
+        # Without a callback, a node not asked is only None.
+        self.assertEqual({gone: None}, client.cache_views(
+            self.group(), 'central', [gone]))
+
+    def test_a_node_refusing_the_signature_is_none(self):
+        url = self.serve()
+        unreachable = []
+        views = client.cache_views(
+            self.group('another-secret-0123456'), 'central', [url],
+            on_unreachable=lambda *args: unreachable.append(args))
+        self.assertEqual({url: None}, views)
+        self.assertIn('HTTP 403', str(unreachable[0][1]))
+
+    def test_verify_asks_each_node_for_its_report(self):
+        self.fill_complete()
+        url = self.serve()
+        views = client.cache_views(self.group(), 'central', [url],
+                                   verify=True)
+        self.assertEqual([IMAGE], [r['image_id']
+                                   for r in views[url]['report']])
+
+    def test_the_nodes_are_asked_at_once(self):
+        # Each answer waits until every node has been asked: asked one
+        # after the other, the barrier would break.
+        urls = ['https://n%d' % n for n in range(3)]
+        barrier = threading.Barrier(len(urls), timeout=10)
+
+        def cache_view(peer, verify=False):
+            barrier.wait()
+            return {'entries': [], 'stats': {}, 'url': peer.url}
+        self.useFixture(fixtures.MonkeyPatch(
+            'glance_store_remote.peers.client.Peer.cache_view', cache_view))
+        views = client.cache_views(self.group(), 'central', urls)
+        self.assertEqual({url: url for url in urls},
+                         {url: view['url'] for url, view in views.items()})
+
+    def test_no_node_no_view(self):
+        self.assertEqual({}, client.cache_views(self.group(), 'central', []))
