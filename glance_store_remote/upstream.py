@@ -203,11 +203,14 @@ class Central:
         self._versions_url = None
 
     @classmethod
-    def from_conf(cls, conf, backend, breaker_state=None, record_relay=None):
+    def from_conf(cls, conf, backend, breaker_state=None, record_relay=None,
+                  own_breaker=False):
         """Build from the backend group's keystoneauth1 and driver options.
 
         *breaker_state* shares the circuit breaker (see breaker.py); by
-        default it lives in this process. *record_relay*: see record().
+        default it lives in this process. With *own_breaker*, the breaker
+        never opens and shares nothing (the metrics' probe of central, which
+        must not change the workers' breaker). *record_relay*: see record().
 
         No network call happens here: the first request authenticates.
 
@@ -219,10 +222,13 @@ class Central:
             conf, backend, auth=auth, app_name='glance-store-remote')
         adapter = ks_loading.load_adapter_from_conf_options(
             conf, backend, session=session)
-        breaker = breaker_module.Breaker(
-            group.remote_glance_breaker_threshold,
-            group.remote_glance_breaker_reset, state=breaker_state,
-            probe_interval=group.remote_glance_breaker_probe_interval)
+        if own_breaker:
+            breaker = breaker_module.Breaker(0, 0)
+        else:
+            breaker = breaker_module.Breaker(
+                group.remote_glance_breaker_threshold,
+                group.remote_glance_breaker_reset, state=breaker_state,
+                probe_interval=group.remote_glance_breaker_probe_interval)
         return cls(backend, adapter, group.remote_glance_chunk_size,
                    group.remote_glance_record_ttl, breaker=breaker,
                    range_recheck=group.remote_glance_range_recheck,

@@ -95,10 +95,11 @@ def _register(conf, config_file, ours, backend):
     opts.register_keystoneauth_opts(conf, backend)
 
 
-def central(conf, backend, breaker_state=None):
+def central(conf, backend, breaker_state=None, own_breaker=False):
     try:
         return upstream.Central.from_conf(conf, backend,
-                                          breaker_state=breaker_state)
+                                          breaker_state=breaker_state,
+                                          own_breaker=own_breaker)
     except Exception as e:
         raise UsageError('[%s] cannot describe a central Glance: %s'
                          % (backend, upstream.redact(str(e))))
