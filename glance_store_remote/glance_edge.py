@@ -79,8 +79,14 @@ _LIVE_LOCATIONS = (
 # :prefix (models.py: Image, ImageLocation), booleans bound as above. LIKE
 # only narrows the rows down ('_' of a backend name matches any character,
 # MySQL compares without case): linked_images parses each value again.
+# stored: the image also has a live location outside remote-glance (a
+# copy in a store of the edge's own, e.g. its Ceph: Glance reads it when
+# the remote-glance location cannot be, central cut or not).
 _LINKED_IMAGES = (
-    "SELECT images.id, image_locations.value, images.size "
+    "SELECT images.id, image_locations.value, images.size, "
+    "EXISTS (SELECT 1 FROM image_locations AS other "
+    "WHERE other.image_id = images.id AND other.deleted = :deleted "
+    "AND other.status = 'active' AND other.value NOT LIKE :ours) "
     "FROM images JOIN image_locations "
     "ON image_locations.image_id = images.id "
     "WHERE images.status = 'active' AND images.deleted = :deleted "
@@ -97,9 +103,11 @@ _CONNECTION = cfg.StrOpt(
 
 # An edge image with a live location of a remote-glance backend: the
 # edge's image ID (what users boot), central's image ID, the edge record's
-# size in bytes (None when the record has none).
+# size in bytes (None when the record has none), and whether the image
+# also has a live location in a store of the edge's own (stored).
 LinkedImage = collections.namedtuple('LinkedImage',
-                                     'image_id central_id size')
+                                     'image_id central_id size stored',
+                                     defaults=(False,))
 
 
 class AlreadyExists(exceptions.RemoteGlanceError):
@@ -178,17 +186,18 @@ def linked_images(backend, engine):
         with engine.connect() as connection:
             rows = connection.execute(
                 sqlalchemy.text(_LINKED_IMAGES),
-                {'deleted': False, 'prefix': prefix + '%'}).fetchall()
+                {'deleted': False, 'prefix': prefix + '%',
+                 'ours': locations.PREFIX + '%'}).fetchall()
     except sqlalchemy.exc.SQLAlchemyError as e:
         # The driver's own words (e.orig) say why without the statement.
         raise DatabaseUnreadable('the edge database cannot be read: %s'
                                  % upstream.redact(str(getattr(
                                      e, 'orig', None) or e))) from None
     linked = set()
-    for image_id, value, size in rows:
+    for image_id, value, size, stored in rows:
         parsed = locations.central_image_of(value)
         if parsed is not None and parsed[0] == backend:
-            linked.add(LinkedImage(image_id, parsed[1], size))
+            linked.add(LinkedImage(image_id, parsed[1], size, bool(stored)))
     return sorted(linked)
 
 

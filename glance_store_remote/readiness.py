@@ -43,11 +43,16 @@ def classify(linked, held, pinned):
     """The Report of *linked* (glance_edge.LinkedImage, each edge image
     once per central image it links) given the central image IDs *held*
     complete and those of them *pinned*. An edge image linking two central
-    images is ready only when both are.
+    images is ready only when both are. An image with a copy in a store of
+    the edge's own (LinkedImage.stored: remote_glance_copy_to_store, or
+    ``prefetch --store``) is ready whatever the cache holds: Glance reads
+    that location when central is cut.
     """
     state = {}
     for image in linked:
-        if image.central_id not in held:
+        if image.stored:
+            verdict = 'ready'  # a store of the edge's own serves it
+        elif image.central_id not in held:
             verdict = 'unready'
         elif image.central_id not in pinned:
             verdict = 'unpinned'

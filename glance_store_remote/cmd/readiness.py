@@ -73,7 +73,7 @@ def _node_cache(conf, backend):
 
 def _row(image):
     return {'image_id': image.image_id, 'central_image_id': image.central_id,
-            'size': image.size}
+            'size': image.size, 'in_edge_store': image.stored}
 
 
 def _text(args, backend, rows, without_image, unreachable):

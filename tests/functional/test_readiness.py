@@ -56,7 +56,7 @@ class TestReadiness(base.LabTestCase):
         self.assertEqual([edge_second.id], list(answer['unready']))
         self.assertEqual({'image_id': edge_second.id,
                           'central_image_id': second.id,
-                          'size': second.size},
+                          'size': second.size, 'in_edge_store': False},
                          answer['unready'][edge_second.id])
         self.assertEqual([edge_first.id], list(answer['unpinned']))
         self.assertEqual({}, answer['ready'])

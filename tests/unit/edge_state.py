@@ -80,3 +80,13 @@ class EdgeDatabase:
                         status=location_status, created_at=now,
                         deleted=location_deleted))
         return image_id
+
+    def add_location(self, image_id, uri, status='active', deleted=False):
+        """Add a location row to an image."""
+        now = datetime.datetime.now(datetime.timezone.utc).replace(
+            tzinfo=None)
+        with self.engine.begin() as connection:
+            connection.execute(
+                models.ImageLocation.__table__.insert().values(
+                    image_id=image_id, value=uri, meta_data={},
+                    status=status, created_at=now, deleted=deleted))

@@ -143,6 +143,21 @@ class TestLinkedImages(testtools.TestCase):
             glance_edge.LinkedImage(second, CENTRAL_A, 1024)]),
             self.linked())
 
+    def test_a_live_location_in_a_store_of_the_edge_marks_it_stored(self):
+        uri = 'remote-glance://central/' + CENTRAL_A
+        copied = self.db.add_image(uri, 'rbd://fsid/images/x/snap')
+        gone = self.db.add_image(uri)
+        self.db.add_location(gone, 'rbd://fsid/images/y/snap',
+                             status='deleted', deleted=True)
+        elsewhere = self.db.add_image(uri)
+        # Another remote-glance backend needs a WAN too: not a copy here.
+        self.db.add_location(elsewhere, 'remote-glance://other/' + CENTRAL_A)
+        self.assertEqual(sorted([
+            glance_edge.LinkedImage(copied, CENTRAL_A, 1024, True),
+            glance_edge.LinkedImage(gone, CENTRAL_A, 1024, False),
+            glance_edge.LinkedImage(elsewhere, CENTRAL_A, 1024, False)]),
+            self.linked())
+
     def test_a_database_without_glances_tables_is_unreadable(self):
         engine = sqlalchemy.create_engine('sqlite://')
         error = self.assertRaises(glance_edge.DatabaseUnreadable,

@@ -118,6 +118,13 @@ class TestClassify(testtools.TestCase):
         report = readiness.classify(linked, {A, C}, {A})
         self.assertEqual((['e1'], ['e2'], []), report[:3])
 
+    def test_a_copy_in_a_store_of_the_edge_is_ready_held_or_not(self):
+        linked = [glance_edge.LinkedImage('copied', A, 1, stored=True),
+                  glance_edge.LinkedImage('cached', B, 1),
+                  glance_edge.LinkedImage('neither', C, 1)]
+        report = readiness.classify(linked, {B}, set())
+        self.assertEqual((['neither'], ['cached'], ['copied']), report[:3])
+
     def test_restricted_keeps_only_the_named_edge_images(self):
         linked = [glance_edge.LinkedImage('e1', A, 1),
                   glance_edge.LinkedImage('e2', B, 1),

@@ -87,10 +87,10 @@ class TestNode(ReadinessCliTestCase):
             'backend': 'c', 'scope': 'node', 'servers_only': False,
             'servers_without_image': 0, 'unreachable_nodes': [],
             'unready': [{'image_id': unready, 'central_image_id': A,
-                         'size': 5}],
+                         'size': 5, 'in_edge_store': False}],
             'unpinned': [],
             'ready': [{'image_id': ready, 'central_image_id': B,
-                       'size': 6}]}, answer)
+                       'size': 6, 'in_edge_store': False}]}, answer)
 
     def test_nothing_linked_exits_0(self):
         code, answer = self.run_json()
