@@ -84,10 +84,10 @@ CREATE TABLE IF NOT EXISTS breaker (
     opened_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS fill_durations (
     outcome TEXT NOT NULL,
-    bucket INTEGER NOT NULL,
+    le REAL NOT NULL,
     count INTEGER NOT NULL,
     seconds REAL NOT NULL,
-    PRIMARY KEY (outcome, bucket));
+    PRIMARY KEY (outcome, le));
 CREATE TABLE IF NOT EXISTS central (
     name TEXT PRIMARY KEY,
     up INTEGER NOT NULL,
@@ -97,7 +97,10 @@ CREATE TABLE IF NOT EXISTS central (
 
 Entry = collections.namedtuple(
     'Entry', 'image_id state size pinned last_access created')
-Totals = collections.namedtuple('Totals', 'used complete partial pinned')
+# The entries in sum: bytes reserved, complete, partial and pinned
+# entries, and the bytes of the pinned ones (never evicted).
+Totals = collections.namedtuple(
+    'Totals', 'used complete partial pinned pinned_bytes')
 # A fill outcome's histogram: non-cumulative counts per bucket of
 # FILL_BUCKETS (one more for the longer fills), their number and their
 # total duration in seconds.
@@ -314,30 +317,37 @@ class Index:
 
     def record_fill(self, outcome, seconds):
         """Count a fill that ended with *outcome* (FILL_OUTCOMES) after
-        *seconds*; a failure only loses the record.
+        *seconds*, under the upper bound of its bucket (infinity above the
+        last); a failure only loses the record.
         """
-        bucket = next((i for i, bound in enumerate(FILL_BUCKETS)
-                       if seconds <= bound), len(FILL_BUCKETS))
+        bound = next((bound for bound in FILL_BUCKETS if seconds <= bound),
+                     float('inf'))
         try:
             self.write(('INSERT INTO fill_durations '
-                        '(outcome, bucket, count, seconds) '
-                        'VALUES (?, ?, 1, ?) ON CONFLICT(outcome, bucket) '
+                        '(outcome, le, count, seconds) '
+                        'VALUES (?, ?, 1, ?) ON CONFLICT(outcome, le) '
                         'DO UPDATE SET count = count + 1, '
                         'seconds = seconds + ?',
-                        (outcome, bucket, seconds, seconds)))
+                        (outcome, bound, seconds, seconds)))
         except exceptions.CacheError as e:
             LOG.debug('fill duration not recorded: %s', e)
 
     def fill_durations(self):
-        """{outcome: FillDurations} for every outcome of FILL_OUTCOMES."""
+        """{outcome: FillDurations} for every outcome of FILL_OUTCOMES.
+
+        Rows are kept by their bucket's upper bound: rows of another set
+        of bounds (an earlier or later release) count in the first bucket
+        of FILL_BUCKETS that holds their bound, so no fill is lost.
+        """
         rows = {outcome: [0] * (len(FILL_BUCKETS) + 1)
                 for outcome in FILL_OUTCOMES}
         seconds = dict.fromkeys(FILL_OUTCOMES, 0.0)
-        for outcome, bucket, count, total in self.db().execute(
-                'SELECT outcome, bucket, count, seconds '
-                'FROM fill_durations'):
-            if outcome in rows and 0 <= bucket < len(rows[outcome]):
-                rows[outcome][bucket] = count
+        for outcome, bound, count, total in self.db().execute(
+                'SELECT outcome, le, count, seconds FROM fill_durations'):
+            if outcome in rows:
+                bucket = next((i for i, le in enumerate(FILL_BUCKETS)
+                               if bound <= le), len(FILL_BUCKETS))
+                rows[outcome][bucket] += count
                 seconds[outcome] += total
         return {outcome: FillDurations(tuple(buckets), sum(buckets),
                                        seconds[outcome])
@@ -378,15 +388,16 @@ class Index:
             'FROM entries ORDER BY last_access')]
 
     def totals(self):
-        """The entries in sum, in one query whatever their number:
-        Totals(bytes reserved, complete entries, partial entries, pinned
-        entries).
+        """The entries in sum (Totals), in one query whatever their
+        number.
         """
         return Totals(*self.db().execute(
             "SELECT COALESCE(SUM(size), 0), "
             "COALESCE(SUM(state = 'complete'), 0), "
             "COALESCE(SUM(state = 'partial'), 0), "
-            "COALESCE(SUM(pinned != 0), 0) FROM entries").fetchone())
+            "COALESCE(SUM(pinned != 0), 0), "
+            "COALESCE(SUM(CASE WHEN pinned != 0 THEN size ELSE 0 END), 0) "
+            "FROM entries").fetchone())
 
     def used(self):
         """Bytes reserved by all entries (complete and partial)."""

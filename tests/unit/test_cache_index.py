@@ -70,6 +70,18 @@ class TestIndex(testtools.TestCase):
         self.assertEqual(1, failed.buckets[cache_index.FILL_BUCKETS.index(30)])
         self.assertEqual((1, 30.0), (failed.count, failed.seconds))
 
+    def test_rows_of_other_bounds_count_in_the_bucket_that_holds_them(self):
+        # As an earlier or later release with other bounds wrote them.
+        for le in (0.5, 2.0, 7200.0, float('inf')):
+            self.index.write((
+                'INSERT INTO fill_durations (outcome, le, count, seconds) '
+                'VALUES (?, ?, 1, 1.0)', ('verified', le)))
+        self.index.record_fill('verified', 0.2)
+        verified = self.index.fill_durations()['verified']
+        self.assertEqual((2, 1), verified.buckets[:2])
+        self.assertEqual(2, verified.buckets[-1])
+        self.assertEqual((5, 4.2), (verified.count, verified.seconds))
+
     def test_no_fill_yet_gives_empty_histograms(self):
         for durations in self.index.fill_durations().values():
             self.assertEqual((0, 0.0), (durations.count, durations.seconds))
@@ -102,7 +114,8 @@ class TestIndex(testtools.TestCase):
         self.assertEqual(20, self.index.used())
 
     def test_totals_sum_the_entries_in_one_query(self):
-        self.assertEqual(cache_index.Totals(0, 0, 0, 0), self.index.totals())
+        self.assertEqual(cache_index.Totals(0, 0, 0, 0, 0),
+                         self.index.totals())
         for image_id, state, pinned in (('a', 'complete', 1),
                                         ('b', 'complete', 0),
                                         ('c', 'partial', 0)):
@@ -110,7 +123,8 @@ class TestIndex(testtools.TestCase):
                 'INSERT INTO entries (image_id, state, size, pinned, '
                 'last_access, created) VALUES (?, ?, 10, ?, 1, 1)',
                 (image_id, state, pinned)))
-        self.assertEqual(cache_index.Totals(30, 2, 1, 1), self.index.totals())
+        self.assertEqual(cache_index.Totals(30, 2, 1, 1, 10),
+                         self.index.totals())
 
     def test_breaker_rows_are_kept(self):
         self.assertIsNone(self.index.load_breaker('central'))
