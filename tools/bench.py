@@ -64,6 +64,7 @@ from tests.harness import lab as lab_module
 from tools import bench_ceph
 from tools import bench_data
 from tools import bench_nova
+from tools import bench_results
 from tools import bench_site
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -464,18 +465,9 @@ class Bench:
         (the other sections stay as they are) and write their lines to
         results-metrics.txt.
         """
-        os.makedirs(OUT, exist_ok=True)
-        path = os.path.join(OUT, 'results.json')
-        try:
-            with open(path) as f:
-                results = json.load(f)
-        except (OSError, ValueError):
-            results = {}
-        results['metrics'] = dict(self.results['metrics'],
-                                  size_mib=self.args.size_mib,
-                                  trials=self.args.trials)
-        with open(path, 'w') as f:
-            json.dump(results, f, indent=2, sort_keys=True)
+        path = bench_results.merge(OUT, 'metrics', dict(
+            self.results['metrics'], size_mib=self.args.size_mib,
+            trials=self.args.trials))
         lines = [line for line in self.lines
                  if not line.startswith(('starting', 'uploading'))]
         with open(os.path.join(OUT, 'results-metrics.txt'), 'w') as f:

@@ -62,6 +62,7 @@ from glance_store_remote import cache as cache_module
 from tests.harness import daemon
 from tests.harness import lab as lab_module
 from tools import bench_data
+from tools import bench_results
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -824,15 +825,7 @@ class SiteRows:
         if self.failed:
             raise RuntimeError('the site rows failed (%s); nothing written'
                                % self.failed)
-        path = os.path.join(OUT, 'results.json')
-        try:
-            with open(path) as f:
-                results = json.load(f)
-        except (OSError, ValueError):
-            results = {}
-        results['site'] = self.bench.results['site']
-        with open(path, 'w') as f:
-            json.dump(results, f, indent=2, sort_keys=True)
+        path = bench_results.merge(OUT, 'site', self.bench.results['site'])
         self.bench.say('wrote %s and %s' % (
             os.path.relpath(path, ROOT),
             os.path.relpath(os.path.join(OUT, TEXT_FILE), ROOT)))

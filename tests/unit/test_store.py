@@ -336,14 +336,18 @@ class TestRequestResults(base.StoreTestCase):
         self.serve_data(body['id'], data)
         return body
 
+    def read_twice(self, store_, image_id):
+        """Read an image whole, let its fill end, read it again."""
+        chunks, _ = store_.get(self.location(image_id))
+        b''.join(chunks)
+        store_._readthrough.wait_for_fills(10)
+        chunks, _ = store_.get(self.location(image_id))
+        b''.join(chunks)
+
     def test_a_miss_then_a_hit(self):
         store_ = self.cached_store()
         body = self.serve_image()
-        chunks, _ = store_.get(self.location(body['id']))
-        b''.join(chunks)
-        store_._readthrough.wait_for_fills(10)
-        chunks, _ = store_.get(self.location(body['id']))
-        b''.join(chunks)
+        self.read_twice(store_, body['id'])
         self.assertEqual({'misses': 1, 'hits': 1}, self.results(store_))
 
     def test_a_pass_through_is_only_that(self):
@@ -411,11 +415,7 @@ class TestRequestResults(base.StoreTestCase):
         store_ = self.cached_store(remote_glance_metrics=False)
         self.assertFalse(store_.cache.counting)
         body = self.serve_image()
-        chunks, _ = store_.get(self.location(body['id']))
-        b''.join(chunks)
-        store_._readthrough.wait_for_fills(10)
-        chunks, _ = store_.get(self.location(body['id']))
-        b''.join(chunks)
+        self.read_twice(store_, body['id'])
         self.assertEqual({}, self.results(store_))
         self.assertEqual('complete', store_.cache.entry(body['id']).state)
 

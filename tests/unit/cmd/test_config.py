@@ -24,7 +24,8 @@ from glance_store_remote.cmd import config
 from glance_store_remote.cmd import main
 
 
-class TestLoadBackend(testtools.TestCase):
+class ConfigFileTestCase(testtools.TestCase):
+    """A temporary folder for a glance-api.conf, stderr captured."""
 
     def setUp(self):
         super().setUp()
@@ -37,6 +38,9 @@ class TestLoadBackend(testtools.TestCase):
         with open(path, 'w') as f:
             f.write(text)
         return path
+
+
+class TestLoadBackend(ConfigFileTestCase):
 
     def test_the_only_remote_backend_is_chosen(self):
         path = self.write('[DEFAULT]\nenabled_backends = local:file, '
@@ -72,18 +76,8 @@ class TestLoadBackend(testtools.TestCase):
         self.assertIn('[c]', self.stderr.getvalue())
 
 
-class TestLoadBackends(testtools.TestCase):
+class TestLoadBackends(ConfigFileTestCase):
     """load_backends: every remote-glance backend of the node (metrics)."""
-
-    def setUp(self):
-        super().setUp()
-        self.dir = self.useFixture(fixtures.TempDir()).path
-
-    def write(self, text):
-        path = os.path.join(self.dir, 'glance-api.conf')
-        with open(path, 'w') as f:
-            f.write(text)
-        return path
 
     def test_every_remote_backend_with_its_options(self):
         path = self.write('[DEFAULT]\nenabled_backends = b:remote-glance, '
