@@ -23,7 +23,9 @@ environment variable in every worker before import, a directory wiped at
 each start, and glance-api has no route to serve it. NodeCollector is a
 prometheus_client collector that reads the index at each collect(); the
 command line serves it (cmd/metrics.py). A scrape reads a few rows per
-backend and never touches the data path.
+backend (the outage report more: see NodeCollector.collect), writes no
+more than central's row after a probe (below), and never touches the data
+path: the workers' counters and breaker stay theirs.
 
 Every family has the label ``backend`` (the backend group); no label ever
 carries an image ID, a user or a project. FAMILIES lists the names that
@@ -35,14 +37,17 @@ needs no index is exported for it: the outage families (every image it
 serves is unready: nothing is held).
 
 Central as last seen by the workers says nothing of a node whose reads
-are all hits: it may not have asked central for hours. So when the last
-outcome is a failure, or no worker got an answer for PROBE_AFTER seconds,
-the collector asks central itself (Prober: the request ``glance-remote
-check`` makes, through the backend's shared breaker, whose outcome lands in
-the index like a worker's) and waits PROBE_WAIT seconds at most for it: a
-cut is seen before a boot needs central, and a return is seen although no
-worker asks. A scrape never waits longer; a probe still running gives its
-outcome to the next scrape.
+are all hits: it may not have asked central for hours. So when no outcome
+of a request to central (a success or a failure) is newer than
+PROBE_AFTER seconds, the collector asks central itself (Prober: the
+request ``glance-remote check`` makes) and records the outcome in the
+index's central row, as a worker's: a cut is seen before a boot needs
+central, and a return is seen although no worker asks. The probe has a
+breaker of its own that never opens: it neither opens nor closes the
+workers' breaker. Probes of all backends start together and a scrape
+waits PROBE_WAIT seconds at most for them; a probe still running gives
+its outcome to the next scrape. With ``remote_glance_metrics = False``
+nothing is recorded, and nothing is probed.
 
 A backend whose index cannot be read is left out of that scrape and
 ``glance_remote_collect_errors{part="index"}`` is 1 for it; the other
@@ -51,6 +56,16 @@ says that the outage report (readiness.py: the edge database) could not
 be made; the outage families then have no sample for that backend. Each
 such failure is logged as a warning when it starts or changes, not at
 every scrape.
+
+On a coordinated site a node reads from a peer that holds an image
+complete, also while central is cut: what this node lacks overstates the
+site's risk. The site outage families say what no node of the site holds
+(readiness.site_report over the cache views of the members the scrape
+listed, asked at once over the peer path: one signed GET per member per
+scrape). A member that does not answer holds nothing there, so the count
+errs on the side of an alert. ``part="site_outage"`` says that report
+could not be made; with the coordinator down, there is no member list and
+no site outage sample (the node's own count stands for it).
 """
 
 import collections
@@ -107,6 +122,8 @@ FAMILIES = (
     'glance_remote_outage_unpinned_images',
     'glance_remote_site_members',
     'glance_remote_coordinator_up',
+    'glance_remote_site_outage_unready_images',
+    'glance_remote_site_outage_unpinned_images',
     'glance_remote_collect_errors',
 )
 # Every series name a query may use: the families, a histogram's as its
@@ -119,6 +136,9 @@ SERIES = tuple(name for name in FAMILIES if name not in HISTOGRAMS) + tuple(
 # and seconds a scrape waits for that answer (see the module docstring).
 PROBE_AFTER = 30.0
 PROBE_WAIT = 5.0
+# Seconds a scrape waits for a member's cache view (its connect timeout
+# aside): a Prometheus scrape times out after 10 s by default.
+SITE_VIEW_TIMEOUT = 5.0
 
 # What the collector reads of one backend: its group name, its
 # cache.Cache (or None), a breaker.Breaker on the cache's index (or None),
@@ -130,8 +150,8 @@ Source = collections.namedtuple('Source',
 
 def source(group, backend, cache, site=None, central=None):
     """The Source of backend group *backend* (its options *group*);
-    *central*, an upstream.Central sharing the cache's breaker, is probed
-    when the workers' view of it is stale.
+    *central*, an upstream.Central with a breaker of its own
+    (``own_breaker``), is probed when the workers' view of it is stale.
     """
     breaker = None
     if cache is not None:
@@ -139,48 +159,57 @@ def source(group, backend, cache, site=None, central=None):
             group.remote_glance_breaker_threshold,
             group.remote_glance_breaker_reset,
             state=breaker_module.IndexState(cache, backend))
-    prober = Prober(central) if central is not None and cache else None
+    prober = None
+    if central is not None and cache is not None and cache.counting:
+        prober = Prober(central, cache)
     return Source(backend, cache, breaker, site, prober)
 
 
 class Prober:
     """Asks central whether it answers (upstream.Central.probe), in a
-    thread of its own, one request at a time: its outcome is recorded by
-    the central's breaker, in the index, as a worker's would be.
+    thread of its own, one request at a time, and records the outcome in
+    the cache index's central row (cache.Cache.save_central), under the
+    backend's name as the workers' breaker records theirs.
     """
 
-    def __init__(self, central):
+    def __init__(self, central, cache, clock=time.time):
         self._central = central
+        self._cache = cache
+        self._clock = clock
         self._lock = threading.Lock()
         self._thread = None
 
-    def probe(self, wait):
-        """Start a probe unless one runs; wait *wait* seconds at most
-        for it to end.
-        """
+    def start(self):
+        """Start a probe unless one runs; return its thread."""
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._ask, daemon=True,
                     name='central-probe-%s' % self._central.backend)
                 self._thread.start()
-            thread = self._thread
-        thread.join(wait)
+            return self._thread
 
     def _ask(self):
         try:
             self._central.probe()
+            up = True
         except exceptions.RemoteGlanceError as e:
             LOG.debug('remote-glance backend %s: central does not answer '
                       'the probe: %s', self._central.backend, e)
+            up = False
+        self._cache.save_central(self._central.backend, up, self._clock())
 
 
 def probe_due(seen, now):
-    """Whether a scrape should ask central itself, given the workers'
-    cache_index.CentralSeen (or None) at *now*.
+    """Whether a scrape should ask central itself, given the index's
+    cache_index.CentralSeen (or None) at *now*: no outcome, a success or a
+    failure, is newer than PROBE_AFTER seconds.
     """
-    return (seen is None or not seen.up or seen.last_success is None or
-            not 0 <= now - seen.last_success < PROBE_AFTER)
+    if seen is None:
+        return True
+    latest = max((t for t in (seen.last_success, seen.last_failure)
+                  if t is not None), default=None)
+    return latest is None or not 0 <= now - latest < PROBE_AFTER
 
 
 # What one scrape read of a backend's index.
@@ -207,11 +236,19 @@ class NodeCollector:
         ``unready`` and ``unpinned`` (lists of image IDs), raising
         RemoteGlanceError when it cannot tell (readiness.node_report with
         its configuration bound); None exports no outage families
+    :param site_outage_report: a callable (backend, member peer URLs) ->
+        such an object for the whole site (readiness.site_report over the
+        members' cache views), or None when the backend cannot ask its
+        peers; raising RemoteGlanceError when it cannot tell. Asked for a
+        coordinated backend whose coordinator listed its members; None
+        exports no site outage families
     """
 
-    def __init__(self, sources, outage_report=None, clock=time.time):
+    def __init__(self, sources, outage_report=None, clock=time.time,
+                 site_outage_report=None):
         self._sources = list(sources)
         self._outage_report = outage_report
+        self._site_outage_report = site_outage_report
         self._clock = clock
         # {(backend, part): the error last logged}, for one warning per
         # episode of failures.
@@ -223,16 +260,15 @@ class NodeCollector:
         to central when the workers' view of it is stale; the outage
         report when there is one (a query of the edge database and a stat
         per complete entry); on a coordinated site 1 + (number of members)
-        calls to the coordinator.
+        calls to the coordinator and, with a site outage report, one
+        signed GET per member (all at once) and another query of the edge
+        database.
         """
+        self._probe_stale_centrals()
         out = _Families()
         for src in self._sources:
             if src.cache is not None:
                 try:
-                    if src.prober is not None and probe_due(
-                            src.cache.load_central(src.backend),
-                            self._clock()):
-                        src.prober.probe(PROBE_WAIT)
                     reading = _read_index(src)
                 except (exceptions.CacheError, sqlite3.Error,
                         OSError) as e:
@@ -245,13 +281,34 @@ class NodeCollector:
             if self._outage_report is not None:
                 self._add_outage(out, src)
             if src.site is not None:
-                self._add_site(out, src)
+                members = self._add_site(out, src)
+                if (members is not None and
+                        self._site_outage_report is not None):
+                    self._add_site_outage(out, src, members)
         return out.families()
+
+    def _probe_stale_centrals(self):
+        """Probe every central whose last outcome is stale, all at once,
+        and wait PROBE_WAIT seconds at most in all.
+        """
+        probes = []
+        for src in self._sources:
+            if src.prober is None:
+                continue
+            try:
+                seen = src.cache.load_central(src.backend)
+            except (exceptions.CacheError, sqlite3.Error, OSError):
+                continue  # the index read below reports it
+            if probe_due(seen, self._clock()):
+                probes.append(src.prober.start())
+        deadline = time.monotonic() + PROBE_WAIT
+        for thread in probes:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def _add_outage(self, out, src):
         try:
             report = self._outage_report(src.backend, src.cache)
-        except exceptions.RemoteGlanceError as e:
+        except (exceptions.RemoteGlanceError, sqlite3.Error, OSError) as e:
             self._failed(out, src.backend, 'outage',
                          'outage readiness not known: %s' % e)
             return
@@ -271,18 +328,40 @@ class NodeCollector:
         out.errors.add_metric([backend, part], 0)
         if self._failing.pop((backend, part), None) is not None:
             LOG.info('remote-glance backend %s: %s read again', backend,
-                     'cache index' if part == 'index' else 'outage readiness')
+                     _PARTS[part])
 
     @staticmethod
     def _add_site(out, src):
+        """The members' peer URLs, or None (the coordinator is down)."""
         try:
             members = src.site.members()
         except coordination.Unavailable:
             # Site logs the coordinator's failures, once per episode.
             out.gauge('coordinator_up').add_metric([src.backend], 0)
-            return
+            return None
         out.gauge('coordinator_up').add_metric([src.backend], 1)
         out.gauge('site_members').add_metric([src.backend], len(members))
+        return sorted(members)
+
+    def _add_site_outage(self, out, src, members):
+        try:
+            report = self._site_outage_report(src.backend, members)
+        except (exceptions.RemoteGlanceError, sqlite3.Error, OSError) as e:
+            self._failed(out, src.backend, 'site_outage',
+                         'site outage readiness not known: %s' % e)
+            return
+        if report is None:
+            return
+        self._succeeded(out, src.backend, 'site_outage')
+        out.gauge('site_outage_unready_images').add_metric(
+            [src.backend], len(report.unready))
+        out.gauge('site_outage_unpinned_images').add_metric(
+            [src.backend], len(report.unpinned))
+
+
+# What a part of collect_errors is, for the log.
+_PARTS = {'index': 'cache index', 'outage': 'outage readiness',
+          'site_outage': 'site outage readiness'}
 
 
 _GAUGE_HELP = {
@@ -297,7 +376,8 @@ _GAUGE_HELP = {
                   'the exporter\'s probe when the workers\' view is older '
                   'than 30 s) succeeded, else 0.',
     'breaker_open': '1 while the circuit breaker in front of central is '
-                    'open or half-open, else 0.',
+                    'open (reads that need central fail at once), else 0 '
+                    '(closed, or half-open: the next read tries central).',
     'last_central_success_timestamp_seconds':
         'When a worker or the exporter\'s probe last got an answer from '
         'central (epoch seconds; no sample before the first).',
@@ -310,6 +390,13 @@ _GAUGE_HELP = {
                     'with the site key, this exporter not counted).',
     'coordinator_up': '1 if the site coordinator answered this scrape, '
                       'else 0.',
+    'site_outage_unready_images':
+        'Active edge images on this backend that no node of the site '
+        'holds complete (a node that did not answer this scrape counts as '
+        'holding nothing): a boot would fail for each once central is cut.',
+    'site_outage_unpinned_images':
+        'Active edge images held complete by a node of the site but pinned '
+        'on none of those holding them (evictable).',
 }
 _COUNTER_HELP = {
     'glance_remote_bytes_resent_total':
@@ -354,7 +441,8 @@ class _Families:
         self.errors = self._add(metrics_core.GaugeMetricFamily(
             'glance_remote_collect_errors', '1 if this scrape could not '
             'read a part of the backend (index: its cache index; outage: '
-            'the outage readiness report), else 0.',
+            'the outage readiness report; site_outage: the site\'s), '
+            'else 0.',
             labels=['backend', 'part']))
 
     def _add(self, family):
@@ -390,9 +478,10 @@ class _Families:
             [backend, 'partial'], totals.partial)
         self.gauge('cache_pinned_entries').add_metric(
             [backend], totals.pinned)
+        # Half-open is not open: the next read that needs central tries
+        # it, rather than failing fast.
         self.gauge('breaker_open').add_metric(
-            [backend], int(reading.breaker_state in (
-                breaker_module.OPEN, breaker_module.HALF_OPEN)))
+            [backend], int(reading.breaker_state == breaker_module.OPEN))
         central = reading.central
         if central is not None:
             self.gauge('central_up').add_metric([backend], int(central.up))

@@ -15,7 +15,10 @@ Prometheus metrics (metrics.py), printed, written for node_exporter's
 textfile collector, or served on ``/metrics``, for every remote-glance
 backend of the node (or the one named with --backend). The outage
 families come from the edge database that glance-api.conf names
-(readiness.node_report), asked at each scrape.
+(readiness.node_report), asked at each scrape; on a coordinated site the
+site outage families also ask every member for its cache view
+(site_outage_report). A backend without remote_glance_peer_secret cannot
+ask its peers: it exports no site outage family.
 
 Both only read the cache index, yet they run as the cache directory's
 owner, the glance user, like the cache commands (cache.check_owner): a
@@ -37,9 +40,9 @@ from wsgiref import simple_server
 from prometheus_client import exposition
 from prometheus_client import registry as registry_module
 
-from glance_store_remote import breaker
 from glance_store_remote.cmd import config
 from glance_store_remote import metrics
+from glance_store_remote.peers import client
 from glance_store_remote import readiness
 
 LOG = logging.getLogger(__name__)
@@ -184,9 +187,7 @@ def _registry(conf, backends):
             site = None
             if group.remote_glance_coordination_url:
                 site = config.site(group, backend)
-            central = config.central(
-                conf, backend,
-                breaker_state=breaker.IndexState(cache, backend))
+            central = config.central(conf, backend, own_breaker=True)
             sources.append(metrics.source(group, backend, cache, site,
                                           central))
     except BaseException:
@@ -195,8 +196,35 @@ def _registry(conf, backends):
     registry = registry_module.CollectorRegistry(auto_describe=False)
     registry.register(metrics.NodeCollector(
         sources, outage_report=functools.partial(readiness.node_report,
-                                                 conf)))
+                                                 conf),
+        site_outage_report=functools.partial(site_outage_report, conf)))
     return registry, lambda: _stop(sources)
+
+
+def site_outage_report(conf, backend, members):
+    """readiness.site_report of *backend* over the cache views of the
+    site's *members* (peer URLs), asked at once with the backend's peer
+    secret, chunk size, CA file and metrics.SITE_VIEW_TIMEOUT; a member
+    that does not answer holds nothing. None when the backend has no
+    remote_glance_peer_secret (its peers answer only signed requests).
+
+    Cost: one signed GET per member, and a query of the edge database.
+
+    :raises glance_edge.DatabaseUnreadable
+    """
+    group = conf[backend]
+    if not group.remote_glance_peer_secret:
+        return None
+    views = client.cache_views(
+        group, backend, members, on_unreachable=_unreachable,
+        timeout=metrics.SITE_VIEW_TIMEOUT)
+    return readiness.site_report(conf, backend, views)
+
+
+def _unreachable(url, error):
+    # Each scrape asks again: a warning for each would flood the log; the
+    # count says it (the node holds nothing there).
+    LOG.debug('site outage readiness: %s', error)
 
 
 def _stop(sources):

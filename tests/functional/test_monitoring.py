@@ -19,8 +19,10 @@ workers of a 2-worker edge and over the nodes of a coordinated 3-node site
 are exactly what was done (requests by result, bytes by source, fills),
 and central's bytes count once per site however many nodes fill from a
 peer; the cache gauges say what ``glance-remote cache stats`` says; the
-site's members and coordinator are seen from each node; with central
-stopped, ``glance_remote_central_up`` turns 0 and the shipped "central
+site's members and coordinator are seen from each node, and the site's
+outage count is what no node holds (an image one node holds does not
+fire the outage alert on the others); with central stopped,
+``glance_remote_central_up`` turns 0 and the shipped "central
 unreachable" alert fires (its ``for:`` shortened); every query of the
 shipped Grafana dashboard returns data and every shipped alert rule
 parses and runs, so a renamed metric fails here.
@@ -330,6 +332,37 @@ class TestSiteMetrics(MonitoringMixin, edge_site.SiteTestCase):
             'count(glance_remote_site_members == 3)': 3,
             'count(glance_remote_coordinator_up == 1)': 3,
         })
+
+    def test_the_site_outage_count_is_what_no_node_holds(self):
+        # Every image the tests of this class link is read on every
+        # node: before this one, no node lacks any.
+        central, _ = self.imported()
+        unready = 'sum(glance_remote_outage_unready_images)'
+        site_unready = 'sum(glance_remote_site_outage_unready_images)'
+        with open(prometheus.RULES) as f:
+            alert = dict(prometheus.rule_expressions(f.read()))[
+                'GlanceRemoteOutageUnready']
+        # Linked at the edge, held nowhere: each node lacks it, and so
+        # does the site, as each node sees it.
+        self.prometheus.wait_values({
+            unready: 3, site_unready: 3,
+            'count(glance_remote_site_outage_unready_images == 1)': 3})
+        self.assertEqual(3, len(self.prometheus.query(alert)))
+        # Held by the first node only: the others still lack it, the site
+        # does not, and the outage rule spares every node.
+        first, *others = self.lab.nodes
+        self.node_download(first, central.id, central)
+        self.wait_fills_done(cache_dir=self.lab.cache_dir(0))
+        self.prometheus.wait_values({
+            unready: len(others), site_unready: 0,
+            'count(glance_remote_site_outage_unready_images == 0)': 3})
+        self.assertEqual([], self.prometheus.query(alert))
+        self.assertEqual(
+            {node.name: float(node is not first) for node in self.lab.nodes},
+            self.by_node('glance_remote_outage_unready_images'))
+        # The other nodes read it as every test does (from the first).
+        for node in others:
+            self.read_on(node, central)
 
     # -- what the shipped files ask of Prometheus ---------------------------
 

@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 import types
 import uuid
 
@@ -32,7 +33,9 @@ from glance_store_remote import cache
 from glance_store_remote import cache_index
 from glance_store_remote import coordination
 from glance_store_remote import exceptions
+from glance_store_remote import glance_edge
 from glance_store_remote import metrics
+from glance_store_remote import readiness
 from tests.harness import daemon
 
 KiB = 1024
@@ -70,18 +73,20 @@ class FakeSite:
         return self._members
 
 
-def exposition_text(*sources, outage_report=None):
+def exposition_text(*sources, outage_report=None, site_outage_report=None):
     registry = registry_module.CollectorRegistry(auto_describe=False)
-    registry.register(metrics.NodeCollector(sources,
-                                            outage_report=outage_report))
+    registry.register(metrics.NodeCollector(
+        sources, outage_report=outage_report,
+        site_outage_report=site_outage_report))
     return exposition.generate_latest(registry).decode()
 
 
-def scrape(*sources, outage_report=None):
+def scrape(*sources, outage_report=None, site_outage_report=None):
     """{(sample name, frozenset of label items): value} and the families
     of one exposition of a collector of *sources*.
     """
-    text = exposition_text(*sources, outage_report=outage_report)
+    text = exposition_text(*sources, outage_report=outage_report,
+                           site_outage_report=site_outage_report)
     families = list(parser.text_string_to_metric_families(text))
     samples = {(s.name, frozenset(s.labels.items())): s.value
                for family in families for s in family.samples}
@@ -147,10 +152,14 @@ class TestOneBackend(CollectorTestCase):
         self.cache.save_central('c', False, 1300.0)
         self.report = types.SimpleNamespace(unready=self.images[2:],
                                             unpinned=[self.images[1]])
+        # The site: another node holds images[2], none holds images[3].
+        self.site_report = types.SimpleNamespace(unready=self.images[3:],
+                                                 unpinned=[])
         self.samples, self.families = scrape(
             self.source('c', self.cache, FakeSite({'http://a': set(),
                                                    'http://b': {'x'}})),
-            outage_report=lambda backend, store: self.report)
+            outage_report=lambda backend, store: self.report,
+            site_outage_report=lambda backend, urls: self.site_report)
 
     def test_every_family_is_exported_with_a_backend_label(self):
         self.assertEqual(set(metrics.SERIES), names(self.samples))
@@ -232,7 +241,13 @@ class TestOneBackend(CollectorTestCase):
                                   backend='c'))
         self.assertEqual(1, value(
             self.samples, 'glance_remote_coordinator_up', backend='c'))
-        for part in ('index', 'outage'):
+        self.assertEqual(1, value(
+            self.samples, 'glance_remote_site_outage_unready_images',
+            backend='c'))
+        self.assertEqual(0, value(
+            self.samples, 'glance_remote_site_outage_unpinned_images',
+            backend='c'))
+        for part in ('index', 'outage', 'site_outage'):
             self.assertEqual(0, value(
                 self.samples, 'glance_remote_collect_errors', backend='c',
                 part=part))
@@ -295,7 +310,7 @@ class TestStates(CollectorTestCase):
         samples, _ = scrape(self.source('c', self.cache))
         self.assertNotIn('glance_remote_central_up', names(samples))
 
-    def test_an_open_and_a_half_open_breaker_count_as_open(self):
+    def test_an_open_breaker_counts_as_open_and_a_half_open_not(self):
         src = self.source('c', self.cache, threshold=2)
         src.breaker.failed()
         samples, _ = scrape(src)
@@ -305,9 +320,11 @@ class TestStates(CollectorTestCase):
         samples, _ = scrape(src)
         self.assertEqual(1, value(samples, 'glance_remote_breaker_open',
                                   backend='c'))
-        self.now[0] += 61  # past reset_after: half-open, probing
+        # Past reset_after: half-open, the next read tries central (an
+        # idle node stays so until one does: it fails no read fast).
+        self.now[0] += 61
         samples, _ = scrape(src)
-        self.assertEqual(1, value(samples, 'glance_remote_breaker_open',
+        self.assertEqual(0, value(samples, 'glance_remote_breaker_open',
                                   backend='c'))
         src.breaker.succeeded()
         samples, _ = scrape(src)
@@ -453,14 +470,13 @@ class TestSeveralBackends(CollectorTestCase):
 
 
 class FakeCentral:
-    """Central's probe as upstream.Central makes it: its outcome goes to
-    the backend's shared breaker (here straight to the index).
+    """upstream.Central's probe: it answers or raises, once *release* is
+    set when given.
     """
 
     backend = 'c'
 
-    def __init__(self, store, answers=True, release=None):
-        self.store = store
+    def __init__(self, answers=True, release=None):
         self.answers = answers
         self.release = release
         self.probes = 0
@@ -469,7 +485,6 @@ class FakeCentral:
         self.probes += 1
         if self.release is not None:
             self.release.wait(10)
-        self.store.save_central('c', self.answers, 2000.0)
         if not self.answers:
             raise exceptions.UpstreamUnavailable('c', 'refused')
         return 'http://central'
@@ -477,67 +492,194 @@ class FakeCentral:
 
 class TestProbe(CollectorTestCase):
     """A node whose reads are all hits still says whether central
-    answers: the scrape asks central when the workers' view is stale.
+    answers: the scrape asks central when no outcome is recent, records
+    the outcome in the central row, and leaves the workers' breaker alone.
     """
 
     def setUp(self):
         super().setUp()
         self.cache = self.make_cache('c')
 
-    def scrape_with(self, central):
-        collector = metrics.NodeCollector(
-            [self.source('c', self.cache,
-                         prober=metrics.Prober(central))],
-            clock=lambda: self.now[0])
-        return samples_of(collector)
+    def collector(self, *centrals):
+        self.probers = [metrics.Prober(central, self.cache,
+                                       clock=lambda: self.now[0])
+                        for central in centrals]
+        return metrics.NodeCollector(
+            [self.source('c', self.cache, prober=prober)
+             for prober in self.probers], clock=lambda: self.now[0])
 
-    def test_probe_due_when_never_seen_down_or_stale(self):
+    def test_probe_due_when_no_outcome_is_recent(self):
         seen = cache_index.CentralSeen
         now = 1000.0
+        stale = now - metrics.PROBE_AFTER - 1
         self.assertTrue(metrics.probe_due(None, now))
-        self.assertTrue(metrics.probe_due(seen(False, now - 1, now), now))
         self.assertTrue(metrics.probe_due(seen(True, None, None), now))
-        self.assertTrue(metrics.probe_due(
-            seen(True, now - metrics.PROBE_AFTER - 1, None), now))
+        self.assertTrue(metrics.probe_due(seen(True, stale, None), now))
+        self.assertTrue(metrics.probe_due(seen(False, stale, stale), now))
+        # A recent failure of the workers is their word: no probe.
+        self.assertFalse(metrics.probe_due(seen(False, stale, now - 1), now))
         self.assertFalse(metrics.probe_due(seen(True, now - 1, None), now))
+        # A clock that stepped back probes.
+        self.assertTrue(metrics.probe_due(seen(True, now + 60, None), now))
 
     def test_a_node_that_never_asked_central_asks_it_at_the_scrape(self):
-        central = FakeCentral(self.cache)
-        samples = self.scrape_with(central)
+        central = FakeCentral()
+        samples = samples_of(self.collector(central))
         self.assertEqual(1, central.probes)
         self.assertEqual(1, value(samples, 'glance_remote_central_up',
                                   backend='c'))
+        self.assertEqual(self.now[0], value(
+            samples, 'glance_remote_last_central_success_timestamp_seconds',
+            backend='c'))
 
     def test_a_cut_is_seen_by_the_scrape_of_an_idle_node(self):
         self.cache.save_central('c', True, self.now[0] - 3600)
-        samples = self.scrape_with(FakeCentral(self.cache, answers=False))
+        samples = samples_of(self.collector(FakeCentral(answers=False)))
         self.assertEqual(0, value(samples, 'glance_remote_central_up',
                                   backend='c'))
 
-    def test_a_recent_answer_is_not_asked_again(self):
-        self.cache.save_central('c', True, self.now[0] - 1)
-        central = FakeCentral(self.cache)
-        self.scrape_with(central)
-        self.assertEqual(0, central.probes)
+    def test_a_recent_outcome_is_not_asked_again(self):
+        for up in (True, False):
+            self.cache.save_central('c', up, self.now[0] - 1)
+            central = FakeCentral()
+            samples_of(self.collector(central))
+            self.assertEqual(0, central.probes)
 
-    def test_a_slow_central_holds_the_scrape_no_longer_than_the_wait(self):
+    def test_the_probe_leaves_the_workers_breaker_alone(self):
+        # The workers' breaker opened; the probe's success is recorded as
+        # central's state but does not close their breaker.
+        workers = breaker.Breaker(1, 60, state=breaker.IndexState(
+            self.cache, 'c'), clock=lambda: self.now[0])
+        workers.failed()
+        self.now[0] += metrics.PROBE_AFTER + 1
+        samples = samples_of(self.collector(FakeCentral()))
+        self.assertEqual(1, value(samples, 'glance_remote_central_up',
+                                  backend='c'))
+        self.assertEqual(1, value(samples, 'glance_remote_breaker_open',
+                                  backend='c'))
+        self.assertEqual(breaker.OPEN, workers.state()[0])
+
+    def test_slow_centrals_hold_the_scrape_no_longer_than_one_wait(self):
         release = threading.Event()
         self.addCleanup(release.set)
-        central = FakeCentral(self.cache, release=release)
         self.useFixture(fixtures.MonkeyPatch(
-            'glance_store_remote.metrics.PROBE_WAIT', 0.05))
-        prober = metrics.Prober(central)
-        collector = metrics.NodeCollector(
-            [self.source('c', self.cache, prober=prober)],
-            clock=lambda: self.now[0])
+            'glance_store_remote.metrics.PROBE_WAIT', 0.2))
+        centrals = [FakeCentral(release=release) for _ in range(3)]
+        collector = self.collector(*centrals)
+        started = time.monotonic()
         samples = samples_of(collector)
-        # Not answered yet: no outcome, and a second scrape starts no
-        # second probe while the first runs.
+        # Three probes at once, one wait: well under three waits.
+        self.assertLess(time.monotonic() - started, 0.55)
         self.assertNotIn(('glance_remote_central_up',
                           frozenset({('backend', 'c')})), samples)
+        # A second scrape starts no second probe while the first runs.
         samples_of(collector)
-        self.assertEqual(1, central.probes)
+        self.assertEqual([1, 1, 1], [c.probes for c in centrals])
         release.set()
-        prober.probe(10)
+        for prober in self.probers:
+            prober.start().join(10)
         self.assertEqual(1, value(samples_of(collector),
                                   'glance_remote_central_up', backend='c'))
+
+    def test_without_counting_nothing_is_probed(self):
+        quiet = cache.Cache(os.path.join(self.folder, 'q'), KiB,
+                            counting=False)
+        group = types.SimpleNamespace(remote_glance_breaker_threshold=1,
+                                      remote_glance_breaker_reset=60)
+        self.assertIsNone(metrics.source(group, 'q', quiet,
+                                         central=FakeCentral()).prober)
+        self.assertIsNotNone(metrics.source(group, 'c', self.cache,
+                                            central=FakeCentral()).prober)
+
+
+class TestSiteOutage(CollectorTestCase):
+    """The site outage families: what no member of a coordinated site
+    holds, asked over the members the scrape listed.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.cache = self.make_cache('c')
+        self.asked = []
+        self.members = {'http://b': set(), 'http://a': {'x'}}
+
+    def report(self, unready=(), unpinned=(), error=None):
+        def site_outage_report(backend, urls):
+            self.asked.append((backend, urls))
+            if error is not None:
+                raise error
+            return types.SimpleNamespace(unready=list(unready),
+                                         unpinned=list(unpinned))
+        return site_outage_report
+
+    def test_asked_with_the_members_listed(self):
+        samples, _ = scrape(
+            self.source('c', self.cache, FakeSite(self.members)),
+            site_outage_report=self.report(['i1', 'i2'], ['i3']))
+        self.assertEqual([('c', ['http://a', 'http://b'])], self.asked)
+        self.assertEqual(2, value(
+            samples, 'glance_remote_site_outage_unready_images', backend='c'))
+        self.assertEqual(1, value(
+            samples, 'glance_remote_site_outage_unpinned_images',
+            backend='c'))
+        self.assertEqual(0, value(samples, 'glance_remote_collect_errors',
+                                  backend='c', part='site_outage'))
+
+    def test_with_the_real_site_report_a_silent_member_holds_nothing(self):
+        # The report the command line builds, on views: b holds i1, a
+        # did not answer (it held i2).
+        def site_outage_report(backend, urls):
+            views = {'http://a': None, 'http://b': {'entries': [
+                {'image_id': 'c1', 'state': 'complete', 'pinned': True}]}}
+            self.assertEqual(sorted(views), urls)
+            return readiness.classify(
+                [glance_edge.LinkedImage('e1', 'c1', 1),
+                 glance_edge.LinkedImage('e2', 'c2', 1)],
+                *readiness.site_holdings(views))
+        samples, _ = scrape(
+            self.source('c', self.cache, FakeSite(self.members)),
+            site_outage_report=site_outage_report)
+        self.assertEqual(1, value(
+            samples, 'glance_remote_site_outage_unready_images', backend='c'))
+
+    def test_a_failing_report_is_a_collect_error_logged_once(self):
+        logger = self.useFixture(fixtures.FakeLogger())
+        collector = metrics.NodeCollector(
+            [self.source('c', self.cache, FakeSite(self.members))],
+            site_outage_report=self.report(
+                error=exceptions.RemoteGlanceError('edge database gone')))
+        for _ in range(2):
+            samples = samples_of(collector)
+            self.assertEqual(1, value(
+                samples, 'glance_remote_collect_errors', backend='c',
+                part='site_outage'))
+            self.assertNotIn('glance_remote_site_outage_unready_images',
+                             names(samples))
+            # The node's own families are there.
+            self.assertIn('glance_remote_site_members', names(samples))
+        self.assertEqual(1, logger.output.count(
+            'site outage readiness not known: edge database gone'))
+
+    def test_no_site_family_without_a_member_list(self):
+        # Coordinator down: no member list, the node's count stands.
+        samples, _ = scrape(
+            self.source('c', self.cache, FakeSite(
+                error=coordination.Unavailable('down'))),
+            site_outage_report=self.report())
+        self.assertEqual([], self.asked)
+        self.assertFalse({'glance_remote_site_outage_unready_images',
+                          'glance_remote_site_outage_unpinned_images'} &
+                         names(samples))
+        # Not a site, no report asked.
+        samples, _ = scrape(self.source('c', self.cache),
+                            site_outage_report=self.report())
+        self.assertEqual([], self.asked)
+
+    def test_a_backend_that_cannot_ask_its_peers_has_no_site_family(self):
+        samples, _ = scrape(
+            self.source('c', self.cache, FakeSite(self.members)),
+            site_outage_report=lambda backend, urls: None)
+        self.assertNotIn('glance_remote_site_outage_unready_images',
+                         names(samples))
+        self.assertNotIn(('glance_remote_collect_errors', frozenset(
+            {('backend', 'c'), ('part', 'site_outage')})), samples)

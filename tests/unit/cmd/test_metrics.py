@@ -24,12 +24,16 @@ import urllib.error
 import urllib.request
 import uuid
 
+from unittest import mock
+
 import fixtures
 from prometheus_client import parser
 
 from glance_store_remote import cache
 from glance_store_remote.cmd import config
 from glance_store_remote.cmd import metrics as metrics_cmd
+from glance_store_remote import metrics
+from glance_store_remote.peers import client
 from tests.unit.cmd import base as cli_base
 from tests.unit import edge_state
 
@@ -248,6 +252,108 @@ class TestOutage(MetricsTestCase):
         # Each command run has its own collector: one warning each.
         self.assertEqual(
             2, self.logger.output.count('outage readiness not known'))
+
+
+class TestSiteOutage(MetricsTestCase):
+    """The site outage families of a coordinated backend: its members'
+    cache views (peers.client.cache_views) against the edge database.
+    """
+
+    SECRET = 'a-site-secret-0123456789'
+
+    def setUp(self):
+        super().setUp()
+        self.db = edge_state.EdgeDatabase(os.path.dirname(self.config))
+        self.addCleanup(self.db.close)
+        self.site = mock.Mock()
+        self.site.members.return_value = {'http://n1': set(),
+                                          'http://n2': set()}
+        self.useFixture(fixtures.MonkeyPatch(
+            'glance_store_remote.cmd.config.site',
+            lambda group, backend: self.site))
+        self.asked = []
+        self.views = {}
+
+        def cache_view(peer, verify=False):
+            self.asked.append((peer.url, peer.timeout, peer._secret))
+            view = self.views.get(peer.url)
+            if view is None:
+                raise client.PeerUnreachable(peer.url, 'down')
+            return view
+        self.useFixture(fixtures.MonkeyPatch(
+            'glance_store_remote.peers.client.Peer.cache_view', cache_view))
+
+    def configure(self, secret=SECRET):
+        with open(self.config, 'a') as f:
+            f.write('remote_glance_coordination_url = etcd3+http://x:2379\n')
+            if secret:
+                f.write('remote_glance_peer_secret = %s\n' % secret)
+            f.write('[database]\nconnection = %s\n' % self.db.url)
+        return config.load_backends(self.config)
+
+    @staticmethod
+    def view(*central_ids):
+        return {'entries': [{'image_id': i, 'state': 'complete',
+                             'pinned': True} for i in central_ids],
+                'stats': {}}
+
+    def metrics(self, conf, backends):
+        metrics_cmd.cmd_metrics(argparse.Namespace(textfile=None), conf,
+                                backends)
+        return parse(self.stdout.getvalue())
+
+    def test_images_held_by_no_member_are_counted(self):
+        conf, backends = self.configure()
+        held, elsewhere, nowhere = (str(uuid.uuid4()) for _ in range(3))
+        edge_state.hold(cache.Cache(self.cache_dir, 1024 * 1024), held)
+        for central_id in (held, elsewhere, nowhere):
+            self.db.add_image('remote-glance://c/%s' % central_id)
+        # n1 (this node, say) holds *held*, n2 *elsewhere*.
+        self.views = {'http://n1': self.view(held),
+                      'http://n2': self.view(elsewhere)}
+        samples = self.metrics(conf, backends)
+        self.assertEqual(2, gauge(samples,
+                                  'glance_remote_outage_unready_images'))
+        self.assertEqual(1, gauge(
+            samples, 'glance_remote_site_outage_unready_images'))
+        self.assertEqual(0, gauge(
+            samples, 'glance_remote_site_outage_unpinned_images'))
+        self.assertEqual(0, gauge(samples, 'glance_remote_collect_errors',
+                                  part='site_outage'))
+        self.assertEqual(
+            [('http://n1', metrics.SITE_VIEW_TIMEOUT, self.SECRET),
+             ('http://n2', metrics.SITE_VIEW_TIMEOUT, self.SECRET)],
+            sorted(self.asked))
+        self.site.stop.assert_called_once_with()
+
+    def test_a_member_that_does_not_answer_holds_nothing(self):
+        conf, backends = self.configure()
+        central_id = str(uuid.uuid4())
+        self.db.add_image('remote-glance://c/%s' % central_id)
+        self.views = {'http://n1': self.view(central_id)}
+        self.assertEqual(0, gauge(self.metrics(conf, backends),
+                                  'glance_remote_site_outage_unready_images'))
+        self.views = {'http://n2': self.view()}
+        self.stdout.truncate(0)
+        self.stdout.seek(0)
+        self.assertEqual(1, gauge(self.metrics(conf, backends),
+                                  'glance_remote_site_outage_unready_images'))
+
+    def test_without_a_peer_secret_no_site_family(self):
+        conf, backends = self.configure(secret=None)
+        samples = self.metrics(conf, backends)
+        self.assertEqual([], self.asked)
+        self.assertNotIn('glance_remote_site_outage_unready_images',
+                         {name for name, _ in samples})
+        self.assertEqual(2, gauge(samples, 'glance_remote_site_members'))
+
+    def test_an_unreadable_edge_database_is_a_collect_error(self):
+        conf, backends = self.configure()
+        os.unlink(self.db.path)
+        samples = self.metrics(conf, backends)
+        self.assertEqual(1, gauge(samples, 'glance_remote_collect_errors',
+                                  part='site_outage'))
+        self.assertIn('site outage readiness not known', self.logger.output)
 
 
 class TestListen(cli_base.CliTestCase):
