@@ -115,6 +115,7 @@ FAMILIES = (
     'glance_remote_cache_capacity_bytes',
     'glance_remote_cache_entries',
     'glance_remote_cache_pinned_entries',
+    'glance_remote_cache_pinned_bytes',
     'glance_remote_central_up',
     'glance_remote_breaker_open',
     'glance_remote_last_central_success_timestamp_seconds',
@@ -372,6 +373,8 @@ _GAUGE_HELP = {
     'cache_entries': 'Cache entries, by state (complete, partial).',
     'cache_pinned_entries': 'Cache entries that are pinned (never '
                             'evicted).',
+    'cache_pinned_bytes': 'Bytes of the pinned cache entries, which '
+                          'eviction never frees.',
     'central_up': '1 if the last request to central (a worker\'s, or '
                   'the exporter\'s probe when the workers\' view is older '
                   'than 30 s) succeeded, else 0.',
@@ -403,9 +406,12 @@ _COUNTER_HELP = {
         'Bytes central sent again before the offset a read needed (it '
         'serves no byte ranges).',
     'glance_remote_verification_failures_total':
-        'Fills whose data did not match the image record (discarded).',
+        'Reads and fills whose data, from central or a peer, did not '
+        'match central\'s record of the image (discarded).',
     'glance_remote_resumes_total': 'Fills resumed from a verified prefix.',
-    'glance_remote_evictions_total': 'Cache entries evicted.',
+    'glance_remote_evictions_total': 'Cache entries evicted (to make '
+                                     'room, by the operator, or released '
+                                     'after a copy into a store).',
 }
 _GAUGE_LABELS = {'cache_entries': ['backend', 'state']}
 
@@ -418,7 +424,8 @@ class _Families:
     def __init__(self):
         self._families = collections.OrderedDict()
         self.requests = self._add(metrics_core.CounterMetricFamily(
-            'glance_remote_requests', 'Client reads of image data, each '
+            'glance_remote_requests', 'Reads of image data through '
+            'glance-api (clients\', copy-image\'s, prefetch\'s), each '
             'counted once by result.', labels=['backend', 'result']))
         self.bytes = self._add(metrics_core.CounterMetricFamily(
             'glance_remote_bytes', 'Image bytes served or fetched, by '
@@ -478,6 +485,8 @@ class _Families:
             [backend, 'partial'], totals.partial)
         self.gauge('cache_pinned_entries').add_metric(
             [backend], totals.pinned)
+        self.gauge('cache_pinned_bytes').add_metric(
+            [backend], totals.pinned_bytes)
         # Half-open is not open: the next read that needs central tries
         # it, rather than failing fast.
         self.gauge('breaker_open').add_metric(

@@ -220,6 +220,8 @@ class TestOneBackend(CollectorTestCase):
                                   backend='c', state='partial'))
         self.assertEqual(1, value(
             self.samples, 'glance_remote_cache_pinned_entries', backend='c'))
+        self.assertEqual(KiB, value(
+            self.samples, 'glance_remote_cache_pinned_bytes', backend='c'))
 
     def test_central_as_last_seen(self):
         self.assertEqual(0, value(self.samples, 'glance_remote_central_up',
