@@ -274,13 +274,23 @@ class TestOneBackend(CollectorTestCase):
                 for image_id in self.images:
                     self.assertNotIn(image_id, label)
 
-    def test_a_scrape_writes_nothing_to_the_index(self):
+    def test_a_scrape_writes_nothing_to_the_index_but_a_probe(self):
+        # Central's outcome is recent: the prober asks nothing and the
+        # scrape writes nothing.
+        self.cache.save_central('c', False, time.time())
+        central = FakeCentral()
+        prober = metrics.Prober(central, self.cache,
+                                clock=lambda: self.now[0])
         before = (self.cache.counters(), self.cache.fill_durations(),
-                  self.cache.entries())
-        scrape(self.source('c', self.cache))
+                  self.cache.entries(), self.cache.load_central('c'),
+                  self.cache.load_breaker('c'))
+        scrape(self.source('c', self.cache, prober=prober))
+        self.assertEqual(0, central.probes)
         self.assertEqual(before, (self.cache.counters(),
                                   self.cache.fill_durations(),
-                                  self.cache.entries()))
+                                  self.cache.entries(),
+                                  self.cache.load_central('c'),
+                                  self.cache.load_breaker('c')))
 
 
 class TestStates(CollectorTestCase):

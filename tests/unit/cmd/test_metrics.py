@@ -114,6 +114,21 @@ class TestMetrics(MetricsTestCase):
             'glance_remote_requests_total',
             frozenset({('backend', 'c'), ('result', 'miss')}))])
 
+    def test_the_probe_of_a_closed_port_records_central_down_only(self):
+        # Central (127.0.0.1:9) refuses: the scrape's probe, a real
+        # upstream.Central with a breaker of its own, records central
+        # down in the index and leaves the workers' breaker closed.
+        store = cache.Cache(self.cache_dir, 1024)
+        metrics_cmd.cmd_metrics(argparse.Namespace(textfile=None),
+                                self.conf, self.backends)
+        samples = parse(self.stdout.getvalue())
+        self.assertEqual(0, samples[('glance_remote_central_up',
+                                     frozenset({('backend', 'c')}))])
+        self.assertEqual(0, samples[('glance_remote_breaker_open',
+                                     frozenset({('backend', 'c')}))])
+        self.assertIsNone(store.load_breaker('c'))
+        self.assertFalse(store.load_central('c').up)
+
     def test_textfile_is_written_whole_and_alone(self):
         folder = self.useFixture(fixtures.TempDir()).path
         path = os.path.join(folder, 'glance_remote.prom')
