@@ -307,17 +307,27 @@ class NodeCollector:
             thread.join(max(0.0, deadline - time.monotonic()))
 
     def _add_outage(self, out, src):
+        self._add_report(out, src.backend, 'outage', lambda: (
+            self._outage_report(src.backend, src.cache)))
+
+    def _add_report(self, out, backend, part, report_of):
+        """The unready and unpinned gauges of *part* ('outage' or
+        'site_outage') from the report *report_of()* returns (None: no
+        report, no sample); a failure is collect_errors{part}.
+        """
         try:
-            report = self._outage_report(src.backend, src.cache)
+            report = report_of()
         except (exceptions.RemoteGlanceError, sqlite3.Error, OSError) as e:
-            self._failed(out, src.backend, 'outage',
-                         'outage readiness not known: %s' % e)
+            self._failed(out, backend, part, '%s not known: %s'
+                         % (_PARTS[part], e))
             return
-        self._succeeded(out, src.backend, 'outage')
-        out.gauge('outage_unready_images').add_metric(
-            [src.backend], len(report.unready))
-        out.gauge('outage_unpinned_images').add_metric(
-            [src.backend], len(report.unpinned))
+        if report is None:
+            return
+        self._succeeded(out, backend, part)
+        out.gauge(part + '_unready_images').add_metric(
+            [backend], len(report.unready))
+        out.gauge(part + '_unpinned_images').add_metric(
+            [backend], len(report.unpinned))
 
     def _failed(self, out, backend, part, error):
         out.errors.add_metric([backend, part], 1)
@@ -345,19 +355,8 @@ class NodeCollector:
         return sorted(members)
 
     def _add_site_outage(self, out, src, members):
-        try:
-            report = self._site_outage_report(src.backend, members)
-        except (exceptions.RemoteGlanceError, sqlite3.Error, OSError) as e:
-            self._failed(out, src.backend, 'site_outage',
-                         'site outage readiness not known: %s' % e)
-            return
-        if report is None:
-            return
-        self._succeeded(out, src.backend, 'site_outage')
-        out.gauge('site_outage_unready_images').add_metric(
-            [src.backend], len(report.unready))
-        out.gauge('site_outage_unpinned_images').add_metric(
-            [src.backend], len(report.unpinned))
+        self._add_report(out, src.backend, 'site_outage', lambda: (
+            self._site_outage_report(src.backend, members)))
 
 
 # What a part of collect_errors is, for the log.
