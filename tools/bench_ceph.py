@@ -42,11 +42,16 @@ from glance_store_remote import cache as cache_module
 from tests.harness import ceph
 from tests.harness import faults
 from tests.harness import lab as lab_module
+from tools import bench_data
+from tools import bench_results
 
 MiB = 1024 * 1024
 BACKEND = 'rbd-central'
 EDGE_STORE = 'edge-rbd'
 COPY_TIMEOUT = 1800  # seconds for one copy-image
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, 'doc', 'source', 'benchmarks')
+TEXT_FILE = 'results-ceph.txt'
 
 
 class CephRows:
@@ -101,6 +106,7 @@ class CephRows:
         timed whole download.
         """
         bench = self.bench
+        first_line = len(bench.lines)
         bench.say('\ncentral on Ceph RBD (a single-node cluster, memstore '
                   'OSD), %d MiB image' % bench.args.size_mib)
         if self.skipped:
@@ -143,29 +149,125 @@ class CephRows:
             'miss_vs_direct': ours / direct, 'cut_seconds': cut_seconds,
             'clean_miss_seconds': clean, 'resent_bytes': resent}
         self.copy_rows(headers, timed)
+        if bench.args.only == 'ceph':
+            self.write(bench.lines[first_line:])
+
+    def write(self, lines):
+        """--only ceph: write results-ceph.txt and merge the rows into
+        results.json (the other sections' numbers stay as they are).
+        """
+        bench = self.bench
+        bench.results['ceph'].update(
+            size_mib=bench.args.size_mib, trials=bench.args.trials,
+            rows=[{'name': n, 'value': v, 'unit': u, 'ratio': r,
+                   'note': note} for n, v, u, r, note in bench.rows])
+        path = bench_results.merge(OUT, 'ceph', bench.results['ceph'])
+        text = os.path.join(OUT, TEXT_FILE)
+        with open(text, 'w') as f:
+            f.write('\n'.join(lines).lstrip('\n') + '\n')
+        bench.say('wrote %s and %s' % (os.path.relpath(path, ROOT),
+                                       os.path.relpath(text, ROOT)))
 
     def copy_rows(self, headers, timed):
-        """copy-image into the edge's rbd store, and a clone of it."""
+        """copy-image into the edge's rbd store, a clone of it, and the
+        baselines of the same bytes into the same pool: Glance's own upload
+        into that store and ``rbd import``; the trials interleaved.
+        """
         bench = self.bench
-        image = bench.central_image(bench.size, 'bench-copy')
+        source = bench_data.random_file(
+            os.path.join(bench.tmp, 'copy-source.raw'), bench.size)
+        client = bench.lab.central.glance()
+        image = client.images.create(name='bench-copy', disk_format='raw',
+                                     container_format='bare')
+        with open(source, 'rb') as f:
+            client.images.upload(image.id, f)
         direct = statistics.median(
             timed(bench.url(bench.lab.central, image.id))
             for _ in range(bench.args.trials))
-        copies, clones = [], []
-        for _ in range(bench.args.trials):
+        copies, clones, uploads, imports = [], [], [], []
+        for trial in range(bench.args.trials):
             edge_id = bench.link(image.id)
             bench.evict(image.id)
             copies.append(self.copy_image(edge_id, headers))
             clones.append(self.clone(edge_id))
+            self.drop_copy(edge_id, headers)
+            uploads.append(self.upload(source, headers))
+            imports.append(self.rbd_import(source, trial))
+        os.unlink(source)
         copy = statistics.median(copies)
+        upload = statistics.median(uploads)
+        imported = statistics.median(imports)
+        mib = bench.size / MiB
         bench.row('copy-image into the edge\'s RBD (vs direct download)',
                   copy, 's', copy / direct,
-                  'through the cache: one read from central')
+                  'through the cache: one read from central; %s'
+                  % spread(copies))
+        bench.row('  Glance\'s own upload into that store', upload, 's',
+                  None, '%.0f MiB/s; %s' % (mib / upload, spread(uploads)))
+        bench.row('  rbd import into the same pool', imported, 's', None,
+                  '%.0f MiB/s; %s' % (mib / imported, spread(imports)))
+        bench.row('  copy-image vs Glance\'s own upload', copy / upload,
+                  'x', None, 'goal <= 1.2x; copy vs rbd import %.1fx'
+                  % (copy / imported))
         bench.row('  copy-on-write clone of its snapshot, as nova does',
                   statistics.median(clones) * 1000, 'ms')
         bench.results['ceph'].update(
             direct_download_seconds=direct, copy_seconds=copies,
-            clone_seconds=clones)
+            clone_seconds=clones, upload_seconds=uploads,
+            rbd_import_seconds=imports, copy_vs_upload=copy / upload,
+            copy_vs_rbd_import=copy / imported)
+
+    def drop_copy(self, edge_id, headers):
+        """Delete the image's copy in the edge's rbd store (the OSD holds
+        its data in memory): DELETE /v2/stores/<store>/<id>.
+        """
+        answer = requests.delete('%s/v2/stores/%s/%s' % (
+            self.bench.lab.edge.url, EDGE_STORE, edge_id), headers=headers,
+            timeout=60)
+        if answer.status_code != 204:
+            self.bench.say('  (the copy of %s stays in %s: %s)' % (
+                edge_id, EDGE_STORE, answer.status_code))
+
+    def upload(self, path, headers):
+        """Seconds of Glance's own upload of the file into the edge's rbd
+        store (PUT /v2/images/<id>/file with X-Image-Meta-Store, Content-
+        Length set), from the request to the image active; image deleted.
+        """
+        edge = self.bench.lab.edge
+        image = edge.glance(lab_module.ADMIN).images.create(
+            name='bench-upload', disk_format='raw', container_format='bare')
+        url = '%s/v2/images/%s' % (edge.url, image.id)
+        started = time.perf_counter()
+        with open(path, 'rb') as f:
+            answer = requests.put(url + '/file', data=f, timeout=COPY_TIMEOUT,
+                                  headers=dict(headers, **{
+                                      'Content-Type':
+                                      'application/octet-stream',
+                                      'X-Image-Meta-Store': EDGE_STORE}))
+        if answer.status_code != 204:
+            raise RuntimeError('upload: %s %s' % (answer.status_code,
+                                                  answer.text[:300]))
+        record = requests.get(url, headers=headers, timeout=60).json()
+        seconds = time.perf_counter() - started
+        if record.get('status') != 'active' or \
+                record.get('stores') != EDGE_STORE:
+            raise RuntimeError('upload: %s in %s' % (record.get('status'),
+                                                     record.get('stores')))
+        requests.delete(url, headers=headers, timeout=60)
+        return seconds
+
+    def rbd_import(self, path, trial):
+        """Seconds of ``rbd import`` of the file into the edge pool, with
+        the object size of Glance's rbd store (rbd_store_chunk_size 8);
+        the image removed.
+        """
+        name = 'edge/bench-import-%d' % trial
+        started = time.perf_counter()
+        self.cluster.rbd('import', '--object-size', '8M', path, name,
+                         timeout=COPY_TIMEOUT)
+        seconds = time.perf_counter() - started
+        self.cluster.rbd('rm', '--no-progress', name, timeout=COPY_TIMEOUT)
+        return seconds
 
     def copy_image(self, edge_id, headers):
         """Seconds from Glance's copy-image request to the store listed."""
@@ -211,6 +313,12 @@ class CephRows:
                 return seconds
         finally:
             client.shutdown()
+
+
+def spread(seconds):
+    """'min A, max B s of N' for the trials' seconds."""
+    return 'min %.1f, max %.1f s of %d' % (min(seconds), max(seconds),
+                                           len(seconds))
 
 
 def wait_for_fill(store, image_id, timeout=60):
