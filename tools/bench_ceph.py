@@ -24,9 +24,13 @@ Rows, side by side in the same run as the rest of the benchmark:
   from byte 0; the bytes it re-sent and the time against a clean miss;
 * the edge's own Ceph (the DCN shape): Glance's copy-image of a linked
   image into the edge's rbd backend (``edge-rbd``, same cluster, its own
-  pool), against a direct download of the same image, and a copy-on-write
-  clone of its snapshot into a ``vms`` pool, as nova's rbd image backend
-  clones.
+  pool), against a direct download of the same image and against the same
+  bytes put into the same pool by Glance's own upload into that store and
+  by ``rbd import`` (the trials interleaved), and a copy-on-write clone of
+  its snapshot into a ``vms`` pool, as nova's rbd image backend clones.
+
+Run alone (``--only ceph``) it writes results-ceph.txt and merges its
+numbers into results.json.
 
 Skipped, with the reason in the results, where Ceph is not installed.
 """
