@@ -155,14 +155,21 @@ class Profile:
                 'client': os.getpid()}
         before = {k: cpu_seconds(p) for k, p in pids.items()}
         busy = machine_busy()
-        seconds, status, received, error = bench.get(url, headers,
-                                                     verify=algo)
+        stamps = [time.perf_counter()]
+        seconds, status, received, error = bench.get(
+            url, headers, verify=algo,
+            on_bytes=lambda _: stamps.append(time.perf_counter()))
         busy = (machine_busy() - busy) / seconds
+        # The client's 4 MiB reads: the last one waits for the verdict on
+        # a miss (the last byte is held back until the hash matched).
+        gaps = [b - a for a, b in zip(stamps, stamps[1:])]
         if status != 200 or received != self.size or error:
             raise RuntimeError('%s: %s %s %s' % (url, status, received,
                                                  error))
         return seconds, dict({k: cpu_seconds(p) - before[k]
-                              for k, p in pids.items()}, cores=busy)
+                              for k, p in pids.items()}, cores=busy,
+                             last=gaps[-1] * 1000,
+                             read=statistics.median(gaps) * 1000)
 
     def run(self):
         self.start()
@@ -193,18 +200,22 @@ class Profile:
                 results[name].append(fn())
         self.say('%d MiB image, %d trials, alternating; MiB/s median '
                  '(min-max);\nCPU seconds median: central / edge / client; '
-                 'busy cores of the machine (all processes)'
+                 'busy cores of the machine (all processes);\n'
+                 'the client\'s last 4 MiB read / its median 4 MiB read, '
+                 'ms'
                  % (self.args.size_mib, self.args.trials))
         speeds = {}
         for name, _ in cases:
             mib_s = [self.size / MiB / s for s, _ in results[name]]
             speeds[name] = statistics.median(mib_s)
             cpu = {k: statistics.median(c[k] for _, c in results[name])
-                   for k in ('central', 'edge', 'client', 'cores')}
-            self.say('  %-32s %6.1f (%6.1f-%6.1f)  %4.2f / %4.2f / %4.2f;'
-                     ' %4.2f' % (name, speeds[name], min(mib_s), max(mib_s),
-                                 cpu['central'], cpu['edge'], cpu['client'],
-                                 cpu['cores']))
+                   for k in ('central', 'edge', 'client', 'cores', 'last',
+                             'read')}
+            self.say('  %-30s %6.1f (%6.1f-%6.1f)  %4.2f / %4.2f / %4.2f;'
+                     ' %4.2f; %3.0f / %2.0f' % (
+                         name, speeds[name], min(mib_s), max(mib_s),
+                         cpu['central'], cpu['edge'], cpu['client'],
+                         cpu['cores'], cpu['last'], cpu['read']))
         references = self.references(algo)
         for name, mib_s in references.items():
             self.say('  %-32s %6.1f  (one core, no server)' % (name, mib_s))
@@ -283,8 +294,10 @@ class Profile:
             spy.send_signal(2)
             spy.wait(30)
         self.say('\npy-spy, one verified miss (4 MiB chunks) in %.1f s; '
-                 'CPU seconds central %.2f, edge %.2f, client %.2f'
-                 % (seconds, cpu['central'], cpu['edge'], cpu['client']))
+                 'CPU seconds central %.2f,\nedge %.2f, client %.2f; the '
+                 'client\'s last 4 MiB read %.0f ms'
+                 % (seconds, cpu['central'], cpu['edge'], cpu['client'],
+                    cpu['last']))
         for side, (raw, _) in spies.items():
             self.summary(side, raw)
             if self.args.keep:
